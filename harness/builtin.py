@@ -1,0 +1,48 @@
+"""The core's own plugin: the gates that need no model, and the CSV result writer.
+
+Registered through the same hooks as every other plugin, ``trylast`` so a
+plugin may replace any of them by registering the same name.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+from harness.gates import OracleGate, PassThroughGate
+from harness.hookspecs import hookimpl
+from harness.results import ResultWriter
+
+
+class CsvWriter(ResultWriter):
+    """``samples.csv``: the per-sample records flattened, for spreadsheets."""
+
+    name = "csv"
+    description = "samples.csv with one row per (sample, model)"
+    columns = [
+        "sample_id", "category", "image", "true_label", "gate_score", "gate_flagged", "model",
+        "predicted_label", "correct", "error", "outcome", "latency_s", "attempts",
+        "tokens_in", "tokens_out", "cost_usd",
+    ]
+
+    def write(self, run_dir: Path, run: dict[str, Any], records: list[dict[str, Any]]) -> Path:
+        path = run_dir / "samples.csv"
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=self.columns, extrasaction="ignore")
+            writer.writeheader()
+            for record in records:
+                gate = record.get("gate") or {}
+                writer.writerow({**record, "gate_score": gate.get("score"), "gate_flagged": gate.get("flagged")})
+        return path
+
+
+@hookimpl(trylast=True)
+def register_gates(register):
+    register(OracleGate)
+    register(PassThroughGate)
+
+
+@hookimpl(trylast=True)
+def register_result_writers(register):
+    register(CsvWriter())

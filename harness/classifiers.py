@@ -1,0 +1,101 @@
+"""The classifier protocol: what a backend plugin implements.
+
+A classifier receives a rendered `Prompt` (chat messages with named images and
+the closed set of candidate classes) and returns a `Response` (raw text, token
+usage, optionally per-option scores). It never sees the true label. Retries,
+timeouts and concurrency are the core's job (:mod:`harness.dispatch`); a
+backend only says which of its errors are transient (`Classifier.should_retry`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from harness.errors import HarnessError
+from harness.options import Options
+from harness.types import Prompt, Response
+
+
+class ClassifierOptions(Options):
+    """Options every classifier accepts; backends subclass this to add their own."""
+
+    concurrency: int = Field(4, ge=1, description="requests in flight at once for this model")
+    timeout_s: float = Field(120.0, gt=0, description="per-request timeout in seconds")
+    max_attempts: int = Field(4, ge=1, description="attempts per request, for transient errors only")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a classifier can take and do."""
+
+    #: Most images one request may carry (None: no limit). Extra images are dropped, last first.
+    max_images: int | None = None
+    #: True when it can score each candidate instead of generating text.
+    can_score_options: bool = False
+
+
+class Classifier(ABC):
+    """A classifier backend. ``plugin`` is the prefix of the model specs it serves."""
+
+    plugin: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    Options: ClassVar[type[ClassifierOptions]] = ClassifierOptions
+    #: True when a spec must name a model (``openai:gpt-4o``); False for ``random``.
+    requires_model_id: ClassVar[bool] = False
+    capabilities: Capabilities = Capabilities()
+
+    def __init__(self, model_id: str | None, options: ClassifierOptions):
+        self.model_id = model_id
+        self.options = options
+
+    @property
+    def spec(self) -> str:
+        """The model spec as the user wrote it: ``plugin`` or ``plugin:model_id``."""
+        return f"{self.plugin}:{self.model_id}" if self.model_id else self.plugin
+
+    @abstractmethod
+    async def classify(self, prompt: Prompt) -> Response:
+        """Answer one prompt. Raise on failure; never return a failure as text."""
+
+    def should_retry(self, error: BaseException) -> bool:
+        """True when ``error`` is transient (rate limit, overload, 5xx, timeout, dropped connection)."""
+        return False
+
+    def is_timeout(self, error: BaseException) -> bool:
+        """True when ``error`` means the request timed out (recorded as ``timeout``, not ``backend_error``)."""
+        return isinstance(error, TimeoutError)
+
+    async def aclose(self) -> None:
+        """Release clients, sessions, models."""
+
+    def describe(self) -> dict[str, Any]:
+        """Model and options for the run's provenance (never secrets)."""
+        return {"spec": self.spec, "options": self.options.model_dump()}
+
+
+def parse_model_spec(spec: str) -> tuple[str, str | None]:
+    """Split ``PLUGIN:MODEL_ID`` at the first colon; a bare ``PLUGIN`` has no model id.
+
+    >>> parse_model_spec("hf:Qwen/Qwen2-VL-2B-Instruct")
+    ('hf', 'Qwen/Qwen2-VL-2B-Instruct')
+    """
+    spec = spec.strip()
+    if not spec:
+        raise HarnessError("empty model spec; expected PLUGIN or PLUGIN:MODEL_ID (e.g. openai:gpt-4o)")
+    plugin, sep, model_id = spec.partition(":")
+    if sep and not model_id:
+        raise HarnessError(f"model spec {spec!r} names no model after the colon")
+    return plugin, (model_id if sep else None)
+
+
+def split_model_list(models: str) -> list[str]:
+    """Split the ``--models`` value at commas, dropping blanks and duplicates (order kept)."""
+    seen: dict[str, None] = {}
+    for part in models.split(","):
+        if part.strip():
+            seen.setdefault(part.strip(), None)
+    return list(seen)

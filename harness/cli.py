@@ -1,0 +1,236 @@
+"""The ``harness`` command line.
+
+User errors (bad input, unknown names, bad options) print one clear message
+and exit with code 2; a traceback appears only with ``--debug``. Plugins add
+commands through the ``register_commands`` hook.
+"""
+
+from __future__ import annotations
+
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from harness import __version__, leaderboard
+from harness.classifiers import split_model_list
+from harness.errors import HarnessError
+from harness.options import describe_options
+from harness.plugins import Registry, get_registry
+from harness.runner import Run, RunConfig
+
+console = Console(stderr=True)
+out = Console()
+
+
+def _warn_failures(registry: Registry) -> None:
+    for failure in registry.failures:
+        console.print(
+            f"[yellow]warning:[/] plugin [bold]{failure.plugin}[/] ({failure.distribution}) failed to load: "
+            f"{failure.error}\n  hint: {failure.hint}"
+        )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="harness")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Evaluate multimodal LLMs on industrial anomaly classification behind a detector gate."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+def _load_config(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise HarnessError(f"{path}: run config not found") from None
+    except tomllib.TOMLDecodeError as error:
+        raise HarnessError(f"{path}: not valid TOML ({error})") from None
+
+
+@cli.command()
+@click.option("--benchmark", "-b", default=None, help="Benchmark name (see `harness list`). [default: demo]")
+@click.option("--data-root", type=click.Path(path_type=Path), default=None, help="Where the benchmark's data lives.")
+@click.option("--category", "categories", multiple=True, help="Evaluate only this category (repeatable).")
+@click.option("--gate", default=None, help="Detector gate: oracle, none, ... [default: oracle]")
+@click.option("--models", "-m", default=None, help="Comma-separated model specs: PLUGIN or PLUGIN:MODEL_ID.")
+@click.option("--prompt", default=None, help="Prompt template name. [default: velm]")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help="TOML run config: defaults for these flags plus [gate] and [models.\"SPEC\"] option tables.")
+@click.option("--seed", type=int, default=None, help="Seed for reference choice, subsets, bootstrap. [default: 0]")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N test images per category (seeded subset).")
+@click.option("--results-dir", type=click.Path(path_type=Path), default=None, help="Where run folders go. [default: results]")
+@click.option("--run-id", default=None, help="Name of the run folder. [default: time-benchmark-random]")
+@click.option("--output-format", "output_formats", multiple=True, help="Extra result format (e.g. csv), repeatable.")
+def run(**flags: Any) -> None:
+    """Run a benchmark through a gate and one or more models, score it, record it."""
+    file_config = _load_config(flags.pop("config_path"))
+
+    def pick(name: str, default: Any = None) -> Any:
+        value = flags.get(name)
+        if value not in (None, ()):
+            return value
+        return file_config.get(name.replace("_", "-"), file_config.get(name, default))
+
+    models = pick("models")
+    if isinstance(models, str):
+        models = split_model_list(models)
+    categories = pick("categories") or pick("category")
+    if isinstance(categories, str):
+        categories = [categories]
+    data_root = pick("data_root")
+    config = RunConfig(
+        benchmark=pick("benchmark", "demo"),
+        models=list(models or []),
+        gate=pick("gate", "oracle"),
+        prompt=pick("prompt", "velm"),
+        data_root=Path(data_root).expanduser() if data_root else None,
+        categories=list(categories) if categories else None,
+        gate_options=dict(file_config.get("gate", {})),
+        model_options={spec: dict(options) for spec, options in file_config.get("models", {}).items()},
+        seed=int(pick("seed", 0)),
+        limit=pick("limit"),
+        results_dir=Path(pick("results_dir", "results")),
+        run_id=pick("run_id"),
+        output_formats=list(pick("output_formats") or []),
+    )
+    registry = get_registry()
+    _warn_failures(registry)
+    runner_progress = _ProgressBar()
+    with runner_progress:
+        result = Run(config, registry, progress=runner_progress.update).execute()
+    rows = leaderboard.rows_from_run(result.run)
+    out.print(_rich_table(f"Run {result.run_id}", rows))
+    out.print(f"results: {result.run_dir}/run.json and samples.jsonl")
+    board = _write_leaderboard([config.results_dir], config.results_dir / "LEADERBOARD.md")
+    out.print(f"leaderboard: {board}")
+
+
+class _ProgressBar:
+    """A rich progress bar with one line per category."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(
+            SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), console=console, transient=False,
+        )
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> "_ProgressBar":
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.__exit__(*exc)
+
+    def update(self, category: str, done: int, total: int) -> None:
+        if category not in self.tasks:
+            self.tasks[category] = self.progress.add_task(category, total=total)
+        self.progress.update(self.tasks[category], completed=done, total=total)
+
+
+def _rich_table(title: str, rows: list[leaderboard.Row]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in leaderboard.COLUMNS:
+        table.add_column(column, overflow="fold")
+    for rank, row in enumerate(rows, start=1):
+        table.add_row(*leaderboard.cells(rank, row))
+    return table
+
+
+def _write_leaderboard(paths: list[Path], output: Path) -> Path:
+    rows = leaderboard.collect(paths)
+    tables = leaderboard.group(rows)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(leaderboard.render_markdown(tables), encoding="utf-8")
+    return output
+
+
+@cli.command(name="leaderboard")
+@click.argument("results_dirs", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
+              help="Markdown file to write. [default: results/LEADERBOARD.md]")
+def leaderboard_command(results_dirs: tuple[Path, ...], output: Path | None) -> None:
+    """Print the leaderboard of finished runs and write LEADERBOARD.md.
+
+    Each RESULTS_DIR is a run folder or a folder of run folders [default: results].
+    """
+    paths = list(results_dirs) or [Path("results")]
+    output = output or Path("results") / "LEADERBOARD.md"
+    rows = leaderboard.collect(paths)
+    tables = leaderboard.group(rows)
+    if not tables:
+        out.print("No finished runs found in " + ", ".join(str(p) for p in paths))
+    for (benchmark, manifest), table_rows in tables.items():
+        out.print(_rich_table(leaderboard.table_title(benchmark, manifest), table_rows))
+    if len({b for b, _ in tables}) < len(tables):
+        out.print("[yellow]note:[/] some benchmark has runs over different image sets (manifest hashes); "
+                  "they are shown as separate tables and never ranked together.")
+    _write_leaderboard(paths, output)
+    out.print(f"wrote {output}")
+
+
+_KINDS = [
+    ("benchmarks", "Benchmarks"), ("gates", "Gates"), ("classifiers", "Classifiers"),
+    ("templates", "Prompt templates"), ("writers", "Result writers"),
+]
+
+
+@cli.command(name="list")
+@click.option("--verbose", "-v", is_flag=True, help="Also list each gate's and classifier's options.")
+def list_command(verbose: bool) -> None:
+    """Show registered benchmarks, gates, classifiers, templates and writers, with their plugins."""
+    registry = get_registry()
+    _warn_failures(registry)
+    for kind, title in _KINDS:
+        table = Table(title=title, title_justify="left")
+        for column in ("name", "plugin", "version", "description"):
+            table.add_column(column)
+        for name, provided in sorted(getattr(registry, kind).items()):
+            description = getattr(provided.obj, "description", "") or ""
+            if verbose and hasattr(provided.obj, "Options"):
+                options = describe_options(provided.obj.Options)
+                description += "".join(f"\n  {n} ({t}, default {d}): {text}" for n, t, d, text in options)
+            table.add_row(name, provided.plugin, provided.version, description)
+        out.print(table)
+    for kind, name, plugin in registry.shadowed:
+        out.print(f"[yellow]note:[/] {kind[:-1]} {name!r} from plugin {plugin!r} is overridden by an earlier registration")
+
+
+def _add_plugin_commands() -> None:
+    registry = get_registry()
+    if registry.manager is not None:
+        registry.manager.hook.register_commands(cli=cli)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: turns `HarnessError` into a message and exit code 2."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        _add_plugin_commands()
+        cli.main(args=args, prog_name="harness", standalone_mode=False)
+    except HarnessError as error:
+        if debug:
+            raise
+        console.print(f"[red]error:[/] {error}", highlight=False)
+        sys.exit(error.exit_code)
+    except click.exceptions.Abort:
+        console.print("aborted")
+        sys.exit(130)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        console.print("interrupted; finished samples are in samples.jsonl")
+        sys.exit(130)

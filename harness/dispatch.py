@@ -1,0 +1,88 @@
+"""Calling a classifier: concurrency, per-request timeout, retries, error kinds.
+
+Retries live here, not in the backends: a backend only declares which errors
+are transient (`Classifier.should_retry`). A permanent error becomes an error
+kind on the record (``backend_error`` or ``timeout``) with a redacted message;
+it is never turned into an answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from tenacity import AsyncRetrying, RetryError, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from harness.classifiers import Classifier
+from harness.redact import redact
+from harness.types import Prompt, Response
+
+MAX_DETAIL_CHARS = 500
+
+
+@dataclass
+class CallResult:
+    """The outcome of one dispatched request, successful or not."""
+
+    response: Response | None
+    error: str | None  # "backend_error" | "timeout" | None
+    detail: str | None
+    attempts: int
+    latency_s: float | None  # wall time of the successful attempt
+    queued_s: float  # time spent waiting for a concurrency slot
+
+
+class Dispatcher:
+    """Sends prompts to one classifier with bounded concurrency and retries."""
+
+    def __init__(self, classifier: Classifier, *, wait_initial_s: float = 1.0, wait_max_s: float = 60.0):
+        self.classifier = classifier
+        self.options = classifier.options
+        self._slots = asyncio.Semaphore(self.options.concurrency)
+        self._wait = wait_random_exponential(multiplier=wait_initial_s, max=wait_max_s)
+
+    async def call(self, prompt: Prompt) -> CallResult:
+        queued_at = time.perf_counter()
+        async with self._slots:
+            queued_s = time.perf_counter() - queued_at
+            return await self._call_with_retries(prompt, queued_s)
+
+    async def _call_with_retries(self, prompt: Prompt, queued_s: float) -> CallResult:
+        attempts = 0
+        latency: float | None = None
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.options.max_attempts),
+            wait=self._wait,
+            retry=retry_if_exception(self._is_transient),
+            reraise=False,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    attempts += 1
+                    started = time.perf_counter()
+                    response = await asyncio.wait_for(self.classifier.classify(prompt), self.options.timeout_s)
+                    latency = time.perf_counter() - started
+            return CallResult(response, None, None, attempts, latency, queued_s)
+        except RetryError as exhausted:
+            error = exhausted.last_attempt.exception()
+            return self._failure(error, attempts, queued_s, exhausted_retries=True)
+        except Exception as error:  # a permanent error: recorded, never raised into the run
+            return self._failure(error, attempts, queued_s, exhausted_retries=False)
+
+    def _is_transient(self, error: BaseException) -> bool:
+        return isinstance(error, asyncio.TimeoutError) or self.classifier.should_retry(error)
+
+    def _failure(self, error: BaseException | None, attempts: int, queued_s: float, exhausted_retries: bool) -> CallResult:
+        is_timeout = isinstance(error, asyncio.TimeoutError) or (
+            error is not None and self.classifier.is_timeout(error)
+        )
+        kind = "timeout" if is_timeout else "backend_error"
+        if isinstance(error, asyncio.TimeoutError):
+            message = f"no answer within {self.options.timeout_s:g} s"
+        else:
+            message = f"{type(error).__name__}: {error}"
+        if exhausted_retries:
+            message = f"gave up after {attempts} attempts; last: {message}"
+        return CallResult(None, kind, redact(message)[:MAX_DETAIL_CHARS], attempts, None, queued_s)

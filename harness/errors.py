@@ -1,0 +1,32 @@
+"""Exceptions a user can act on.
+
+`HarnessError` and its subclasses are expected failures caused by input or
+configuration: the CLI prints their message and exits with code 2, without a
+traceback unless ``--debug`` is given.
+"""
+
+
+class HarnessError(Exception):
+    """A user-facing error: bad input, bad configuration, unknown names."""
+
+    exit_code = 2
+
+
+class DataLayoutError(HarnessError):
+    """A data root is missing or not laid out as the dataset expects."""
+
+
+class UnknownNameError(HarnessError):
+    """A benchmark, gate, classifier or template name that nothing registered."""
+
+
+class PluginError(HarnessError):
+    """A plugin failed to load or declared an invalid hook."""
+
+
+class BadInputError(Exception):
+    """One sample's input is unusable (unreadable or corrupt image).
+
+    Not a `HarnessError`: the run records the sample with error ``bad_input``
+    and goes on.
+    """

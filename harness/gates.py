@@ -1,0 +1,106 @@
+"""The gate protocol, and the two gates that need no model: ``oracle`` and ``none``.
+
+A gate is the "vision expert" in front of the classifiers: fitted on the
+training normals of one category, it scores each test sample and decides
+whether it is flagged as anomalous. Only flagged samples reach a classifier;
+the others are predicted ``good`` without any model call.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+from PIL import Image
+
+from harness.images import load_mask
+from harness.options import Options
+from harness.types import Category, GateResult, Sample
+
+
+class FittedGate(ABC):
+    """A gate fitted on one category; scores that category's test samples."""
+
+    @abstractmethod
+    def score(self, sample: Sample, image: Image.Image) -> GateResult:
+        """Score one sample. The image is already loaded (RGB)."""
+
+    def info(self) -> dict[str, Any]:
+        """Threshold and how it was set (``threshold``, ``threshold_source``, ...), for run.json."""
+        return {}
+
+
+class Gate(ABC):
+    """A detector gate type. Subclasses set ``name``, ``description`` and ``Options``."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    Options: ClassVar[type[Options]] = Options
+    #: True when every sample is flagged, so ``good`` must be a candidate class.
+    passes_all: ClassVar[bool] = False
+    #: True when the gate reads ground truth (only the oracle should).
+    uses_ground_truth: ClassVar[bool] = False
+
+    def __init__(self, options: Options | None = None):
+        self.options = options if options is not None else self.Options()
+
+    @abstractmethod
+    def fit(self, category: Category) -> FittedGate:
+        """Fit on ``category.train_images`` only; never look at test samples."""
+
+    def describe(self) -> dict[str, Any]:
+        """Parameters for the run's provenance."""
+        return {"name": self.name, "options": self.options.model_dump()}
+
+
+class OracleGate(Gate):
+    """Flags exactly the anomalous samples; its map is the ground-truth mask.
+
+    This is the upper bound of any gate (VELM's "ground-truth masks" setting):
+    it isolates the classifier's share of the errors.
+    """
+
+    name = "oracle"
+    description = "flags exactly the anomalous images; the region is the ground-truth mask"
+    uses_ground_truth = True
+
+    def fit(self, category: Category) -> FittedGate:
+        return _FittedOracle()
+
+
+class _FittedOracle(FittedGate):
+    def score(self, sample: Sample, image: Image.Image) -> GateResult:
+        flagged = sample.is_anomalous
+        region = load_mask(sample.mask, image.size) if (flagged and sample.mask) else None
+        if region is not None and not region.any():
+            region = None
+        anomaly_map = region.astype("float32") if region is not None else None
+        return GateResult(
+            score=1.0 if flagged else 0.0,
+            flagged=flagged,
+            threshold=0.5,
+            anomaly_map=anomaly_map,
+            region=region,
+        )
+
+    def info(self) -> dict[str, Any]:
+        return {"threshold": 0.5, "threshold_source": "ground truth (oracle)"}
+
+
+class PassThroughGate(Gate):
+    """Flags every sample: each image goes to the classifiers, with ``good`` as a candidate."""
+
+    name = "none"
+    description = "flags every image; the classifiers also decide good vs defective"
+    passes_all = True
+
+    def fit(self, category: Category) -> FittedGate:
+        return _FittedPassThrough()
+
+
+class _FittedPassThrough(FittedGate):
+    def score(self, sample: Sample, image: Image.Image) -> GateResult:
+        return GateResult(score=1.0, flagged=True, threshold=None)
+
+    def info(self) -> dict[str, Any]:
+        return {"threshold": None, "threshold_source": "none (every image is flagged)"}

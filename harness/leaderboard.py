@@ -1,0 +1,170 @@
+"""Aggregate finished runs into ranked tables.
+
+One row per (benchmark, manifest hash, gate, model, prompt); when several runs
+share that key the newest wins and the row says how many there were. Rows are
+ranked only against rows of the same benchmark *and* manifest hash: figures
+over different image sets are not comparable, so they get separate tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from harness.metrics import OUTCOMES
+from harness.results import find_run_dirs, load_run
+
+ERROR_OUTCOMES = [o for o in OUTCOMES if o != "correct"]
+
+
+@dataclass
+class Row:
+    """One leaderboard line: a model's figures in one run."""
+
+    benchmark: str
+    manifest_hash: str
+    gate: str
+    model: str
+    prompt: str
+    run_id: str
+    created_at: str
+    n: int
+    accuracy: float | None
+    accuracy_ci: tuple[float, float] | None
+    anomalous_accuracy: float | None
+    macro_f1: float | None
+    kappa: float | None
+    outcomes: dict[str, int]
+    latency_p50: float | None
+    latency_p95: float | None
+    tokens_in: int | None
+    tokens_out: int | None
+    cost_usd: float | None
+    runs: int = 1
+
+    @property
+    def key(self) -> tuple[str, str, str, str, str]:
+        return (self.benchmark, self.manifest_hash, self.gate, self.model, self.prompt)
+
+
+def rows_from_run(run: dict[str, Any]) -> list[Row]:
+    """Rows for every model of one finished run (unfinished runs give none)."""
+    if run.get("status") != "finished":
+        return []
+    bench = run["benchmark"]
+    rows = []
+    for model, scores in run.get("metrics", {}).items():
+        velm = scores["protocols"].get("velm", {})
+        anomalous = scores["protocols"].get("anomalous", {})
+        usage = scores.get("usage", {})
+        ci = velm.get("accuracy_ci")
+        rows.append(
+            Row(
+                benchmark=bench["name"],
+                manifest_hash=bench["manifest_hash"],
+                gate=run["config"]["gate"],
+                model=model,
+                prompt=run["config"]["prompt"],
+                run_id=run["run_id"],
+                created_at=run.get("created_at", ""),
+                n=scores.get("n", 0),
+                accuracy=velm.get("accuracy"),
+                accuracy_ci=tuple(ci) if ci else None,
+                anomalous_accuracy=anomalous.get("accuracy"),
+                macro_f1=velm.get("macro_f1"),
+                kappa=velm.get("kappa"),
+                outcomes=scores.get("outcomes", {}),
+                latency_p50=usage.get("latency_p50"),
+                latency_p95=usage.get("latency_p95"),
+                tokens_in=usage.get("tokens_in_total"),
+                tokens_out=usage.get("tokens_out_total"),
+                cost_usd=usage.get("cost_usd_total"),
+            )
+        )
+    return rows
+
+
+def collect(paths: Iterable[Path]) -> list[Row]:
+    """Read every run under ``paths``; keep the newest row per key, counting the others."""
+    newest: dict[tuple, Row] = {}
+    counts: dict[tuple, int] = {}
+    for run_dir in find_run_dirs(paths):
+        run, _ = load_run(run_dir)
+        for row in rows_from_run(run):
+            counts[row.key] = counts.get(row.key, 0) + 1
+            if row.key not in newest or row.created_at > newest[row.key].created_at:
+                newest[row.key] = row
+    for key, row in newest.items():
+        row.runs = counts[key]
+    return list(newest.values())
+
+
+def group(rows: list[Row]) -> dict[tuple[str, str], list[Row]]:
+    """Tables keyed by (benchmark, manifest hash), each ranked by accuracy, best first."""
+    tables: dict[tuple[str, str], list[Row]] = {}
+    for row in rows:
+        tables.setdefault((row.benchmark, row.manifest_hash), []).append(row)
+    for table in tables.values():
+        table.sort(key=lambda r: (-(r.accuracy if r.accuracy is not None else -1), r.model))
+    return dict(sorted(tables.items()))
+
+
+COLUMNS = [
+    "#", "model", "gate", "prompt", "n", "accuracy (95% CI)", "anomalous acc", "macro-F1", "kappa",
+    "errors", "p50 s", "p95 s", "tokens in/out", "cost $", "run",
+]
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _errors(outcomes: dict[str, int]) -> str:
+    parts = [f"{name.replace('_', ' ')} {outcomes[name]}" for name in ERROR_OUTCOMES if outcomes.get(name)]
+    return ", ".join(parts) or "none"
+
+
+def cells(rank: int, row: Row) -> list[str]:
+    """The row as display strings, in `COLUMNS` order."""
+    ci = f" ({_pct(row.accuracy_ci[0])}-{_pct(row.accuracy_ci[1])})" if row.accuracy_ci else ""
+    tokens = "-" if row.tokens_in is None and row.tokens_out is None else f"{row.tokens_in or 0}/{row.tokens_out or 0}"
+    run = row.run_id + (f" (+{row.runs - 1} older)" if row.runs > 1 else "")
+    return [
+        str(rank), row.model, row.gate, row.prompt, str(row.n), _pct(row.accuracy) + ci,
+        _pct(row.anomalous_accuracy), _num(row.macro_f1), _num(row.kappa), _errors(row.outcomes),
+        _num(row.latency_p50, 2), _num(row.latency_p95, 2), tokens,
+        "-" if row.cost_usd is None else f"{row.cost_usd:.4f}", run,
+    ]
+
+
+def table_title(benchmark: str, manifest: str) -> str:
+    return f"{benchmark} (manifest {manifest})"
+
+
+def render_markdown(tables: dict[tuple[str, str], list[Row]]) -> str:
+    """LEADERBOARD.md: one ranked table per (benchmark, manifest hash)."""
+    lines = [
+        "# Leaderboard",
+        "",
+        "Generated by `harness leaderboard`. Accuracy is protocol `velm`: per category, accuracy over all",
+        "test images with `good` as a class, then the unweighted mean over categories; the interval is a",
+        "seeded bootstrap over images within each category. Anomalous acc is the same over anomalous",
+        "images only. Each table covers one exact set of images (its manifest hash); rows of different",
+        "tables are not comparable and are never ranked together.",
+        "",
+    ]
+    if not tables:
+        lines.append("No finished runs found.")
+    for (benchmark, manifest), rows in tables.items():
+        lines += [f"## {table_title(benchmark, manifest)}", ""]
+        lines.append("| " + " | ".join(COLUMNS) + " |")
+        lines.append("|" + "---|" * len(COLUMNS))
+        for rank, row in enumerate(rows, start=1):
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells(rank, row)) + " |")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,205 @@
+"""The plugin manager: built-ins and entry points through one door.
+
+Every benchmark, gate, classifier, prompt template and result writer reaches
+the core through a hook in :mod:`harness.hookspecs`. Plugins are discovered in
+the ``harness`` entry-point group; the core's own built-ins are registered as a
+plugin too (``trylast``, so a plugin may override them by name).
+
+A plugin that fails to import is recorded in `Registry.failures` with the
+reason and a pip hint, and the others still load. A plugin that implements a
+hook the spec does not have (a misspelled name) fails loudly.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import pluggy
+
+from harness import __version__, hookspecs
+from harness.errors import PluginError, UnknownNameError
+
+ENTRY_POINT_GROUP = "harness"
+BUILTIN_PLUGIN = "builtin"
+
+
+@dataclass(frozen=True)
+class Provided:
+    """Something a plugin registered, with where it came from."""
+
+    name: str
+    obj: Any
+    plugin: str
+    version: str
+
+
+@dataclass(frozen=True)
+class PluginFailure:
+    """A plugin that could not be loaded, and what the user can do about it."""
+
+    plugin: str
+    distribution: str
+    error: str
+    hint: str
+
+
+@dataclass
+class Registry:
+    """All registered things by kind, each keyed by name."""
+
+    benchmarks: dict[str, Provided] = field(default_factory=dict)
+    gates: dict[str, Provided] = field(default_factory=dict)
+    classifiers: dict[str, Provided] = field(default_factory=dict)
+    templates: dict[str, Provided] = field(default_factory=dict)
+    writers: dict[str, Provided] = field(default_factory=dict)
+    failures: list[PluginFailure] = field(default_factory=list)
+    #: (kind, name, plugin) of registrations hidden by an earlier one of the same name.
+    shadowed: list[tuple[str, str, str]] = field(default_factory=list)
+    #: plugin name -> (distribution, version)
+    plugins: dict[str, tuple[str, str]] = field(default_factory=dict)
+    manager: pluggy.PluginManager | None = None
+
+    def get(self, kind: str, name: str) -> Provided:
+        """Look one thing up by kind and name, with a helpful error naming what exists."""
+        table: dict[str, Provided] = getattr(self, kind)
+        if name in table:
+            return table[name]
+        known = ", ".join(sorted(table)) or "none"
+        hint = ""
+        failed = [f.plugin for f in self.failures]
+        if failed:
+            hint = f" (plugins that failed to load: {', '.join(failed)}; see `harness plugins`)"
+        singular = kind[:-1] if kind.endswith("s") else kind
+        raise UnknownNameError(f"unknown {singular} {name!r}; registered: {known}{hint}")
+
+
+# Kinds registered through a hook, and the attribute naming each registered object.
+_REGISTRATION_HOOKS = {
+    "benchmarks": "register_benchmarks",
+    "gates": "register_gates",
+    "classifiers": "register_classifiers",
+    "templates": "register_prompt_templates",
+    "writers": "register_result_writers",
+}
+
+
+def _name_of(kind: str, obj: Any) -> str:
+    attr = "plugin" if kind == "classifiers" else "name"
+    name = getattr(obj, attr, None)
+    if not isinstance(name, str) or not name:
+        raise PluginError(f"a registered {kind[:-1]} has no {attr!r} attribute: {obj!r}")
+    return name
+
+
+def _pip_hint(error: BaseException, distribution: str) -> str:
+    if isinstance(error, ModuleNotFoundError) and error.name:
+        return f"pip install {error.name.split('.')[0]}  (or reinstall {distribution} with its extras)"
+    return f"reinstall {distribution}, or uninstall it to silence this message"
+
+
+def new_manager() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager("harness")
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def load_registry(
+    extra_plugins: Iterable[tuple[str, object]] = (),
+    entry_points: bool = True,
+) -> Registry:
+    """Load built-ins, entry-point plugins and ``extra_plugins`` into a fresh registry.
+
+    ``extra_plugins`` are (name, plugin) pairs registered after the entry points,
+    which is how tests register a plugin for one test.
+    """
+    from harness import builtin  # the core's own hook implementations
+
+    pm = new_manager()
+    registry = Registry(manager=pm)
+    pm.register(builtin, name=BUILTIN_PLUGIN)
+    registry.plugins[BUILTIN_PLUGIN] = ("anomaly-harness", __version__)
+
+    if entry_points:
+        for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            dist = ep.dist.name if ep.dist else "unknown"
+            version = ep.dist.version if ep.dist else "unknown"
+            if pm.has_plugin(ep.name):
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as error:  # any import failure must not take the others down
+                registry.failures.append(
+                    PluginFailure(ep.name, dist, f"{type(error).__name__}: {error}", _pip_hint(error, dist))
+                )
+                continue
+            _register_checked(pm, plugin, ep.name, dist)
+            registry.plugins[ep.name] = (dist, version)
+
+    for name, plugin in extra_plugins:
+        _register_checked(pm, plugin, name, "local")
+        registry.plugins[name] = ("local", "0")
+
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as error:
+        raise PluginError(
+            f"plugin {error.plugin_name!r} implements a hook the harness does not define: {error}. "
+            "Check the spelling against harness/hookspecs.py."
+        ) from error
+
+    for kind, hook_name in _REGISTRATION_HOOKS.items():
+        _collect(registry, kind, getattr(pm.hook, hook_name))
+    return registry
+
+
+def _register_checked(pm: pluggy.PluginManager, plugin: object, name: str, dist: str) -> None:
+    try:
+        pm.register(plugin, name=name)
+    except pluggy.PluginValidationError as error:
+        raise PluginError(f"plugin {name!r} (from {dist}) is invalid: {error}") from error
+
+
+def _collect(registry: Registry, kind: str, hook: Any) -> None:
+    """Call each implementation of a registration hook, remembering who registered what.
+
+    Implementations are called in pluggy's call order (later registrations and
+    ``tryfirst`` first, ``trylast`` built-ins last); the first name wins.
+    """
+    table: dict[str, Provided] = getattr(registry, kind)
+    for impl in reversed(hook.get_hookimpls()):
+        plugin_name = impl.plugin_name
+        version = registry.plugins.get(plugin_name, ("unknown", "unknown"))[1]
+
+        def register(obj: Any, _plugin: str = plugin_name, _version: str = version) -> None:
+            name = _name_of(kind, obj)
+            if name in table:
+                registry.shadowed.append((kind, name, _plugin))
+                return
+            table[name] = Provided(name, obj, _plugin, _version)
+
+        kwargs = {arg: register for arg in impl.argnames}
+        try:
+            impl.function(**kwargs)
+        except PluginError:
+            raise
+        except Exception as error:
+            raise PluginError(f"plugin {plugin_name!r} failed in {hook.name}: {type(error).__name__}: {error}") from error
+
+
+_cached: Registry | None = None
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, loaded on first use."""
+    global _cached
+    if _cached is None:
+        _cached = load_registry()
+    return _cached
+
+
+def set_registry(registry: Registry | None) -> None:
+    """Replace (or with None, reset) the process-wide registry; for tests and embedding."""
+    global _cached
+    _cached = registry

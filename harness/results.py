@@ -1,0 +1,156 @@
+"""Result files: ``results/<run-id>/run.json`` and ``samples.jsonl``.
+
+These files are a public contract (leaderboards, scripts and other people's
+tools read them), versioned by `SCHEMA_VERSION`. Records are appended and
+flushed as each (sample, model) finishes, so a killed run loses nothing that
+finished. ``run.json`` is replaced atomically, never left half-written.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import platform
+import secrets
+import subprocess
+import sys
+from abc import ABC, abstractmethod
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, TextIO
+
+from harness import __version__
+from harness.errors import HarnessError
+
+#: Bump the major part for changes that break readers, the minor part for additions.
+SCHEMA_VERSION = "1.0"
+RUN_FILE = "run.json"
+SAMPLES_FILE = "samples.jsonl"
+
+
+class ResultWriter(ABC):
+    """An extra output format, registered through ``register_result_writers``."""
+
+    name: str = ""
+    description: str = ""
+
+    @abstractmethod
+    def write(self, run_dir: Path, run: dict[str, Any], records: list[dict[str, Any]]) -> Path:
+        """Write the format into ``run_dir``; return the path written."""
+
+
+def new_run_id(benchmark: str, now: datetime | None = None) -> str:
+    """A sortable, unique run id: UTC time, benchmark, and a random suffix."""
+    now = now or datetime.now(timezone.utc)
+    return f"{now:%Y%m%d-%H%M%S}-{benchmark}-{secrets.token_hex(3)}"
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON to a temporary file beside ``path`` and rename it over ``path``."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, sort_keys=False, default=str)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+class RunFiles:
+    """The two files of one run, open for writing."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._samples: TextIO = (run_dir / SAMPLES_FILE).open("a", encoding="utf-8")
+
+    def write_run(self, run: dict[str, Any]) -> None:
+        write_json_atomic(self.run_dir / RUN_FILE, run)
+
+    def append_record(self, record: dict[str, Any]) -> None:
+        """Append one record as a JSON line and flush it to the OS at once."""
+        self._samples.write(json.dumps(record, default=str) + "\n")
+        self._samples.flush()
+
+    def close(self) -> None:
+        self._samples.close()
+
+
+def load_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Read a run folder; a truncated last line (a killed run) is skipped, anything else is an error."""
+    run_path = run_dir / RUN_FILE
+    if not run_path.is_file():
+        raise HarnessError(f"{run_dir}: not a run folder (no {RUN_FILE})")
+    try:
+        run = json.loads(run_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise HarnessError(f"{run_path}: not valid JSON ({error})") from None
+    records = []
+    samples_path = run_dir / SAMPLES_FILE
+    if samples_path.is_file():
+        lines = samples_path.read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                if number == len(lines):
+                    continue  # the line being written when the run was killed
+                raise HarnessError(f"{samples_path}:{number}: not a JSON record") from None
+    return run, records
+
+
+def find_run_dirs(paths: Iterable[Path]) -> list[Path]:
+    """Run folders in ``paths``: each path is a run folder or a folder of run folders."""
+    found: list[Path] = []
+    for path in paths:
+        if not path.exists():
+            raise HarnessError(f"{path}: no such results folder")
+        if (path / RUN_FILE).is_file():
+            found.append(path)
+        else:
+            found.extend(sorted(p.parent for p in path.glob(f"*/{RUN_FILE}")))
+    return found
+
+
+def _version_or_none(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _git_commit() -> dict[str, Any] | None:
+    """The commit of the harness source tree, when it is a git checkout."""
+    source = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+        if commit.returncode != 0:
+            return None
+        status = subprocess.run(
+            ["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=5,
+        )
+        return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment_provenance() -> dict[str, Any]:
+    """Versions and machine facts that can change a result. Reads metadata only; imports nothing heavy."""
+    return {
+        "harness_version": __version__,
+        "git": _git_commit(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": _version_or_none("torch"),
+        "transformers": _version_or_none("transformers"),
+        "numpy": _version_or_none("numpy"),
+        "pillow": _version_or_none("pillow"),
+    }

@@ -1,0 +1,357 @@
+"""One run, from benchmark to run.json.
+
+    benchmark -> samples -> gate (once per sample) -> flagged?
+        no  -> "good" for every model, no call
+        yes -> visual prompt images -> template -> every model (async) -> answer parser
+    -> one record per (sample, model), appended at once -> metrics -> run.json
+
+The gate and image preparation run in a worker thread while model calls for
+earlier samples are in flight, so a slow gate and slow models overlap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from harness import answers, metrics
+from harness.classifiers import Classifier, parse_model_spec
+from harness.datasets import Benchmark, manifest_hash
+from harness.dispatch import CallResult, Dispatcher
+from harness.errors import BadInputError, HarnessError
+from harness.gates import FittedGate, Gate
+from harness.images import load_rgb
+from harness.options import validate_options
+from harness.plugins import Registry
+from harness.prompts import PromptTemplate, render_prompt
+from harness.results import SCHEMA_VERSION, RunFiles, environment_provenance, new_run_id
+from harness.types import GOOD, GOOD_CLASS, BenchmarkData, Category, GateResult, Prompt, Sample
+from harness.visual import resize_for_prompt, visual_prompt_images
+
+#: Samples prepared ahead of the model calls; bounds the images held in memory.
+MAX_SAMPLES_IN_FLIGHT = 64
+
+
+@dataclass
+class RunConfig:
+    """Everything that decides what a run computes. Written to run.json as given."""
+
+    benchmark: str
+    models: list[str]
+    gate: str = "oracle"
+    prompt: str = "velm"
+    data_root: Path | None = None
+    categories: list[str] | None = None
+    gate_options: dict[str, Any] = field(default_factory=dict)
+    model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seed: int = 0
+    limit: int | None = None
+    results_dir: Path = Path("results")
+    run_id: str | None = None
+    n_boot: int = 1000
+    output_formats: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "benchmark": self.benchmark,
+            "data_root": str(self.data_root) if self.data_root else None,
+            "categories": self.categories,
+            "gate": self.gate,
+            "gate_options": self.gate_options,
+            "models": self.models,
+            "model_options": self.model_options,
+            "prompt": self.prompt,
+            "seed": self.seed,
+            "limit": self.limit,
+            "n_boot": self.n_boot,
+        }
+
+
+@dataclass
+class Prepared:
+    """A sample after the gate: what every model's record for it needs."""
+
+    sample: Sample
+    gate: GateResult | None
+    bad_input: str | None = None
+    prompts: dict[int | None, Prompt] = field(default_factory=dict)  # keyed by max_images
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    run_dir: Path
+    run: dict[str, Any]
+    records: list[dict[str, Any]]
+
+
+ProgressCallback = Callable[[str, int, int], None]  # (category, done, total)
+
+
+class Run:
+    """Resolves names through the registry, then executes one run."""
+
+    def __init__(self, config: RunConfig, registry: Registry, progress: ProgressCallback | None = None):
+        self.config = config
+        self.registry = registry
+        self.progress = progress or (lambda category, done, total: None)
+        benchmark_entry = registry.get("benchmarks", config.benchmark)
+        self.benchmark: Benchmark = benchmark_entry.obj
+        gate_entry = registry.get("gates", config.gate)
+        gate_class: type[Gate] = gate_entry.obj
+        self.gate = gate_class(validate_options(gate_class.Options, config.gate_options, f"gate {config.gate!r}"))
+        self.template_entry = registry.get("templates", config.prompt)
+        self.template: PromptTemplate = self.template_entry.obj
+        if not config.models:
+            raise HarnessError("no models given; use --models, e.g. --models random")
+        self.classifiers = [self._make_classifier(spec) for spec in config.models]
+        self.records: list[dict[str, Any]] = []
+
+    def _make_classifier(self, spec: str) -> Classifier:
+        plugin, model_id = parse_model_spec(spec)
+        classifier_class: type[Classifier] = self.registry.get("classifiers", plugin).obj
+        if classifier_class.requires_model_id and not model_id:
+            raise HarnessError(f"model spec {spec!r} needs a model id: {plugin}:MODEL_ID")
+        options = validate_options(classifier_class.Options, self.config.model_options.get(spec), f"model {spec!r}")
+        return classifier_class(model_id, options)
+
+    # ----------------------------------------------------------------- data
+
+    def load_data(self) -> BenchmarkData:
+        root = self.config.data_root
+        if root is None and self.benchmark.requires_data_root:
+            raise HarnessError(f"benchmark {self.benchmark.name!r} needs --data-root")
+        data = self.benchmark.load(root, self.config.categories)
+        if self.config.limit is not None:
+            for category in data.categories:
+                category.test_samples = _seeded_subset(category.test_samples, self.config.limit, self.config.seed)
+        if not data.samples:
+            raise HarnessError(f"benchmark {data.name!r} has no test images at {data.root}")
+        return data
+
+    # ------------------------------------------------------------------ run
+
+    def execute(self) -> RunResult:
+        data = self.load_data()
+        run_id = self.config.run_id or new_run_id(data.name)
+        run_dir = self.config.results_dir / run_id
+        if (run_dir / "run.json").exists():
+            raise HarnessError(f"{run_dir} already holds a run; choose another --run-id")
+        files = RunFiles(run_dir)
+        run = self._run_header(run_id, data)
+        files.write_run(run)
+        pm = self.registry.manager
+        if pm is not None:
+            pm.hook.harness_run_started(run=run)
+        try:
+            asyncio.run(self._run_all(data, files, run))
+            run["metrics"] = self._score(data)
+            run["status"] = "finished"
+        except BaseException as error:
+            run["status"] = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+            run["failure"] = f"{type(error).__name__}: {error}"
+            raise
+        finally:
+            run["finished_at"] = _now()
+            files.write_run(run)
+            files.close()
+        for name in self.config.output_formats:
+            writer = self.registry.get("writers", name).obj
+            run.setdefault("outputs", {})[name] = str(writer.write(run_dir, run, self.records))
+        if run.get("outputs"):
+            files.write_run(run)
+        if pm is not None:
+            pm.hook.harness_run_finished(run=run, run_dir=run_dir)
+        return RunResult(run_id, run_dir, run, self.records)
+
+    def _run_header(self, run_id: str, data: BenchmarkData) -> dict[str, Any]:
+        plugins = {name: {"distribution": dist, "version": version} for name, (dist, version) in self.registry.plugins.items()}
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "run_id": run_id,
+            "status": "running",
+            "created_at": _now(),
+            "finished_at": None,
+            "config": self.config.to_json(),
+            "benchmark": {
+                "name": data.name,
+                "protocol": data.protocol,
+                "data_root": str(data.root),
+                "manifest_hash": manifest_hash(data),
+                "n_samples": len(data.samples),
+                "categories": {
+                    c.name: {"n_test": len(c.test_samples), "n_train": len(c.train_images), "labels": c.labels}
+                    for c in data.categories
+                },
+            },
+            "provenance": {
+                **environment_provenance(),
+                "seed": self.config.seed,
+                "plugins": plugins,
+                "prompt_template": {
+                    "name": self.template.name,
+                    "hash": self.template.hash,
+                    "plugin": self.template_entry.plugin,
+                },
+                "gate": {**self.gate.describe(), "categories": {}},
+                "classifiers": {c.spec: c.describe() for c in self.classifiers},
+            },
+            "metrics": {},
+        }
+
+    async def _run_all(self, data: BenchmarkData, files: RunFiles, run: dict[str, Any]) -> None:
+        dispatchers = [Dispatcher(c) for c in self.classifiers]
+        try:
+            for category in data.categories:
+                fitted = await asyncio.to_thread(self.gate.fit, category)
+                run["provenance"]["gate"]["categories"][category.name] = fitted.info()
+                files.write_run(run)
+                await self._run_category(category, fitted, dispatchers, files)
+        finally:
+            for classifier in self.classifiers:
+                await classifier.aclose()
+
+    async def _run_category(self, category: Category, fitted: FittedGate, dispatchers: list[Dispatcher], files: RunFiles) -> None:
+        reference = await asyncio.to_thread(self._reference_image, category)
+        candidates = list(category.classes) + ([GOOD_CLASS] if self.gate.passes_all else [])
+        total, done = len(category.test_samples), 0
+        in_flight = asyncio.Semaphore(MAX_SAMPLES_IN_FLIGHT)
+        tasks: list[asyncio.Task] = []
+        self.progress(category.name, 0, total)
+
+        async def finish(prepared: Prepared) -> None:
+            nonlocal done
+            try:
+                await self._classify_and_record(prepared, candidates, dispatchers, files)
+            finally:
+                in_flight.release()
+            done += 1
+            self.progress(category.name, done, total)
+
+        for sample in category.test_samples:
+            await in_flight.acquire()
+            prepared = await asyncio.to_thread(self._prepare, sample, fitted, category, reference, candidates)
+            tasks.append(asyncio.create_task(finish(prepared)))
+        await asyncio.gather(*tasks)
+
+    def _reference_image(self, category: Category):
+        """A normal image from the training split (never the test set), chosen by seed."""
+        if not category.train_images:
+            return None
+        path = random.Random(f"{self.config.seed}:{category.name}").choice(category.train_images)
+        try:
+            return load_rgb(path)
+        except BadInputError as error:
+            raise HarnessError(f"reference image for category {category.name!r} is unreadable: {error}") from None
+
+    def _prepare(self, sample: Sample, fitted: FittedGate, category: Category, reference, candidates) -> Prepared:
+        """Load, gate, and (when flagged) render the prompt once per distinct image limit."""
+        try:
+            image = load_rgb(sample.image)
+            gate_result = fitted.score(sample, image)
+        except BadInputError as error:
+            return Prepared(sample, None, bad_input=str(error))
+        prepared = Prepared(sample, gate_result)
+        if not gate_result.flagged:
+            return prepared
+        visuals = visual_prompt_images(image, reference, gate_result.region, gate_result.anomaly_map)
+        visuals = {name: resize_for_prompt(img) for name, img in visuals.items()}
+        for classifier in self.classifiers:
+            limit = classifier.capabilities.max_images
+            if limit not in prepared.prompts:
+                prepared.prompts[limit] = render_prompt(
+                    self.template, category=category, candidates=candidates, images=visuals, max_images=limit
+                )
+        return prepared
+
+    async def _classify_and_record(self, prepared: Prepared, candidates, dispatchers: list[Dispatcher], files: RunFiles) -> None:
+        async def one(dispatcher: Dispatcher) -> dict[str, Any]:
+            classifier = dispatcher.classifier
+            if prepared.bad_input is not None or not prepared.gate or not prepared.gate.flagged:
+                return self._record(prepared, classifier, None, None)
+            prompt = prepared.prompts[classifier.capabilities.max_images]
+            call = await dispatcher.call(prompt)
+            return self._record(prepared, classifier, prompt, call, candidates)
+
+        for record in await asyncio.gather(*(one(d) for d in dispatchers)):
+            files.append_record(record)
+            self.records.append(record)
+            if self.registry.manager is not None:
+                self.registry.manager.hook.harness_sample_done(record=record)
+
+    def _record(self, prepared: Prepared, classifier: Classifier, prompt: Prompt | None,
+                call: CallResult | None, candidates=None) -> dict[str, Any]:
+        sample, gate = prepared.sample, prepared.gate
+        predicted, error, detail, response_text = None, None, None, None
+        if prepared.bad_input is not None:
+            error, detail = "bad_input", prepared.bad_input
+        elif call is None:
+            predicted = GOOD  # passed as normal by the gate: no model is asked
+        elif call.error is not None:
+            error, detail = call.error, call.detail
+        else:
+            response = call.response
+            response_text = response.text
+            if response.option_scores is not None:
+                predicted, error = answers.parse_option_scores(response.option_scores, candidates)
+            elif response.refused:
+                error = "refused"
+            else:
+                predicted, error = answers.parse_answer(response.text, candidates)
+        usage = call.response if call is not None and call.response is not None else None
+        record = {
+            "sample_id": sample.sample_id,
+            "benchmark": self.benchmark.name,
+            "category": sample.category,
+            "image": sample.relpath,
+            "true_label": sample.label,
+            "gate": None if gate is None else {
+                "name": self.gate.name,
+                "score": float(gate.score),
+                "flagged": bool(gate.flagged),
+                "threshold": gate.threshold,
+            },
+            "model": classifier.spec,
+            "prompt": None if prompt is None else {"name": prompt.template, "hash": prompt.hash},
+            "called": call is not None,
+            "response": response_text,
+            "predicted_label": predicted,
+            "correct": error is None and predicted == sample.label,
+            "error": error,
+            "error_detail": detail,
+            "latency_s": call.latency_s if call is not None else None,
+            "queued_s": call.queued_s if call is not None else None,
+            "attempts": call.attempts if call is not None else 0,
+            "tokens_in": usage.tokens_in if usage else None,
+            "tokens_out": usage.tokens_out if usage else None,
+            "cost_usd": usage.cost_usd if usage else None,
+        }
+        record["outcome"] = metrics.outcome_of(record, self.gate.passes_all)
+        return record
+
+    # -------------------------------------------------------------- scoring
+
+    def _score(self, data: BenchmarkData) -> dict[str, Any]:
+        label_sets = {c.name: c.labels for c in data.categories}
+        scores = {}
+        for classifier in self.classifiers:
+            own = [r for r in self.records if r["model"] == classifier.spec]
+            scores[classifier.spec] = metrics.score_model(
+                own, label_sets, gate_passes_all=self.gate.passes_all, seed=self.config.seed, n_boot=self.config.n_boot
+            )
+        return scores
+
+
+def _seeded_subset(samples: list[Sample], limit: int, seed: int) -> list[Sample]:
+    if limit >= len(samples):
+        return samples
+    chosen = random.Random(seed).sample(range(len(samples)), limit)
+    return [samples[i] for i in sorted(chosen)]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

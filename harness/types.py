@@ -1,0 +1,175 @@
+"""The values that flow through a run, from benchmark to record.
+
+Data moves forward only: a benchmark yields `Sample`s, a gate turns each into a
+`GateResult`, flagged samples become a `Prompt`, a classifier answers with a
+`Response`, the answer parser turns that into a `Prediction`, and the runner
+writes one record per (sample, model).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+#: The label of a normal (defect-free) image, in records and metrics alike.
+GOOD = "good"
+
+#: The error kinds a record may carry. A failure is one of these, never an answer.
+ErrorKind = Literal["bad_input", "unparseable", "refused", "backend_error", "timeout"]
+ERROR_KINDS: tuple[str, ...] = ("bad_input", "unparseable", "refused", "backend_error", "timeout")
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    """One candidate class: its folder key, the name shown to a model, a description."""
+
+    key: str
+    name: str
+    description: str = ""
+
+
+GOOD_CLASS = ClassInfo(GOOD, "good", "a normal part with no defect")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One test image with its ground truth.
+
+    ``label`` is the class folder key (``good`` for normal images); ``image``
+    and ``mask`` are absolute paths; ``relpath`` is the image path relative to
+    the data root, which is what records and manifest hashes use.
+    """
+
+    sample_id: str
+    category: str
+    image: Path
+    relpath: str
+    label: str
+    display_name: str
+    mask: Path | None = None
+
+    @property
+    def is_anomalous(self) -> bool:
+        return self.label != GOOD
+
+
+@dataclass
+class Category:
+    """Everything a run needs about one category of a benchmark."""
+
+    name: str
+    classes: list[ClassInfo]
+    train_images: list[Path]
+    test_samples: list[Sample]
+    object_description: str = ""
+    guidance: str = ""
+
+    def class_info(self, key: str) -> ClassInfo:
+        if key == GOOD:
+            return GOOD_CLASS
+        for info in self.classes:
+            if info.key == key:
+                return info
+        raise KeyError(f"category {self.name!r} has no class {key!r}")
+
+    @property
+    def labels(self) -> list[str]:
+        """The category's label set, ``good`` first."""
+        return [GOOD] + [c.key for c in self.classes]
+
+
+@dataclass
+class BenchmarkData:
+    """A loaded benchmark: its categories in order, and where the data lives."""
+
+    name: str
+    root: Path
+    categories: list[Category]
+    protocol: str = "velm"
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def samples(self) -> list[Sample]:
+        return [s for c in self.categories for s in c.test_samples]
+
+
+@dataclass
+class GateResult:
+    """What a gate says about one sample.
+
+    ``anomaly_map`` is an HxW float array in [0, 1] aligned with the image, or
+    None when the gate does not localise (or found nothing to localise).
+    ``region`` is the binary region used for visual prompts, when there is one.
+    """
+
+    score: float
+    flagged: bool
+    threshold: float | None
+    anomaly_map: np.ndarray | None = None
+    region: np.ndarray | None = None
+
+
+@dataclass
+class ImagePart:
+    """A named image inside a prompt (``query``, ``reference``, ``outlined``, ``crop``)."""
+
+    name: str
+    image: Any  # PIL.Image.Image; typed loosely to keep PIL out of import time
+    digest: str  # content hash of the pixels; part of cache and request keys
+
+
+@dataclass
+class TextPart:
+    text: str
+
+
+@dataclass
+class Message:
+    role: Literal["system", "user", "assistant"]
+    parts: list[TextPart | ImagePart]
+
+
+@dataclass
+class Prompt:
+    """A rendered prompt: chat messages plus the closed set of candidate classes.
+
+    ``hash`` identifies the rendered prompt (template, text and image names);
+    ``request_hash`` adds the image contents, so it identifies the exact request.
+    A prompt never carries the sample's true label or its id.
+    """
+
+    template: str
+    messages: list[Message]
+    candidates: list[ClassInfo]
+    hash: str
+    request_hash: str
+
+    @property
+    def images(self) -> list[ImagePart]:
+        return [p for m in self.messages for p in m.parts if isinstance(p, ImagePart)]
+
+
+@dataclass
+class Response:
+    """What a classifier returned for one prompt."""
+
+    text: str
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    cost_usd: float | None = None
+    #: For option-scoring classifiers: class key -> score (higher is better).
+    option_scores: dict[str, float] | None = None
+    refused: bool = False
+
+
+@dataclass
+class Prediction:
+    """The parsed outcome for one (sample, model): a class key or an error kind."""
+
+    label: str | None
+    error: str | None = None
+    response: str | None = None
+    detail: str | None = None  # a short, redacted explanation of an error

@@ -1,0 +1,328 @@
+"""Visual prompt images: the pictures a classifier is shown besides the query.
+
+VELM shows a model a normal reference image, the query image and the query
+with the detected anomalous region outlined in red. This module makes those
+pictures from a query image, an optional reference, and the gate's binary
+``region`` and float ``anomaly_map`` (see `harness.types.GateResult`):
+
+- `outline_region`: the region's contour drawn in red on a copy (never filled,
+  so the defect itself stays visible),
+- `crop_region`: a square-ish close-up of the region with a margin,
+- `heatmap_overlay`: the anomaly map as a colour ramp blended over the image,
+- `visual_prompt_images`: all of the above by name, ready for a template.
+
+Only numpy and PIL: morphology is done with array shifts, the colour ramp is
+written out here.
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import numpy as np
+from PIL import Image
+
+ImageLike = Union[Image.Image, np.ndarray]
+
+#: Colour stops of the heat-map ramp (value, (r, g, b)): blue -> cyan -> green -> yellow -> red.
+HEAT_STOPS: tuple[tuple[float, tuple[int, int, int]], ...] = (
+    (0.0, (0, 0, 143)),
+    (0.125, (0, 0, 255)),
+    (0.375, (0, 255, 255)),
+    (0.625, (255, 255, 0)),
+    (0.875, (255, 0, 0)),
+    (1.0, (128, 0, 0)),
+)
+
+
+# --- conversions -----------------------------------------------------------------------------
+
+
+def _as_rgb(image: ImageLike) -> Image.Image:
+    """An RGB PIL image (a new object when a conversion was needed)."""
+    if isinstance(image, np.ndarray):
+        array = image
+        if array.dtype != np.uint8:
+            array = np.clip(array, 0, 255).astype(np.uint8)
+        image = Image.fromarray(array)
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"expected a PIL image or a numpy array, got {type(image).__name__}")
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def as_mask(region: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A boolean HxW mask for an image of ``size`` (width, height).
+
+    Booleans are used as they are; floats are thresholded at 0.5, integers at
+    0 (so 0/1 and 0/255 masks both work). A mask of another size is resized
+    with nearest-neighbour sampling.
+    """
+    region = np.asarray(region)
+    if region.ndim == 3 and region.shape[2] == 1:
+        region = region[:, :, 0]
+    if region.ndim != 2:
+        raise ValueError(f"a region must be a 2-D array, got shape {region.shape}")
+    if region.dtype == bool:
+        mask = region
+    elif np.issubdtype(region.dtype, np.floating):
+        mask = np.nan_to_num(region) > 0.5
+    else:
+        mask = region > 0
+    width, height = size
+    if mask.shape != (height, width):
+        resized = Image.fromarray(mask.astype(np.uint8) * 255).resize(size, Image.Resampling.NEAREST)
+        mask = np.asarray(resized) > 127
+    return mask
+
+
+def region_bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """The bounding box (left, top, right, bottom; right/bottom exclusive) of a mask, or None if empty."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+# --- morphology with shifts ------------------------------------------------------------------
+
+
+def _shifted(mask: np.ndarray, dy: int, dx: int, fill: bool) -> np.ndarray:
+    """``mask`` moved by (dy, dx); uncovered cells take ``fill``."""
+    h, w = mask.shape
+    out = np.full_like(mask, fill)
+    ys_dst = slice(max(dy, 0), h + min(dy, 0))
+    xs_dst = slice(max(dx, 0), w + min(dx, 0))
+    ys_src = slice(max(-dy, 0), h + min(-dy, 0))
+    xs_src = slice(max(-dx, 0), w + min(-dx, 0))
+    out[ys_dst, xs_dst] = mask[ys_src, xs_src]
+    return out
+
+
+_CROSS = ((-1, 0), (1, 0), (0, -1), (0, 1))
+_SQUARE = _CROSS + ((-1, -1), (-1, 1), (1, -1), (1, 1))
+
+
+def erode(mask: np.ndarray, iterations: int = 1) -> np.ndarray:
+    """Binary erosion with a 3x3 cross; outside the array counts as background."""
+    out = mask.astype(bool)
+    for _ in range(iterations):
+        result = out.copy()
+        for dy, dx in _CROSS:
+            result &= _shifted(out, dy, dx, False)
+        out = result
+    return out
+
+
+def dilate(mask: np.ndarray, iterations: int = 1) -> np.ndarray:
+    """Binary dilation, alternating a 3x3 square and a cross (an octagon, close to a disc).
+
+    After ``k`` iterations every added pixel is within Chebyshev distance ``k``
+    of the original mask.
+    """
+    out = mask.astype(bool)
+    for i in range(iterations):
+        result = out.copy()
+        for dy, dx in _SQUARE if i % 2 == 0 else _CROSS:
+            result |= _shifted(out, dy, dx, False)
+        out = result
+    return out
+
+
+def boundary(mask: np.ndarray) -> np.ndarray:
+    """The inner boundary of a mask: its pixels with a 4-neighbour outside it (or at the image edge)."""
+    mask = mask.astype(bool)
+    return mask & ~erode(mask)
+
+
+def default_outline_width(size: tuple[int, int]) -> int:
+    """Outline thickness for an image of ``size``: about 0.5% of the shorter side, at least 2 px."""
+    return max(2, round(0.005 * min(size)))
+
+
+def outline_mask(mask: np.ndarray, width: int) -> np.ndarray:
+    """The pixels an outline of ``width`` covers: the boundary and ``width - 1`` px outward.
+
+    The line runs on the region's edge and outside it, so the region's interior
+    (the defect) is never painted over. Every outline pixel is within Chebyshev
+    distance ``width - 1`` of a boundary pixel.
+    """
+    if width < 1:
+        raise ValueError(f"outline width must be at least 1, got {width}")
+    mask = mask.astype(bool)
+    box = region_bbox(mask)
+    if box is None:
+        return np.zeros_like(mask)
+    # Work inside the bounding box padded by the width: cheap on large images.
+    pad = width + 1
+    h, w = mask.shape
+    left, top = max(box[0] - pad, 0), max(box[1] - pad, 0)
+    right, bottom = min(box[2] + pad, w), min(box[3] + pad, h)
+    window = mask[top:bottom, left:right]
+    # erode() treats the window's border as background: right where the window
+    # border is the image border (a region touching the image edge is outlined
+    # along it) and irrelevant elsewhere, since the window is padded past the mask.
+    edge = boundary(window)
+    band = edge | (dilate(window, width - 1) & ~window)
+    out = np.zeros_like(mask)
+    out[top:bottom, left:right] = band
+    return out
+
+
+# --- the pictures ----------------------------------------------------------------------------
+
+
+def outline_region(
+    image: ImageLike,
+    region: np.ndarray,
+    color: tuple[int, int, int] = (255, 0, 0),
+    width: int | None = None,
+) -> Image.Image:
+    """A copy of ``image`` with the contour of ``region`` drawn in ``color``.
+
+    ``width`` defaults to `default_outline_width` (about 0.5% of the shorter
+    side, at least 2 px). The region is not filled. An empty region gives an
+    unchanged copy.
+    """
+    rgb = _as_rgb(image)
+    mask = as_mask(region, rgb.size)
+    if width is None:
+        width = default_outline_width(rgb.size)
+    pixels = np.array(rgb)  # a copy
+    pixels[outline_mask(mask, width)] = np.asarray(color, dtype=np.uint8)
+    return Image.fromarray(pixels)
+
+
+def crop_box(
+    size: tuple[int, int],
+    region: np.ndarray,
+    margin: float = 0.25,
+    min_size: int | None = None,
+) -> tuple[int, int, int, int] | None:
+    """The box (left, top, right, bottom; exclusive) that `crop_region` crops, or None for an empty region.
+
+    The region's bounding box grows by ``margin`` times its width (height) on
+    the left and right (top and bottom), then to a square of its longer side,
+    then to at least ``min_size`` (default: an eighth of the image's shorter
+    side, at least 32 px) -- never beyond the image. A box that would stick out
+    of the image is shifted back inside rather than cut, so it stays square
+    whenever the image allows.
+    """
+    width, height = size
+    mask = as_mask(region, size)
+    box = region_bbox(mask)
+    if box is None:
+        return None
+    if min_size is None:
+        min_size = max(32, min(size) // 8)
+    left, top, right, bottom = box
+    bw, bh = right - left, bottom - top
+    mx, my = margin * bw, margin * bh
+    x0, x1 = left - mx, right + mx
+    y0, y1 = top - my, bottom + my
+    side = max(x1 - x0, y1 - y0, float(min_size))
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    x0, x1 = _fit_span(cx, side, width, left, right)
+    y0, y1 = _fit_span(cy, side, height, top, bottom)
+    return x0, y0, x1, y1
+
+
+def _fit_span(centre: float, length: float, limit: int, lo: int, hi: int) -> tuple[int, int]:
+    """A span of ``length`` around ``centre`` inside [0, limit), containing [lo, hi)."""
+    n = min(int(np.ceil(length)), limit)
+    start = int(np.floor(centre - n / 2))
+    start = min(max(start, 0), limit - n)
+    # Rounding must never cut the region itself off.
+    start = min(start, lo)
+    start = max(start, hi - n)
+    return start, start + n
+
+
+def crop_region(
+    image: ImageLike,
+    region: np.ndarray,
+    margin: float = 0.25,
+    min_size: int | None = None,
+) -> Image.Image:
+    """A square-ish close-up of ``region`` with a margin, clamped to the image (see `crop_box`).
+
+    Raises ValueError for an empty region: there is nothing to crop.
+    """
+    rgb = _as_rgb(image)
+    box = crop_box(rgb.size, region, margin=margin, min_size=min_size)
+    if box is None:
+        raise ValueError("cannot crop an empty region")
+    return rgb.crop(box)
+
+
+def heat_colors(values: np.ndarray) -> np.ndarray:
+    """Map floats in [0, 1] (clipped; NaN as 0) to uint8 RGB along `HEAT_STOPS`."""
+    values = np.clip(np.nan_to_num(np.asarray(values, dtype=np.float32)), 0.0, 1.0)
+    stops = np.array([s for s, _ in HEAT_STOPS], dtype=np.float32)
+    colours = np.array([c for _, c in HEAT_STOPS], dtype=np.float32)
+    channels = [np.interp(values, stops, colours[:, i]) for i in range(3)]
+    return np.round(np.stack(channels, axis=-1)).astype(np.uint8)
+
+
+def heatmap_overlay(image: ImageLike, anomaly_map: np.ndarray, alpha: float = 0.5) -> Image.Image:
+    """``image`` blended with a colour ramp of ``anomaly_map`` (floats in [0, 1]; resized to fit).
+
+    ``alpha`` is the weight of the colour map: 0 gives the image, 1 the map.
+    """
+    rgb = _as_rgb(image)
+    amap = np.asarray(anomaly_map, dtype=np.float32)
+    if amap.ndim != 2:
+        raise ValueError(f"an anomaly map must be a 2-D array, got shape {amap.shape}")
+    width, height = rgb.size
+    if amap.shape != (height, width):
+        amap = np.asarray(Image.fromarray(np.nan_to_num(amap)).resize(rgb.size, Image.Resampling.BILINEAR))
+    colours = heat_colors(amap).astype(np.float32)
+    base = np.asarray(rgb, dtype=np.float32)
+    blended = (1.0 - alpha) * base + alpha * colours
+    return Image.fromarray(np.clip(np.round(blended), 0, 255).astype(np.uint8))
+
+
+def resize_for_prompt(image: ImageLike, max_side: int = 768) -> Image.Image:
+    """Shrink so the longer side is at most ``max_side``, keeping the aspect ratio; never upscale.
+
+    An image that already fits is returned as it is (not copied).
+    """
+    pil = image if isinstance(image, Image.Image) else _as_rgb(image)
+    width, height = pil.size
+    longest = max(width, height)
+    if longest <= max_side:
+        return pil
+    scale = max_side / longest
+    new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return pil.resize(new_size, Image.Resampling.LANCZOS)
+
+
+def visual_prompt_images(
+    query: ImageLike,
+    reference: ImageLike | None = None,
+    region: np.ndarray | None = None,
+    anomaly_map: np.ndarray | None = None,
+    max_side: int | None = 768,
+) -> dict[str, Image.Image]:
+    """The named images a prompt template may show.
+
+    Always ``query``; ``reference`` when given; ``outlined`` and ``crop`` when
+    ``region`` has at least one pixel; ``heatmap`` when ``anomaly_map`` is
+    given. Everything is drawn at full resolution, then each picture is shrunk
+    with `resize_for_prompt` to ``max_side`` (None keeps full size), so a crop
+    keeps the detail of the original.
+    """
+    query_rgb = _as_rgb(query)
+    images: dict[str, Image.Image] = {"query": query_rgb}
+    if reference is not None:
+        images["reference"] = _as_rgb(reference)
+    if region is not None:
+        mask = as_mask(region, query_rgb.size)
+        if mask.any():
+            images["outlined"] = outline_region(query_rgb, mask)
+            images["crop"] = crop_region(query_rgb, mask)
+    if anomaly_map is not None:
+        images["heatmap"] = heatmap_overlay(query_rgb, anomaly_map)
+    if max_side is not None:
+        images = {name: resize_for_prompt(img, max_side) for name, img in images.items()}
+    return images
