@@ -25,7 +25,8 @@ from harness.plugins import Registry, get_registry
 from harness.runner import Run, RunConfig
 
 console = Console(stderr=True)
-out = Console()
+# Piped output (CI logs, `| tee`) gets a wide table rather than rich's 80-column default.
+out = Console(width=None if sys.stdout.isatty() else 150)
 
 
 def _warn_failures(registry: Registry) -> None:
@@ -46,16 +47,27 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj["debug"] = debug
 
 
+CONFIG_KEYS = {
+    "benchmark", "data-root", "category", "categories", "gate", "models", "prompt", "seed", "limit",
+    "results-dir", "run-id", "output-formats", "gate-options", "model-options",
+}
+
+
 def _load_config(path: Path | None) -> dict[str, Any]:
+    """Read a TOML run config; keys may use dashes or underscores; an unknown key is an error."""
     if path is None:
         return {}
     try:
         with path.open("rb") as handle:
-            return tomllib.load(handle)
+            config = {key.replace("_", "-"): value for key, value in tomllib.load(handle).items()}
     except FileNotFoundError:
         raise HarnessError(f"{path}: run config not found") from None
     except tomllib.TOMLDecodeError as error:
         raise HarnessError(f"{path}: not valid TOML ({error})") from None
+    unknown = sorted(set(config) - CONFIG_KEYS)
+    if unknown:
+        raise HarnessError(f"{path}: unknown key(s) {', '.join(unknown)}; expected some of {', '.join(sorted(CONFIG_KEYS))}")
+    return config
 
 
 @cli.command()
@@ -66,7 +78,7 @@ def _load_config(path: Path | None) -> dict[str, Any]:
 @click.option("--models", "-m", default=None, help="Comma-separated model specs: PLUGIN or PLUGIN:MODEL_ID.")
 @click.option("--prompt", default=None, help="Prompt template name. [default: velm]")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
-              help="TOML run config: defaults for these flags plus [gate] and [models.\"SPEC\"] option tables.")
+              help="TOML run config: defaults for these flags, plus [gate-options] and [model-options.\"SPEC\"] tables.")
 @click.option("--seed", type=int, default=None, help="Seed for reference choice, subsets, bootstrap. [default: 0]")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N test images per category (seeded subset).")
 @click.option("--results-dir", type=click.Path(path_type=Path), default=None, help="Where run folders go. [default: results]")
@@ -80,7 +92,7 @@ def run(**flags: Any) -> None:
         value = flags.get(name)
         if value not in (None, ()):
             return value
-        return file_config.get(name.replace("_", "-"), file_config.get(name, default))
+        return file_config.get(name.replace("_", "-"), default)
 
     models = pick("models")
     if isinstance(models, str):
@@ -96,8 +108,8 @@ def run(**flags: Any) -> None:
         prompt=pick("prompt", "velm"),
         data_root=Path(data_root).expanduser() if data_root else None,
         categories=list(categories) if categories else None,
-        gate_options=dict(file_config.get("gate", {})),
-        model_options={spec: dict(options) for spec, options in file_config.get("models", {}).items()},
+        gate_options=dict(pick("gate_options", {})),
+        model_options={spec: dict(options) for spec, options in pick("model_options", {}).items()},
         seed=int(pick("seed", 0)),
         limit=pick("limit"),
         results_dir=Path(pick("results_dir", "results")),
@@ -112,7 +124,8 @@ def run(**flags: Any) -> None:
     rows = leaderboard.rows_from_run(result.run)
     out.print(_rich_table(f"Run {result.run_id}", rows))
     out.print(f"results: {result.run_dir}/run.json and samples.jsonl")
-    board = _write_leaderboard([config.results_dir], config.results_dir / "LEADERBOARD.md")
+    tables = leaderboard.group(leaderboard.collect([config.results_dir]))
+    board = _write_leaderboard(tables, config.results_dir / "LEADERBOARD.md")
     out.print(f"leaderboard: {board}")
 
 
@@ -141,16 +154,15 @@ class _ProgressBar:
 
 def _rich_table(title: str, rows: list[leaderboard.Row]) -> Table:
     table = Table(title=title, title_justify="left")
-    for column in leaderboard.COLUMNS:
+    for column in leaderboard.TERMINAL_COLUMNS:
         table.add_column(column, overflow="fold")
     for rank, row in enumerate(rows, start=1):
-        table.add_row(*leaderboard.cells(rank, row))
+        values = leaderboard.cells(rank, row)
+        table.add_row(*(values[c] for c in leaderboard.TERMINAL_COLUMNS))
     return table
 
 
-def _write_leaderboard(paths: list[Path], output: Path) -> Path:
-    rows = leaderboard.collect(paths)
-    tables = leaderboard.group(rows)
+def _write_leaderboard(tables: dict, output: Path) -> Path:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(leaderboard.render_markdown(tables), encoding="utf-8")
     return output
@@ -176,7 +188,7 @@ def leaderboard_command(results_dirs: tuple[Path, ...], output: Path | None) -> 
     if len({b for b, _ in tables}) < len(tables):
         out.print("[yellow]note:[/] some benchmark has runs over different image sets (manifest hashes); "
                   "they are shown as separate tables and never ranked together.")
-    _write_leaderboard(paths, output)
+    _write_leaderboard(tables, output)
     out.print(f"wrote {output}")
 
 

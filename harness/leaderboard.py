@@ -116,6 +116,11 @@ COLUMNS = [
 ]
 
 
+#: The columns a terminal has room for; LEADERBOARD.md has them all.
+TERMINAL_COLUMNS = ["#", "model", "gate", "prompt", "n", "accuracy (95% CI)", "anomalous acc", "macro-F1",
+                    "kappa", "errors", "p95 s", "cost $"]
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 
@@ -129,17 +134,18 @@ def _errors(outcomes: dict[str, int]) -> str:
     return ", ".join(parts) or "none"
 
 
-def cells(rank: int, row: Row) -> list[str]:
-    """The row as display strings, in `COLUMNS` order."""
+def cells(rank: int, row: Row) -> dict[str, str]:
+    """The row as display strings, keyed by the names in `COLUMNS`."""
     ci = f" ({_pct(row.accuracy_ci[0])}-{_pct(row.accuracy_ci[1])})" if row.accuracy_ci else ""
     tokens = "-" if row.tokens_in is None and row.tokens_out is None else f"{row.tokens_in or 0}/{row.tokens_out or 0}"
     run = row.run_id + (f" (+{row.runs - 1} older)" if row.runs > 1 else "")
-    return [
+    values = [
         str(rank), row.model, row.gate, row.prompt, str(row.n), _pct(row.accuracy) + ci,
         _pct(row.anomalous_accuracy), _num(row.macro_f1), _num(row.kappa), _errors(row.outcomes),
         _num(row.latency_p50, 2), _num(row.latency_p95, 2), tokens,
         "-" if row.cost_usd is None else f"{row.cost_usd:.4f}", run,
     ]
+    return dict(zip(COLUMNS, values))
 
 
 def table_title(benchmark: str, manifest: str) -> str:
@@ -165,6 +171,6 @@ def render_markdown(tables: dict[tuple[str, str], list[Row]]) -> str:
         lines.append("| " + " | ".join(COLUMNS) + " |")
         lines.append("|" + "---|" * len(COLUMNS))
         for rank, row in enumerate(rows, start=1):
-            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells(rank, row)) + " |")
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells(rank, row).values()) + " |")
         lines.append("")
     return "\n".join(lines)

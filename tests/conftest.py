@@ -1,0 +1,41 @@
+"""Shared fixtures: a private cache folder, a small MVTec-style tree, the real data path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness import plugins
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+BOTTLE = SHARED_DATA / "mvtec_ad" / "bottle"
+
+
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("harness-cache")
+
+
+@pytest.fixture(autouse=True)
+def private_cache(session_cache, monkeypatch):
+    """No test writes to the user's home cache; the full demo is generated at most once per session."""
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(session_cache))
+
+
+@pytest.fixture(autouse=True)
+def fresh_registry():
+    """Each test starts from the process-wide registry as entry points define it."""
+    plugins.set_registry(None)
+    yield
+    plugins.set_registry(None)
+
+
+@pytest.fixture(scope="session")
+def small_tree(tmp_path_factory) -> Path:
+    """A small MVTec-layout tree (demo images: 3 categories, 5 defect classes, 2 images each)."""
+    from harness_datasets import demo
+
+    root = tmp_path_factory.mktemp("small-tree")
+    demo.write_demo_tree(root, seed=0, counts=demo.DemoCounts(train=3, good=2, per_defect=2))
+    return root
