@@ -26,6 +26,15 @@ class ClassifierOptions(Options):
     concurrency: int = Field(4, ge=1, description="requests in flight at once for this model")
     timeout_s: float = Field(120.0, gt=0, description="per-request timeout in seconds")
     max_attempts: int = Field(4, ge=1, description="attempts per request, for transient errors only")
+    requests_per_minute: float | None = Field(None, gt=0, description="most requests started in any 60 s window")
+    tokens_per_minute: float | None = Field(None, gt=0, description="most tokens (in + out) in any 60 s window")
+    cache: bool | None = Field(
+        None, description="reuse cached answers: None caches deterministic requests only, True always, False never"
+    )
+
+
+#: Options that change how requests are sent, not what is answered; left out of cache keys.
+DISPATCH_OPTIONS = frozenset(ClassifierOptions.model_fields)
 
 
 @dataclass(frozen=True)
@@ -65,9 +74,25 @@ class Classifier(ABC):
         """True when ``error`` is transient (rate limit, overload, 5xx, timeout, dropped connection)."""
         return False
 
+    def retry_after(self, error: BaseException) -> float | None:
+        """Seconds the server asked to wait before retrying (a Retry-After header), if it said."""
+        return None
+
     def is_timeout(self, error: BaseException) -> bool:
         """True when ``error`` means the request timed out (recorded as ``timeout``, not ``backend_error``)."""
         return isinstance(error, TimeoutError)
+
+    def answer_options(self) -> dict[str, Any]:
+        """The options that can change an answer (everything but dispatch settings); part of cache keys."""
+        return self.options.model_dump(exclude=set(DISPATCH_OPTIONS))
+
+    def is_deterministic(self) -> bool:
+        """True when the same request gets the same answer (no sampling), so caching it is honest."""
+        return float(getattr(self.options, "temperature", 0.0) or 0.0) == 0.0
+
+    def use_cache(self) -> bool:
+        """Whether this model's answers are read from and written to the response cache."""
+        return self.options.cache if self.options.cache is not None else self.is_deterministic()
 
     async def aclose(self) -> None:
         """Release clients, sessions, models."""

@@ -7,6 +7,7 @@ commands through the ``register_commands`` hook.
 
 from __future__ import annotations
 
+import logging
 import sys
 import tomllib
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -22,6 +24,7 @@ from harness.classifiers import split_model_list
 from harness.errors import HarnessError
 from harness.options import describe_options
 from harness.plugins import Registry, get_registry
+from harness.results import load_run
 from harness.runner import Run, RunConfig
 
 console = Console(stderr=True)
@@ -45,6 +48,16 @@ def cli(ctx: click.Context, debug: bool) -> None:
     """Evaluate multimodal LLMs on industrial anomaly classification behind a detector gate."""
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    _configure_logging(debug)
+
+
+def _configure_logging(debug: bool) -> None:
+    """Our own messages (and plugins', by the ``harness`` name prefix) at INFO; libraries only at WARNING."""
+    handler = RichHandler(console=console, show_time=False, show_path=debug, markup=False)
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s", force=True)
+    for name in list(logging.root.manager.loggerDict) + ["harness"]:
+        if name.split(".")[0].startswith("harness"):
+            logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.INFO)
 
 
 CONFIG_KEYS = {
@@ -84,8 +97,13 @@ def _load_config(path: Path | None) -> dict[str, Any]:
 @click.option("--results-dir", type=click.Path(path_type=Path), default=None, help="Where run folders go. [default: results]")
 @click.option("--run-id", default=None, help="Name of the run folder. [default: time-benchmark-random]")
 @click.option("--output-format", "output_formats", multiple=True, help="Extra result format (e.g. csv), repeatable.")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the response cache.")
+@click.option("--resume", "resume_id", default=None, metavar="RUN_ID",
+              help="Finish an interrupted run in --results-dir with its recorded config; finished samples are kept.")
 def run(**flags: Any) -> None:
     """Run a benchmark through a gate and one or more models, score it, record it."""
+    resume_id = flags.pop("resume_id")
+    use_cache = not flags.pop("no_cache")
     file_config = _load_config(flags.pop("config_path"))
 
     def pick(name: str, default: Any = None) -> Any:
@@ -115,18 +133,32 @@ def run(**flags: Any) -> None:
         results_dir=Path(pick("results_dir", "results")),
         run_id=pick("run_id"),
         output_formats=list(pick("output_formats") or []),
+        use_cache=use_cache,
     )
+    if resume_id:
+        config = _resumed_config(config.results_dir, resume_id, use_cache)
     registry = get_registry()
     _warn_failures(registry)
     runner_progress = _ProgressBar()
     with runner_progress:
-        result = Run(config, registry, progress=runner_progress.update).execute()
+        result = Run(config, registry, progress=runner_progress.update).execute(resume=bool(resume_id))
     rows = leaderboard.rows_from_run(result.run)
     out.print(_rich_table(f"Run {result.run_id}", rows))
     out.print(f"results: {result.run_dir}/run.json and samples.jsonl")
     tables = leaderboard.group(leaderboard.collect([config.results_dir]))
     board = _write_leaderboard(tables, config.results_dir / "LEADERBOARD.md")
     out.print(f"leaderboard: {board}")
+
+
+def _resumed_config(results_dir: Path, run_id: str, use_cache: bool) -> RunConfig:
+    """The config recorded in a run's run.json; the other run flags are ignored when resuming."""
+    run_file = results_dir / run_id / "run.json"
+    if not run_file.is_file():
+        raise HarnessError(f"cannot resume {run_id!r}: {run_file} not found (is --results-dir right?)")
+    run, _ = load_run(run_file.parent)
+    config = RunConfig.from_json(run["config"], results_dir, run_id)
+    config.use_cache = use_cache
+    return config
 
 
 class _ProgressBar:

@@ -14,11 +14,15 @@ from dataclasses import dataclass
 
 from tenacity import AsyncRetrying, RetryError, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from harness.cache import ResponseCache, cache_key
 from harness.classifiers import Classifier
+from harness.ratelimit import RateLimiter
 from harness.redact import redact
 from harness.types import Prompt, Response
 
 MAX_DETAIL_CHARS = 500
+#: The longest Retry-After the harness honours; a server asking for more gets this.
+MAX_RETRY_AFTER_S = 300.0
 
 
 @dataclass
@@ -30,26 +34,59 @@ class CallResult:
     detail: str | None
     attempts: int
     latency_s: float | None  # wall time of the successful attempt
-    queued_s: float  # time spent waiting for a concurrency slot
+    queued_s: float  # time spent waiting for a concurrency slot and the rate limit
+    cached: bool = False  # answered from the response cache; latency and usage are the original call's
 
 
 class Dispatcher:
     """Sends prompts to one classifier with bounded concurrency and retries."""
 
-    def __init__(self, classifier: Classifier, *, wait_initial_s: float = 1.0, wait_max_s: float = 60.0):
+    def __init__(
+        self,
+        classifier: Classifier,
+        *,
+        cache: ResponseCache | None = None,
+        wait_initial_s: float = 1.0,
+        wait_max_s: float = 60.0,
+    ):
         self.classifier = classifier
         self.options = classifier.options
+        self.cache = cache if cache is not None and classifier.use_cache() else None
+        self.limiter = RateLimiter(self.options.requests_per_minute, self.options.tokens_per_minute)
         self._slots = asyncio.Semaphore(self.options.concurrency)
-        self._wait = wait_random_exponential(multiplier=wait_initial_s, max=wait_max_s)
+        self._backoff = wait_random_exponential(multiplier=wait_initial_s, max=wait_max_s)
+
+    def _wait(self, retry_state) -> float:
+        """Exponential backoff with jitter, or the server's Retry-After when it is longer (capped)."""
+        backoff = self._backoff(retry_state)
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        asked = self.classifier.retry_after(error) if error is not None else None
+        if asked is None:
+            return backoff
+        return max(backoff, min(float(asked), MAX_RETRY_AFTER_S))
 
     async def call(self, prompt: Prompt) -> CallResult:
+        """Answer from the cache when allowed, else call the classifier (and cache a success)."""
+        key = None
+        if self.cache is not None:
+            key = cache_key(self.classifier.plugin, self.classifier.model_id,
+                            self.classifier.answer_options(), prompt.request_hash)
+            hit = await asyncio.to_thread(self.cache.get, key)
+            if hit is not None:
+                response, latency = hit
+                return CallResult(response, None, None, 0, latency, 0.0, cached=True)
         queued_at = time.perf_counter()
         async with self._slots:
-            queued_s = time.perf_counter() - queued_at
-            return await self._call_with_retries(prompt, queued_s)
+            result = await self._call_with_retries(prompt, queued_at)
+        if key is not None and result.response is not None:
+            await asyncio.to_thread(
+                self.cache.put, key, self.classifier.plugin, self.classifier.model_id, result.response, result.latency_s
+            )
+        return result
 
-    async def _call_with_retries(self, prompt: Prompt, queued_s: float) -> CallResult:
+    async def _call_with_retries(self, prompt: Prompt, queued_at: float) -> CallResult:
         attempts = 0
+        queued_s = 0.0
         latency: float | None = None
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.options.max_attempts),
@@ -60,10 +97,14 @@ class Dispatcher:
         try:
             async for attempt in retrying:
                 with attempt:
+                    charge = await self.limiter.acquire()
+                    if attempts == 0:
+                        queued_s = time.perf_counter() - queued_at
                     attempts += 1
                     started = time.perf_counter()
                     response = await asyncio.wait_for(self.classifier.classify(prompt), self.options.timeout_s)
                     latency = time.perf_counter() - started
+                    self.limiter.settle(charge, _total_tokens(response))
             return CallResult(response, None, None, attempts, latency, queued_s)
         except RetryError as exhausted:
             error = exhausted.last_attempt.exception()
@@ -86,3 +127,9 @@ class Dispatcher:
         if exhausted_retries:
             message = f"gave up after {attempts} attempts; last: {message}"
         return CallResult(None, kind, redact(message)[:MAX_DETAIL_CHARS], attempts, None, queued_s)
+
+
+def _total_tokens(response: Response) -> int | None:
+    if response.tokens_in is None and response.tokens_out is None:
+        return None
+    return (response.tokens_in or 0) + (response.tokens_out or 0)

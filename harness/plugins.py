@@ -93,9 +93,13 @@ def _name_of(kind: str, obj: Any) -> str:
     return name
 
 
-def _pip_hint(error: BaseException, distribution: str) -> str:
+def _pip_hint(error: BaseException, distribution: str, plugin_module: str = "") -> str:
     if isinstance(error, ModuleNotFoundError) and error.name:
-        return f"pip install {error.name.split('.')[0]}  (or reinstall {distribution} with its extras)"
+        missing = error.name.split(".")[0]
+        # The plugin's own module is missing: a broken install or a typo in its
+        # entry point. `pip install <module>` would fetch an unrelated package.
+        if missing != plugin_module.split(".")[0]:
+            return f"pip install {missing}  (or reinstall {distribution} with its extras)"
     return f"reinstall {distribution}, or uninstall it to silence this message"
 
 
@@ -131,7 +135,7 @@ def load_registry(
                 plugin = ep.load()
             except Exception as error:  # any import failure must not take the others down
                 registry.failures.append(
-                    PluginFailure(ep.name, dist, f"{type(error).__name__}: {error}", _pip_hint(error, dist))
+                    PluginFailure(ep.name, dist, f"{type(error).__name__}: {error}", _pip_hint(error, dist, ep.module))
                 )
                 continue
             _register_checked(pm, plugin, ep.name, dist)
@@ -144,8 +148,9 @@ def load_registry(
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as error:
+        # pluggy's error carries the plugin object, not the name it was registered under.
         raise PluginError(
-            f"plugin {error.plugin_name!r} implements a hook the harness does not define: {error}. "
+            f"plugin {pm.get_name(error.plugin)!r} implements a hook the harness does not define: {error}. "
             "Check the spelling against harness/hookspecs.py."
         ) from error
 
@@ -159,6 +164,8 @@ def _register_checked(pm: pluggy.PluginManager, plugin: object, name: str, dist:
         pm.register(plugin, name=name)
     except pluggy.PluginValidationError as error:
         raise PluginError(f"plugin {name!r} (from {dist}) is invalid: {error}") from error
+    except ValueError as error:  # pluggy: this name or this plugin object is already registered
+        raise PluginError(f"plugin {name!r} (from {dist}) cannot be registered: {error}") from error
 
 
 def _collect(registry: Registry, kind: str, hook: Any) -> None:

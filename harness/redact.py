@@ -12,26 +12,36 @@ import re
 # Key shapes of common providers and bearer headers. Deliberately broad: a false
 # positive costs a few characters of an error message, a miss leaks a secret.
 _PATTERNS = [
-    re.compile(r"sk-[A-Za-z0-9_\-]{8,}"),
-    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-]{8,}"),
-    re.compile(r"(?i)((?:api[_-]?key|x-api-key|authorization|token)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]{6,}"),
+    # Not inside a word ("task-management-system" is not a key), but after an escape (repr's "\nsk-...").
+    re.compile(r"(?:(?<![A-Za-z0-9])|(?<=\\[nrt]))sk-[A-Za-z0-9_\-]{8,}"),
+    # RFC 6750 b64token: base64 keys contain + / = and must not leak past them.
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/\-]{8,}=*"),
+    # key: value, key=value, "key": "value", also JSON escaped inside a string (\"key\": \"value\")
+    # and an auth scheme before the value (Authorization: Basic dXNl...).
+    re.compile(
+        r"(?i)((?:api[_-]?key|x-api-key|authorization|token)(?:\\?[\"'])?\s*[:=]\s*(?:\\?[\"'])?"
+        r"(?:(?:basic|bearer|digest|token)\s+)?)[^\s\"'\\,}]{6,}"
+    ),
     re.compile(r"hf_[A-Za-z0-9]{10,}"),
 ]
 _SECRET_ENV_SUFFIXES = ("_API_KEY", "_TOKEN", "_SECRET", "_ACCESS_KEY")
+_SECRET_ENV_NAMES = tuple(suffix.lstrip("_") for suffix in _SECRET_ENV_SUFFIXES)  # API_KEY, TOKEN, ...
 REDACTED = "[REDACTED]"
 
 
 def _secret_env_values() -> list[str]:
     values = []
     for name, value in os.environ.items():
-        if name.upper().endswith(_SECRET_ENV_SUFFIXES) and len(value) >= 6:
+        upper = name.upper()
+        if (upper.endswith(_SECRET_ENV_SUFFIXES) or upper in _SECRET_ENV_NAMES) and len(value) >= 6:
             values.append(value)
-    return sorted(values, key=len, reverse=True)
+    return values
 
 
 def redact(text: str, extra_secrets: list[str] | None = None) -> str:
     """Replace API keys (known shapes, secret-looking env values, ``extra_secrets``) with a marker."""
-    for secret in (extra_secrets or []) + _secret_env_values():
+    # Longest first, all together: a secret that contains another must not leave its tail behind.
+    for secret in sorted({*(extra_secrets or []), *_secret_env_values()}, key=len, reverse=True):
         if secret:
             text = text.replace(secret, REDACTED)
     for pattern in _PATTERNS:

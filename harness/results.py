@@ -154,3 +154,20 @@ def environment_provenance() -> dict[str, Any]:
         "numpy": _version_or_none("numpy"),
         "pillow": _version_or_none("pillow"),
     }
+
+
+def truncate_partial_line(run_dir: Path) -> bool:
+    """Cut a half-written last line (a run killed mid-write) off samples.jsonl; True if one was cut.
+
+    Appending after such a line would glue the next record onto it.
+    """
+    path = run_dir / SAMPLES_FILE
+    if not path.is_file():
+        return False
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return False
+    keep = data.rfind(b"\n") + 1
+    with path.open("r+b") as handle:
+        handle.truncate(keep)
+    return True

@@ -18,7 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from harness import answers, metrics
+from harness import answers, metrics, paths
+from harness.cache import ResponseCache
 from harness.classifiers import Classifier, parse_model_spec
 from harness.datasets import Benchmark, manifest_hash
 from harness.dispatch import CallResult, Dispatcher
@@ -28,7 +29,9 @@ from harness.images import load_rgb
 from harness.options import validate_options
 from harness.plugins import Registry
 from harness.prompts import PromptTemplate, render_prompt
-from harness.results import SCHEMA_VERSION, RunFiles, environment_provenance, new_run_id
+from harness.results import (
+    SCHEMA_VERSION, RunFiles, environment_provenance, load_run, new_run_id, truncate_partial_line,
+)
 from harness.types import GOOD, GOOD_CLASS, BenchmarkData, Category, GateResult, Prompt, Sample
 from harness.visual import resize_for_prompt, visual_prompt_images
 
@@ -54,6 +57,18 @@ class RunConfig:
     run_id: str | None = None
     n_boot: int = 1000
     output_formats: list[str] = field(default_factory=list)
+    use_cache: bool = True
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], results_dir: Path, run_id: str) -> "RunConfig":
+        """The config a run.json recorded, to resume that run exactly as it was started."""
+        return cls(
+            benchmark=data["benchmark"], models=list(data["models"]), gate=data["gate"], prompt=data["prompt"],
+            data_root=Path(data["data_root"]) if data.get("data_root") else None,
+            categories=data.get("categories"), gate_options=data.get("gate_options") or {},
+            model_options=data.get("model_options") or {}, seed=data.get("seed", 0), limit=data.get("limit"),
+            results_dir=results_dir, run_id=run_id, n_boot=data.get("n_boot", 1000),
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -110,6 +125,8 @@ class Run:
             raise HarnessError("no models given; use --models, e.g. --models random")
         self.classifiers = [self._make_classifier(spec) for spec in config.models]
         self.records: list[dict[str, Any]] = []
+        #: (sample_id, model) pairs already recorded; filled when resuming.
+        self.done: set[tuple[str, str]] = set()
 
     def _make_classifier(self, spec: str) -> Classifier:
         plugin, model_id = parse_model_spec(spec)
@@ -135,22 +152,29 @@ class Run:
 
     # ------------------------------------------------------------------ run
 
-    def execute(self) -> RunResult:
+    def execute(self, resume: bool = False) -> RunResult:
+        """Run (or with ``resume``, finish) the run; records are on disk as each sample finishes."""
         data = self.load_data()
         run_id = self.config.run_id or new_run_id(data.name)
         run_dir = self.config.results_dir / run_id
-        if (run_dir / "run.json").exists():
-            raise HarnessError(f"{run_dir} already holds a run; choose another --run-id")
+        if resume:
+            run = self._resume_state(run_dir, data)
+        elif (run_dir / "run.json").exists():
+            raise HarnessError(f"{run_dir} already holds a run; resume it with --resume {run_id} or pick another --run-id")
+        else:
+            run = self._run_header(run_id, data)
         files = RunFiles(run_dir)
-        run = self._run_header(run_id, data)
         files.write_run(run)
+        cache = ResponseCache(paths.cache_dir() / "responses.sqlite") if self.config.use_cache else None
         pm = self.registry.manager
         if pm is not None:
             pm.hook.harness_run_started(run=run)
         try:
-            asyncio.run(self._run_all(data, files, run))
+            asyncio.run(self._run_all(data, files, run, cache))
             run["metrics"] = self._score(data)
             run["status"] = "finished"
+            if cache is not None:
+                run["cache"] = {"path": str(cache.path), "hits": cache.hits, "misses": cache.misses}
         except BaseException as error:
             run["status"] = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
             run["failure"] = f"{type(error).__name__}: {error}"
@@ -159,6 +183,8 @@ class Run:
             run["finished_at"] = _now()
             files.write_run(run)
             files.close()
+            if cache is not None:
+                cache.close()
         for name in self.config.output_formats:
             writer = self.registry.get("writers", name).obj
             run.setdefault("outputs", {})[name] = str(writer.write(run_dir, run, self.records))
@@ -167,6 +193,29 @@ class Run:
         if pm is not None:
             pm.hook.harness_run_finished(run=run, run_dir=run_dir)
         return RunResult(run_id, run_dir, run, self.records)
+
+    def _resume_state(self, run_dir: Path, data: BenchmarkData) -> dict[str, Any]:
+        """Load a run's finished records so only the missing (sample, model) pairs are run."""
+        truncate_partial_line(run_dir)
+        run, records = load_run(run_dir)
+        recorded, current = run["benchmark"]["manifest_hash"], manifest_hash(data)
+        if recorded != current:
+            raise HarnessError(
+                f"cannot resume {run_dir.name}: the data at {data.root} is not what the run evaluated "
+                f"(manifest {current}, the run has {recorded})"
+            )
+        seen: set[tuple[str, str]] = set()
+        for record in records:
+            key = (record["sample_id"], record["model"])
+            if key not in seen:
+                seen.add(key)
+                self.records.append(record)
+        self.done = seen
+        run["status"] = "running"
+        run.setdefault("resumed", []).append(
+            {"at": _now(), "records_kept": len(self.records), "harness_version": environment_provenance()["harness_version"]}
+        )
+        return run
 
     def _run_header(self, run_id: str, data: BenchmarkData) -> dict[str, Any]:
         plugins = {name: {"distribution": dist, "version": version} for name, (dist, version) in self.registry.plugins.items()}
@@ -203,10 +252,12 @@ class Run:
             "metrics": {},
         }
 
-    async def _run_all(self, data: BenchmarkData, files: RunFiles, run: dict[str, Any]) -> None:
-        dispatchers = [Dispatcher(c) for c in self.classifiers]
+    async def _run_all(self, data: BenchmarkData, files: RunFiles, run: dict[str, Any], cache: ResponseCache | None) -> None:
+        dispatchers = [Dispatcher(c, cache=cache) for c in self.classifiers]
         try:
             for category in data.categories:
+                if not self._pending(category.test_samples):
+                    continue  # resumed: every model already answered every sample here
                 fitted = await asyncio.to_thread(self.gate.fit, category)
                 run["provenance"]["gate"]["categories"][category.name] = fitted.info()
                 files.write_run(run)
@@ -218,10 +269,12 @@ class Run:
     async def _run_category(self, category: Category, fitted: FittedGate, dispatchers: list[Dispatcher], files: RunFiles) -> None:
         reference = await asyncio.to_thread(self._reference_image, category)
         candidates = list(category.classes) + ([GOOD_CLASS] if self.gate.passes_all else [])
-        total, done = len(category.test_samples), 0
+        pending = self._pending(category.test_samples)
+        total = len(category.test_samples)
+        done = total - len(pending)  # resumed runs start part-way
         in_flight = asyncio.Semaphore(MAX_SAMPLES_IN_FLIGHT)
         tasks: list[asyncio.Task] = []
-        self.progress(category.name, 0, total)
+        self.progress(category.name, done, total)
 
         async def finish(prepared: Prepared) -> None:
             nonlocal done
@@ -232,11 +285,16 @@ class Run:
             done += 1
             self.progress(category.name, done, total)
 
-        for sample in category.test_samples:
+        for sample in pending:
             await in_flight.acquire()
             prepared = await asyncio.to_thread(self._prepare, sample, fitted, category, reference, candidates)
             tasks.append(asyncio.create_task(finish(prepared)))
         await asyncio.gather(*tasks)
+
+    def _pending(self, samples: list[Sample]) -> list[Sample]:
+        """Samples some model has not answered yet (all of them, unless resuming)."""
+        specs = [c.spec for c in self.classifiers]
+        return [s for s in samples if any((s.sample_id, spec) not in self.done for spec in specs)]
 
     def _reference_image(self, category: Category):
         """A normal image from the training split (never the test set), chosen by seed."""
@@ -269,8 +327,10 @@ class Run:
         return prepared
 
     async def _classify_and_record(self, prepared: Prepared, candidates, dispatchers: list[Dispatcher], files: RunFiles) -> None:
-        async def one(dispatcher: Dispatcher) -> dict[str, Any]:
+        async def one(dispatcher: Dispatcher) -> dict[str, Any] | None:
             classifier = dispatcher.classifier
+            if (prepared.sample.sample_id, classifier.spec) in self.done:
+                return None
             if prepared.bad_input is not None or not prepared.gate or not prepared.gate.flagged:
                 return self._record(prepared, classifier, None, None)
             prompt = prepared.prompts[classifier.capabilities.max_images]
@@ -278,6 +338,8 @@ class Run:
             return self._record(prepared, classifier, prompt, call, candidates)
 
         for record in await asyncio.gather(*(one(d) for d in dispatchers)):
+            if record is None:
+                continue
             files.append_record(record)
             self.records.append(record)
             if self.registry.manager is not None:
@@ -326,6 +388,7 @@ class Run:
             "latency_s": call.latency_s if call is not None else None,
             "queued_s": call.queued_s if call is not None else None,
             "attempts": call.attempts if call is not None else 0,
+            "cached": bool(call.cached) if call is not None else False,
             "tokens_in": usage.tokens_in if usage else None,
             "tokens_out": usage.tokens_out if usage else None,
             "cost_usd": usage.cost_usd if usage else None,

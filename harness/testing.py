@@ -53,6 +53,9 @@ def scripted_classifier(
         def should_retry(self, error: BaseException) -> bool:
             return isinstance(error, transient)
 
+        def is_deterministic(self) -> bool:
+            return False  # a script may answer differently each time: never cached unless asked
+
     ScriptedClassifier.plugin = plugin
     ScriptedClassifier.capabilities = capabilities
     ScriptedClassifier.prompts = []

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from harness import paths
 from harness.errors import HarnessError
 from harness.types import GOOD
 
@@ -39,8 +40,7 @@ from harness_datasets.demo_draw import CategoryRecipe
 #: Bump when a change to the drawing code changes any picture: the cache folder name changes with it.
 GENERATOR_VERSION = 1
 MARKER = "DONE.json"
-CACHE_ENV = "HARNESS_CACHE_DIR"
-DEFAULT_CACHE_DIR = "~/.cache/anomaly-harness"
+CACHE_ENV = paths.CACHE_ENV
 #: A defect that changed fewer pixels than this (e.g. clipped at the object's edge) is drawn again.
 MIN_DEFECT_PIXELS = 25
 _MAX_DEFECT_ATTEMPTS = 20
@@ -81,8 +81,8 @@ class DemoRootError(HarnessError):
 
 
 def cache_dir() -> Path:
-    """Where generated data is kept: ``$HARNESS_CACHE_DIR``, else ``~/.cache/anomaly-harness``."""
-    return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE_DIR).expanduser().absolute()
+    """Where generated data is kept: the harness cache folder (``$HARNESS_CACHE_DIR``)."""
+    return paths.cache_dir().absolute()
 
 
 def default_demo_root(seed: int = 0) -> Path:
