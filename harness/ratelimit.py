@@ -27,10 +27,12 @@ class RateLimiter:
         requests_per_minute: float | None = None,
         tokens_per_minute: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        window_s: float = WINDOW_S,
     ):
         self.requests_per_minute = requests_per_minute
         self.tokens_per_minute = tokens_per_minute
         self._clock = clock
+        self.window_s = window_s
         self._starts: deque[float] = deque()
         self._tokens: deque[list[float]] = deque()  # [start time, tokens charged]
         self._lock = asyncio.Lock()
@@ -41,16 +43,16 @@ class RateLimiter:
         return bool(self.requests_per_minute or self.tokens_per_minute)
 
     def _forget_old(self, now: float) -> None:
-        while self._starts and now - self._starts[0] >= WINDOW_S:
+        while self._starts and now - self._starts[0] >= self.window_s:
             self._starts.popleft()
-        while self._tokens and now - self._tokens[0][0] >= WINDOW_S:
+        while self._tokens and now - self._tokens[0][0] >= self.window_s:
             self._tokens.popleft()
 
     def _wait_needed(self, now: float, estimate: float) -> float:
         waits = [0.0]
         if self.requests_per_minute and len(self._starts) >= self.requests_per_minute:
             index = len(self._starts) - int(self.requests_per_minute)
-            waits.append(self._starts[index] + WINDOW_S - now)
+            waits.append(self._starts[index] + self.window_s - now)
         if self.tokens_per_minute and self._tokens:
             used = sum(t for _, t in self._tokens)
             if used + estimate > self.tokens_per_minute:
@@ -60,7 +62,7 @@ class RateLimiter:
                 for started, tokens in self._tokens:
                     freed += tokens
                     if freed >= excess:
-                        waits.append(started + WINDOW_S - now)
+                        waits.append(started + self.window_s - now)
                         break
         return max(waits)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -39,3 +40,12 @@ def small_tree(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("small-tree")
     demo.write_demo_tree(root, seed=0, counts=demo.DemoCounts(train=3, good=2, per_defect=2))
     return root
+
+
+def write_plugin_distribution(folder: Path, name: str, module_source: str) -> None:
+    """A plugin installed the way pip would: a module plus a dist-info with a `harness` entry point."""
+    (folder / f"{name}.py").write_text(textwrap.dedent(module_source))
+    info = folder / f"{name}-0.3.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.3\n")
+    (info / "entry_points.txt").write_text(f"[harness]\n{name} = {name}\n")

@@ -14,7 +14,7 @@ import pytest
 from harness.cli import main
 from harness.results import load_run
 
-from conftest import BOTTLE
+from conftest import BOTTLE, write_plugin_distribution
 
 HARNESS = [sys.executable, "-c", "from harness.cli import main; main()"]
 
@@ -130,15 +130,6 @@ def test_debug_shows_the_traceback(tmp_path):
     result = subprocess.run([*HARNESS, "--debug", "run", "--benchmark", "nonesuch", "--models", "random"],
                             capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode != 0 and "Traceback" in result.stderr
-
-
-def write_plugin_distribution(folder: Path, name: str, module_source: str) -> None:
-    """A plugin installed the way pip would: a module plus a dist-info with a `harness` entry point."""
-    (folder / f"{name}.py").write_text(textwrap.dedent(module_source))
-    info = folder / f"{name}-0.3.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.3\n")
-    (info / "entry_points.txt").write_text(f"[harness]\n{name} = {name}\n")
 
 
 def test_a_misspelled_hook_fails_loudly_naming_the_plugin(tmp_path):
