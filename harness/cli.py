@@ -62,7 +62,7 @@ def _configure_logging(debug: bool) -> None:
 
 CONFIG_KEYS = {
     "benchmark", "data-root", "category", "categories", "gate", "models", "prompt", "seed", "limit",
-    "results-dir", "run-id", "output-formats", "gate-options", "model-options",
+    "results-dir", "run-id", "output-formats", "gate-options", "model-options", "prices",
 }
 
 
@@ -97,6 +97,8 @@ def _load_config(path: Path | None) -> dict[str, Any]:
 @click.option("--results-dir", type=click.Path(path_type=Path), default=None, help="Where run folders go. [default: results]")
 @click.option("--run-id", default=None, help="Name of the run folder. [default: time-benchmark-random]")
 @click.option("--output-format", "output_formats", multiple=True, help="Extra result format (e.g. csv), repeatable.")
+@click.option("--prices", type=click.Path(path_type=Path), default=None,
+              help="TOML price table (USD per million tokens by model spec) extending the packaged one.")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the response cache.")
 @click.option("--resume", "resume_id", default=None, metavar="RUN_ID",
               help="Finish an interrupted run in --results-dir with its recorded config; finished samples are kept.")
@@ -134,6 +136,7 @@ def run(**flags: Any) -> None:
         run_id=pick("run_id"),
         output_formats=list(pick("output_formats") or []),
         use_cache=use_cache,
+        prices=Path(pick("prices")) if pick("prices") else None,
     )
     if resume_id:
         config = _resumed_config(config.results_dir, resume_id, use_cache)

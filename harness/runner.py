@@ -28,6 +28,7 @@ from harness.gates import FittedGate, Gate
 from harness.images import load_rgb
 from harness.options import validate_options
 from harness.plugins import Registry
+from harness.pricing import load_prices, price_for
 from harness.prompts import PromptTemplate, render_prompt
 from harness.results import (
     SCHEMA_VERSION, RunFiles, environment_provenance, load_run, new_run_id, truncate_partial_line,
@@ -58,6 +59,7 @@ class RunConfig:
     n_boot: int = 1000
     output_formats: list[str] = field(default_factory=list)
     use_cache: bool = True
+    prices: Path | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any], results_dir: Path, run_id: str) -> "RunConfig":
@@ -68,6 +70,7 @@ class RunConfig:
             categories=data.get("categories"), gate_options=data.get("gate_options") or {},
             model_options=data.get("model_options") or {}, seed=data.get("seed", 0), limit=data.get("limit"),
             results_dir=results_dir, run_id=run_id, n_boot=data.get("n_boot", 1000),
+            prices=Path(data["prices"]) if data.get("prices") else None,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -83,6 +86,7 @@ class RunConfig:
             "seed": self.seed,
             "limit": self.limit,
             "n_boot": self.n_boot,
+            "prices": str(self.prices) if self.prices else None,
         }
 
 
@@ -124,6 +128,8 @@ class Run:
         if not config.models:
             raise HarnessError("no models given; use --models, e.g. --models random")
         self.classifiers = [self._make_classifier(spec) for spec in config.models]
+        price_table = load_prices(config.prices)
+        self.prices = {c.spec: price_for(c.spec, price_table) for c in self.classifiers}
         self.records: list[dict[str, Any]] = []
         #: (sample_id, model) pairs already recorded; filled when resuming.
         self.done: set[tuple[str, str]] = set()
@@ -248,6 +254,11 @@ class Run:
                 },
                 "gate": {**self.gate.describe(), "categories": {}},
                 "classifiers": {c.spec: c.describe() for c in self.classifiers},
+                "prices_usd_per_million_tokens": {
+                    spec: None if price is None else {"input": price.input_per_million, "output": price.output_per_million}
+                    for spec, price in self.prices.items()
+                },
+                "price_table": str(self.config.prices) if self.config.prices else "harness/prices.toml",
             },
             "metrics": {},
         }
@@ -391,10 +402,19 @@ class Run:
             "cached": bool(call.cached) if call is not None else False,
             "tokens_in": usage.tokens_in if usage else None,
             "tokens_out": usage.tokens_out if usage else None,
-            "cost_usd": usage.cost_usd if usage else None,
+            "cost_usd": self._cost(classifier.spec, usage),
         }
         record["outcome"] = metrics.outcome_of(record, self.gate.passes_all)
         return record
+
+    def _cost(self, spec: str, usage) -> float | None:
+        """The backend's own cost figure when it gives one, else tokens times the price table."""
+        if usage is None:
+            return None
+        if usage.cost_usd is not None:
+            return usage.cost_usd
+        price = self.prices.get(spec)
+        return price.cost(usage.tokens_in, usage.tokens_out) if price else None
 
     # -------------------------------------------------------------- scoring
 
