@@ -50,3 +50,22 @@ def redact(text: str, extra_secrets: list[str] | None = None) -> str:
         else:
             text = pattern.sub(REDACTED, text)
     return text
+
+
+_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/@\s:]*(?::[^/@\s]*)?@")
+
+
+def strip_url_credentials(text: str) -> str:
+    """Drop ``user:password@`` from any URL in ``text``."""
+    return _URL_CREDENTIALS.sub(r"\1", text)
+
+
+def redact_value(value):
+    """Redact every string inside a JSON-like value (dicts, lists), e.g. options bound for run.json."""
+    if isinstance(value, str):
+        return redact(strip_url_credentials(value))
+    if isinstance(value, dict):
+        return {key: redact_value(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_value(item) for item in value]
+    return value

@@ -30,6 +30,7 @@ from harness.options import validate_options
 from harness.plugins import Registry
 from harness.pricing import load_prices, price_for
 from harness.prompts import PromptTemplate, render_prompt
+from harness.redact import redact_value
 from harness.results import (
     SCHEMA_VERSION, RunFiles, environment_provenance, load_run, new_run_id, truncate_partial_line,
 )
@@ -60,6 +61,9 @@ class RunConfig:
     output_formats: list[str] = field(default_factory=list)
     use_cache: bool = True
     prices: Path | None = None
+    #: Backoff between retries of transient errors: initial wait and cap, in seconds.
+    retry_initial_s: float = 1.0
+    retry_max_s: float = 60.0
 
     @classmethod
     def from_json(cls, data: dict[str, Any], results_dir: Path, run_id: str) -> "RunConfig":
@@ -71,6 +75,7 @@ class RunConfig:
             model_options=data.get("model_options") or {}, seed=data.get("seed", 0), limit=data.get("limit"),
             results_dir=results_dir, run_id=run_id, n_boot=data.get("n_boot", 1000),
             prices=Path(data["prices"]) if data.get("prices") else None,
+            retry_initial_s=data.get("retry_initial_s", 1.0), retry_max_s=data.get("retry_max_s", 60.0),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -79,14 +84,16 @@ class RunConfig:
             "data_root": str(self.data_root) if self.data_root else None,
             "categories": self.categories,
             "gate": self.gate,
-            "gate_options": self.gate_options,
+            "gate_options": redact_value(self.gate_options),
             "models": self.models,
-            "model_options": self.model_options,
+            "model_options": redact_value(self.model_options),
             "prompt": self.prompt,
             "seed": self.seed,
             "limit": self.limit,
             "n_boot": self.n_boot,
             "prices": str(self.prices) if self.prices else None,
+            "retry_initial_s": self.retry_initial_s,
+            "retry_max_s": self.retry_max_s,
         }
 
 
@@ -264,7 +271,10 @@ class Run:
         }
 
     async def _run_all(self, data: BenchmarkData, files: RunFiles, run: dict[str, Any], cache: ResponseCache | None) -> None:
-        dispatchers = [Dispatcher(c, cache=cache) for c in self.classifiers]
+        dispatchers = [
+            Dispatcher(c, cache=cache, wait_initial_s=self.config.retry_initial_s, wait_max_s=self.config.retry_max_s)
+            for c in self.classifiers
+        ]
         try:
             for category in data.categories:
                 if not self._pending(category.test_samples):

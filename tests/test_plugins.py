@@ -108,7 +108,7 @@ def test_a_plugin_overrides_a_builtin_classifier_by_name_and_the_shadowing_is_re
     assert provided.version == "0"
     assert ("classifiers", "random", "baselines") in registry.shadowed
     # nothing else is disturbed
-    assert registry.classifiers.keys() == {"random"}
+    assert all(p.plugin != "my-random" for name, p in registry.classifiers.items() if name != "random")
     assert registry.gates["oracle"].plugin == "builtin"
 
 
@@ -371,9 +371,9 @@ def test_a_plugin_missing_a_dependency_is_recorded_and_the_others_still_load(ins
     assert {"velm", "plain", "json"} <= set(registry.templates)
 
     with pytest.raises(UnknownNameError) as caught:
-        registry.get("classifiers", "openai")
+        registry.get("classifiers", "no-such-backend")
     message = str(caught.value)
-    assert "fake, random" in message
+    assert "fake" in message and "random" in message
     assert "failed to load: broken" in message
 
 

@@ -1,0 +1,423 @@
+"""The ``anthropic`` classifier: one Messages API request per prompt.
+
+How a prompt goes on the wire:
+
+- system messages -> the ``system`` parameter (their text, joined);
+- user and assistant messages -> content blocks: ``text`` blocks and base64
+  PNG ``image`` blocks (images in user messages only);
+- with ``structured_output``, one tool (`TOOL_NAME`) whose input schema has a
+  ``class`` property enumerating the candidate class names, forced with
+  ``tool_choice``; the tool input is returned as JSON text (``{"class": ...}``),
+  which the core's answer parser reads.
+
+A reply with ``stop_reason: "refusal"`` is a refusal (recorded ``refused``).
+
+Sampling: the 2.x SDK sends API version 2026-10-21, which rejects
+``temperature`` (and top_p, top_k) with a 400 even at default values, so no
+temperature is sent unless asked for, and asking for one requires
+``api_version = "2023-06-01"`` (checked when the options are read). Without
+it the model samples at the API's default: requests are not deterministic.
+
+Errors. Retries belong to the core (the SDK's own are off: ``max_retries=0``);
+this class only classifies the SDK's exceptions:
+
+=====================================================  =========  =============
+exception                                              transient  recorded as
+=====================================================  =========  =============
+RateLimitError (429)                                   yes        backend_error
+InternalServerError and subclasses (>= 500), including
+OverloadedError (529), ServiceUnavailableError (503)   yes        backend_error
+RequestTimeoutError (408), ConflictError (409)         yes        backend_error
+APITimeoutError (client-side timeout)                  yes        timeout
+APIConnectionError (refused, reset, dropped)           yes        backend_error
+RetryableError (raised by SDK middleware)              yes        backend_error
+MalformedResponseError (200 with a non-JSON body)      yes        backend_error
+BadRequestError, AuthenticationError, Permission-      no         backend_error
+DeniedError, NotFoundError, other 4xx
+=====================================================  =========  =============
+
+"Recorded as" applies once the core gives up (``max_attempts``). A malformed
+200 body is treated as transient (a proxy or dropped stream produces it; a
+retry is cheap and bounded). Before an SDK error leaves this class, the API
+key is scrubbed from its message and body, whatever the key looks like.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import email.utils
+import io
+import json
+import os
+import re
+import threading
+import time
+from collections import OrderedDict
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, field_validator, model_validator
+
+from harness.classifiers import Capabilities, Classifier, ClassifierOptions
+from harness.errors import HarnessError
+from harness.types import ImagePart, Prompt, Response, TextPart
+
+PIP_HINT = "pip install 'anomaly-harness[anthropic]'"
+#: Sent as the key to a keyless server behind ``base_url`` (a local proxy, say).
+KEYLESS_PLACEHOLDER = "EMPTY"
+#: The last Messages API version that accepts sampling parameters (temperature, top_p, top_k).
+LEGACY_API_VERSION = "2023-06-01"
+#: The tool a structured answer is asked for through.
+TOOL_NAME = "report_defect_class"
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: Headers that carry credentials: never accepted as options (options are written to run.json).
+_SECRET_HEADERS = {"authorization", "proxy-authorization", "api-key", "x-api-key", "cookie"}
+
+
+class MalformedResponseError(Exception):
+    """The server answered 200 with a body that is not a message (not JSON, or missing fields)."""
+
+
+class AnthropicOptions(ClassifierOptions):
+    base_url: str | None = Field(
+        None, description="API base URL; None: the SDK's default (ANTHROPIC_BASE_URL, else api.anthropic.com)"
+    )
+    api_key_env: str = Field(
+        "ANTHROPIC_API_KEY",
+        description=(
+            "name of the environment variable holding the API key (the key itself is never an option); "
+            "when it is unset and a base URL is given, a placeholder key is sent"
+        ),
+    )
+    temperature: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "sampling temperature; None: not sent. API version 2026-10-21 (the anthropic 2.x SDK's default) "
+            "rejects it with 400, so it needs api_version='2023-06-01'"
+        ),
+    )
+    api_version: str | None = Field(
+        None, description="the anthropic-version header; None: the SDK's default (2026-10-21 for anthropic 2.x)"
+    )
+    max_tokens: int = Field(64, ge=1, description="most tokens the model may generate")
+    structured_output: bool = Field(
+        False, description=f"answer through a forced tool ({TOOL_NAME}) whose input schema enumerates the candidate class names"
+    )
+    extra_headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="extra HTTP headers, e.g. anthropic-beta (not for credentials: options are recorded in run.json)",
+    )
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, value: str) -> str:
+        # Never echo the value: it may be a key pasted in by mistake.
+        if not _ENV_NAME.match(value):
+            raise ValueError("must be the NAME of an environment variable (letters, digits, '_'), not the key itself")
+        return value
+
+    @field_validator("extra_headers")
+    @classmethod
+    def _no_credentials(cls, value: dict[str, str]) -> dict[str, str]:
+        secret = sorted(name for name in value if name.lower() in _SECRET_HEADERS)
+        if secret:
+            raise ValueError(f"header(s) {', '.join(secret)} carry credentials; set the key through api_key_env")
+        if any(name.lower() == "anthropic-version" for name in value):
+            raise ValueError("set the API version with the api_version option, not a header")
+        return value
+
+    @model_validator(mode="after")
+    def _sampling_needs_old_api(self) -> AnthropicOptions:
+        # Fail before the run, not with a 400 on every sample.
+        if self.temperature is not None and self.api_version != LEGACY_API_VERSION:
+            raise ValueError(
+                f"temperature is rejected by Messages API versions after {LEGACY_API_VERSION}; "
+                f"set api_version = '{LEGACY_API_VERSION}' to use it, or leave temperature unset"
+            )
+        return self
+
+
+class AnthropicClassifier(Classifier):
+    """Messages API with base64 image blocks."""
+
+    plugin = "anthropic"
+    description = "Anthropic Messages API (Claude models)"
+    Options = AnthropicOptions
+    requires_model_id = True
+    capabilities = Capabilities(max_images=None)
+    options: AnthropicOptions
+
+    def __init__(self, model_id: str | None, options: AnthropicOptions):
+        super().__init__(model_id, options)
+        self._anthropic = _import_anthropic()
+        self._key = self._resolve_key()
+        self._client: Any = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+
+    # -- configuration
+
+    def _effective_base_url(self) -> str | None:
+        return self.options.base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
+
+    def _resolve_key(self) -> str:
+        key = os.environ.get(self.options.api_key_env)
+        if key:
+            return key
+        if self._effective_base_url():
+            return KEYLESS_PLACEHOLDER
+        raise HarnessError(
+            f"model {self.spec!r}: no API key; set the {self.options.api_key_env} environment variable "
+            "(or the option api_key_env to the variable that holds it)"
+        )
+
+    def _get_client(self) -> Any:
+        # One client per event loop: an httpx connection pool belongs to the loop that opened it.
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
+            self._client = self._anthropic.AsyncAnthropic(
+                api_key=self._key,  # explicit: the SDK then consults no other credential source
+                base_url=self.options.base_url,
+                timeout=self.options.timeout_s,
+                max_retries=0,  # the core retries
+                default_headers=self._headers() or None,
+            )
+            self._client_loop = loop
+        return self._client
+
+    def _headers(self) -> dict[str, str]:
+        headers = dict(self.options.extra_headers)
+        if self.options.api_version:
+            headers["anthropic-version"] = self.options.api_version
+        return headers
+
+    # -- the request
+
+    def build_request(self, prompt: Prompt) -> dict[str, Any]:
+        """The keyword arguments of ``messages.create`` for ``prompt`` (encodes the images)."""
+        system: list[str] = []
+        messages: list[dict[str, Any]] = []
+        for message in prompt.messages:
+            if message.role == "system":
+                if any(isinstance(p, ImagePart) for p in message.parts):
+                    raise ValueError("anthropic: images are not allowed in a system message")
+                system += [p.text for p in message.parts if isinstance(p, TextPart) and p.text.strip()]
+                continue
+            if message.role != "user" and any(isinstance(p, ImagePart) for p in message.parts):
+                raise ValueError(f"anthropic: images are only allowed in user messages, not in a {message.role} message")
+            blocks = [_block(p) for p in message.parts if not (isinstance(p, TextPart) and not p.text.strip())]
+            if blocks:
+                messages.append({"role": message.role, "content": blocks})
+        request: dict[str, Any] = {"model": self.model_id, "max_tokens": self.options.max_tokens, "messages": messages}
+        if system:
+            request["system"] = "\n\n".join(system)
+        if self.options.temperature is not None:
+            # The 2.x SDK has no temperature parameter (its default API version rejects it).
+            request["extra_body"] = {"temperature": self.options.temperature}
+        if self.options.structured_output:
+            request["tools"] = [{
+                "name": TOOL_NAME,
+                "description": "Report the defect class of the query image, chosen from the candidate classes.",
+                "input_schema": class_schema(prompt),
+            }]
+            request["tool_choice"] = {"type": "tool", "name": TOOL_NAME}
+        return request
+
+    async def classify(self, prompt: Prompt) -> Response:
+        client = self._get_client()
+        if all(is_encoded(p) for p in prompt.images):
+            request = self.build_request(prompt)
+        else:  # PNG encoding takes milliseconds: keep it off the event loop
+            request = await asyncio.to_thread(self.build_request, prompt)
+        try:
+            message = await client.messages.create(**request)
+        except json.JSONDecodeError as error:
+            raise MalformedResponseError(f"the server's 200 response is not valid JSON ({error})") from None
+        except self._anthropic.AnthropicError as error:
+            scrub_secret(error, self._key)
+            raise
+        return self.parse_message(message)
+
+    def parse_message(self, message: Any) -> Response:
+        """A `Response` from a ``Message``; raises `MalformedResponseError` when it is not one."""
+        if isinstance(message, (str, bytes)):  # the SDK returns the text of a non-JSON content type
+            raise MalformedResponseError(f"the server's 200 response is not JSON: {str(message)[:100]!r}")
+        try:
+            blocks = list(message.content)
+            stop_reason = message.stop_reason
+            usage = message.usage
+        except (AttributeError, TypeError) as error:
+            raise MalformedResponseError(f"the server's response is not a message ({type(error).__name__}: {error})") from None
+        tokens_in = getattr(usage, "input_tokens", None) if usage is not None else None
+        tokens_out = getattr(usage, "output_tokens", None) if usage is not None else None
+        text = ""
+        tool_input = next(
+            (getattr(b, "input", None) for b in blocks if getattr(b, "type", None) == "tool_use" and getattr(b, "name", None) == TOOL_NAME),
+            None,
+        )
+        if tool_input is not None:
+            text = json.dumps(tool_input, ensure_ascii=False)
+        else:
+            text = "".join(getattr(b, "text", "") or "" for b in blocks if getattr(b, "type", None) == "text")
+        return Response(text=text, tokens_in=tokens_in, tokens_out=tokens_out, refused=stop_reason == "refusal")
+
+    def is_deterministic(self) -> bool:
+        """Only an explicit temperature 0 is greedy; None leaves sampling to the server's default."""
+        return self.options.temperature == 0.0
+
+    # -- error semantics
+
+    def should_retry(self, error: BaseException) -> bool:
+        if isinstance(error, (MalformedResponseError, getattr(self._anthropic, "RetryableError", MalformedResponseError))):
+            return True
+        if isinstance(error, self._anthropic.APIConnectionError):  # includes APITimeoutError
+            return True
+        if isinstance(error, self._anthropic.APIStatusError):
+            return error.status_code in (408, 409, 429) or error.status_code >= 500
+        return False
+
+    def retry_after(self, error: BaseException) -> float | None:
+        response = getattr(error, "response", None)
+        if not isinstance(error, self._anthropic.APIStatusError) or response is None:
+            return None
+        return parse_retry_after(response.headers)
+
+    def is_timeout(self, error: BaseException) -> bool:
+        return isinstance(error, (self._anthropic.APITimeoutError, TimeoutError))
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and self._client_loop is asyncio.get_running_loop():
+            await client.close()
+        self._client_loop = None
+
+    def describe(self) -> dict[str, Any]:
+        options = self.options.model_dump()
+        options["base_url"] = strip_userinfo(options["base_url"])
+        return {
+            "spec": self.spec,
+            "options": options,
+            "sdk": {"anthropic": getattr(self._anthropic, "__version__", "unknown")},
+            "base_url": strip_userinfo(self._effective_base_url()) or "https://api.anthropic.com",
+            "keyless": self._key == KEYLESS_PLACEHOLDER,
+        }
+
+
+# ----------------------------------------------------------------------------- helpers
+# (The same small helpers as harness_openai's: each plugin stands alone, as a third party's would.)
+
+
+def _import_anthropic() -> Any:
+    try:
+        import anthropic
+    except ImportError as error:
+        raise HarnessError(f"the anthropic plugin needs the anthropic SDK: {PIP_HINT} ({error})") from None
+    return anthropic
+
+
+def _block(part: TextPart | ImagePart) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text}
+    return {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png_base64(part)}}
+
+
+def class_schema(prompt: Prompt) -> dict[str, Any]:
+    """JSON schema of ``{"class": NAME}`` with NAME one of the candidates' display names (deduplicated, in order)."""
+    names = list(dict.fromkeys(c.name for c in prompt.candidates))
+    return {
+        "type": "object",
+        "properties": {"class": {"type": "string", "enum": names, "description": "the defect class of the query image"}},
+        "required": ["class"],
+    }
+
+
+_PNG_CACHE: OrderedDict[str, str] = OrderedDict()
+_PNG_CACHE_SIZE = 64
+_PNG_LOCK = threading.Lock()
+
+
+def is_encoded(part: ImagePart) -> bool:
+    with _PNG_LOCK:
+        return part.digest in _PNG_CACHE
+
+
+def png_base64(part: ImagePart) -> str:
+    """Base64 PNG of an image part, cached by content digest (a reference image recurs across samples)."""
+    with _PNG_LOCK:
+        cached = _PNG_CACHE.get(part.digest)
+        if cached is not None:
+            _PNG_CACHE.move_to_end(part.digest)
+            return cached
+    image = part.image
+    if image.mode not in ("RGB", "RGBA", "L", "LA"):
+        image = image.convert("RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=3)
+    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+    with _PNG_LOCK:
+        _PNG_CACHE[part.digest] = encoded
+        while len(_PNG_CACHE) > _PNG_CACHE_SIZE:
+            _PNG_CACHE.popitem(last=False)
+    return encoded
+
+
+def parse_retry_after(headers: Any) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date); None if absent or invalid."""
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def scrub_secret(error: BaseException, secret: str | None) -> None:
+    """Replace ``secret`` in an exception's message, args and body, in place (it keeps its type)."""
+    if not secret or secret == KEYLESS_PLACEHOLDER or len(secret) < 4:
+        return
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.replace(secret, "[REDACTED]")
+        if isinstance(value, dict):
+            return {clean(k): clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(clean(v) for v in value)
+        return value
+
+    error.args = clean(error.args)
+    for attr in ("message", "body", "api_message"):
+        if hasattr(error, attr):
+            try:
+                setattr(error, attr, clean(getattr(error, attr)))
+            except AttributeError:
+                pass
+
+
+def strip_userinfo(url: str | None) -> str | None:
+    """A URL without ``user:password@`` (credentials in a base URL must not reach run.json)."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))

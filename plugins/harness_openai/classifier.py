@@ -1,0 +1,394 @@
+"""The ``openai`` classifier: one Chat Completions request per prompt.
+
+How a prompt goes on the wire:
+
+- system messages -> ``{"role": "system", "content": TEXT}`` (text only);
+- user messages -> a list of ``text`` and ``image_url`` parts, each image a
+  base64 PNG data URL with the ``image_detail`` option;
+- with ``structured_output``, ``response_format`` is a strict JSON schema whose
+  ``class`` property is an enum of the candidate class names; the reply's JSON
+  text is then the answer, which the core's answer parser reads.
+
+Errors. Retries belong to the core (the SDK's own are off: ``max_retries=0``);
+this class only classifies the SDK's exceptions:
+
+==================================================  =========  ====================
+exception                                           transient  recorded as
+==================================================  =========  ====================
+RateLimitError (429)                                yes        backend_error
+InternalServerError (any status >= 500, incl. 529)  yes        backend_error
+APIStatusError with 408 or 409                      yes        backend_error
+APITimeoutError (client-side timeout)               yes        timeout
+APIConnectionError (refused, reset, dropped)        yes        backend_error
+MalformedResponseError (200 with a non-JSON body)   yes        backend_error
+BadRequestError, AuthenticationError, Permission-   no         backend_error
+DeniedError, NotFoundError, other 4xx
+==================================================  =========  ====================
+
+"Recorded as" applies once the core gives up (``max_attempts``). A malformed
+200 body is treated as transient: it is what a proxy or a dropped stream
+produces, and a retry is cheap and bounded. Before an SDK error leaves this
+class, the API key is scrubbed from its message and body, whatever the key
+looks like (the core's redaction catches known key shapes only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import email.utils
+import io
+import json
+import os
+import re
+import threading
+import time
+from collections import OrderedDict
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, field_validator
+
+from harness.classifiers import Capabilities, Classifier, ClassifierOptions
+from harness.errors import HarnessError
+from harness.types import ImagePart, Prompt, Response, TextPart
+
+PIP_HINT = "pip install 'anomaly-harness[openai]'"
+#: Sent as the key to a keyless local server (vLLM, Ollama, llama.cpp ignore it).
+KEYLESS_PLACEHOLDER = "EMPTY"
+#: Name of the function/schema the structured answer is asked for under.
+SCHEMA_NAME = "defect_class"
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: Headers that carry credentials: never accepted as options (options are written to run.json).
+_SECRET_HEADERS = {"authorization", "proxy-authorization", "api-key", "x-api-key", "cookie"}
+
+
+class MalformedResponseError(Exception):
+    """The server answered 200 with a body that is not a chat completion (not JSON, or missing fields)."""
+
+
+class OpenAIOptions(ClassifierOptions):
+    base_url: str | None = Field(
+        None,
+        description=(
+            "API base URL, e.g. http://localhost:8000/v1 for vLLM or http://localhost:11434/v1 for Ollama; "
+            "None: the SDK's default (OPENAI_BASE_URL, else api.openai.com)"
+        ),
+    )
+    api_key_env: str = Field(
+        "OPENAI_API_KEY",
+        description=(
+            "name of the environment variable holding the API key (the key itself is never an option); "
+            "when it is unset and a base URL is given, a placeholder key is sent (keyless local servers)"
+        ),
+    )
+    temperature: float | None = Field(0.0, ge=0.0, le=2.0, description="sampling temperature; None: the server's default")
+    max_tokens: int = Field(64, ge=1, description="most tokens the model may generate")
+    token_limit_field: Literal["auto", "max_tokens", "max_completion_tokens"] = Field(
+        "auto",
+        description=(
+            "request field carrying max_tokens: auto sends max_completion_tokens to api.openai.com "
+            "(required by its reasoning models) and max_tokens to any other server"
+        ),
+    )
+    seed: int | None = Field(None, description="sampling seed, for servers that support it")
+    image_detail: Literal["auto", "low", "high"] = Field("auto", description="image_url detail level")
+    structured_output: bool = Field(
+        False, description="ask for JSON {\"class\": ...} constrained to the candidate class names (response_format json_schema)"
+    )
+    extra_headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="extra HTTP headers (not for credentials: options are recorded in run.json; use api_key_env)",
+    )
+    extra_body: dict[str, Any] = Field(
+        default_factory=dict, description="extra JSON fields merged into each request (server-specific, e.g. vLLM's top_k)"
+    )
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, value: str) -> str:
+        # Never echo the value: it may be a key pasted in by mistake.
+        if not _ENV_NAME.match(value):
+            raise ValueError("must be the NAME of an environment variable (letters, digits, '_'), not the key itself")
+        return value
+
+    @field_validator("extra_headers")
+    @classmethod
+    def _no_credentials(cls, value: dict[str, str]) -> dict[str, str]:
+        secret = sorted(name for name in value if name.lower() in _SECRET_HEADERS)
+        if secret:
+            raise ValueError(f"header(s) {', '.join(secret)} carry credentials; set the key through api_key_env")
+        return value
+
+
+class OpenAIClassifier(Classifier):
+    """Chat Completions with image parts; works with any OpenAI-compatible server."""
+
+    plugin = "openai"
+    description = "OpenAI Chat Completions API and OpenAI-compatible servers (vLLM, SGLang, Ollama, LM Studio, llama.cpp)"
+    Options = OpenAIOptions
+    requires_model_id = True
+    capabilities = Capabilities(max_images=None)
+    options: OpenAIOptions
+
+    def __init__(self, model_id: str | None, options: OpenAIOptions):
+        super().__init__(model_id, options)
+        self._openai = _import_openai()
+        self._key = self._resolve_key()
+        self._client: Any = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+
+    # -- configuration
+
+    def _effective_base_url(self) -> str | None:
+        return self.options.base_url or os.environ.get("OPENAI_BASE_URL") or None
+
+    def _resolve_key(self) -> str:
+        key = os.environ.get(self.options.api_key_env)
+        if key:
+            return key
+        if self._effective_base_url():
+            return KEYLESS_PLACEHOLDER
+        raise HarnessError(
+            f"model {self.spec!r}: no API key; set the {self.options.api_key_env} environment variable "
+            "(or the option api_key_env to the variable that holds it, or base_url for a keyless local server)"
+        )
+
+    def _token_field(self) -> str:
+        if self.options.token_limit_field != "auto":
+            return self.options.token_limit_field
+        return "max_completion_tokens" if self._effective_base_url() is None else "max_tokens"
+
+    def _get_client(self) -> Any:
+        # One client per event loop: an httpx connection pool belongs to the loop that opened it.
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
+            self._client = self._openai.AsyncOpenAI(
+                api_key=self._key,
+                base_url=self.options.base_url,
+                timeout=self.options.timeout_s,
+                max_retries=0,  # the core retries
+                default_headers=self.options.extra_headers or None,
+            )
+            self._client_loop = loop
+        return self._client
+
+    # -- the request
+
+    def build_request(self, prompt: Prompt) -> dict[str, Any]:
+        """The keyword arguments of ``chat.completions.create`` for ``prompt`` (encodes the images)."""
+        messages = []
+        for message in prompt.messages:
+            if message.role == "user":
+                content: Any = [self._part(p) for p in message.parts]
+            else:
+                if any(isinstance(p, ImagePart) for p in message.parts):
+                    raise ValueError(f"openai: images are only allowed in user messages, not in a {message.role} message")
+                content = "\n\n".join(p.text for p in message.parts if isinstance(p, TextPart))
+            messages.append({"role": message.role, "content": content})
+        request: dict[str, Any] = {"model": self.model_id, "messages": messages, self._token_field(): self.options.max_tokens}
+        if self.options.temperature is not None:
+            request["temperature"] = self.options.temperature
+        if self.options.seed is not None:
+            request["seed"] = self.options.seed
+        if self.options.structured_output:
+            request["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": SCHEMA_NAME, "strict": True, "schema": class_schema(prompt)},
+            }
+        if self.options.extra_body:
+            request["extra_body"] = dict(self.options.extra_body)
+        return request
+
+    def _part(self, part: TextPart | ImagePart) -> dict[str, Any]:
+        if isinstance(part, TextPart):
+            return {"type": "text", "text": part.text}
+        url = "data:image/png;base64," + png_base64(part)
+        return {"type": "image_url", "image_url": {"url": url, "detail": self.options.image_detail}}
+
+    async def classify(self, prompt: Prompt) -> Response:
+        client = self._get_client()
+        if all(is_encoded(p) for p in prompt.images):
+            request = self.build_request(prompt)
+        else:  # PNG encoding takes milliseconds: keep it off the event loop
+            request = await asyncio.to_thread(self.build_request, prompt)
+        try:
+            completion = await client.chat.completions.create(**request)
+        except json.JSONDecodeError as error:
+            raise MalformedResponseError(f"the server's 200 response is not valid JSON ({error})") from None
+        except self._openai.OpenAIError as error:
+            scrub_secret(error, self._key)
+            raise
+        return self.parse_completion(completion)
+
+    def parse_completion(self, completion: Any) -> Response:
+        """A `Response` from a ``ChatCompletion``; raises `MalformedResponseError` when it is not one."""
+        if isinstance(completion, (str, bytes)):  # the SDK returns the text of a non-JSON content type
+            raise MalformedResponseError(f"the server's 200 response is not JSON: {str(completion)[:100]!r}")
+        try:
+            choice = completion.choices[0]
+            message = choice.message
+            content = message.content or ""
+            refusal = getattr(message, "refusal", None)
+            finish_reason = choice.finish_reason
+            usage = completion.usage
+        except (AttributeError, IndexError, KeyError, TypeError) as error:
+            raise MalformedResponseError(f"the server's response is not a chat completion ({type(error).__name__}: {error})") from None
+        tokens_in = getattr(usage, "prompt_tokens", None) if usage is not None else None
+        tokens_out = getattr(usage, "completion_tokens", None) if usage is not None else None
+        if refusal:
+            return Response(text=refusal, tokens_in=tokens_in, tokens_out=tokens_out, refused=True)
+        return Response(text=content, tokens_in=tokens_in, tokens_out=tokens_out, refused=finish_reason == "content_filter")
+
+    def is_deterministic(self) -> bool:
+        """Only an explicit temperature 0 is greedy; None leaves sampling to the server's default."""
+        return self.options.temperature == 0.0
+
+    # -- error semantics
+
+    def should_retry(self, error: BaseException) -> bool:
+        if isinstance(error, MalformedResponseError):
+            return True
+        if isinstance(error, self._openai.APIConnectionError):  # includes APITimeoutError
+            return True
+        if isinstance(error, self._openai.APIStatusError):
+            return error.status_code in (408, 409, 429) or error.status_code >= 500
+        return False
+
+    def retry_after(self, error: BaseException) -> float | None:
+        response = getattr(error, "response", None)
+        if not isinstance(error, self._openai.APIStatusError) or response is None:
+            return None
+        return parse_retry_after(response.headers)
+
+    def is_timeout(self, error: BaseException) -> bool:
+        return isinstance(error, (self._openai.APITimeoutError, TimeoutError))
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and self._client_loop is asyncio.get_running_loop():
+            await client.close()
+        self._client_loop = None
+
+    def describe(self) -> dict[str, Any]:
+        options = self.options.model_dump()
+        options["base_url"] = strip_userinfo(options["base_url"])
+        return {
+            "spec": self.spec,
+            "options": options,
+            "sdk": {"openai": getattr(self._openai, "__version__", "unknown")},
+            "base_url": strip_userinfo(self._effective_base_url()) or "https://api.openai.com/v1",
+            "keyless": self._key == KEYLESS_PLACEHOLDER,
+        }
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _import_openai() -> Any:
+    try:
+        import openai
+    except ImportError as error:
+        raise HarnessError(f"the openai plugin needs the openai SDK: {PIP_HINT} ({error})") from None
+    return openai
+
+
+def class_schema(prompt: Prompt) -> dict[str, Any]:
+    """JSON schema of ``{"class": NAME}`` with NAME one of the candidates' display names (deduplicated, in order)."""
+    names = list(dict.fromkeys(c.name for c in prompt.candidates))
+    return {
+        "type": "object",
+        "properties": {"class": {"type": "string", "enum": names, "description": "the defect class of the query image"}},
+        "required": ["class"],
+        "additionalProperties": False,
+    }
+
+
+_PNG_CACHE: OrderedDict[str, str] = OrderedDict()
+_PNG_CACHE_SIZE = 64
+_PNG_LOCK = threading.Lock()
+
+
+def is_encoded(part: ImagePart) -> bool:
+    with _PNG_LOCK:
+        return part.digest in _PNG_CACHE
+
+
+def png_base64(part: ImagePart) -> str:
+    """Base64 PNG of an image part, cached by content digest (a reference image recurs across samples)."""
+    with _PNG_LOCK:
+        cached = _PNG_CACHE.get(part.digest)
+        if cached is not None:
+            _PNG_CACHE.move_to_end(part.digest)
+            return cached
+    image = part.image
+    if image.mode not in ("RGB", "RGBA", "L", "LA"):
+        image = image.convert("RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=3)
+    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+    with _PNG_LOCK:
+        _PNG_CACHE[part.digest] = encoded
+        while len(_PNG_CACHE) > _PNG_CACHE_SIZE:
+            _PNG_CACHE.popitem(last=False)
+    return encoded
+
+
+def parse_retry_after(headers: Any) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date); None if absent or invalid."""
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def scrub_secret(error: BaseException, secret: str | None) -> None:
+    """Replace ``secret`` in an exception's message, args and body, in place (it keeps its type)."""
+    if not secret or secret == KEYLESS_PLACEHOLDER or len(secret) < 4:
+        return
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.replace(secret, "[REDACTED]")
+        if isinstance(value, dict):
+            return {clean(k): clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(clean(v) for v in value)
+        return value
+
+    error.args = clean(error.args)
+    for attr in ("message", "body"):
+        if hasattr(error, attr):
+            try:
+                setattr(error, attr, clean(getattr(error, attr)))
+            except AttributeError:
+                pass
+
+
+def strip_userinfo(url: str | None) -> str | None:
+    """A URL without ``user:password@`` (credentials in a base URL must not reach run.json)."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
