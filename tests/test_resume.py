@@ -19,7 +19,6 @@ from harness.results import load_run
 from harness.runner import Run, RunConfig
 from harness.testing import scripted_classifier
 
-from conftest import write_plugin_distribution
 
 HARNESS = [sys.executable, "-c", "from harness.cli import main; main()"]
 
@@ -80,53 +79,43 @@ def test_a_finished_run_id_is_not_overwritten(tmp_path, small_tree):
         Run(config, registry).execute()
 
 
-SLOW_PLUGIN = """
-    import asyncio
-    from harness.classifiers import Classifier
-    from harness.hookspecs import hookimpl
-    from harness.types import Response
-
-    class Slow(Classifier):
-        plugin = "slow"
-        description = "answers the first candidate after 50 ms"
-
-        async def classify(self, prompt):
-            await asyncio.sleep(0.05)
-            return Response(text=prompt.candidates[0].name)
-
-    @hookimpl
-    def register_classifiers(register):
-        register(Slow)
-"""
-
-
 @pytest.mark.skipif(os.name != "posix", reason="kill -9 needs POSIX signals")
-def test_kill_9_mid_run_then_resume(tmp_path, small_tree):
-    write_plugin_distribution(tmp_path, "slow_plugin", SLOW_PLUGIN)
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    results = tmp_path / "results"
-    args = ["run", "--benchmark", "folder", "--data-root", str(small_tree), "--gate", "none",
-            "--models", "slow", "--results-dir", str(results), "--run-id", "killed",
-            "--config", str(tmp_path / "opts.toml")]
-    # One request at a time, so the kill lands mid-run; no cache, so the resume really calls the model.
-    (tmp_path / "opts.toml").write_text('[model-options."slow"]\nconcurrency = 1\n')
-    process = subprocess.Popen([*HARNESS, *args, "--no-cache"], env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    samples = results / "killed" / "samples.jsonl"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if samples.exists() and samples.read_text().count("\n") >= 8:
-            break
-        time.sleep(0.02)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    before = samples.read_text().count("\n")
-    assert 8 <= before < 36, "the run was killed part-way"
+def test_kill_9_mid_run_against_a_slow_server_then_resume(tmp_path, small_tree):
+    pytest.importorskip("openai")
+    server = subprocess.Popen([sys.executable, "-m", "harness.loopback", "--latency-s", "0.05", "--answer", "crack",
+                               "--max-seconds", "120"], stdout=subprocess.PIPE, text=True)
+    try:
+        base_url = server.stdout.readline().strip() + "/v1"
+        env = {**os.environ, "OPENAI_API_KEY": "sk-test-kill-and-resume-0001"}
+        results = tmp_path / "results"
+        # One request at a time, so the kill lands mid-run; no cache, so the resume really calls the server.
+        (tmp_path / "run.toml").write_text(
+            f'[model-options."openai:gpt-4o"]\nbase_url = "{base_url}"\nconcurrency = 1\n'
+        )
+        args = ["run", "--benchmark", "folder", "--data-root", str(small_tree), "--gate", "none",
+                "--models", "openai:gpt-4o", "--results-dir", str(results), "--run-id", "killed",
+                "--config", str(tmp_path / "run.toml"), "--no-cache"]
+        process = subprocess.Popen([*HARNESS, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        samples = results / "killed" / "samples.jsonl"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if samples.exists() and samples.read_text().count("\n") >= 8:
+                break
+            time.sleep(0.01)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        before = samples.read_text().count("\n")
+        assert 8 <= before < 36, "the run was killed part-way"
 
-    resumed = subprocess.run([*HARNESS, "run", "--results-dir", str(results), "--resume", "killed", "--no-cache"],
-                             env=env, capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
+        resumed = subprocess.run([*HARNESS, "run", "--results-dir", str(results), "--resume", "killed", "--no-cache"],
+                                 env=env, capture_output=True, text=True)
+        assert resumed.returncode == 0, resumed.stderr
+    finally:
+        server.terminate()
+        server.wait()
     run, records = load_run(results / "killed")
     assert run["status"] == "finished"
     ids = [r["sample_id"] for r in records]
     assert len(ids) == len(set(ids)) == 36, "every sample exactly once"
+    assert all(r["error"] is None and r["predicted_label"] == "crack" for r in records if r["true_label"] != "good"
+               and "crack" in r["sample_id"])
