@@ -88,6 +88,8 @@ def _load_config(path: Path | None) -> dict[str, Any]:
 @click.option("--data-root", type=click.Path(path_type=Path), default=None, help="Where the benchmark's data lives.")
 @click.option("--category", "categories", multiple=True, help="Evaluate only this category (repeatable).")
 @click.option("--gate", default=None, help="Detector gate: oracle, none, ... [default: oracle]")
+@click.option("--gate-threshold", type=float, default=None,
+              help="Fixed gate threshold instead of the calibrated one (recorded as a user override).")
 @click.option("--models", "-m", default=None, help="Comma-separated model specs: PLUGIN or PLUGIN:MODEL_ID.")
 @click.option("--prompt", default=None, help="Prompt template name. [default: velm]")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
@@ -105,6 +107,7 @@ def _load_config(path: Path | None) -> dict[str, Any]:
 def run(**flags: Any) -> None:
     """Run a benchmark through a gate and one or more models, score it, record it."""
     resume_id = flags.pop("resume_id")
+    gate_threshold = flags.pop("gate_threshold")
     use_cache = not flags.pop("no_cache")
     file_config = _load_config(flags.pop("config_path"))
 
@@ -128,7 +131,7 @@ def run(**flags: Any) -> None:
         prompt=pick("prompt", "velm"),
         data_root=Path(data_root).expanduser() if data_root else None,
         categories=list(categories) if categories else None,
-        gate_options=dict(pick("gate_options", {})),
+        gate_options={**pick("gate_options", {}), **({} if gate_threshold is None else {"threshold": gate_threshold})},
         model_options={spec: dict(options) for spec, options in pick("model_options", {}).items()},
         seed=int(pick("seed", 0)),
         limit=pick("limit"),

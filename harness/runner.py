@@ -24,6 +24,7 @@ from harness.classifiers import Classifier, parse_model_spec
 from harness.datasets import Benchmark, manifest_hash
 from harness.dispatch import CallResult, Dispatcher
 from harness.errors import BadInputError, HarnessError
+from harness.gate_metrics import gate_metrics
 from harness.gates import FittedGate, Gate
 from harness.images import load_rgb
 from harness.options import validate_options
@@ -185,6 +186,8 @@ class Run:
         try:
             asyncio.run(self._run_all(data, files, run, cache))
             run["metrics"] = self._score(data)
+            first_model = self.classifiers[0].spec
+            run["gate_metrics"] = gate_metrics([r for r in self.records if r["model"] == first_model])
             run["status"] = "finished"
             if cache is not None:
                 run["cache"] = {"path": str(cache.path), "hits": cache.hits, "misses": cache.misses}

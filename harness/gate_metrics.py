@@ -1,0 +1,84 @@
+"""How good the gate was on its own: AUROC and its decisions at the threshold.
+
+Computed from the records (gate score, flagged, true label), once per run:
+the gate runs once per sample, so one model's records are enough. Shown next
+to the end-to-end figures so a user can tell a gate error from a model error.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import numpy as np
+
+from harness.types import GOOD
+
+
+def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve via the Mann-Whitney U statistic, ties given their average rank.
+
+    NaN when only one class is present.
+    """
+    labels = np.asarray(labels, dtype=bool).ravel()
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    positives = int(labels.sum())
+    negatives = labels.size - positives
+    if positives == 0 or negatives == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    _, first, counts = np.unique(scores[order], return_index=True, return_counts=True)
+    average_rank = first + (counts + 1) / 2.0  # 1-based average rank of each tie group
+    ranks = np.empty(scores.size)
+    ranks[order] = np.repeat(average_rank, counts)
+    u = ranks[labels].sum() - positives * (positives + 1) / 2.0
+    return float(u / (positives * negatives))
+
+
+def _decisions(anomalous: np.ndarray, flagged: np.ndarray) -> dict[str, float | None]:
+    tp = int((anomalous & flagged).sum())
+    fp = int((~anomalous & flagged).sum())
+    fn = int((anomalous & ~flagged).sum())
+    tn = int((~anomalous & ~flagged).sum())
+
+    def ratio(a: int, b: int) -> float | None:
+        return a / b if b else None
+
+    precision, recall = ratio(tp, tp + fp), ratio(tp, tp + fn)
+    f1 = None if precision is None or recall is None or precision + recall == 0 else 2 * precision * recall / (precision + recall)
+    return {
+        "precision": precision, "recall": recall, "f1": f1,
+        "false_alarm_rate": ratio(fp, fp + tn), "miss_rate": ratio(fn, fn + tp),
+    }
+
+
+def _nan_to_none(value: float) -> float | None:
+    return None if value != value else value
+
+
+def gate_metrics(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Image AUROC and threshold decisions, per category and their unweighted mean.
+
+    Records whose image could not be read (no gate result) are left out and counted.
+    """
+    by_category: dict[str, list[dict[str, Any]]] = {}
+    unreadable = 0
+    for record in records:
+        if record.get("gate") is None:
+            unreadable += 1
+            continue
+        by_category.setdefault(record["category"], []).append(record)
+    categories = {}
+    for category, rows in by_category.items():
+        anomalous = np.array([r["true_label"] != GOOD for r in rows])
+        scores = np.array([r["gate"]["score"] for r in rows], dtype=np.float64)
+        flagged = np.array([bool(r["gate"]["flagged"]) for r in rows])
+        categories[category] = {
+            "n": len(rows),
+            "image_auroc": _nan_to_none(auroc(anomalous, scores)),
+            **_decisions(anomalous, flagged),
+        }
+    summary: dict[str, Any] = {"unreadable": unreadable, "categories": categories}
+    for key in ("image_auroc", "precision", "recall", "f1", "false_alarm_rate", "miss_rate"):
+        values = [c[key] for c in categories.values() if c[key] is not None]
+        summary[key] = float(np.mean(values)) if values else None
+    return summary

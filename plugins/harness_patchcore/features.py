@@ -1,0 +1,111 @@
+"""From pixels to locally aware patch features, and from patch scores back to pixels.
+
+Geometry (the same for fitting and scoring):
+
+1. the image is resized -- squashed, whatever its aspect ratio -- to
+   ``image_size`` x ``image_size`` (bilinear, antialiased by PIL);
+2. the central ``crop_size`` x ``crop_size`` square is cut out (the usual
+   MVTec protocol: 256 then 224 drops a 6.25% border on each side);
+3. the backbone sees the crop; its stride-8 grid gives one patch feature per
+   8 x 8 crop pixels.
+
+The anomaly map goes back the same way: patch scores are upsampled to the
+crop (bilinear) and smoothed with a Gaussian (sigma in crop pixels, 4 in the
+paper); the border that the crop cut off, which the model never saw, gets a
+given fill value (the gate uses the typical normal level, so no region ever
+reaches into it); and the square is resized (bilinear) to the original width
+and height. So the map lines up with the original image, whatever its size
+and aspect ratio.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+
+def crop_offset(image_size: int, crop_size: int) -> int:
+    """Pixels cut off on the top (and left) by the center crop."""
+    return (image_size - crop_size) // 2
+
+
+def preprocess(image: Image.Image, image_size: int, crop_size: int) -> np.ndarray:
+    """The backbone's view of ``image``: a (crop, crop, 3) uint8 array (see the module docstring)."""
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    resized = np.asarray(rgb.resize((image_size, image_size), Image.Resampling.BILINEAR))
+    top = crop_offset(image_size, crop_size)
+    return resized[top : top + crop_size, top : top + crop_size]
+
+
+def to_batch(torch: Any, crops: list[np.ndarray], backbone: Any) -> Any:
+    """Stack uint8 crops into a normalised (N, 3, C, C) batch on the backbone's device and dtype."""
+    pixels = torch.from_numpy(np.stack(crops)).to(backbone.device)
+    batch = pixels.permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(backbone.mean, device=backbone.device).view(1, 3, 1, 1)
+    std = torch.tensor(backbone.std, device=backbone.device).view(1, 3, 1, 1)
+    return ((batch - mean) / std).to(backbone.dtype)
+
+
+def embed(torch: Any, backbone: Any, batch: Any, projection: Any | None = None) -> Any:
+    """Patch features of a batch: (N, h, w, D) float32, one row per stride-8 patch.
+
+    Each feature map is averaged over the 3x3 neighbourhood of every position
+    (the paper's local aware patch features: a patch sees a little context
+    without losing resolution); the stride-16 map is upsampled bilinearly to
+    the stride-8 grid, and both are concatenated along channels. With a
+    ``projection`` (D x d), features are projected to d dimensions.
+    """
+    functional = torch.nn.functional
+    with torch.inference_mode():
+        maps = backbone.extract(batch)
+        maps = [functional.avg_pool2d(m, 3, stride=1, padding=1, count_include_pad=False) for m in maps]
+        height, width = maps[0].shape[-2:]
+        deep = functional.interpolate(maps[1], size=(height, width), mode="bilinear", align_corners=False)
+        features = torch.cat([maps[0], deep], dim=1).float().permute(0, 2, 3, 1)
+        if projection is not None:
+            features = features @ projection
+        return features.contiguous()
+
+
+def gaussian_kernel(torch: Any, sigma: float, device: Any) -> Any:
+    """A normalised 1-D Gaussian, truncated at 4 sigma."""
+    radius = max(1, int(4.0 * sigma + 0.5))
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32, device=device)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    return kernel / kernel.sum()
+
+
+def crop_maps(torch: Any, patch_scores: Any, crop_size: int, sigma: float) -> Any:
+    """(N, h, w) patch scores -> (N, C, C) maps over the crop: bilinear upsampling, Gaussian smoothing."""
+    functional = torch.nn.functional
+    maps = functional.interpolate(
+        patch_scores.unsqueeze(1), size=(crop_size, crop_size), mode="bilinear", align_corners=False
+    )
+    if sigma > 0:
+        kernel = gaussian_kernel(torch, sigma, maps.device)
+        radius = min(kernel.numel() // 2, crop_size - 1)
+        kernel = kernel[kernel.numel() // 2 - radius : kernel.numel() // 2 + radius + 1]
+        kernel = kernel / kernel.sum()
+        # Separable: rows, then columns; reflected borders keep the edges' level.
+        maps = functional.conv2d(functional.pad(maps, (radius, radius, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1))
+        maps = functional.conv2d(functional.pad(maps, (0, 0, radius, radius), mode="reflect"), kernel.view(1, 1, -1, 1))
+    return maps.squeeze(1)
+
+
+def to_original(crop_map: np.ndarray, image_size: int, size: tuple[int, int], fill: float) -> np.ndarray:
+    """A (C, C) crop map as an (H, W) float32 map over the original image of ``size`` (width, height).
+
+    The border outside the crop is set to ``fill``.
+    """
+    crop_size = crop_map.shape[0]
+    before = crop_offset(image_size, crop_size)
+    after = image_size - crop_size - before
+    square = np.pad(
+        crop_map.astype(np.float32, copy=False), ((before, after), (before, after)), constant_values=np.float32(fill)
+    )
+    if square.shape[::-1] == tuple(size):
+        return square
+    return np.asarray(Image.fromarray(square).resize(size, Image.Resampling.BILINEAR))
+

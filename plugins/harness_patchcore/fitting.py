@@ -1,0 +1,155 @@
+"""Fitting: training images to a memory bank and a calibration, and patch features to scores.
+
+`fit_model` runs steps 1-4 of `harness_patchcore.gate`: plan the calibration,
+extract every training image's patch features once, build the memory bank
+(and, for a cross-fit, one bank per fold) by greedy coreset selection, and
+score the calibration normals. `score_features` is the scoring shared by
+calibration and testing, so both see exactly the same computation.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from harness.errors import BadInputError, HarnessError
+from harness.images import load_rgb
+
+from harness_patchcore import calibration, features
+from harness_patchcore.backbones import Backbone
+from harness_patchcore.memory import MemoryBank, greedy_coreset, random_projection
+from harness_patchcore.options import PatchCoreOptions
+from harness_patchcore.runtime import usable_cpus
+
+
+@dataclass
+class Fit:
+    """What fitting produces: the bank, the optional feature projection, and the calibration record."""
+
+    bank: MemoryBank
+    projection: Any | None
+    calibration: dict[str, Any]
+
+
+def batch_size(o: PatchCoreOptions, device: str) -> int:
+    # On a few CPU cores, batches of 4 keep the activations in cache; a GPU wants large batches.
+    return o.batch_size or (32 if device == "cuda" else 4)
+
+
+def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    group: list[Any] = []
+    for item in items:
+        group.append(item)
+        if len(group) == size:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+def load_crops(paths: Sequence[Path], o: PatchCoreOptions) -> Iterator[np.ndarray]:
+    """Backbone crops of training images, in order, decoded by a few threads ahead (PIL releases the GIL)."""
+
+    def load(path: Path) -> np.ndarray:
+        try:
+            image = load_rgb(path)
+        except BadInputError as error:
+            raise HarnessError(f"training image unusable: {error}") from None
+        return features.preprocess(image, o.image_size, o.crop_size)
+
+    pool = ThreadPoolExecutor(max_workers=max(1, min(4, usable_cpus())))
+    try:
+        yield from pool.map(load, paths)
+    finally:  # on an error, do not wait for the images still queued
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def extract(torch: Any, backbone: Backbone, o: PatchCoreOptions, projection: Any, crops: Iterable[np.ndarray], size: int) -> Any:
+    """Patch features (n, h, w, d) of all ``crops``, batch by batch, on the backbone's device."""
+    parts = [
+        features.embed(torch, backbone, features.to_batch(torch, group, backbone), projection)
+        for group in batched(crops, size)
+    ]
+    return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+
+def build_bank(torch: Any, patch_features: Any, o: PatchCoreOptions) -> MemoryBank:
+    """A greedy coreset of ``coreset_ratio`` of the patch features (n, h, w, d) as a memory bank."""
+    flat = patch_features.reshape(-1, patch_features.shape[-1])
+    keep = max(1, round(o.coreset_ratio * flat.shape[0]))
+    chosen = greedy_coreset(torch, flat, keep, o.coreset_projection_dim, o.seed)
+    return MemoryBank(torch, flat.index_select(0, chosen))
+
+
+def score_features(torch: Any, bank: MemoryBank, patch_features: Any, o: PatchCoreOptions) -> tuple[np.ndarray, np.ndarray]:
+    """Image scores (n,) and smoothed crop maps (n, C, C) for patch features (n, h, w, d)."""
+    count, height, width, dim = patch_features.shape
+    flat = patch_features.reshape(count, height * width, dim)
+    distance, index = bank.nearest(flat.reshape(-1, dim))
+    distance = distance.view(count, height * width)
+    index = index.view(count, height * width)
+    scores = torch.stack([bank.reweighted(distance[i], index[i], flat[i], o.num_neighbors) for i in range(count)])
+    maps = features.crop_maps(torch, distance.view(count, height, width), o.crop_size, o.smoothing_sigma)
+    return scores.float().cpu().numpy(), maps.float().cpu().numpy()
+
+
+def fit_model(
+    torch: Any, backbone: Backbone, o: PatchCoreOptions, device: str, train: Sequence[Path], timings: dict[str, float]
+) -> Fit:
+    """Plan, extract, build the bank(s), calibrate; ``timings`` gets features_s, coreset_s, calibration_s."""
+    the_plan = calibration.plan(train, o.calibration, o.held_out_fraction, o.seed)
+    size = batch_size(o, device)
+
+    clock = time.perf_counter()
+    dim = sum(backbone.channels)
+    projection = None
+    if o.feature_dim is not None and o.feature_dim < dim:
+        projection = random_projection(torch, dim, o.feature_dim, o.seed + 2, device)
+    every = extract(torch, backbone, o, projection, load_crops(the_plan.images, o), size)
+    timings["features_s"] = time.perf_counter() - clock
+
+    def subset(indices: list[int]) -> Any:
+        return every.index_select(0, torch.tensor(indices, device=every.device))
+
+    clock = time.perf_counter()
+    bank = build_bank(torch, subset(the_plan.final_bank), o)
+    coreset_s = time.perf_counter() - clock
+    scores: list[float] = []
+    maxima: list[float] = []
+    medians: list[float] = []
+    scoring_s = 0.0
+    for bank_images, scored in the_plan.rounds:
+        clock = time.perf_counter()
+        round_bank = bank if bank_images == the_plan.final_bank else build_bank(torch, subset(bank_images), o)
+        coreset_s += time.perf_counter() - clock
+        clock = time.perf_counter()
+        for group in batched(scored, size):
+            batch_scores, maps = score_features(torch, round_bank, subset(group), o)
+            scores.extend(float(s) for s in batch_scores)
+            maxima.extend(float(m.max()) for m in maps)
+            medians.extend(float(np.median(m)) for m in maps)
+        scoring_s += time.perf_counter() - clock
+    timings["coreset_s"] = coreset_s
+    timings["calibration_s"] = scoring_s
+
+    rule = calibration.QuantileRule(o.target_false_alarm_rate, o.threshold_margin)
+    record = {
+        "mode": the_plan.mode,
+        "evidence": the_plan.describe(),
+        "threshold": rule.apply(scores),
+        "pixel_threshold": rule.apply(maxima),
+        # The display map's zero: the typical pixel of a normal image's map.
+        "normal_level": float(np.median(medians)),
+        "scores": scores,
+        "map_maxima": maxima,
+        "scored": len(scores),
+        "fit_images": len(the_plan.final_bank),
+        "training_images": len(the_plan.images),
+        "training_patches": int(len(the_plan.final_bank) * every.shape[1] * every.shape[2]),
+    }
+    return Fit(bank, projection, record)

@@ -1,0 +1,246 @@
+"""The ``patchcore`` gate: PatchCore (Roth et al., CVPR 2022) fitted on one category's training normals.
+
+``fit(category)`` reads ``category.train_images`` and nothing else of the
+category (in particular never its test samples):
+
+1. plan the calibration: hold some training normals out of the memory bank,
+   or cross-fit (`calibration.plan`);
+2. extract locally aware patch features of the training images (`features.embed`);
+3. keep a greedy coreset of them as the memory bank (`memory.greedy_coreset`);
+4. score the calibration normals against a bank without them and set the
+   image and pixel thresholds from their scores (`calibration.QuantileRule`);
+5. store the bank and the calibration in the fit cache (`cache`), and reuse
+   them when the same fit is asked for again.
+
+``score(sample, image)`` then gives, for one test image:
+
+- ``score``: the largest nearest-neighbour distance of its patches, reweighted
+  as in the paper (``num_neighbors``); ``flagged`` = score > threshold;
+- ``anomaly_map``: the smoothed patch distances over the original image
+  (height x width of the image given), normalised for display: 0 at the
+  median pixel of the calibration normals' maps, 0.5 at the pixel threshold,
+  1 at twice that distance above the median (clipped to [0, 1]); so colours
+  mean the same on every image of a category;
+- ``region``: the pixels above the pixel threshold (equivalently, the
+  display map above 0.5). A flagged image whose map stays below it gets its
+  top 1% pixels instead, so a flagged image always has a region to outline.
+
+The border that the center crop cuts off (6.25% a side by default) is not
+seen by the model: its map value is the normal level (display 0), so a
+defect there is missed; set ``crop_size`` equal to ``image_size`` to see it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+from harness.gates import FittedGate, Gate
+from harness.types import Category, GateResult, Sample
+
+from harness_patchcore import cache, features
+from harness_patchcore.backbones import Backbone, load_backbone
+from harness_patchcore.calibration import QuantileRule
+from harness_patchcore.fitting import batch_size, batched, fit_model, score_features
+from harness_patchcore.memory import MemoryBank
+from harness_patchcore.options import FIT_OPTIONS, PatchCoreOptions
+from harness_patchcore.runtime import import_torch, prepare_device
+
+#: A flagged image with no pixel above the pixel threshold is outlined around its top pixels.
+FALLBACK_TOP_FRACTION = 0.01
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PatchCoreResult(GateResult):
+    """A `GateResult` that also carries the raw map: smoothed patch distances at the image's size.
+
+    ``anomaly_map`` is normalised and clipped for display; ``distance_map``
+    keeps the unclipped distances (for pixel-level metrics and debugging).
+    """
+
+    distance_map: np.ndarray | None = None
+
+
+class PatchCoreGate(Gate):
+    """PatchCore on a frozen ImageNet CNN, calibrated on training normals left out of its memory bank."""
+
+    name = "patchcore"
+    description = (
+        "PatchCore (Roth et al. 2022): nearest-neighbour distance to a coreset of normal patch features; "
+        "threshold calibrated on training normals only"
+    )
+    Options = PatchCoreOptions
+
+    def __init__(self, options: PatchCoreOptions | None = None):
+        super().__init__(options)
+        self._backbones: dict[tuple[str, bool], Backbone] = {}
+
+    def backbone(self, device: str, half: bool) -> Backbone:
+        """The backbone on ``device``, loaded once per gate (so once per run, not per category)."""
+        key = (device, half)
+        if key not in self._backbones:
+            o = self.options
+            self._backbones[key] = load_backbone(o.backbone, o.backbone_weights, device, o.crop_size, half)
+        return self._backbones[key]
+
+    def fit(self, category: Category) -> "FittedPatchCore":
+        """Fit on ``category.train_images`` only (see the module docstring); reuse the cache when it holds this fit."""
+        import harness_patchcore
+
+        started = time.perf_counter()
+        o: PatchCoreOptions = self.options
+        torch = import_torch()
+        device = prepare_device(o.device)
+        half = o.half_precision and device == "cuda"
+        backbone = self.backbone(device, half)
+        timings = {"backbone_s": time.perf_counter() - started}
+
+        train = list(category.train_images)  # the only part of the category a gate may read
+        key = cache.fit_key(
+            {
+                "plugin_version": harness_patchcore.__version__,
+                "torch": ".".join(torch.__version__.split(".")[:2]),
+                "backbone": o.backbone,
+                "weights": backbone.weights_identity(),
+                "options": {name: getattr(o, name) for name in FIT_OPTIONS},
+                "device": device,
+                "half": half,
+                "train": cache.training_files_fingerprint(train),
+            }
+        )
+        entry = cache.entry_path(cache.cache_root(o.cache_dir), key, category.name)
+        stored = cache.load(entry) if o.cache else None
+        if stored is not None:
+            model = _from_cache(torch, backbone, o, device, *stored)
+            if model is not None:
+                timings["cache_load_s"] = time.perf_counter() - started - timings["backbone_s"]
+                model.record(cache_status="hit", fit_seconds=time.perf_counter() - started, timings=timings)
+                return model
+
+        fit = fit_model(torch, backbone, o, device, train, timings)
+        model = FittedPatchCore(torch, backbone, o, device, fit.bank, fit.projection, fit.calibration)
+        status = "off"
+        if o.cache:
+            arrays = {"bank": fit.bank.features.cpu().numpy()}
+            if fit.projection is not None:
+                arrays["projection"] = fit.projection.cpu().numpy()
+            meta = {"format": cache.CACHE_FORMAT, "key": key, "category": category.name, "calibration": fit.calibration}
+            status = "miss"
+            try:
+                cache.save(entry, arrays, meta)
+            except OSError as error:  # a read-only or full disk costs the next run a refit, not this run
+                log.warning("could not write the patchcore fit cache %s: %s", entry, error)
+                status = f"miss (not saved: {error.strerror or error})"
+        model.record(cache_status=status, fit_seconds=time.perf_counter() - started, timings=timings)
+        return model
+
+
+def _from_cache(
+    torch: Any, backbone: Backbone, o: PatchCoreOptions, device: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]
+) -> "FittedPatchCore | None":
+    """The fitted gate a cache entry holds, or None when the entry is not one this code wrote."""
+    try:
+        bank = MemoryBank(torch, torch.from_numpy(arrays["bank"]).to(device))
+        projection = torch.from_numpy(arrays["projection"]).to(device) if "projection" in arrays else None
+        model = FittedPatchCore(torch, backbone, o, device, bank, projection, meta["calibration"])
+    except (KeyError, TypeError, ValueError) as error:
+        log.warning("ignoring a patchcore cache entry that does not hold a fit: %s", error)
+        return None
+    return model
+
+
+class FittedPatchCore(FittedGate):
+    """A memory bank and its calibration for one category; scores that category's images."""
+
+    def __init__(
+        self,
+        torch: Any,
+        backbone: Backbone,
+        options: PatchCoreOptions,
+        device: str,
+        bank: MemoryBank,
+        projection: Any | None,
+        calibration: dict[str, Any],
+    ):
+        self.torch = torch
+        self.backbone = backbone
+        self.options = options
+        self.device = device
+        self.bank = bank
+        self.projection = projection
+        self.calibration = calibration
+        self.rule = QuantileRule(options.target_false_alarm_rate, options.threshold_margin)
+        # A user's threshold replaces the image threshold only; the region still comes from the calibrated pixel threshold.
+        self.threshold = float(options.threshold) if options.threshold is not None else float(calibration["threshold"])
+        self.pixel_threshold = float(calibration["pixel_threshold"])
+        self.normal_level = float(calibration["normal_level"])
+        self._info: dict[str, Any] = {}
+
+    def record(self, cache_status: str, fit_seconds: float, timings: dict[str, float]) -> None:
+        """Note how this fit came about, for `info` (and so for run.json)."""
+        c, o = self.calibration, self.options
+        rule = self.rule.describe(c["scored"], f"image scores of {c['evidence']}")
+        calibrated = float(c["threshold"])
+        source = rule if o.threshold is None else f"user override (calibrated: {calibrated:.6g} = {rule})"
+        self._info = {
+            "threshold": self.threshold,
+            "threshold_source": source,
+            "calibrated_threshold": calibrated,
+            "pixel_threshold": self.pixel_threshold,
+            "pixel_threshold_source": self.rule.describe(c["scored"], f"anomaly-map maxima of {c['evidence']}"),
+            "calibration": c["mode"],
+            "held_out": c["scored"],
+            "held_out_scores": {
+                "min": min(c["scores"]),
+                "median": float(np.median(c["scores"])),
+                "max": max(c["scores"]),
+            },
+            "memory_bank_size": len(self.bank),
+            "training_patches": c["training_patches"],
+            "fit_images": c["fit_images"],
+            "training_images": c["training_images"],
+            "fit_seconds": round(fit_seconds, 3),
+            "timings": {name: round(value, 3) for name, value in timings.items()},
+            "cache": cache_status,
+            "device": self.device,
+            "precision": "float16 features" if self.backbone.dtype == self.torch.float16 else "float32",
+            "backbone": o.backbone,
+            "backbone_weights": str(self.backbone.weights),
+        }
+
+    def info(self) -> dict[str, Any]:
+        return dict(self._info)
+
+    def score(self, sample: Sample, image: Image.Image) -> PatchCoreResult:
+        return self.score_images([image])[0]
+
+    def score_images(self, images: Sequence[Image.Image]) -> list[PatchCoreResult]:
+        """Score loaded images in batches; one result each, its maps at that image's size."""
+        o, torch = self.options, self.torch
+        results: list[PatchCoreResult] = []
+        for group in batched(images, batch_size(o, self.device)):
+            crops = [features.preprocess(image, o.image_size, o.crop_size) for image in group]
+            batch = features.to_batch(torch, crops, self.backbone)
+            patch_features = features.embed(torch, self.backbone, batch, self.projection)
+            scores, maps = score_features(torch, self.bank, patch_features, o)
+            results.extend(self._result(float(s), m, image.size) for s, m, image in zip(scores, maps, group))
+        return results
+
+    def _result(self, score: float, crop_map: np.ndarray, size: tuple[int, int]) -> PatchCoreResult:
+        full = features.to_original(crop_map, self.options.image_size, size, fill=self.normal_level)
+        flagged = score > self.threshold
+        region = full > self.pixel_threshold
+        if not region.any():
+            region = full >= np.quantile(full, 1.0 - FALLBACK_TOP_FRACTION) if flagged else None
+        span = max(self.pixel_threshold - self.normal_level, 1e-12)
+        display = np.clip(0.5 * (full - self.normal_level) / span, 0.0, 1.0).astype(np.float32)
+        return PatchCoreResult(
+            score=score, flagged=flagged, threshold=self.threshold, anomaly_map=display, region=region, distance_map=full
+        )

