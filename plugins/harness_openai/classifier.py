@@ -35,27 +35,22 @@ looks like (the core's redaction catches known key shapes only).
 from __future__ import annotations
 
 import asyncio
-import base64
-import email.utils
-import io
 import json
 import os
 import re
-import threading
-import time
-from collections import OrderedDict
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, field_validator
 
+from harness.backend_kit import (
+    KEYLESS_PLACEHOLDER, is_encoded, parse_retry_after, png_base64, scrub_secret, strip_userinfo,
+)
 from harness.classifiers import Capabilities, Classifier, ClassifierOptions
 from harness.errors import HarnessError
 from harness.types import ImagePart, Prompt, Response, TextPart
 
 PIP_HINT = "pip install 'anomaly-harness[openai]'"
 #: Sent as the key to a keyless local server (vLLM, Ollama, llama.cpp ignore it).
-KEYLESS_PLACEHOLDER = "EMPTY"
 #: Name of the function/schema the structured answer is asked for under.
 SCHEMA_NAME = "defect_class"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -302,93 +297,3 @@ def class_schema(prompt: Prompt) -> dict[str, Any]:
         "required": ["class"],
         "additionalProperties": False,
     }
-
-
-_PNG_CACHE: OrderedDict[str, str] = OrderedDict()
-_PNG_CACHE_SIZE = 64
-_PNG_LOCK = threading.Lock()
-
-
-def is_encoded(part: ImagePart) -> bool:
-    with _PNG_LOCK:
-        return part.digest in _PNG_CACHE
-
-
-def png_base64(part: ImagePart) -> str:
-    """Base64 PNG of an image part, cached by content digest (a reference image recurs across samples)."""
-    with _PNG_LOCK:
-        cached = _PNG_CACHE.get(part.digest)
-        if cached is not None:
-            _PNG_CACHE.move_to_end(part.digest)
-            return cached
-    image = part.image
-    if image.mode not in ("RGB", "RGBA", "L", "LA"):
-        image = image.convert("RGB")
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=3)
-    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
-    with _PNG_LOCK:
-        _PNG_CACHE[part.digest] = encoded
-        while len(_PNG_CACHE) > _PNG_CACHE_SIZE:
-            _PNG_CACHE.popitem(last=False)
-    return encoded
-
-
-def parse_retry_after(headers: Any) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date); None if absent or invalid."""
-    millis = headers.get("retry-after-ms")
-    if millis:
-        try:
-            return max(0.0, float(millis) / 1000.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def scrub_secret(error: BaseException, secret: str | None) -> None:
-    """Replace ``secret`` in an exception's message, args and body, in place (it keeps its type)."""
-    if not secret or secret == KEYLESS_PLACEHOLDER or len(secret) < 4:
-        return
-
-    def clean(value: Any) -> Any:
-        if isinstance(value, str):
-            return value.replace(secret, "[REDACTED]")
-        if isinstance(value, dict):
-            return {clean(k): clean(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return type(value)(clean(v) for v in value)
-        return value
-
-    error.args = clean(error.args)
-    for attr in ("message", "body"):
-        if hasattr(error, attr):
-            try:
-                setattr(error, attr, clean(getattr(error, attr)))
-            except AttributeError:
-                pass
-
-
-def strip_userinfo(url: str | None) -> str | None:
-    """A URL without ``user:password@`` (credentials in a base URL must not reach run.json)."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
