@@ -17,7 +17,7 @@ from pydantic import Field
 
 from harness.errors import HarnessError
 from harness.options import Options
-from harness.types import Prompt, Response
+from harness.types import Prompt, Response, SupportExample
 
 
 class ClassifierOptions(Options):
@@ -81,6 +81,9 @@ class Classifier(ABC):
     def is_timeout(self, error: BaseException) -> bool:
         """True when ``error`` means the request timed out (recorded as ``timeout``, not ``backend_error``)."""
         return isinstance(error, TimeoutError)
+
+    def set_support(self, category: str, examples: list[SupportExample]) -> None:
+        """Labelled examples for ``category`` from ``--shots``, given before its samples. Ignored by default."""
 
     def answer_options(self) -> dict[str, Any]:
         """The options that can change an answer (everything but dispatch settings); part of cache keys."""

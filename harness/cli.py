@@ -62,7 +62,7 @@ def _configure_logging(debug: bool) -> None:
 
 CONFIG_KEYS = {
     "benchmark", "data-root", "category", "categories", "gate", "models", "prompt", "seed", "limit",
-    "results-dir", "run-id", "output-formats", "gate-options", "model-options", "prices",
+    "results-dir", "run-id", "shots", "output-formats", "gate-options", "model-options", "prices",
 }
 
 
@@ -96,6 +96,9 @@ def _load_config(path: Path | None) -> dict[str, Any]:
               help="TOML run config: defaults for these flags, plus [gate-options] and [model-options.\"SPEC\"] tables.")
 @click.option("--seed", type=int, default=None, help="Seed for reference choice, subsets, bootstrap. [default: 0]")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N test images per category (seeded subset).")
+@click.option("--shots", type=click.IntRange(min=0), default=None,
+              help="Draw K labelled examples per defect class from the test set (seeded) for few-shot models "
+                   "and prompts; they are scored for no model. [default: 0]")
 @click.option("--results-dir", type=click.Path(path_type=Path), default=None, help="Where run folders go. [default: results]")
 @click.option("--run-id", default=None, help="Name of the run folder. [default: time-benchmark-random]")
 @click.option("--output-format", "output_formats", multiple=True, help="Extra result format (e.g. csv), repeatable.")
@@ -135,6 +138,7 @@ def run(**flags: Any) -> None:
         model_options={spec: dict(options) for spec, options in pick("model_options", {}).items()},
         seed=int(pick("seed", 0)),
         limit=pick("limit"),
+        shots=int(pick("shots", 0)),
         results_dir=Path(pick("results_dir", "results")),
         run_id=pick("run_id"),
         output_formats=list(pick("output_formats") or []),

@@ -26,7 +26,7 @@ from harness.dispatch import CallResult, Dispatcher
 from harness.errors import BadInputError, HarnessError
 from harness.gate_metrics import gate_metrics
 from harness.gates import FittedGate, Gate
-from harness.images import load_rgb
+from harness.images import load_mask, load_rgb
 from harness.options import validate_options
 from harness.plugins import Registry
 from harness.pricing import load_prices, price_for
@@ -35,7 +35,7 @@ from harness.redact import redact_value
 from harness.results import (
     SCHEMA_VERSION, RunFiles, environment_provenance, load_run, new_run_id, truncate_partial_line,
 )
-from harness.types import GOOD, GOOD_CLASS, BenchmarkData, Category, GateResult, Prompt, Sample
+from harness.types import GOOD, GOOD_CLASS, BenchmarkData, Category, GateResult, Prompt, Sample, SupportExample
 from harness.visual import resize_for_prompt, visual_prompt_images
 
 #: Samples prepared ahead of the model calls; bounds the images held in memory.
@@ -65,6 +65,8 @@ class RunConfig:
     #: Backoff between retries of transient errors: initial wait and cap, in seconds.
     retry_initial_s: float = 1.0
     retry_max_s: float = 60.0
+    #: Labelled examples per anomaly class drawn from the test set (seeded); excluded from scoring.
+    shots: int = 0
 
     @classmethod
     def from_json(cls, data: dict[str, Any], results_dir: Path, run_id: str) -> "RunConfig":
@@ -77,6 +79,7 @@ class RunConfig:
             results_dir=results_dir, run_id=run_id, n_boot=data.get("n_boot", 1000),
             prices=Path(data["prices"]) if data.get("prices") else None,
             retry_initial_s=data.get("retry_initial_s", 1.0), retry_max_s=data.get("retry_max_s", 60.0),
+            shots=data.get("shots", 0),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -95,6 +98,7 @@ class RunConfig:
             "prices": str(self.prices) if self.prices else None,
             "retry_initial_s": self.retry_initial_s,
             "retry_max_s": self.retry_max_s,
+            "shots": self.shots,
         }
 
 
@@ -141,6 +145,9 @@ class Run:
         self.records: list[dict[str, Any]] = []
         #: (sample_id, model) pairs already recorded; filled when resuming.
         self.done: set[tuple[str, str]] = set()
+        #: category -> support samples drawn by --shots (removed from the scored test set).
+        self.support: dict[str, list[Sample]] = {}
+        self._support_examples: list[SupportExample] = []  # the current category's
 
     def _make_classifier(self, spec: str) -> Classifier:
         plugin, model_id = parse_model_spec(spec)
@@ -157,6 +164,12 @@ class Run:
         if root is None and self.benchmark.requires_data_root:
             raise HarnessError(f"benchmark {self.benchmark.name!r} needs --data-root")
         data = self.benchmark.load(root, self.config.categories)
+        if self.config.shots:
+            for category in data.categories:
+                support = _draw_support(category.test_samples, self.config.shots, self.config.seed)
+                chosen = {s.sample_id for s in support}
+                category.test_samples = [s for s in category.test_samples if s.sample_id not in chosen]
+                self.support[category.name] = support
         if self.config.limit is not None:
             for category in data.categories:
                 category.test_samples = _seeded_subset(category.test_samples, self.config.limit, self.config.seed)
@@ -248,6 +261,7 @@ class Run:
                 "data_root": str(data.root),
                 "manifest_hash": manifest_hash(data),
                 "n_samples": len(data.samples),
+                "support": {c: [s.sample_id for s in samples] for c, samples in self.support.items()},
                 "categories": {
                     c.name: {"n_test": len(c.test_samples), "n_train": len(c.train_images), "labels": c.labels}
                     for c in data.categories
@@ -293,6 +307,9 @@ class Run:
     async def _run_category(self, category: Category, fitted: FittedGate, dispatchers: list[Dispatcher], files: RunFiles) -> None:
         reference = await asyncio.to_thread(self._reference_image, category)
         candidates = list(category.classes) + ([GOOD_CLASS] if self.gate.passes_all else [])
+        self._support_examples = await asyncio.to_thread(self._support_for, category, reference)
+        for classifier in self.classifiers:
+            classifier.set_support(category.name, self._support_examples)
         pending = self._pending(category.test_samples)
         total = len(category.test_samples)
         done = total - len(pending)  # resumed runs start part-way
@@ -314,6 +331,20 @@ class Run:
             prepared = await asyncio.to_thread(self._prepare, sample, fitted, category, reference, candidates)
             tasks.append(asyncio.create_task(finish(prepared)))
         await asyncio.gather(*tasks)
+
+    def _support_for(self, category: Category, reference) -> list[SupportExample]:
+        """Prompt images of this category's support samples, from their ground-truth masks."""
+        examples = []
+        for sample in self.support.get(category.name, []):
+            try:
+                image = load_rgb(sample.image)
+                region = load_mask(sample.mask, image.size) if sample.mask else None
+            except BadInputError as error:
+                raise HarnessError(f"support image for --shots is unreadable: {error}") from None
+            region = region if region is not None and region.any() else None
+            visuals = visual_prompt_images(image, None, region, None)
+            examples.append(SupportExample(category.class_info(sample.label), visuals))
+        return examples
 
     def _pending(self, samples: list[Sample]) -> list[Sample]:
         """Samples some model has not answered yet (all of them, unless resuming)."""
@@ -342,11 +373,18 @@ class Run:
             return prepared
         visuals = visual_prompt_images(image, reference, gate_result.region, gate_result.anomaly_map)
         visuals = {name: resize_for_prompt(img) for name, img in visuals.items()}
+        # Labelled in-context examples for templates: images support_1.. and extra.support.
+        support = []
+        for number, example in enumerate(self._support_examples, start=1):
+            name = f"support_{number}"
+            visuals[name] = example.images.get("outlined", example.images["query"])
+            support.append({"name": example.label.name, "key": example.label.key, "image": name})
         for classifier in self.classifiers:
             limit = classifier.capabilities.max_images
             if limit not in prepared.prompts:
                 prepared.prompts[limit] = render_prompt(
-                    self.template, category=category, candidates=candidates, images=visuals, max_images=limit
+                    self.template, category=category, candidates=candidates, images=visuals, max_images=limit,
+                    extra={"support": support},
                 )
         return prepared
 
@@ -440,6 +478,20 @@ class Run:
                 own, label_sets, gate_passes_all=self.gate.passes_all, seed=self.config.seed, n_boot=self.config.n_boot
             )
         return scores
+
+
+def _draw_support(samples: list[Sample], shots: int, seed: int) -> list[Sample]:
+    """``shots`` samples of each anomaly class (seeded), leaving at least one of each class to score."""
+    by_class: dict[str, list[Sample]] = {}
+    for sample in samples:
+        if sample.is_anomalous:
+            by_class.setdefault(sample.label, []).append(sample)
+    support = []
+    for label, members in sorted(by_class.items()):
+        take = min(shots, len(members) - 1)
+        rng = random.Random(f"{seed}:support:{label}")
+        support.extend(members[i] for i in sorted(rng.sample(range(len(members)), take)))
+    return support
 
 
 def _seeded_subset(samples: list[Sample], limit: int, seed: int) -> list[Sample]:

@@ -173,3 +173,15 @@ class Prediction:
     error: str | None = None
     response: str | None = None
     detail: str | None = None  # a short, redacted explanation of an error
+
+
+@dataclass
+class SupportExample:
+    """A labelled few-shot example (``--shots``): drawn from the test set and never scored.
+
+    ``images`` holds "query" and, when the example has a mask, "outlined" and
+    "crop" made from its ground-truth region.
+    """
+
+    label: ClassInfo
+    images: dict[str, Any]

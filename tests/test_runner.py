@@ -227,3 +227,36 @@ def test_a_missing_data_root_is_a_layout_error(tmp_path):
     config = RunConfig(benchmark="mvtec-ad", data_root=None, models=["random"], results_dir=tmp_path)
     with pytest.raises(HarnessError, match="--data-root"):
         Run(config, plugins.load_registry()).execute()
+
+
+def test_shots_draw_a_support_set_that_no_model_is_scored_on(tmp_path, small_tree):
+    seen_support = {}
+
+    classifier, plugin = scripted_classifier(first_candidate)
+    original = classifier.set_support
+    classifier.set_support = lambda self, category, examples: seen_support.__setitem__(category, examples)
+    registry = plugins.load_registry(extra_plugins=[("scripted-test", plugin)])
+    config = RunConfig(benchmark="folder", data_root=small_tree, models=["scripted", "random"], results_dir=tmp_path,
+                       shots=1, n_boot=50)
+    result = Run(config, registry).execute()
+    support = result.run["benchmark"]["support"]
+    # One example of each of the 5 defect classes per category; 2 images per class, so 1 is left to score.
+    assert {c: len(ids) for c, ids in support.items()} == {"label": 5, "tile": 5, "washer": 5}
+    support_ids = {i for ids in support.values() for i in ids}
+    scored = {r["sample_id"] for r in result.records}
+    assert not support_ids & scored, "support images are scored for no model"
+    assert len(result.records) == 2 * (36 - 15)
+    for model in ("scripted", "random"):
+        assert result.run["metrics"][model]["n"] == 36 - 15
+    # Classifiers receive the labelled examples, with crops from the ground-truth masks.
+    assert sorted(seen_support) == ["label", "tile", "washer"]
+    tile = seen_support["tile"]
+    assert sorted(e.label.key for e in tile) == ["chip", "crack", "hole", "scratch", "stain"]
+    assert all({"query", "outlined", "crop"} <= set(e.images) for e in tile)
+    # The velm prompt shows them as labelled in-context examples.
+    prompt = classifier.prompts[0]
+    names = [p.name for p in prompt.images]
+    assert sum(n.startswith("support_") for n in names) == 5
+    text = " ".join(p.text for m in prompt.messages for p in m.parts if hasattr(p, "text"))
+    assert "Labelled examples" in text
+    classifier.set_support = original
