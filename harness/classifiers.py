@@ -55,6 +55,8 @@ class Classifier(ABC):
     Options: ClassVar[type[ClassifierOptions]] = ClassifierOptions
     #: True when a spec must name a model (``openai:gpt-4o``); False for ``random``.
     requires_model_id: ClassVar[bool] = False
+    #: True when it cannot answer without labelled examples (``--shots K``).
+    needs_support: ClassVar[bool] = False
     capabilities: Capabilities = Capabilities()
 
     def __init__(self, model_id: str | None, options: ClassifierOptions):

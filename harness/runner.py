@@ -154,6 +154,8 @@ class Run:
         classifier_class: type[Classifier] = self.registry.get("classifiers", plugin).obj
         if classifier_class.requires_model_id and not model_id:
             raise HarnessError(f"model spec {spec!r} needs a model id: {plugin}:MODEL_ID")
+        if classifier_class.needs_support and not self.config.shots:
+            raise HarnessError(f"model {spec!r} learns from labelled examples: add --shots K (e.g. --shots 3)")
         options = validate_options(classifier_class.Options, self.config.model_options.get(spec), f"model {spec!r}")
         return classifier_class(model_id, options)
 

@@ -20,12 +20,19 @@ from harness.hookspecs import hookimpl
 __version__ = "0.1.0"
 
 from harness_patchcore.gate import FittedPatchCore, PatchCoreGate, PatchCoreResult  # noqa: E402  (after __version__)
+from harness_patchcore.knn import KnnClassifier  # noqa: E402
 from harness_patchcore.options import PatchCoreOptions  # noqa: E402
 
-__all__ = ["FittedPatchCore", "PatchCoreGate", "PatchCoreOptions", "PatchCoreResult", "__version__"]
+__all__ = ["FittedPatchCore", "KnnClassifier", "PatchCoreGate", "PatchCoreOptions", "PatchCoreResult", "__version__"]
 
 
 @hookimpl(trylast=True)  # first-party: a third-party plugin may override the name
 def register_gates(register):
     """Register the ``patchcore`` gate."""
     register(PatchCoreGate)
+
+
+@hookimpl(trylast=True)  # first-party: a third-party plugin may override the name
+def register_classifiers(register):
+    """Register the ``knn`` few-shot baseline classifier."""
+    register(KnnClassifier)
