@@ -391,23 +391,24 @@ class Run:
         return prepared
 
     async def _classify_and_record(self, prepared: Prepared, candidates, dispatchers: list[Dispatcher], files: RunFiles) -> None:
-        async def one(dispatcher: Dispatcher) -> dict[str, Any] | None:
+        """Ask every model that has not answered this sample yet; write each record the moment it is ready."""
+
+        async def one(dispatcher: Dispatcher) -> None:
             classifier = dispatcher.classifier
             if (prepared.sample.sample_id, classifier.spec) in self.done:
-                return None
+                return
             if prepared.bad_input is not None or not prepared.gate or not prepared.gate.flagged:
-                return self._record(prepared, classifier, None, None)
-            prompt = prepared.prompts[classifier.capabilities.max_images]
-            call = await dispatcher.call(prompt)
-            return self._record(prepared, classifier, prompt, call, candidates)
-
-        for record in await asyncio.gather(*(one(d) for d in dispatchers)):
-            if record is None:
-                continue
+                record = self._record(prepared, classifier, None, None)
+            else:
+                prompt = prepared.prompts[classifier.capabilities.max_images]
+                call = await dispatcher.call(prompt)
+                record = self._record(prepared, classifier, prompt, call, candidates)
             files.append_record(record)
             self.records.append(record)
             if self.registry.manager is not None:
                 self.registry.manager.hook.harness_sample_done(record=record)
+
+        await asyncio.gather(*(one(d) for d in dispatchers))
 
     def _record(self, prepared: Prepared, classifier: Classifier, prompt: Prompt | None,
                 call: CallResult | None, candidates=None) -> dict[str, Any]:
