@@ -82,3 +82,28 @@ def gate_metrics(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
         values = [c[key] for c in categories.values() if c[key] is not None]
         summary[key] = float(np.mean(values)) if values else None
     return summary
+
+
+#: Maps and masks are compared at this longest side: bounded memory, the usual practice.
+PIXEL_SIDE = 128
+
+
+def shrink_for_pixel_auroc(score_map: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A score map and its ground-truth mask at `PIXEL_SIDE` (bilinear scores, nearest mask)."""
+    from PIL import Image
+
+    height, width = score_map.shape
+    scale = PIXEL_SIDE / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    scores = np.asarray(Image.fromarray(score_map.astype(np.float32), mode="F").resize(size, Image.Resampling.BILINEAR))
+    truth = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(size, Image.Resampling.NEAREST)) > 127
+    return scores, truth
+
+
+def pixel_auroc(pairs: list[tuple[np.ndarray, np.ndarray]]) -> float | None:
+    """AUROC over every pixel of every (scores, mask) pair; None without both classes of pixel."""
+    if not pairs:
+        return None
+    scores = np.concatenate([s.ravel() for s, _ in pairs])
+    truth = np.concatenate([t.ravel() for _, t in pairs])
+    return _nan_to_none(auroc(truth, scores))

@@ -18,13 +18,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from harness import answers, metrics, paths
 from harness.cache import ResponseCache
 from harness.classifiers import Classifier, parse_model_spec
 from harness.datasets import Benchmark, manifest_hash
 from harness.dispatch import CallResult, Dispatcher
 from harness.errors import BadInputError, HarnessError
-from harness.gate_metrics import gate_metrics
+from harness.gate_metrics import gate_metrics, pixel_auroc, shrink_for_pixel_auroc
 from harness.gates import FittedGate, Gate
 from harness.images import load_mask, load_rgb
 from harness.options import validate_options
@@ -148,6 +150,8 @@ class Run:
         #: category -> support samples drawn by --shots (removed from the scored test set).
         self.support: dict[str, list[Sample]] = {}
         self._support_examples: list[SupportExample] = []  # the current category's
+        #: category -> (score map, mask) per image at reduced size, for pixel AUROC; None once an image lacks a map.
+        self._pixel_pairs: dict[str, list | None] = {}
 
     def _make_classifier(self, spec: str) -> Classifier:
         plugin, model_id = parse_model_spec(spec)
@@ -203,6 +207,7 @@ class Run:
             run["metrics"] = self._score(data)
             first_model = self.classifiers[0].spec
             run["gate_metrics"] = gate_metrics([r for r in self.records if r["model"] == first_model])
+            self._add_pixel_auroc(run["gate_metrics"])
             run["status"] = "finished"
             if cache is not None:
                 run["cache"] = {"path": str(cache.path), "hits": cache.hits, "misses": cache.misses}
@@ -371,6 +376,7 @@ class Run:
         except BadInputError as error:
             return Prepared(sample, None, bad_input=str(error))
         prepared = Prepared(sample, gate_result)
+        self._keep_pixel_pair(sample, image, gate_result)
         if not gate_result.flagged:
             return prepared
         visuals = visual_prompt_images(image, reference, gate_result.region, gate_result.anomaly_map)
@@ -389,6 +395,18 @@ class Run:
                     extra={"support": support},
                 )
         return prepared
+
+    def _keep_pixel_pair(self, sample: Sample, image, gate_result: GateResult) -> None:
+        """Keep a small copy of the gate's map and the true mask; a category with a map-less image gets no pixel AUROC."""
+        pairs = self._pixel_pairs.setdefault(sample.category, [])
+        if pairs is None:
+            return
+        score_map = gate_result.score_map if gate_result.score_map is not None else gate_result.anomaly_map
+        if score_map is None or (sample.is_anomalous and sample.mask is None):
+            self._pixel_pairs[sample.category] = None
+            return
+        mask = load_mask(sample.mask, image.size)
+        pairs.append(shrink_for_pixel_auroc(np.asarray(score_map, dtype=np.float32), mask))
 
     async def _classify_and_record(self, prepared: Prepared, candidates, dispatchers: list[Dispatcher], files: RunFiles) -> None:
         """Ask every model that has not answered this sample yet; write each record the moment it is ready."""
@@ -460,6 +478,16 @@ class Run:
         }
         record["outcome"] = metrics.outcome_of(record, self.gate.passes_all)
         return record
+
+    def _add_pixel_auroc(self, figures: dict[str, Any]) -> None:
+        """Pixel AUROC per category where the gate mapped every image and masks exist (not across a resume)."""
+        values = []
+        for category, entry in figures["categories"].items():
+            pairs = None if self.done else self._pixel_pairs.get(category)
+            entry["pixel_auroc"] = pixel_auroc(pairs) if pairs else None
+            if entry["pixel_auroc"] is not None:
+                values.append(entry["pixel_auroc"])
+        figures["pixel_auroc"] = float(np.mean(values)) if values and len(values) == len(figures["categories"]) else None
 
     def _cost(self, spec: str, usage) -> float | None:
         """The backend's own cost figure when it gives one, else tokens times the price table."""

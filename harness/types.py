@@ -103,6 +103,8 @@ class GateResult:
     ``anomaly_map`` is an HxW float array in [0, 1] aligned with the image, or
     None when the gate does not localise (or found nothing to localise).
     ``region`` is the binary region used for visual prompts, when there is one.
+    ``score_map`` is the unnormalised per-pixel score at the image's size, when
+    the gate has one (pixel AUROC ranks it; ``anomaly_map`` may be clipped for display).
     """
 
     score: float
@@ -110,6 +112,7 @@ class GateResult:
     threshold: float | None
     anomaly_map: np.ndarray | None = None
     region: np.ndarray | None = None
+    score_map: np.ndarray | None = None
 
 
 @dataclass

@@ -36,3 +36,65 @@ def test_decisions_per_category_and_their_mean():
     assert figures["image_auroc"] == pytest.approx((0.75 + 1.0) / 2)
     assert figures["miss_rate"] == pytest.approx(0.25)
     assert figures["unreadable"] == 1
+
+
+def test_pixel_auroc_by_hand_and_after_shrinking():
+    import numpy as np
+
+    from harness.gate_metrics import pixel_auroc, shrink_for_pixel_auroc
+
+    mask = np.zeros((4, 4), dtype=bool)
+    mask[0, 0] = True
+    scores = np.zeros((4, 4), dtype=np.float32)
+    scores[0, 0], scores[3, 3] = 2.0, 3.0  # the defect pixel beats 14 of 15 normal pixels
+    assert pixel_auroc([(scores, mask)]) == pytest.approx(14 / 15)
+    assert pixel_auroc([]) is None
+    big_mask = np.zeros((512, 256), dtype=bool)
+    big_mask[100:300, 50:150] = True
+    small_scores, small_mask = shrink_for_pixel_auroc(big_mask.astype(np.float32), big_mask)
+    assert small_scores.shape == small_mask.shape == (128, 64)
+    assert pixel_auroc([(small_scores, small_mask)]) > 0.99
+
+
+def test_a_run_reports_pixel_auroc_from_the_gates_maps(tmp_path, small_tree):
+    from harness import plugins
+    from harness.gates import FittedGate, Gate
+    from harness.hookspecs import hookimpl
+    from harness.images import load_mask
+    from harness.runner import Run, RunConfig
+    from harness.types import GateResult
+
+    class MaskGate(Gate):
+        """Maps every image by its true mask, inverted when ``invert`` (a perfectly wrong detector)."""
+
+        name = "mask-map"
+        invert = False
+
+        def fit(self, category):
+            gate = self
+
+            class Fitted(FittedGate):
+                def score(self, sample, image):
+                    mask = load_mask(sample.mask, image.size).astype("float32")
+                    scores = 1.0 - mask if gate.invert else mask
+                    return GateResult(score=float(sample.is_anomalous), flagged=sample.is_anomalous,
+                                      threshold=0.5, score_map=scores)
+
+            return Fitted()
+
+    class Plugin:
+        @hookimpl
+        def register_gates(self, register):
+            register(MaskGate)
+
+    registry = plugins.load_registry(extra_plugins=[("mask-gate", Plugin())])
+    config = RunConfig(benchmark="folder", data_root=small_tree, gate="mask-map", models=["random"],
+                       results_dir=tmp_path, n_boot=20)
+    figures = Run(config, registry).execute().run["gate_metrics"]
+    # Shrinking blends scores at region edges (bilinear) against a nearest-neighbour mask: nearly, not exactly, 1.
+    assert figures["pixel_auroc"] == pytest.approx(1.0, abs=1e-3)
+    assert all(c["pixel_auroc"] == pytest.approx(1.0, abs=1e-3) for c in figures["categories"].values())
+    MaskGate.invert = True
+    config.run_id = "inverted"
+    figures = Run(config, registry).execute().run["gate_metrics"]
+    assert figures["pixel_auroc"] == pytest.approx(0.0, abs=1e-3)

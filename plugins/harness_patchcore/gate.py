@@ -242,5 +242,6 @@ class FittedPatchCore(FittedGate):
         span = max(self.pixel_threshold - self.normal_level, 1e-12)
         display = np.clip(0.5 * (full - self.normal_level) / span, 0.0, 1.0).astype(np.float32)
         return PatchCoreResult(
-            score=score, flagged=flagged, threshold=self.threshold, anomaly_map=display, region=region, distance_map=full
+            score=score, flagged=flagged, threshold=self.threshold, anomaly_map=display, region=region, distance_map=full,
+            score_map=full
         )
