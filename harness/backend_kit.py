@@ -13,8 +13,8 @@ import threading
 import time
 from collections import OrderedDict
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
+from harness.redact import strip_url_credentials
 from harness.types import ImagePart
 
 #: The key sent to keyless local servers (vLLM, Ollama, llama.cpp) when no key is configured.
@@ -99,12 +99,29 @@ def scrub_secret(error: BaseException, secret: str | None) -> None:
 
 def strip_userinfo(url: str | None) -> str | None:
     """A URL without ``user:password@`` (credentials in a base URL must not reach run.json)."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return strip_url_credentials(url) if url else url
+
+
+# The openai and anthropic SDKs are generated from one template and share these exception
+# classes, so one reading of their errors serves both plugins.
+
+
+def is_transient_sdk_error(sdk: Any, error: BaseException) -> bool:
+    """Connection errors (timeouts included) and HTTP 408, 409, 429 and 5xx (529 overloaded too)."""
+    if isinstance(error, sdk.APIConnectionError):  # includes APITimeoutError
+        return True
+    if isinstance(error, sdk.APIStatusError):
+        return error.status_code in (408, 409, 429) or error.status_code >= 500
+    return False
+
+
+def sdk_retry_after(sdk: Any, error: BaseException) -> float | None:
+    """The Retry-After an SDK status error's response carried, in seconds."""
+    response = getattr(error, "response", None)
+    if not isinstance(error, sdk.APIStatusError) or response is None:
+        return None
+    return parse_retry_after(response.headers)
+
+
+def is_sdk_timeout(sdk: Any, error: BaseException) -> bool:
+    return isinstance(error, (sdk.APITimeoutError, TimeoutError))

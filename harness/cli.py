@@ -143,7 +143,7 @@ def run(**flags: Any) -> None:
         run_id=pick("run_id"),
         output_formats=list(pick("output_formats") or []),
         use_cache=use_cache,
-        prices=Path(pick("prices")) if pick("prices") else None,
+        prices=Path(prices) if (prices := pick("prices")) else None,
     )
     if resume_id:
         config = _resumed_config(config.results_dir, resume_id, use_cache)

@@ -40,8 +40,8 @@ from harness_openai.classifier import (
     MalformedResponseError,
     OpenAIClassifier,
     OpenAIOptions,
-    parse_retry_after,
 )
+from harness.backend_kit import parse_retry_after
 
 KEY = "sk-test-abcdefghijklmnop1234"
 CANDIDATES = [ClassInfo("broken_large", "broken large"), ClassInfo("scratch", "scratch"), ClassInfo("crack", "crack")]

@@ -53,7 +53,8 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from harness.backend_kit import (
-    KEYLESS_PLACEHOLDER, is_encoded, parse_retry_after, png_base64, scrub_secret, strip_userinfo,
+    KEYLESS_PLACEHOLDER, is_encoded, is_sdk_timeout, is_transient_sdk_error, png_base64,
+    scrub_secret, sdk_retry_after, strip_userinfo,
 )
 from harness.classifiers import Capabilities, Classifier, ClassifierOptions
 from harness.errors import HarnessError
@@ -267,20 +268,13 @@ class AnthropicClassifier(Classifier):
     def should_retry(self, error: BaseException) -> bool:
         if isinstance(error, (MalformedResponseError, getattr(self._anthropic, "RetryableError", MalformedResponseError))):
             return True
-        if isinstance(error, self._anthropic.APIConnectionError):  # includes APITimeoutError
-            return True
-        if isinstance(error, self._anthropic.APIStatusError):
-            return error.status_code in (408, 409, 429) or error.status_code >= 500
-        return False
+        return is_transient_sdk_error(self._anthropic, error)
 
     def retry_after(self, error: BaseException) -> float | None:
-        response = getattr(error, "response", None)
-        if not isinstance(error, self._anthropic.APIStatusError) or response is None:
-            return None
-        return parse_retry_after(response.headers)
+        return sdk_retry_after(self._anthropic, error)
 
     def is_timeout(self, error: BaseException) -> bool:
-        return isinstance(error, (self._anthropic.APITimeoutError, TimeoutError))
+        return is_sdk_timeout(self._anthropic, error)
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
