@@ -261,6 +261,11 @@ def list_command(verbose: bool) -> None:
         out.print(f"[yellow]note:[/] {kind[:-1]} {name!r} from plugin {plugin!r} is overridden by an earlier registration")
 
 
+# Core commands defined in harness/commands/ (one module per feature).
+# --- command modules: add one import + add_command pair per module below ---
+# --- end of command modules ---
+
+
 def _add_plugin_commands() -> None:
     registry = get_registry()
     if registry.manager is not None:
