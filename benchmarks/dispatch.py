@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from harness import plugins
+from harness.backend_kit import http_backend
 from harness.classifiers import ClassifierOptions
 from harness.dispatch import Dispatcher
 from harness.runner import Run, RunConfig
@@ -46,7 +47,8 @@ def prompt(i: int) -> Prompt:
     return Prompt("bench", messages, candidates, hash="h", request_hash=f"r{i}")
 
 
-def throughput(base_url: str, concurrency: int, calls: int, latency_s: float) -> float:
+def throughput(base_url: str, concurrency: int, calls: int, latency_s: float) -> tuple[float, float]:
+    """Share of the ideal throughput, and this process's CPU seconds per call (the client's cost)."""
     from harness_openai import OpenAIClassifier
 
     options = OpenAIClassifier.Options(base_url=base_url, concurrency=concurrency, cache=False, timeout_s=60)
@@ -55,17 +57,17 @@ def throughput(base_url: str, concurrency: int, calls: int, latency_s: float) ->
     async def go() -> float:
         dispatcher = Dispatcher(classifier)
         await dispatcher.call(prompt(-1))  # warm the connection pool and the SDK
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         results = await asyncio.gather(*(dispatcher.call(prompt(i)) for i in range(calls)))
-        elapsed = time.perf_counter() - began
+        elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu
         await classifier.aclose()
         failed = [r for r in results if r.response is None]
         if failed:
             raise SystemExit(f"{len(failed)} calls failed: {failed[0].detail}")
-        return elapsed
+        return elapsed, cpu
 
-    elapsed = asyncio.run(go())
-    return (calls / elapsed) / (concurrency / latency_s)
+    elapsed, cpu = asyncio.run(go())
+    return (calls / elapsed) / (concurrency / latency_s), cpu / calls
 
 
 def dispatch_overhead(calls: int) -> float:
@@ -97,6 +99,11 @@ def demo_runs(base_url: str, results: Path) -> tuple[float, float, int]:
     return timings[0], timings[1], cached
 
 
+def _load() -> str:
+    """The 1/5/15-minute load averages: the machine is shared, and the throughput figures move with them."""
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency-s", type=float, default=0.2)
@@ -109,16 +116,18 @@ def main() -> None:
     server, url = start_server(args.latency_s)
     try:
         print(f"python benchmarks/dispatch.py --latency-s {args.latency_s} --calls-per-slot {args.calls_per_slot}")
-        print(f"{'concurrency':>12} {'calls':>6} {'of ideal':>9}")
+        print(f"load average {_load()}; HTTP layer of the SDK: {http_backend()}")
+        print(f"{'concurrency':>12} {'calls':>6} {'of ideal':>9} {'client CPU/call':>16}")
         for concurrency in (1, 8, 64):
             calls = concurrency * args.calls_per_slot
-            fraction = throughput(url + "/v1", concurrency, calls, args.latency_s)
-            print(f"{concurrency:>12} {calls:>6} {100 * fraction:>8.1f}%")
+            fraction, cpu = throughput(url + "/v1", concurrency, calls, args.latency_s)
+            print(f"{concurrency:>12} {calls:>6} {100 * fraction:>8.1f}% {1000 * cpu:>13.2f} ms")
         overhead = dispatch_overhead(2000)
         print(f"dispatcher overhead per call (instant classifier): {1000 * overhead:.3f} ms")
         first, cached, hits = demo_runs(url + "/v1", scratch / "results")
         print(f"demo run, gate none, 150 images, concurrency 16: {first:.2f} s; "
-              f"re-run from cache: {cached:.2f} s ({hits} cached answers, {first / cached:.0f}x faster)")
+              f"re-run from cache: {cached:.3f} s ({hits} cached answers, {first / cached:.0f}x faster)")
+        print(f"load average {_load()}")
     finally:
         server.terminate()
         server.wait()

@@ -21,19 +21,33 @@ What is measured, per category:
   the false-alarm and miss rates at the calibrated threshold, which never saw
   a test image.
 
-When anomalib is installed, its PatchCore runs on the same images with the
-same backbone architecture and coreset ratio, for a speed comparison (its
-timm backbone gets random weights here: no download is possible, so only its
-speed is comparable). Nothing is installed or downloaded by this script.
+When anomalib is installed (``--anomalib``), its PatchCore torch model runs
+on the same images, crops, backbone architecture and coreset ratio: its own
+timm feature extractor, its own k-center greedy coreset and its own scoring;
+only the image loading and cropping are shared, so both see the same pixels.
+No ImageNet weights for the torchvision backbones exist offline, so
+``--random-weights SEED`` builds the backbone once with torchvision's seeded
+random initialisation, writes that state dict to a temporary file, and loads
+the very same file into both models (ours through ``backbone_weights``, so the
+plugin itself has no random mode). Each measurement runs in a fresh process,
+so peak memory is its own; the 1-minute load average (other jobs share the
+cores) is recorded before and after each. Nothing is installed or downloaded
+by this script.
+
+    # the comparison of the README (run in a venv with anomalib and torchvision):
+    python benchmarks/gate.py --anomalib --random-weights 0 \
+        --option backbone='"wide_resnet50_2"' --option coreset_ratio=0.01
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shlex
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -129,61 +143,163 @@ def measure_patchcore(category: Category, options: PatchCoreOptions, pixel_size:
     }
 
 
-def measure_anomalib(category: Category, options: PatchCoreOptions) -> dict | str:
-    """anomalib's PatchCore torch model on the same images, architecture and coreset ratio (speed only)."""
+ANOMALIB_LAYERS = {"wide_resnet50_2": ["layer2", "layer3"], "resnet18": ["layer2", "layer3"]}
+
+
+def random_state_dict(backbone: str, seed: int, folder: Path) -> Path:
+    """torchvision's ``backbone`` with its own random initialisation under ``seed``, saved as a state dict file.
+
+    For speed comparisons only, where no ImageNet weights exist offline: both
+    models load this same file, so they compute the same features.
+    """
+    import torch
+
+    try:
+        import torchvision
+    except ImportError:
+        sys.exit("--random-weights needs torchvision (pip install torchvision) to build the backbone")
+    if backbone not in ANOMALIB_LAYERS:
+        sys.exit(f"--random-weights applies to the torchvision backbones {sorted(ANOMALIB_LAYERS)}, not {backbone!r}")
+    torch.manual_seed(seed)
+    model = getattr(torchvision.models, backbone)(weights=None)  # weights=None: never downloads
+    path = folder / f"{backbone}-random-seed{seed}.pth"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def crop_tensor(path: Path, options: PatchCoreOptions, mean: "torch.Tensor", std: "torch.Tensor") -> "torch.Tensor":
+    """The same pixels our gate sees (`features.preprocess`), as an ImageNet-normalised (1, 3, C, C) tensor."""
+    import torch
+
+    from harness_patchcore.features import preprocess
+
+    pixels = preprocess(load_rgb(path), options.image_size, options.crop_size)
+    batch = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float().div(255).unsqueeze(0)
+    return (batch - mean) / std
+
+
+def measure_anomalib(category: Category, options: PatchCoreOptions, train_batch: int) -> dict | str:
+    """anomalib's PatchCore torch model: its feature extraction, its greedy coreset, its scoring.
+
+    Training images go through in batches of ``train_batch`` (anomalib's
+    default train batch size is 32); test images one at a time, loaded from
+    disk, as for our gate. The weights are ``options.backbone_weights`` when
+    set (the same file our gate loads), else timm's random initialisation.
+    """
     try:
         import torch
         from anomalib.models.image.patchcore.torch_model import PatchcoreModel
-    except ImportError:
-        return "anomalib is not installed: comparison skipped (this script installs nothing)"
-    layers = {
-        "efficientnet_lite0": ["blocks.2", "blocks.4"],
-        "wide_resnet50_2": ["layer2", "layer3"],
-        "resnet18": ["layer2", "layer3"],
-    }[options.backbone]
-    try:
-        model = PatchcoreModel(layers=layers, backbone=options.backbone, pre_trained=False)
-        mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-        std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    except ImportError as error:
+        return f"anomalib is not installed ({error}): comparison skipped (this script installs nothing)"
+    if options.backbone not in ANOMALIB_LAYERS:
+        return f"no anomalib comparison for backbone {options.backbone!r} (timm has no such backbone here)"
+    model = PatchcoreModel(layers=ANOMALIB_LAYERS[options.backbone], backbone=options.backbone, pre_trained=False)
+    weights = "timm random initialisation"
+    if options.backbone_weights:
+        state = torch.load(options.backbone_weights, map_location="cpu", weights_only=True)
+        loaded = model.feature_extractor.feature_extractor.load_state_dict(state, strict=False)
+        extra = {key.split(".")[0] for key in loaded.unexpected_keys}
+        if loaded.missing_keys or not extra <= {"layer4", "fc"}:  # only the unused head may be left over
+            return f"anomalib backbone did not take {options.backbone_weights}: {loaded}"
+        weights = str(options.backbone_weights)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
-        def tensor(path: Path) -> "torch.Tensor":
-            image = load_rgb(path).resize((options.image_size, options.image_size), Image.Resampling.BILINEAR)
-            top = (options.image_size - options.crop_size) // 2
-            pixels = np.asarray(image)[top : top + options.crop_size, top : top + options.crop_size]
-            batch = torch.from_numpy(pixels.copy()).permute(2, 0, 1).float().div(255).unsqueeze(0)
-            return (batch - mean) / std
+    started = time.perf_counter()
+    model.train()  # training mode: forward() stores embeddings (its extractor stays in eval mode)
+    with torch.no_grad():
+        train = list(category.train_images)
+        for first in range(0, len(train), train_batch):
+            model(torch.cat([crop_tensor(p, options, mean, std) for p in train[first : first + train_batch]]))
+    features_s = time.perf_counter() - started
+    model.subsample_embedding(options.coreset_ratio)
+    fit_s = time.perf_counter() - started
+    bank = int(model.memory_bank.shape[0])
 
-        started = time.perf_counter()
-        model.train()
-        with torch.no_grad():
-            embedding = torch.cat([model(tensor(p)) for p in category.train_images])
-        model.subsample_embedding(embedding, options.coreset_ratio)
-        fit_s = time.perf_counter() - started
-        model.eval()
-        labels, scores = [], []
-        started = time.perf_counter()
-        with torch.no_grad():
-            for sample in category.test_samples:
-                output = model(tensor(sample.image))
-                score = output["pred_score"] if isinstance(output, dict) else output.pred_score
-                labels.append(sample.is_anomalous)
-                scores.append(float(score.reshape(-1)[0]))
-        score_s = time.perf_counter() - started
-    except Exception as error:  # a different anomalib API: report, do not crash the benchmark
-        return f"anomalib comparison failed: {type(error).__name__}: {error}"
+    model.eval()
+    labels, scores = [], []
+    started = time.perf_counter()
+    with torch.no_grad():
+        for sample in category.test_samples:
+            output = model(crop_tensor(sample.image, options, mean, std))
+            labels.append(sample.is_anomalous)
+            scores.append(float(output.pred_score.reshape(-1)[0]))
+    score_s = time.perf_counter() - started
     return {
+        "category": category.name,
         "fit_s": fit_s,
+        "timings": {"features_s": features_s, "coreset_s": fit_s - features_s},
+        "bank": bank,
         "images_per_s": len(labels) / score_s,
-        "image_auroc_random_weights": auroc(np.array(labels), np.array(scores)),
         "peak_rss_mb": peak_rss_mb(),
+        "image_auroc": auroc(np.array(labels), np.array(scores)),
+        "weights": weights,
     }
+
+
+def run_isolated(which: str, args: argparse.Namespace, values: dict) -> list[dict] | str:
+    """One measurement (``ours`` or ``anomalib``) over every category, in a fresh process of its own.
+
+    A fresh process makes ``ru_maxrss`` the peak of that measurement alone;
+    the 1-minute load average before and after says how busy the cores were.
+    """
+    import multiprocessing
+
+    before = os.getloadavg()[0]
+    os.environ.setdefault("TQDM_DISABLE", "1")  # anomalib's coreset progress bar, inherited by the child
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        rows = pool.apply(_measure_all, (which, args, values))
+    after = os.getloadavg()[0]
+    if isinstance(rows, list):
+        for row in rows:
+            row["load_before"], row["load_after"] = before, after
+    return rows
+
+
+def _measure_all(which: str, args: argparse.Namespace, values: dict) -> list[dict] | str:
+    if args.cpus:
+        # Pin this process to the first N cores; our gate sizes torch's threads from the affinity, anomalib gets them set.
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: args.cpus])
+        import torch
+
+        torch.set_num_threads(args.cpus)
+    options = PatchCoreOptions(**values)
+    categories = load_categories(args)
+    if which == "ours":
+        return [measure_patchcore(c, options, args.pixel_size) for c in categories]
+    rows = []
+    for category in categories:
+        result = measure_anomalib(category, options, args.anomalib_batch)
+        if isinstance(result, str):
+            return result
+        rows.append(result)
+    return rows
+
+
+def print_comparison(ours: list[dict], theirs: list[dict], options: PatchCoreOptions) -> None:
+    print(f"same images, crops ({options.image_size} -> {options.crop_size}), backbone {options.backbone}, "
+          f"coreset ratio {options.coreset_ratio}, weights {theirs[0]['weights']}")
+    header = (f"{'':<18} {'category':<10} {'fit s':>7} {'feat s':>7} {'core s':>7} {'bank':>6} {'img/s':>6} "
+              f"{'peak MB':>8} {'img AUROC':>9} {'load 1m':>9}")
+    print(header)
+    print("-" * len(header))
+    for name, rows in (("harness patchcore", ours), ("anomalib 2.x", theirs)):
+        for r in rows:
+            t = r["timings"]
+            print(f"{name:<18} {r['category']:<10} {r['fit_s']:>7.1f} {t.get('features_s', 0):>7.1f} "
+                  f"{t.get('coreset_s', 0):>7.1f} {r['bank']:>6} {r['images_per_s']:>6.2f} {r['peak_rss_mb']:>8.0f} "
+                  f"{r['image_auroc']:>9.4f} {r['load_before']:>4.1f}/{r['load_after']:<4.1f}")
+    for a, b in zip(ours, theirs):
+        print(f"{a['category']}: fit {b['fit_s'] / a['fit_s']:.1f}x faster, "
+              f"test {a['images_per_s'] / b['images_per_s']:.1f}x faster, "
+              f"image AUROC {a['image_auroc'] - b['image_auroc']:+.4f}")
 
 
 def print_table(rows: list[dict]) -> None:
     header = (
         f"{'category':<12} {'train':>5} {'test':>4} {'fit s':>6} {'feat':>5} {'core':>5} {'calib':>5} "
         f"{'bank':>6} {'img/s':>6} {'peak MB':>8} {'GPU MB':>7} {'img AUROC':>9} {'px AUROC':>8} "
-        f"{'thresh':>7} {'FAR':>5} {'miss':>5}"
+        f"{'thresh':>7} {'FAR':>5} {'miss':>5} {'load 1m':>9}"
     )
     print(header)
     print("-" * len(header))
@@ -194,7 +310,8 @@ def print_table(rows: list[dict]) -> None:
             f"{r['category']:<12} {r['train']:>5} {r['test']:>4} {r['fit_s']:>6.1f} {t.get('features_s', 0):>5.1f} "
             f"{t.get('coreset_s', 0):>5.1f} {t.get('calibration_s', 0):>5.1f} {r['bank']:>6} "
             f"{r['images_per_s']:>6.1f} {r['peak_rss_mb']:>8.0f} {gpu:>7} {r['image_auroc']:>9.4f} "
-            f"{r['pixel_auroc']:>8.4f} {r['threshold']:>7.3g} {r['false_alarm_rate']:>5.2f} {r['miss_rate']:>5.2f}"
+            f"{r['pixel_auroc']:>8.4f} {r['threshold']:>7.3g} {r['false_alarm_rate']:>5.2f} {r['miss_rate']:>5.2f} "
+            f"{r.get('load_before', float('nan')):>4.1f}/{r.get('load_after', float('nan')):<4.1f}"
         )
 
 
@@ -209,37 +326,48 @@ def main(argv: list[str] | None = None) -> int:
                         help="any patchcore option as KEY=VALUE (JSON value), e.g. coreset_ratio=0.01")
     parser.add_argument("--cache", action="store_true", help="use the fit cache (default: off, so fit is timed)")
     parser.add_argument("--pixel-size", type=int, default=256, help="side of the squares pixel AUROC is computed on")
-    parser.add_argument("--no-anomalib", action="store_true", help="skip the anomalib comparison")
+    parser.add_argument("--anomalib", action="store_true",
+                        help="also run anomalib's PatchCore (when installed) on the same images, backbone and coreset ratio")
+    parser.add_argument("--anomalib-batch", type=int, default=32, help="anomalib's training batch size [default: 32, its own]")
+    parser.add_argument("--random-weights", type=int, metavar="SEED",
+                        help="benchmark only: give both models the same seeded random torchvision weights "
+                             "(no ImageNet weights exist offline); the accuracy is then not that of a real detector")
+    parser.add_argument("--cpus", type=int, metavar="N",
+                        help="run each measurement on the first N cores only (default: all usable cores)")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
 
     values = dict(args.option)
     values.setdefault("device", args.device)
     values.setdefault("cache", args.cache)
-    options = PatchCoreOptions(**values)
-    categories = load_categories(args)
+    with tempfile.TemporaryDirectory(prefix="gate-bench-") as scratch:
+        if args.random_weights is not None:
+            if values.get("backbone_weights"):
+                sys.exit("give either --random-weights or --option backbone_weights=..., not both")
+            backbone = values.get("backbone", PatchCoreOptions.model_fields["backbone"].default)
+            values["backbone_weights"] = str(random_state_dict(backbone, args.random_weights, Path(scratch)))
+        options = PatchCoreOptions(**values)
 
-    print("command:", " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]))
-    print("options:", json.dumps({k: v for k, v in options.model_dump().items() if v is not None}))
-    rows = []
-    for category in categories:
-        rows.append(measure_patchcore(category, options, args.pixel_size))
-    print()
-    print_table(rows)
-    print()
-    print("threshold source:", rows[0]["threshold_source"])
-    print(f"mean image AUROC: {np.mean([r['image_auroc'] for r in rows]):.4f}")
-
-    if not args.no_anomalib:
+        print("command:", " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]))
+        print("options:", json.dumps({k: v for k, v in options.model_dump().items() if v is not None}))
+        print(f"cpus: {len(os.sched_getaffinity(0))}, used per measurement: {args.cpus or 'all'}")
+        rows = run_isolated("ours", args, values)
         print()
-        for category in categories:
-            result = measure_anomalib(category, options)
-            if isinstance(result, str):
-                print(result)
-                break
-            print(f"anomalib PatchCore, {category.name}: {json.dumps(result)}")
+        print_table(rows)
+        print()
+        print("threshold source:", rows[0]["threshold_source"])
+        print(f"mean image AUROC: {np.mean([r['image_auroc'] for r in rows]):.4f}")
+        theirs: list[dict] | str = []
+        if args.anomalib:
+            print()
+            theirs = run_isolated("anomalib", args, values)
+            if isinstance(theirs, str):
+                print(theirs)
+            else:
+                print_comparison(rows, theirs, options)
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+        payload = {"ours": rows, "anomalib": theirs, "options": values}
+        Path(args.json).write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
     return 0
 
 

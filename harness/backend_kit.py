@@ -6,13 +6,15 @@ plugin may use them too.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import email.utils
 import io
 import threading
 import time
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from harness.redact import strip_url_credentials
 from harness.types import ImagePart
@@ -48,6 +50,61 @@ def png_base64(part: ImagePart) -> str:
         while len(_PNG_CACHE) > _PNG_CACHE_SIZE:
             _PNG_CACHE.popitem(last=False)
     return encoded
+
+
+def http_backend() -> str:
+    """``aiohttp`` when it is installed, else ``httpx``: the HTTP layer the openai and anthropic SDKs are given.
+
+    Both SDKs ship an aiohttp transport (``DefaultAioHttpClient``, their ``[aiohttp]``
+    extra) for high concurrency. It costs a fraction of httpx's client CPU per request
+    (benchmarks/dispatch.py), which is what limits a run at concurrency 64 and more.
+    The environment variable ``HARNESS_HTTP_BACKEND=httpx`` keeps the SDKs' default.
+    """
+    import importlib.util
+    import os
+
+    if os.environ.get("HARNESS_HTTP_BACKEND", "").strip().lower() == "httpx":
+        return "httpx"
+    return "aiohttp" if importlib.util.find_spec("aiohttp") is not None else "httpx"
+
+
+#: Requests in flight per SDK client (and so per connection pool) in `ClientLanes`.
+LANE_SIZE = 8
+
+
+class ClientLanes:
+    """A few SDK clients for one event loop, each with its own connection pool; a request takes the least busy.
+
+    Why not one client: httpx's connection pool (httpcore) re-examines every pooled
+    connection, probing each idle socket with a system call, whenever a request
+    starts or ends. With 64 connections in one pool those scans cost more client
+    CPU than the request itself (benchmarks/dispatch.py at concurrency 64). Pools of
+    at most `LANE_SIZE` connections keep each scan short. The number of connections
+    is unchanged: one per request in flight. All clients are made at once, on the
+    first request, so their setup (an SSL context each) is not paid mid-run.
+    """
+
+    def __init__(self, make_client: Callable[[], Any], concurrency: int, lane_size: int = LANE_SIZE):
+        self.loop = asyncio.get_running_loop()  # an httpx pool belongs to the loop that opened it
+        count = max(1, -(-concurrency // max(1, lane_size)))
+        self.clients = [make_client() for _ in range(count)]
+        self._busy = [0] * count
+
+    @contextlib.contextmanager
+    def lane(self) -> Iterator[Any]:
+        """The least busy client, counted as busy until the block ends."""
+        index = self._busy.index(min(self._busy))
+        self._busy[index] += 1
+        try:
+            yield self.clients[index]
+        finally:
+            self._busy[index] -= 1
+
+    async def aclose(self) -> None:
+        """Close every client (only from the loop they belong to)."""
+        clients, self.clients = self.clients, []
+        for client in clients:
+            await client.close()
 
 
 def parse_retry_after(headers: Any) -> float | None:

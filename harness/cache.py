@@ -8,6 +8,10 @@ replaying a sampled answer would hide the model's variance.
 A cached record keeps the latency, tokens and cost of the call that produced
 it and says ``cached: true``, so a leaderboard still compares models by what
 they cost, not by how warm the cache was.
+
+The same file holds the prompt-key memo (`harness.prompt_memo`): which request
+hashes a sample's prompts had, keyed by the identity of every input file, so a
+re-run can find its cached answers without decoding images again.
 """
 
 from __future__ import annotations
@@ -29,7 +33,14 @@ CREATE TABLE IF NOT EXISTS responses (
     response TEXT NOT NULL,
     latency_s REAL,
     created_at TEXT DEFAULT CURRENT_TIMESTAMP
-)
+);
+CREATE TABLE IF NOT EXISTS prepared_samples (
+    fingerprint TEXT PRIMARY KEY,
+    context TEXT NOT NULL,
+    prepared TEXT NOT NULL,
+    created_at TEXT DEFAULT CURRENT_TIMESTAMP
+);
+CREATE INDEX IF NOT EXISTS prepared_samples_context ON prepared_samples (context)
 """
 
 
@@ -42,6 +53,18 @@ def cache_key(plugin: str, model_id: str | None, options: dict[str, Any], reques
     return hashlib.sha256(material.encode()).hexdigest()
 
 
+def cache_keyer(plugin: str, model_id: str | None, options: dict[str, Any]):
+    """`cache_key` with the first three arguments fixed: request hash -> key, without re-encoding the options."""
+    # "request" sorts last, so the JSON of the whole is this prefix, the request hash, and "}".
+    head = json.dumps({"plugin": plugin, "model": model_id, "options": options}, sort_keys=True, default=str)
+    prefix = head[:-1] + (', "request": ' if head != "{}" else '"request": ')
+
+    def key(request_hash: str) -> str:
+        return hashlib.sha256((prefix + json.dumps(request_hash) + "}").encode()).hexdigest()
+
+    return key
+
+
 class ResponseCache:
     """A thread-safe SQLite store of successful responses; failures are never cached."""
 
@@ -51,7 +74,9 @@ class ResponseCache:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(SCHEMA)
+        # A cache: a commit need not wait for the disk (WAL stays consistent; power loss may drop the last entries).
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
         self.hits = 0
         self.misses = 0
 
@@ -80,6 +105,26 @@ class ResponseCache:
             self._db.execute(
                 "INSERT OR REPLACE INTO responses (key, plugin, model, response, latency_s) VALUES (?, ?, ?, ?, ?)",
                 (key, plugin, model_id, payload, latency_s),
+            )
+
+    def contains(self, key: str) -> bool:
+        """Whether a response is stored under ``key`` (does not count as a hit or a miss)."""
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM responses WHERE key = ?", (key,)).fetchone() is not None
+
+    def prepared_in(self, context: str) -> dict[str, Any]:
+        """Every memo entry stored under ``context`` (harness.prompt_memo): fingerprint -> parsed JSON."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT fingerprint, prepared FROM prepared_samples WHERE context = ?", (context,)
+            ).fetchall()
+        return {fingerprint: json.loads(prepared) for fingerprint, prepared in rows}
+
+    def put_prepared(self, fingerprint: str, context: str, prepared: Any) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO prepared_samples (fingerprint, context, prepared) VALUES (?, ?, ?)",
+                (fingerprint, context, json.dumps(prepared)),
             )
 
     def close(self) -> None:

@@ -19,7 +19,7 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from harness import __version__, leaderboard
+from harness import __version__, class_order, leaderboard
 from harness.classifiers import split_model_list
 from harness.errors import HarnessError
 from harness.options import describe_options
@@ -63,6 +63,8 @@ def _configure_logging(debug: bool) -> None:
 CONFIG_KEYS = {
     "benchmark", "data-root", "category", "categories", "gate", "models", "prompt", "seed", "limit",
     "results-dir", "run-id", "shots", "output-formats", "gate-options", "model-options", "prices",
+    "allow-partial",
+    "class-order", "repeats", "policy", "costs",
 }
 
 
@@ -99,11 +101,24 @@ def _load_config(path: Path | None) -> dict[str, Any]:
 @click.option("--shots", type=click.IntRange(min=0), default=None,
               help="Draw K labelled examples per defect class from the test set (seeded) for few-shot models "
                    "and prompts; they are scored for no model. [default: 0]")
+@click.option("--class-order", type=click.Choice(["given", "shuffle"]), default=None,
+              help="Candidate class order: given, or shuffle (with --repeats N: repeat 0 in the given order, "
+                   "then N-1 seeded shuffles) to measure position bias. [default: given]")
+@click.option("--repeats", type=click.IntRange(min=1), default=None,
+              help="Ask every model N times, once per class order (needs --class-order shuffle). [default: 1]")
 @click.option("--results-dir", type=click.Path(path_type=Path), default=None, help="Where run folders go. [default: results]")
 @click.option("--run-id", default=None, help="Name of the run folder. [default: time-benchmark-random]")
 @click.option("--output-format", "output_formats", multiple=True, help="Extra result format (e.g. csv), repeatable.")
 @click.option("--prices", type=click.Path(path_type=Path), default=None,
               help="TOML price table (USD per million tokens by model spec) extending the packaged one.")
+@click.option("--policy", default=None, metavar="FILE|NAME",
+              help="Decision policy TOML (or shipped: demo, mvtec-ac): every record gets the action of its "
+                   "predicted and true class; run.json reports action accuracy, escapes, overkill.")
+@click.option("--costs", default=None, metavar="FILE|NAME",
+              help="Cost matrix TOML for --policy (true action x action taken), or shipped: costs-example.")
+@click.option("--allow-partial", is_flag=True,
+              help="When the data root differs from a benchmark's released file list, evaluate only the files "
+                   "present in both (the difference is recorded in run.json) instead of stopping.")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the response cache.")
 @click.option("--resume", "resume_id", default=None, metavar="RUN_ID",
               help="Finish an interrupted run in --results-dir with its recorded config; finished samples are kept.")
@@ -112,6 +127,7 @@ def run(**flags: Any) -> None:
     resume_id = flags.pop("resume_id")
     gate_threshold = flags.pop("gate_threshold")
     use_cache = not flags.pop("no_cache")
+    allow_partial = flags.pop("allow_partial")
     file_config = _load_config(flags.pop("config_path"))
 
     def pick(name: str, default: Any = None) -> Any:
@@ -139,11 +155,16 @@ def run(**flags: Any) -> None:
         seed=int(pick("seed", 0)),
         limit=pick("limit"),
         shots=int(pick("shots", 0)),
+        allow_partial=bool(allow_partial or file_config.get("allow-partial", False)),
+        class_order=pick("class_order", "given"),
+        repeats=int(pick("repeats", 1)),
         results_dir=Path(pick("results_dir", "results")),
         run_id=pick("run_id"),
         output_formats=list(pick("output_formats") or []),
         use_cache=use_cache,
         prices=Path(prices) if (prices := pick("prices")) else None,
+        policy=pick("policy"),
+        costs=pick("costs"),
     )
     if resume_id:
         config = _resumed_config(config.results_dir, resume_id, use_cache)
@@ -154,6 +175,11 @@ def run(**flags: Any) -> None:
         result = Run(config, registry, progress=runner_progress.update).execute(resume=bool(resume_id))
     rows = leaderboard.rows_from_run(result.run)
     out.print(_rich_table(f"Run {result.run_id}", rows))
+    for line in class_order.summary_lines(result.run):
+        out.print(f"position bias: {line}", highlight=False)
+    if result.run.get("decisions"):
+        for table in decision_tables(result.run["decisions"], "Decisions"):
+            out.print(table)
     out.print(f"results: {result.run_dir}/run.json and samples.jsonl")
     tables = leaderboard.group(leaderboard.collect([config.results_dir]))
     board = _write_leaderboard(tables, config.results_dir / "LEADERBOARD.md")
@@ -263,6 +289,16 @@ def list_command(verbose: bool) -> None:
 
 # Core commands defined in harness/commands/ (one module per feature).
 # --- command modules: add one import + add_command pair per module below ---
+from harness.commands.plugins import plugins_command  # noqa: E402
+cli.add_command(plugins_command)
+from harness.commands.report import report as _report_command  # noqa: E402
+cli.add_command(_report_command)
+from harness.commands.compare import compare as _compare_command  # noqa: E402
+cli.add_command(_compare_command)
+from harness.commands.act import act as _act_command, decision_tables  # noqa: E402
+cli.add_command(_act_command)
+from harness.commands.score import score as _score_command  # noqa: E402
+cli.add_command(_score_command)
 # --- end of command modules ---
 
 

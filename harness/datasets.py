@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from harness.errors import DataLayoutError
 from harness.types import BenchmarkData
@@ -36,12 +36,37 @@ class Benchmark(ABC):
     def load(self, root: Path | None, categories: Sequence[str] | None = None) -> BenchmarkData:
         """Read the data root; raise `DataLayoutError` naming the path and the expected layout."""
 
+    def released(self, categories: Sequence[str] | None = None) -> BenchmarkData | None:
+        """The test set as published, built from facts without reading any image; None when not known.
+
+        Benchmarks with a fixed released file list (MVTec-AC, MVTec-AD, VisA-AC)
+        return samples whose ``relpath`` and label are exactly what a complete
+        data root gives, so predictions made elsewhere can be scored
+        (`harness score`) under the same manifest hash as a full run.
+        """
+        return None
+
     def layout_error(self, root: Path, problem: str) -> DataLayoutError:
         """An error that says what is wrong at ``root`` and which layout was expected."""
         message = f"{problem} (data root: {root})"
         if self.layout:
             message += f"\nbenchmark {self.name!r} expects:\n{self.layout}"
         return DataLayoutError(message)
+
+
+class ReleaseMismatchError(DataLayoutError):
+    """A data root whose test files differ from the benchmark's released list.
+
+    The message names the differences. ``partial`` is the benchmark loaded on
+    the files present in both (None when there are none), which a run may use
+    when the user allows it (``--allow-partial``); ``difference`` is the
+    JSON-serialisable account of what differs, recorded in run.json then.
+    """
+
+    def __init__(self, message: str, partial: BenchmarkData | None, difference: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.partial = partial
+        self.difference = difference
 
 
 def manifest_hash(data: BenchmarkData) -> str:

@@ -40,6 +40,9 @@ class Gate(ABC):
     passes_all: ClassVar[bool] = False
     #: True when the gate reads ground truth (only the oracle should).
     uses_ground_truth: ClassVar[bool] = False
+    #: False when a verdict depends only on the sample's files and label, never on pixel values, so a
+    #: re-run may reuse it while those files are unchanged (harness.prompt_memo).
+    reads_pixels: ClassVar[bool] = True
 
     def __init__(self, options: Options | None = None):
         self.options = options if options is not None else self.Options()
@@ -63,6 +66,7 @@ class OracleGate(Gate):
     name = "oracle"
     description = "flags exactly the anomalous images; the region is the ground-truth mask"
     uses_ground_truth = True
+    reads_pixels = False  # the label, the mask file and the image's size
 
     def fit(self, category: Category) -> FittedGate:
         return _FittedOracle()
@@ -93,6 +97,7 @@ class PassThroughGate(Gate):
     name = "none"
     description = "flags every image; the classifiers also decide good vs defective"
     passes_all = True
+    reads_pixels = False
 
     def fit(self, category: Category) -> FittedGate:
         return _FittedPassThrough()

@@ -68,7 +68,7 @@ def register_commands(cli):
 
 @hookspec
 def harness_run_started(run):
-    """Called once when a run starts, with the `harness.runner.RunInfo` (config and provenance)."""
+    """Called once when a run starts, with the run dict (``config`` and ``provenance``, as run.json will hold them)."""
 
 
 @hookspec

@@ -24,7 +24,9 @@ from harness import __version__
 from harness.errors import HarnessError
 
 #: Bump the major part for changes that break readers, the minor part for additions.
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: records carry ``repeat`` and ``class_order`` (absent in 1.0: repeat 0)
+# 1.1 also: with ``--policy``, records carry ``severity_true``, ``action_true``, ``severity_predicted``,
+# ``action_predicted`` and run.json a ``decisions`` section (harness/decision_report.py).
 RUN_FILE = "run.json"
 SAMPLES_FILE = "samples.jsonl"
 

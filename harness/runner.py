@@ -12,6 +12,8 @@ earlier samples are in flight, so a slow gate and slow models overlap.
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,9 +23,12 @@ from typing import Any, Callable
 import numpy as np
 
 from harness import answers, metrics, paths
+from harness.class_order import check_class_order, class_orders, first_repeat, position_bias, record_repeat
 from harness.cache import ResponseCache
 from harness.classifiers import Classifier, parse_model_spec
-from harness.datasets import Benchmark, manifest_hash
+from harness.datasets import Benchmark, ReleaseMismatchError, manifest_hash
+from harness.decision_report import decisions_for_run, record_decisions
+from harness.decisions import CostMatrix, Policy, load_costs, load_policy, resolve_file
 from harness.dispatch import CallResult, Dispatcher
 from harness.errors import BadInputError, HarnessError
 from harness.gate_metrics import gate_metrics, pixel_auroc, shrink_for_pixel_auroc
@@ -32,6 +37,7 @@ from harness.images import load_mask, load_rgb
 from harness.options import validate_options
 from harness.plugins import Registry
 from harness.pricing import load_prices, price_for
+from harness.prompt_memo import PromptMemo
 from harness.prompts import PromptTemplate, render_prompt
 from harness.redact import redact_value
 from harness.results import (
@@ -42,6 +48,16 @@ from harness.visual import resize_for_prompt, visual_prompt_images
 
 #: Samples prepared ahead of the model calls; bounds the images held in memory.
 MAX_SAMPLES_IN_FLIGHT = 64
+
+
+def reference_path(category: Category, seed: int) -> Path | None:
+    """The training normal a run with ``seed`` shows as the reference for ``category`` (None without any).
+
+    Public so that readers of a finished run (``harness report``) can show the same picture.
+    """
+    if not category.train_images:
+        return None
+    return random.Random(f"{seed}:{category.name}").choice(category.train_images)
 
 
 @dataclass
@@ -69,6 +85,14 @@ class RunConfig:
     retry_max_s: float = 60.0
     #: Labelled examples per anomaly class drawn from the test set (seeded); excluded from scoring.
     shots: int = 0
+    #: Evaluate the files a data root shares with a benchmark's released list when they differ.
+    allow_partial: bool = False
+    #: Candidate class order: "given", or "shuffle" with ``repeats`` >= 2 orders (harness/class_order.py).
+    class_order: str = "given"
+    repeats: int = 1
+    #: Decision policy and cost matrix (paths or shipped names, harness/decisions.py); None for none.
+    policy: Path | str | None = None
+    costs: Path | str | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any], results_dir: Path, run_id: str) -> "RunConfig":
@@ -82,6 +106,9 @@ class RunConfig:
             prices=Path(data["prices"]) if data.get("prices") else None,
             retry_initial_s=data.get("retry_initial_s", 1.0), retry_max_s=data.get("retry_max_s", 60.0),
             shots=data.get("shots", 0),
+            allow_partial=data.get("allow_partial", False),
+            class_order=data.get("class_order", "given"), repeats=data.get("repeats", 1),
+            policy=data.get("policy"), costs=data.get("costs"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -101,6 +128,11 @@ class RunConfig:
             "retry_initial_s": self.retry_initial_s,
             "retry_max_s": self.retry_max_s,
             "shots": self.shots,
+            "allow_partial": self.allow_partial,
+            "class_order": self.class_order,
+            "repeats": self.repeats,
+            "policy": str(self.policy) if self.policy else None,
+            "costs": str(self.costs) if self.costs else None,
         }
 
 
@@ -144,14 +176,17 @@ class Run:
         self.classifiers = [self._make_classifier(spec) for spec in config.models]
         price_table = load_prices(config.prices)
         self.prices = {c.spec: price_for(c.spec, price_table) for c in self.classifiers}
+        check_class_order(config.class_order, config.repeats)
+        self.policy, self.costs = self._load_decisions()
         self.records: list[dict[str, Any]] = []
-        #: (sample_id, model) pairs already recorded; filled when resuming.
-        self.done: set[tuple[str, str]] = set()
+        #: (sample_id, model, repeat) already recorded; filled when resuming.
+        self.done: set[tuple[str, str, int]] = set()
         #: category -> support samples drawn by --shots (removed from the scored test set).
         self.support: dict[str, list[Sample]] = {}
         self._support_examples: list[SupportExample] = []  # the current category's
         #: category -> (score map, mask) per image at reduced size, for pixel AUROC; None once an image lacks a map.
         self._pixel_pairs: dict[str, list | None] = {}
+        self._memo: PromptMemo | None = None  # the current category's prompt-key memo, when responses are cached
 
     def _make_classifier(self, spec: str) -> Classifier:
         plugin, model_id = parse_model_spec(spec)
@@ -163,13 +198,43 @@ class Run:
         options = validate_options(classifier_class.Options, self.config.model_options.get(spec), f"model {spec!r}")
         return classifier_class(model_id, options)
 
+    def _load_decisions(self) -> tuple[Policy | None, CostMatrix | None]:
+        """The decision policy and cost matrix of ``--policy``/``--costs`` (files or shipped names)."""
+        modules = self.registry.manager.list_name_plugin() if self.registry.manager is not None else []
+        policy = load_policy(resolve_file(self.config.policy, modules, "policy")) if self.config.policy else None
+        if self.config.costs and policy is None:
+            raise HarnessError("--costs prices the actions of a decision policy: add --policy FILE")
+        costs = load_costs(resolve_file(self.config.costs, modules, "cost matrix")) if self.config.costs else None
+        return policy, costs
+
+    def _check_decisions(self, data: BenchmarkData) -> None:
+        """Fail before any model is called when the policy or costs do not fit the benchmark."""
+        if self.policy is None:
+            return
+        label_sets = {c.name: c.labels for c in data.categories}
+        self.policy.check(label_sets, data.name, partial=self.config.categories is not None)
+        if self.costs is not None:
+            self.costs.check(self.policy, label_sets)
+
     # ----------------------------------------------------------------- data
 
     def load_data(self) -> BenchmarkData:
         root = self.config.data_root
         if root is None and self.benchmark.requires_data_root:
             raise HarnessError(f"benchmark {self.benchmark.name!r} needs --data-root")
-        data = self.benchmark.load(root, self.config.categories)
+        try:
+            data = self.benchmark.load(root, self.config.categories)
+        except ReleaseMismatchError as mismatch:
+            if not self.config.allow_partial or mismatch.partial is None:
+                raise
+            # The user chose the intersection: say so, and keep the difference for run.json.
+            data = mismatch.partial
+            data.notes["partial"] = mismatch.difference
+            logging.getLogger(__name__).warning(
+                "--allow-partial: %d released file(s) missing and %d extra file(s) left out; "
+                "evaluating the %d present in both", mismatch.difference["missing"], mismatch.difference["extra"],
+                len(data.samples),
+            )
         if self.config.shots:
             for category in data.categories:
                 support = _draw_support(category.test_samples, self.config.shots, self.config.seed)
@@ -188,6 +253,7 @@ class Run:
     def execute(self, resume: bool = False) -> RunResult:
         """Run (or with ``resume``, finish) the run; records are on disk as each sample finishes."""
         data = self.load_data()
+        self._check_decisions(data)
         run_id = self.config.run_id or new_run_id(data.name)
         run_dir = self.config.results_dir / run_id
         if resume:
@@ -205,8 +271,12 @@ class Run:
         try:
             asyncio.run(self._run_all(data, files, run, cache))
             run["metrics"] = self._score(data)
+            if self.policy is not None:
+                run["decisions"] = decisions_for_run(first_repeat(self.records), self.policy, self.costs, [c.spec for c in self.classifiers])
+            if self.config.repeats > 1:
+                run["class_order"]["models"] = self._score_class_orders(data)
             first_model = self.classifiers[0].spec
-            run["gate_metrics"] = gate_metrics([r for r in self.records if r["model"] == first_model])
+            run["gate_metrics"] = gate_metrics([r for r in first_repeat(self.records) if r["model"] == first_model])
             self._add_pixel_auroc(run["gate_metrics"])
             run["status"] = "finished"
             if cache is not None:
@@ -240,9 +310,9 @@ class Run:
                 f"cannot resume {run_dir.name}: the data at {data.root} is not what the run evaluated "
                 f"(manifest {current}, the run has {recorded})"
             )
-        seen: set[tuple[str, str]] = set()
+        seen: set[tuple[str, str, int]] = set()
         for record in records:
-            key = (record["sample_id"], record["model"])
+            key = (record["sample_id"], record["model"], record_repeat(record))
             if key not in seen:
                 seen.add(key)
                 self.records.append(record)
@@ -268,6 +338,7 @@ class Run:
                 "data_root": str(data.root),
                 "manifest_hash": manifest_hash(data),
                 "n_samples": len(data.samples),
+                "notes": data.notes,
                 "support": {c: [s.sample_id for s in samples] for c, samples in self.support.items()},
                 "categories": {
                     c.name: {"n_test": len(c.test_samples), "n_train": len(c.train_images), "labels": c.labels}
@@ -292,7 +363,22 @@ class Run:
                 "price_table": str(self.config.prices) if self.config.prices else "harness/prices.toml",
             },
             "metrics": {},
+            **({"class_order": self._class_order_header(data)} if self.config.repeats > 1 else {}),
         }
+
+    def _candidates(self, category: Category) -> list:
+        """The candidate classes of a category in the given order (``good`` last when the gate passes all)."""
+        return list(category.classes) + ([GOOD_CLASS] if self.gate.passes_all else [])
+
+    def _class_order_header(self, data: BenchmarkData) -> dict[str, Any]:
+        """run.json's record of the orders shown: candidate keys per category and repeat."""
+        orders = {
+            c.name: [[info.key for info in order]
+                     for order in class_orders(self._candidates(c), self.config.repeats, self.config.seed, c.name)]
+            for c in data.categories
+        }
+        return {"mode": self.config.class_order, "repeats": self.config.repeats,
+                "repeat_0": "the given order; repeats 1.. are seeded shuffles", "orders": orders, "models": {}}
 
     async def _run_all(self, data: BenchmarkData, files: RunFiles, run: dict[str, Any], cache: ResponseCache | None) -> None:
         dispatchers = [
@@ -313,8 +399,14 @@ class Run:
 
     async def _run_category(self, category: Category, fitted: FittedGate, dispatchers: list[Dispatcher], files: RunFiles) -> None:
         reference = await asyncio.to_thread(self._reference_image, category)
-        candidates = list(category.classes) + ([GOOD_CLASS] if self.gate.passes_all else [])
+        candidates = self._candidates(category)
+        orders = class_orders(candidates, self.config.repeats, self.config.seed, category.name)
         self._support_examples = await asyncio.to_thread(self._support_for, category, reference)
+        cache = next((d.cache for d in dispatchers if d.cache is not None), None)
+        self._memo = None if cache is None else PromptMemo(
+            cache, dispatchers, self.gate, fitted, self.template, category, orders,
+            reference_path(category, self.config.seed), self.support.get(category.name, []), self.config.repeats, self.done,
+        )
         for classifier in self.classifiers:
             classifier.set_support(category.name, self._support_examples)
         pending = self._pending(category.test_samples)
@@ -327,7 +419,7 @@ class Run:
         async def finish(prepared: Prepared) -> None:
             nonlocal done
             try:
-                await self._classify_and_record(prepared, candidates, dispatchers, files)
+                await self._classify_and_record(prepared, dispatchers, files)
             finally:
                 in_flight.release()
             done += 1
@@ -335,7 +427,8 @@ class Run:
 
         for sample in pending:
             await in_flight.acquire()
-            prepared = await asyncio.to_thread(self._prepare, sample, fitted, category, reference, candidates)
+            prepared = self._recall(sample) or await asyncio.to_thread(
+                self._prepare, sample, fitted, category, reference, orders)
             tasks.append(asyncio.create_task(finish(prepared)))
         await asyncio.gather(*tasks)
 
@@ -356,20 +449,37 @@ class Run:
     def _pending(self, samples: list[Sample]) -> list[Sample]:
         """Samples some model has not answered yet (all of them, unless resuming)."""
         specs = [c.spec for c in self.classifiers]
-        return [s for s in samples if any((s.sample_id, spec) not in self.done for spec in specs)]
+        repeats = range(self.config.repeats)
+        return [s for s in samples if any((s.sample_id, spec, r) not in self.done for spec in specs for r in repeats)]
 
     def _reference_image(self, category: Category):
         """A normal image from the training split (never the test set), chosen by seed."""
-        if not category.train_images:
+        path = reference_path(category, self.config.seed)
+        if path is None:
             return None
-        path = random.Random(f"{self.config.seed}:{category.name}").choice(category.train_images)
         try:
             return load_rgb(path)
         except BadInputError as error:
             raise HarnessError(f"reference image for category {category.name!r} is unreadable: {error}") from None
 
-    def _prepare(self, sample: Sample, fitted: FittedGate, category: Category, reference, candidates) -> Prepared:
-        """Load, gate, and (when flagged) render the prompt once per distinct image limit."""
+    def _recall(self, sample: Sample) -> Prepared | None:
+        """What `_prepare` gave last time, when every answer is cached (harness.prompt_memo): no image is read."""
+        recalled = self._memo.recall(sample) if self._memo is not None else None
+        if recalled is None:
+            return None
+        gate_result, prompts = recalled
+        self._keep_pixel_pair(sample, None, gate_result)  # a remembered verdict has no map: no image needed
+        return Prepared(sample, gate_result, prompts=prompts)
+
+    def _prepare(self, sample: Sample, fitted: FittedGate, category: Category, reference, orders) -> Prepared:
+        """`_prepare_in_full`, remembered in the prompt-key memo when a re-run may reuse it."""
+        prepared = self._prepare_in_full(sample, fitted, category, reference, orders)
+        if self._memo is not None and prepared.bad_input is None:
+            self._memo.remember(sample, prepared.gate, prepared.prompts)
+        return prepared
+
+    def _prepare_in_full(self, sample: Sample, fitted: FittedGate, category: Category, reference, orders) -> Prepared:
+        """Load, gate, and (when flagged) render the prompt once per class order and distinct image limit."""
         try:
             image = load_rgb(sample.image)
             gate_result = fitted.score(sample, image)
@@ -387,14 +497,26 @@ class Run:
             name = f"support_{number}"
             visuals[name] = example.images.get("outlined", example.images["query"])
             support.append({"name": example.label.name, "key": example.label.key, "image": name})
-        for classifier in self.classifiers:
-            limit = classifier.capabilities.max_images
-            if limit not in prepared.prompts:
-                prepared.prompts[limit] = render_prompt(
-                    self.template, category=category, candidates=candidates, images=visuals, max_images=limit,
-                    extra={"support": support},
-                )
+        for repeat, candidates in enumerate(orders):
+            for classifier in self.classifiers:
+                limit = classifier.capabilities.max_images
+                if (repeat, limit) not in prepared.prompts:
+                    prepared.prompts[(repeat, limit)] = render_prompt(
+                        self.template, category=category, candidates=candidates, images=visuals, max_images=limit,
+                        extra={"support": support},
+                    )
+                    self._check_order_shown(prepared, repeat, limit, orders)
         return prepared
+
+    def _check_order_shown(self, prepared: Prepared, repeat: int, limit, orders) -> None:
+        """A shuffled order must change the prompt; otherwise the template hides the order (and the cache would answer)."""
+        if repeat == 0 or [c.key for c in orders[repeat]] == [c.key for c in orders[0]]:
+            return
+        if prepared.prompts[(repeat, limit)].hash == prepared.prompts[(0, limit)].hash:
+            raise HarnessError(
+                f"prompt template {self.template.name!r} renders the same prompt for different class orders "
+                "(it does not list `classes` in the order given), so --class-order shuffle cannot measure position bias"
+            )
 
     def _keep_pixel_pair(self, sample: Sample, image, gate_result: GateResult) -> None:
         """Keep a small copy of the gate's map and the true mask; a category with a map-less image gets no pixel AUROC."""
@@ -408,28 +530,28 @@ class Run:
         mask = load_mask(sample.mask, image.size)
         pairs.append(shrink_for_pixel_auroc(np.asarray(score_map, dtype=np.float32), mask))
 
-    async def _classify_and_record(self, prepared: Prepared, candidates, dispatchers: list[Dispatcher], files: RunFiles) -> None:
+    async def _classify_and_record(self, prepared: Prepared, dispatchers: list[Dispatcher], files: RunFiles) -> None:
         """Ask every model that has not answered this sample yet; write each record the moment it is ready."""
 
-        async def one(dispatcher: Dispatcher) -> None:
+        async def one(dispatcher: Dispatcher, repeat: int) -> None:
             classifier = dispatcher.classifier
-            if (prepared.sample.sample_id, classifier.spec) in self.done:
+            if (prepared.sample.sample_id, classifier.spec, repeat) in self.done:
                 return
             if prepared.bad_input is not None or not prepared.gate or not prepared.gate.flagged:
-                record = self._record(prepared, classifier, None, None)
+                record = self._record(prepared, classifier, None, None, repeat=repeat)
             else:
-                prompt = prepared.prompts[classifier.capabilities.max_images]
+                prompt = prepared.prompts[(repeat, classifier.capabilities.max_images)]
                 call = await dispatcher.call(prompt)
-                record = self._record(prepared, classifier, prompt, call, candidates)
+                record = self._record(prepared, classifier, prompt, call, repeat=repeat)
             files.append_record(record)
             self.records.append(record)
             if self.registry.manager is not None:
                 self.registry.manager.hook.harness_sample_done(record=record)
 
-        await asyncio.gather(*(one(d) for d in dispatchers))
+        await asyncio.gather(*(one(d, r) for d in dispatchers for r in range(self.config.repeats)))
 
     def _record(self, prepared: Prepared, classifier: Classifier, prompt: Prompt | None,
-                call: CallResult | None, candidates=None) -> dict[str, Any]:
+                call: CallResult | None, repeat: int = 0) -> dict[str, Any]:
         sample, gate = prepared.sample, prepared.gate
         predicted, error, detail, response_text = None, None, None, None
         if prepared.bad_input is not None:
@@ -442,11 +564,12 @@ class Run:
             response = call.response
             response_text = response.text
             if response.option_scores is not None:
-                predicted, error = answers.parse_option_scores(response.option_scores, candidates)
+                predicted, error = answers.parse_option_scores(response.option_scores, prompt.candidates)
             elif response.refused:
                 error = "refused"
             else:
-                predicted, error = answers.parse_answer(response.text, candidates)
+                # Option numbers refer to the order this prompt listed the classes in.
+                predicted, error = answers.parse_answer(response.text, prompt.candidates)
         usage = call.response if call is not None and call.response is not None else None
         record = {
             "sample_id": sample.sample_id,
@@ -462,8 +585,11 @@ class Run:
             },
             "model": classifier.spec,
             "prompt": None if prompt is None else {"name": prompt.template, "hash": prompt.hash},
+            "repeat": repeat,
+            "class_order": None if prompt is None else [c.key for c in prompt.candidates],
             "called": call is not None,
             "response": response_text,
+            "option_scores": _option_scores(usage),
             "predicted_label": predicted,
             "correct": error is None and predicted == sample.label,
             "error": error,
@@ -477,6 +603,8 @@ class Run:
             "cost_usd": self._cost(classifier.spec, usage),
         }
         record["outcome"] = metrics.outcome_of(record, self.gate.passes_all)
+        if self.policy is not None:
+            record.update(record_decisions(record, self.policy))
         return record
 
     def _add_pixel_auroc(self, figures: dict[str, Any]) -> None:
@@ -504,11 +632,21 @@ class Run:
         label_sets = {c.name: c.labels for c in data.categories}
         scores = {}
         for classifier in self.classifiers:
-            own = [r for r in self.records if r["model"] == classifier.spec]
+            # Headline figures are repeat 0's (the given class order), comparable with runs without repeats.
+            own = [r for r in first_repeat(self.records) if r["model"] == classifier.spec]
             scores[classifier.spec] = metrics.score_model(
                 own, label_sets, gate_passes_all=self.gate.passes_all, seed=self.config.seed, n_boot=self.config.n_boot
             )
         return scores
+
+    def _score_class_orders(self, data: BenchmarkData) -> dict[str, Any]:
+        """Per model: accuracy per class order, answer consistency across orders, answer positions."""
+        label_sets = {c.name: c.labels for c in data.categories}
+        return {
+            c.spec: position_bias([r for r in self.records if r["model"] == c.spec], label_sets, self.config.repeats,
+                                  seed=self.config.seed, n_boot=self.config.n_boot)
+            for c in self.classifiers
+        }
 
 
 def _draw_support(samples: list[Sample], shots: int, seed: int) -> list[Sample]:
@@ -530,6 +668,13 @@ def _seeded_subset(samples: list[Sample], limit: int, seed: int) -> list[Sample]
         return samples
     chosen = random.Random(seed).sample(range(len(samples)), limit)
     return [samples[i] for i in sorted(chosen)]
+
+
+def _option_scores(usage) -> dict[str, float | None] | None:
+    """An option-scoring model's score per class key (a non-finite score as null, to keep the line strict JSON)."""
+    if usage is None or usage.option_scores is None:
+        return None
+    return {key: float(value) if math.isfinite(value) else None for key, value in usage.option_scores.items()}
 
 
 def _now() -> str:

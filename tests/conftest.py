@@ -49,3 +49,16 @@ def write_plugin_distribution(folder: Path, name: str, module_source: str) -> No
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.3\n")
     (info / "entry_points.txt").write_text(f"[harness]\n{name} = {name}\n")
+
+
+def run_cli(*args: object, capsys) -> tuple[int, str, str]:
+    """Run the ``harness`` CLI in-process; return (exit code, stdout, stderr)."""
+    from harness.cli import main
+
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

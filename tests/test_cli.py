@@ -11,23 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
 from harness.results import load_run
 
-from conftest import BOTTLE, write_plugin_distribution
+from conftest import run_cli, BOTTLE, write_plugin_distribution
 
 HARNESS = [sys.executable, "-c", "from harness.cli import main; main()"]
 
 
-def harness(*args: str, capsys) -> tuple[int, str, str]:
-    """Run the CLI in-process; return (exit code, stdout, stderr)."""
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 1
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+harness = run_cli
 
 
 def only_run(results: Path) -> Path:

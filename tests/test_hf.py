@@ -26,6 +26,7 @@ from PIL import Image  # noqa: E402
 
 from harness import plugins  # noqa: E402
 from harness.errors import HarnessError  # noqa: E402
+from harness.results import load_run
 from harness.runner import Run, RunConfig  # noqa: E402
 from harness.types import GOOD, ClassInfo, ImagePart, Message, Prompt, TextPart  # noqa: E402
 
@@ -141,6 +142,7 @@ def test_generation_runs_end_to_end_with_honest_records(arch, tiny_models, tmp_p
         assert isinstance(r["response"], str)
         assert r["tokens_in"] > 0 and 1 <= r["tokens_out"] <= MAX_NEW_TOKENS
         assert r["cost_usd"] in (None, 0.0) and r["attempts"] == 1 and r["latency_s"] > 0
+        assert r["option_scores"] is None  # generated, not scored
     described = result.run["provenance"]["classifiers"][spec]
     assert described["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
     assert described["checkpoint"] == str(tiny_models[arch].resolve())
@@ -168,6 +170,13 @@ def test_option_scoring_runs_end_to_end_inside_the_class_set(arch, tiny_models, 
         assert all(np.isfinite(s) and s < 0 for s in response.option_scores.values())  # log-probabilities
         best = max(keys, key=response.option_scores.get)
         assert response.text == prompt.candidates[keys.index(best)].name
+    # Each record carries the scores it was decided from, on disk too.
+    _, on_disk = load_run(result.run_dir)
+    for r in [x for x in on_disk if x["called"]]:
+        assert set(r["option_scores"]) == set(r["class_order"])
+        assert r["predicted_label"] == max(r["option_scores"], key=r["option_scores"].get)
+    assert sorted(sorted(r["option_scores"].items()) for r in on_disk if r["called"]) == \
+           sorted(sorted(response.option_scores.items()) for _, response in seen)
     # A fresh model scores the same prompts identically.
     again = asyncio.run(classify_all(new_classifier(tiny_models[arch], mode="score"), [p for p, _ in seen]))
     for (_, first), second in zip(seen, again):

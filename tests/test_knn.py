@@ -156,3 +156,60 @@ def test_knn_without_shots_fails_before_the_run_starts(tmp_path, small_tree):
     config = RunConfig(benchmark="folder", data_root=small_tree, models=["knn"], results_dir=tmp_path)
     with pytest.raises(HarnessError, match="--shots"):
         Run(config, plugins.load_registry())
+
+
+def scene(patch: Image.Image, seed: int, at: tuple[int, int] = (150, 40), size: int = 240) -> tuple[Image.Image, np.ndarray]:
+    """A dark ``size`` square image with ``patch`` pasted at ``at``, and the patch's mask."""
+    image = dark(seed, size)
+    image.paste(patch, at)
+    mask = np.zeros((size, size), dtype=bool)
+    mask[at[1] : at[1] + patch.size[1], at[0] : at[0] + patch.size[0]] = True
+    return image, mask
+
+
+def test_region_view_is_the_outlined_region_of_the_clean_query():
+    from harness.visual import crop_box, outline_region, resize_for_prompt
+
+    from harness_patchcore.knn import outlined_region, region_view
+
+    query, mask = scene(stripes(3, 48), seed=5)
+    outlined = outline_region(query, mask)
+    drawn = outlined_region({"query": query, "outlined": outlined})
+    assert drawn is not None and drawn[40, 150] and not drawn[42:86, 152:196].any()  # the contour, not the inside
+    view = region_view({"query": query, "outlined": outlined})
+    left, top, right, bottom = crop_box(query.size, drawn)
+    assert (left, top) <= (150, 40) and (right, bottom) >= (198, 88)  # the region is inside the view
+    # The clean query is cropped, not the outlined copy: no red line in the view.
+    assert np.array_equal(np.asarray(view), np.asarray(query)[top:bottom, left:right])
+    # Both copies shrunk the same way (as prompts are): still the region, at the new scale.
+    small = {"query": resize_for_prompt(query, 120), "outlined": resize_for_prompt(outlined, 120)}
+    box = crop_box(small["query"].size, outlined_region(small))
+    assert box[0] <= 75 and box[1] <= 20 and box[2] >= 99 and box[3] >= 44
+    # No contour drawn (identical copies), or no outlined copy: the crop, else the query.
+    assert outlined_region({"query": query, "outlined": query.copy()}) is None
+    assert region_view({"query": query, "crop": stripes(1)}).size == (96, 96)
+    assert region_view({"query": query}) is query
+
+
+def test_support_from_masks_matches_prompts_that_show_only_the_outline(classifier):
+    """Support examples carry a 'crop'; velm prompts do not: both must be embedded from the region."""
+    from harness.visual import outline_region, visual_prompt_images
+
+    examples = []
+    for info, make in ((SCRATCH, stripes), (STAIN, blobs)):
+        for seed in (1, 2):
+            image, mask = scene(make(seed, 56), seed=seed)
+            examples.append(SupportExample(info, visual_prompt_images(image, None, mask, None)))
+    assert all("crop" in e.images for e in examples)
+    classifier.set_support("bottle", examples)
+    for seed in (10, 11):
+        for make, other, expected in ((stripes, blobs, SCRATCH), (blobs, stripes, STAIN)):
+            # The query's region is elsewhere and larger, as a gate's region would be; a larger patch of the
+            # other texture lies outside it, so embedding the whole query would pick the wrong class.
+            image, mask = scene(make(seed, 64), seed=seed, at=(30, 120))
+            image.paste(other(seed, 100), (135, 0))
+            mask = np.pad(mask[4:-4, 4:-4], 4, constant_values=False) | np.roll(mask, 6, axis=0)
+            parts = [TextPart("which defect?"), ImagePart("query", image, "q"),
+                     ImagePart("outlined", outline_region(image, mask), "o")]
+            request = Prompt("velm-like", [Message("user", parts)], [SCRATCH, STAIN], "h", f"r{seed}{expected.key}")
+            assert asyncio.run(classifier.classify(request)).text == expected.name

@@ -41,7 +41,7 @@ from harness_openai.classifier import (
     OpenAIClassifier,
     OpenAIOptions,
 )
-from harness.backend_kit import parse_retry_after
+from harness.backend_kit import LANE_SIZE, ClientLanes, parse_retry_after
 
 KEY = "sk-test-abcdefghijklmnop1234"
 CANDIDATES = [ClassInfo("broken_large", "broken large"), ClassInfo("scratch", "scratch"), ClassInfo("crack", "crack")]
@@ -191,6 +191,51 @@ def test_options_refuse_keys_and_credential_headers_without_echoing_them():
         validate_options(OpenAIOptions, {"extra_headers": {"Authorization": "Bearer x"}}, "m")
     with pytest.raises(HarnessError, match="image_detail"):
         validate_options(OpenAIOptions, {"image_detail": "ultra"}, "m")
+
+
+@pytest.mark.parametrize("options", [{}, {"structured_output": True, "seed": 3, "image_detail": "high",
+                                          "extra_body": {"top_k": 1}, "temperature": None}], ids=["plain", "all"])
+def test_the_wire_request_is_what_chat_completions_create_sends(options):
+    """The plugin skips create()'s parameter transform (CPU per request); the bytes sent must not change."""
+    prompt = make_prompt()
+
+    async def both(server):
+        import openai
+
+        clf = classifier(server, **options)
+        sdk = openai.AsyncOpenAI(api_key=KEY, base_url=server.openai_base_url, max_retries=0)
+        try:
+            await sdk.chat.completions.create(**clf.build_request(prompt))
+        finally:
+            await sdk.close()
+        try:
+            await clf.classify(prompt)
+        finally:
+            await clf.aclose()
+
+    with LoopbackServer(always('{"class": "crack"}')) as server:
+        asyncio.run(both(server))
+    by_sdk, by_plugin = server.requests
+    assert by_plugin.body == by_sdk.body and by_plugin.body["messages"][1]["content"][1]["type"] == "image_url"
+    assert by_plugin.headers["authorization"] == by_sdk.headers["authorization"] == f"Bearer {KEY}"
+    assert by_plugin.headers["content-type"] == by_sdk.headers["content-type"]
+
+
+def test_client_lanes_take_the_least_busy_client_and_count_per_lane_size():
+    made = []
+
+    async def go():
+        lanes = ClientLanes(lambda: made.append(object()) or made[-1], concurrency=20, lane_size=8)
+        with lanes.lane() as a, lanes.lane() as b, lanes.lane() as c:
+            assert len({id(a), id(b), id(c)}) == 3  # each on an idle client
+            with lanes.lane() as d:
+                assert d is a  # all busy once: back to the first
+        with lanes.lane() as e:
+            assert e is a  # all idle again
+        return lanes
+
+    lanes = asyncio.run(go())
+    assert len(made) == len(lanes.clients) == 3  # ceil(20 / 8), all made at once
 
 
 def test_extra_headers_and_body_reach_the_server():
@@ -378,12 +423,15 @@ def test_registered_as_the_openai_plugin():
     assert entry.obj is OpenAIClassifier and OpenAIClassifier.requires_model_id
 
 
-def test_concurrent_requests_share_one_client_and_all_complete():
+def test_concurrent_requests_spread_over_a_few_clients_and_all_complete():
+    lanes = []
+
     async def go(clf):
         dispatcher = Dispatcher(clf, wait_initial_s=0.01, wait_max_s=0.05)
         try:
             return await asyncio.gather(*(dispatcher.call(make_prompt()) for _ in range(64)))
         finally:
+            lanes.append(len(clf._lanes.clients))
             await clf.aclose()
 
     with LoopbackServer(always("crack"), latency_s=0.2) as server:
@@ -391,4 +439,5 @@ def test_concurrent_requests_share_one_client_and_all_complete():
         results = asyncio.run(go(classifier(server, concurrency=64)))
         elapsed = time.monotonic() - started
     assert [r.response.text for r in results] == ["crack"] * 64 and server.count == 64
+    assert lanes == [64 // LANE_SIZE]  # one connection pool per LANE_SIZE requests in flight
     assert elapsed < 2.0, f"64 concurrent requests at 0.2 s took {elapsed:.2f}s"

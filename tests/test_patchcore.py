@@ -354,6 +354,30 @@ def test_crop_maps_go_back_to_the_original_pixels():
     assert (cy + offset + 0.5) * HEIGHT / image_size == pytest.approx(65, abs=2)
 
 
+def test_channels_last_backbones_get_the_same_features_in_that_layout():
+    from harness_patchcore.backbones import Backbone
+
+    conv = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=8, padding=1), torch.nn.ReLU()).eval()
+    deep = torch.nn.Conv2d(8, 4, 3, stride=2, padding=1).eval()
+
+    def extract(batch):
+        shallow = conv(batch)
+        return [shallow, deep(shallow)]
+
+    crops = [np.random.default_rng(s).integers(0, 256, (64, 64, 3), dtype=np.uint8) for s in (1, 2)]
+    plain = Backbone("toy", Path("toy.pth"), extract, (8, 4), "cpu", torch.float32)
+    batch = features.to_batch(torch, crops, plain)
+    expected = features.embed(torch, plain, batch)
+    fast = Backbone("toy", Path("toy.pth"), extract, (8, 4), "cpu", torch.float32, channels_last=True)
+    conv.to(memory_format=torch.channels_last)
+    deep.to(memory_format=torch.channels_last)
+    batch = features.to_batch(torch, crops, fast)
+    assert batch.is_contiguous(memory_format=torch.channels_last)
+    got = features.embed(torch, fast, batch)
+    assert got.shape == expected.shape == (2, 8, 8, 12) and got.is_contiguous()
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
 def test_flagged_image_always_has_a_region(data, tmp_path):
     # A threshold far below every score flags the normal image too; its map stays below the
     # pixel threshold, so the region falls back to the top of the map.
@@ -392,6 +416,30 @@ def test_greedy_coreset_matches_a_plain_k_center_greedy():
     assert torch.equal(plain, memory.greedy_pruned(torch, clustered, 150, first=7))
     everything = memory.greedy_coreset(torch, points, 500, projection_dim=8, seed=0)
     assert everything.tolist() == list(range(300))
+
+
+def test_cpu_greedy_loop_runs_on_one_thread_and_restores_the_count(monkeypatch):
+    seen = []
+    real = memory.greedy_plain
+
+    def spy(torch_, points, n_select, first):
+        seen.append(torch.get_num_threads())
+        return real(torch_, points, n_select, first)
+
+    monkeypatch.setattr(memory, "greedy_plain", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        points = torch.randn(400, 6, generator=torch.Generator().manual_seed(4))
+        chosen = memory.greedy_coreset(torch, points, 30, projection_dim=None, seed=1)
+        assert seen == [1] and torch.get_num_threads() == 2
+        assert len(set(chosen.tolist())) == 30
+        with pytest.raises(RuntimeError):  # restored on an error too
+            with memory.single_thread(torch):
+                raise RuntimeError("boom")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_nearest_neighbour_search_is_exact_in_chunks(monkeypatch):

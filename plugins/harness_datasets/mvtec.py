@@ -15,7 +15,7 @@ become a new class silently).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from harness.datasets import Benchmark
 from harness.types import GOOD, GOOD_CLASS, BenchmarkData, Category, ClassInfo, Sample
@@ -38,17 +38,21 @@ def load_mvtec_layout(
     root: Path | str | None,
     categories: Sequence[str] | None = None,
     class_file: ClassFile | None = None,
+    keep: Callable[[str], bool] | None = None,
 ) -> BenchmarkData:
     """Read an MVTec-style tree into `BenchmarkData`, or raise a layout error naming the path.
 
     ``categories`` restricts the result (all found categories when None or empty).
     ``class_file`` supplies display names and descriptions and makes unknown
     categories and classes an error; without it names come from folder names.
+    ``keep``, given a test image's path relative to the root, says whether to
+    use it (released benchmarks keep only released files); a class folder with
+    no kept image is ignored.
     """
     root = checked_root(benchmark, root)
     found = [p.name for p in list_subfolders(root) if (p / "test").is_dir()]
     wanted = _select_categories(benchmark, root, found, categories)
-    loaded = [_load_category(benchmark, root, name, class_file) for name in wanted]
+    loaded = [_load_category(benchmark, root, name, class_file, keep) for name in wanted]
     return BenchmarkData(name=benchmark.name, root=root, categories=loaded, protocol=benchmark.protocol)
 
 
@@ -70,7 +74,9 @@ def _select_categories(
     return sorted(set(requested))
 
 
-def _load_category(benchmark: Benchmark, root: Path, name: str, class_file: ClassFile | None) -> Category:
+def _load_category(
+    benchmark: Benchmark, root: Path, name: str, class_file: ClassFile | None, keep: Callable[[str], bool] | None
+) -> Category:
     folder = root / name
     known = _known_classes(benchmark, root, name, class_file)
 
@@ -85,6 +91,8 @@ def _load_category(benchmark: Benchmark, root: Path, name: str, class_file: Clas
     classes: list[ClassInfo] = []
     for class_dir in list_subfolders(folder / "test"):
         images = list_images(class_dir)
+        if keep is not None:
+            images = [i for i in images if keep(i.relative_to(root).as_posix())]
         if not images:
             continue  # an empty class folder contributes nothing, not even a candidate class
         info = _class_info(benchmark, root, name, class_dir, known, class_file)

@@ -54,7 +54,7 @@ def load_visa_split(
     descriptions: the classes here are always ``good`` and ``anomaly``.
     """
     root = checked_root(benchmark, root)
-    rows = _read_split(benchmark, root)
+    rows = read_split(benchmark, root)
     by_object: dict[str, list[dict[str, str]]] = defaultdict(list)
     for row in rows:
         by_object[row["object"]].append(row)
@@ -77,7 +77,8 @@ def load_visa_split(
     )
 
 
-def _read_split(benchmark: Benchmark, root: Path) -> list[dict[str, str]]:
+def read_split(benchmark: Benchmark, root: Path) -> list[dict[str, str]]:
+    """The rows of ``split_csv/1cls.csv`` (stripped), or a layout error naming the file."""
     path = root.joinpath(*SPLIT_CSV.parts)
     if not path.is_file():
         raise benchmark.layout_error(root, f"split file not found: {path}")

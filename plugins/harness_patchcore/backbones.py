@@ -53,6 +53,8 @@ class Backbone:
     dtype: Any  # torch.dtype of the network's weights and inputs
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    #: Inputs go in channels-last layout (the network's weights are in it too); see `load_backbone`.
+    channels_last: bool = False
 
     def weights_identity(self) -> str:
         """What identifies the weights in a cache key: the file's name, size and modification time."""
@@ -95,7 +97,13 @@ def load_backbone(
     module.eval().requires_grad_(False).to(device=device, dtype=dtype)
     if name == "efficientnet_lite0":
         return Backbone(name, path, extract, channels, device, dtype, LITE_MEAN, LITE_STD)
-    return Backbone(name, path, extract, channels, device, dtype)
+    # On a CPU, oneDNN runs the ResNets' dense convolutions 1.7x faster in channels-last layout (measured:
+    # wide_resnet50_2 to layer3, 0.37 instead of 0.64 s per 224 px image on 2 cores; features equal to
+    # float32 rounding). Not for EfficientNet-Lite0, whose depthwise convolutions got slower; not tried on cuda.
+    channels_last = device == "cpu"
+    if channels_last:
+        module.to(memory_format=torch.channels_last)
+    return Backbone(name, path, extract, channels, device, dtype, channels_last=channels_last)
 
 
 def _efficientnet_lite0(torch: Any, weights: str | None, crop_size: int):

@@ -45,7 +45,8 @@ def to_batch(torch: Any, crops: list[np.ndarray], backbone: Any) -> Any:
     batch = pixels.permute(0, 3, 1, 2).float().div_(255.0)
     mean = torch.tensor(backbone.mean, device=backbone.device).view(1, 3, 1, 1)
     std = torch.tensor(backbone.std, device=backbone.device).view(1, 3, 1, 1)
-    return ((batch - mean) / std).to(backbone.dtype)
+    batch = ((batch - mean) / std).to(backbone.dtype)
+    return batch.contiguous(memory_format=torch.channels_last) if backbone.channels_last else batch
 
 
 def embed(torch: Any, backbone: Any, batch: Any, projection: Any | None = None) -> Any:

@@ -1,15 +1,31 @@
 """``knn``: a few-shot nearest-neighbour baseline on ImageNet CNN features.
 
 It needs ``--shots K``: the core hands it labelled support examples of each
-category (`Classifier.set_support`) before that category's samples. Each
-support example is embedded from its ``crop`` image (the region around its
-ground-truth defect) when it has one, else from its ``query`` image: the
-EfficientNet-Lite0 stride-16 feature map (the patchcore gate's backbone and
-packaged weights, loaded from disk, never downloaded), global average pooled
-and L2-normalised. A prompt is embedded the same way from its ``crop`` image
-(else ``query``) and gets the class of its nearest support embeddings by
-cosine similarity: the k nearest among the candidates' examples, majority
-vote, ties broken by the mean similarity of the tied classes' neighbours.
+category (`Classifier.set_support`) before that category's samples. Support
+examples and prompts are embedded the same way (`region_view`), whatever
+images they carry, so that a support example and a query showing the same
+defect look alike:
+
+1. the region: where ``outlined`` (the query with the region's contour drawn
+   on it) differs from ``query``. Both come from one image, at one size, so
+   the difference is exactly the contour -- the gate's region for a prompt,
+   the ground-truth mask for a support example;
+2. the view: a crop of the clean ``query`` around that region, boxed as the
+   visual prompts box it (`harness.visual.crop_box`: margin, square, at
+   least an eighth of the image); without ``outlined``, an image named
+   ``crop``; without either, the whole ``query``;
+3. the embedding: the EfficientNet-Lite0 stride-16 feature map of the view
+   (the patchcore gate's backbone and packaged weights, loaded from disk,
+   never downloaded), global average pooled and L2-normalised.
+
+(The first version embedded a support example's ``crop`` but a prompt's
+``query`` when its template showed no crop -- the ``velm`` template shows
+``outlined``, not ``crop`` -- so defect close-ups were compared with whole
+images, and the baseline scored below chance.)
+
+A prompt gets the class of its nearest support embeddings by cosine
+similarity: the k nearest among the candidates' examples, majority vote, ties
+broken by the mean similarity of the tied classes' neighbours.
 
 ``option_scores`` is what the core reads the prediction from (its arg-max),
 so it always agrees with the vote: with k = 1 it is each candidate's best
@@ -33,12 +49,16 @@ from pydantic import Field
 from harness.classifiers import Capabilities, Classifier, ClassifierOptions
 from harness.errors import HarnessError
 from harness.types import ClassInfo, Prompt, Response
+from harness.visual import crop_box
 
 from harness_patchcore.runtime import import_torch, prepare_device
 
-#: The prompt / support image names embedded, in order of preference.
+#: Without a region (no ``outlined``), the image embedded: ``crop`` when present, else ``query``.
 IMAGE_PREFERENCE = ("crop", "query")
 BACKBONE = "efficientnet_lite0"
+#: A pixel belongs to the drawn contour when some channel of ``outlined`` differs from ``query`` by more than
+#: this (resampling of the two copies leaves differences of a few levels elsewhere).
+OUTLINE_DIFFERENCE = 48
 
 
 class KnnSupportError(HarnessError):
@@ -55,11 +75,32 @@ class KnnOptions(ClassifierOptions):
 
 
 def pick_image(images: dict[str, Any]) -> Any:
-    """The image to embed: ``crop`` when present, else ``query``."""
+    """Without a region: ``crop`` when present, else ``query``."""
     for name in IMAGE_PREFERENCE:
         if images.get(name) is not None:
             return images[name]
     raise HarnessError(f"the knn baseline needs an image named 'crop' or 'query'; got {sorted(images)}")
+
+
+def outlined_region(images: dict[str, Any]) -> np.ndarray | None:
+    """The (H, W) mask of the contour drawn on ``outlined`` over ``query``, or None when there is none."""
+    query, outlined = images.get("query"), images.get("outlined")
+    if query is None or outlined is None or query.size != outlined.size:
+        return None
+    a = np.asarray(query.convert("RGB"), dtype=np.int16)
+    b = np.asarray(outlined.convert("RGB"), dtype=np.int16)
+    drawn = (np.abs(a - b) > OUTLINE_DIFFERENCE).any(axis=2)
+    return drawn if drawn.any() else None
+
+
+def region_view(images: dict[str, Any]) -> Any:
+    """The image embedded for a prompt or support example (steps 1-2 of the module docstring)."""
+    region = outlined_region(images)
+    if region is None:
+        return pick_image(images)
+    query = images["query"].convert("RGB")
+    box = crop_box(query.size, region)
+    return query.crop(box) if box is not None else query
 
 
 def _image_digest(image: Any) -> str:
@@ -132,7 +173,7 @@ class KnnClassifier(Classifier):
         self._embedded = None
         digest = hashlib.sha256(category.encode())
         for example, label in zip(self._examples, self._labels):
-            digest.update(f"\0{label}\0{_image_digest(pick_image(example.images))}".encode())
+            digest.update(f"\0{label}\0{_image_digest(region_view(example.images))}".encode())
         self._fingerprint = digest.hexdigest()
 
     def answer_options(self) -> dict[str, Any]:
@@ -146,11 +187,11 @@ class KnnClassifier(Classifier):
             where = f" (category {self._category!r} has none)" if self._category is not None else ""
             raise KnnSupportError(f"--shots K is required for the knn baseline{where}")
         parts = {part.name: part.image for part in prompt.images}
-        image = pick_image(parts)
+        image = region_view(parts)
         examples, labels = self._examples, self._labels
         async with self._lock:  # one embedding at a time; the support once per category
             if self._embedded is None or self._embedded[0] is not examples:
-                embeddings = await asyncio.to_thread(self._embed, [pick_image(e.images) for e in examples])
+                embeddings = await asyncio.to_thread(self._embed, [region_view(e.images) for e in examples])
                 self._embedded = (examples, embeddings)
             support = self._embedded[1]
             query = (await asyncio.to_thread(self._embed, [image]))[0]

@@ -19,8 +19,9 @@ once), so memory stays bounded by ``MAX_CHUNK_ELEMENTS`` whatever the bank size.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Any
+from typing import Any, Iterator
 
 #: At most this many distances (queries x bank) are held at once during a search.
 MAX_CHUNK_ELEMENTS = 1 << 24
@@ -43,7 +44,8 @@ def greedy_coreset(torch: Any, features: Any, n_select: int, projection_dim: int
     ``projection_dim`` dimensions when that is smaller than D. On a GPU, and
     for small inputs, the plain loop runs (on a GPU without a host round
     trip); for large inputs on a CPU the pruned loop (`greedy_pruned`) picks
-    the same points, about twice as fast.
+    the same points, about twice as fast. On a CPU the plain loop runs on
+    one thread (`single_thread`).
     """
     count, dim = features.shape
     if n_select >= count:
@@ -56,7 +58,31 @@ def greedy_coreset(torch: Any, features: Any, n_select: int, projection_dim: int
             points = features @ random_projection(torch, dim, projection_dim, seed + 1, features.device)
         large = points.numel() * points.element_size() > PRUNE_ABOVE_BYTES
         loop = greedy_pruned if large and not points.is_cuda else greedy_plain
-        return loop(torch, points.contiguous(), n_select, first)
+        if loop is greedy_pruned or points.is_cuda:
+            return loop(torch, points.contiguous(), n_select, first)
+        with single_thread(torch):
+            return loop(torch, points.contiguous(), n_select, first)
+
+
+@contextlib.contextmanager
+def single_thread(torch: Any) -> Iterator[None]:
+    """Run torch's CPU operations on one thread inside the block, then restore the thread count.
+
+    For `greedy_plain` on a CPU: each pick is a few vector operations of a
+    millisecond or less, and spread over several threads each one costs more
+    in synchronisation than the split saves -- far more when other processes
+    share the cores (a descheduled thread stalls the others at every
+    operation). Measured on 2 busy cores, 941 picks among 94,080 points in 64
+    dimensions: 13.2 s on 2 threads, 1.5 s on 1. `greedy_pruned` does more
+    work per operation and keeps every thread (on 2 idle cores, 13,093 picks
+    among 130,928 points: 12.6 s on 2 threads, 17.9 s on 1).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def greedy_plain(torch: Any, points: Any, n_select: int, first: int) -> Any:

@@ -1,0 +1,195 @@
+"""What the report shows, gathered from finished run folders (no HTML here).
+
+Everything is read from ``run.json`` and ``samples.jsonl``; leaderboard rows
+come from `harness.leaderboard` so the report and LEADERBOARD.md never
+disagree. Figures of runs over different image sets (manifest hashes) are
+kept apart, as the leaderboard keeps them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import leaderboard
+from harness.errors import HarnessError
+from harness.metrics import ERROR_PREFIX, OUTCOMES
+from harness.results import RUN_FILE, load_run
+
+
+@dataclass
+class LoadedRun:
+    """One finished run: its folder, run.json and records."""
+
+    run_id: str
+    run_dir: Path
+    run: dict[str, Any]
+    records: list[dict[str, Any]]
+
+    @property
+    def gate(self) -> str:
+        return self.run["config"]["gate"]
+
+    @property
+    def models(self) -> list[str]:
+        return list(self.run.get("metrics", {}))
+
+
+@dataclass
+class Point:
+    """One model of one run on the trade-off plots."""
+
+    rank: int
+    label: str
+    accuracy: float | None
+    latency_p95: float | None
+    cost_per_1000: float | None
+    pareto_latency: bool = False
+    pareto_cost: bool = False
+
+
+@dataclass
+class Group:
+    """Runs over one image set (benchmark + manifest hash): one ranked table, one pair of plots."""
+
+    benchmark: str
+    manifest_hash: str
+    rows: list[leaderboard.Row]
+    points: list[Point] = field(default_factory=list)
+
+
+def resolve_run(run_id: str, results_dir: Path) -> Path:
+    """The folder of ``run_id``: ``results_dir/run_id``, or ``run_id`` itself when it is a run folder."""
+    candidate = results_dir / run_id
+    if (candidate / RUN_FILE).is_file():
+        return candidate
+    as_path = Path(run_id)
+    if (as_path / RUN_FILE).is_file():
+        return as_path
+    if not results_dir.is_dir():
+        raise HarnessError(f"{results_dir}: no such results folder (looking for run {run_id!r})")
+    known = sorted(p.parent.name for p in results_dir.glob(f"*/{RUN_FILE}"))
+    listing = ", ".join(known[-10:]) if known else "none"
+    more = f" (newest 10 of {len(known)})" if len(known) > 10 else ""
+    raise HarnessError(f"unknown run id {run_id!r}: no {candidate / RUN_FILE}; runs in {results_dir}: {listing}{more}")
+
+
+def load_runs(run_ids: list[str], results_dir: Path) -> list[LoadedRun]:
+    """Load each run; an unknown id or an unfinished run is a `HarnessError` naming it."""
+    if not run_ids:
+        raise HarnessError("name at least one run id (see the folders in your results directory)")
+    loaded = []
+    seen = set()
+    for run_id in run_ids:
+        run_dir = resolve_run(run_id, results_dir)
+        if run_dir.resolve() in seen:
+            continue  # the same run named twice shows once
+        seen.add(run_dir.resolve())
+        run, records = load_run(run_dir)
+        status = run.get("status")
+        if status != "finished":
+            raise HarnessError(
+                f"{run_dir / RUN_FILE}: run {run.get('run_id', run_id)!r} is not finished (status {status!r}); "
+                f"finish it with `harness run --resume {run.get('run_id', run_id)}`"
+            )
+        loaded.append(LoadedRun(run.get("run_id", run_dir.name), run_dir, run, records))
+    return loaded
+
+
+def point_label(row: leaderboard.Row, ambiguous: bool) -> str:
+    """A model's name, with gate and run id when several rows share the model's name."""
+    return f"{row.model} ({row.gate}, {row.run_id})" if ambiguous else row.model
+
+
+def pareto_flags(points: list[tuple[float | None, float | None]]) -> list[bool]:
+    """For (x, accuracy) pairs, whether each is on the Pareto front: lower x and higher accuracy are better.
+
+    A pair with a missing value is never on the front. A point is on it when no
+    other point is at least as good on both axes and strictly better on one.
+    """
+    flags = []
+    for i, (x, acc) in enumerate(points):
+        if x is None or acc is None:
+            flags.append(False)
+            continue
+        dominated = any(
+            ox is not None and oacc is not None and ox <= x and oacc >= acc and (ox < x or oacc > acc)
+            for j, (ox, oacc) in enumerate(points)
+            if j != i
+        )
+        flags.append(not dominated)
+    return flags
+
+
+def groups(runs: list[LoadedRun]) -> list[Group]:
+    """The runs' leaderboard rows by image set, ranked, each with its plot points."""
+    rows = [row for loaded in runs for row in leaderboard.rows_from_run(loaded.run)]
+    result = []
+    for (benchmark, manifest), ranked in leaderboard.group(rows).items():
+        names = [row.model for row in ranked]
+        points = [
+            Point(
+                rank=rank,
+                label=point_label(row, names.count(row.model) > 1),
+                accuracy=row.accuracy,
+                latency_p95=row.latency_p95,
+                cost_per_1000=None if row.cost_usd is None or not row.n else 1000 * row.cost_usd / row.n,
+            )
+            for rank, row in enumerate(ranked, start=1)
+        ]
+        for point, flag in zip(points, pareto_flags([(p.latency_p95, p.accuracy) for p in points])):
+            point.pareto_latency = flag
+        for point, flag in zip(points, pareto_flags([(p.cost_per_1000, p.accuracy) for p in points])):
+            point.pareto_cost = flag
+        result.append(Group(benchmark, manifest, ranked, points))
+    return result
+
+
+def outcome_counts(run: LoadedRun, model: str) -> dict[str, int]:
+    """Error attribution of one model: every entry of `OUTCOMES`, zeros included."""
+    counts = run.run["metrics"][model].get("outcomes", {})
+    return {name: int(counts.get(name, 0)) for name in OUTCOMES}
+
+
+def confusion_tables(run: LoadedRun, model: str) -> list[dict[str, Any]]:
+    """Per category: row labels (true), column labels (predicted, then error kinds seen) and counts."""
+    confusion = run.run["metrics"][model].get("confusion", {})
+    categories = run.run["benchmark"].get("categories", {})
+    tables = []
+    for category, matrix in confusion.items():
+        labels = list(categories.get(category, {}).get("labels") or matrix)
+        extra = sorted({p for row in matrix.values() for p in row if p not in labels})
+        columns = labels + extra
+        rows = [(t, [int(matrix.get(t, {}).get(c, 0)) for c in columns]) for t in labels if t in matrix]
+        column_names = [c[len(ERROR_PREFIX):] if c.startswith(ERROR_PREFIX) else c for c in columns]
+        tables.append({"category": category, "columns": column_names, "errors": [c in extra for c in columns], "rows": rows})
+    return tables
+
+
+def gate_and_end_to_end(run: LoadedRun) -> list[dict[str, Any]]:
+    """Per category: the gate's own figures and threshold next to each model's end-to-end accuracy."""
+    gate_metrics = run.run.get("gate_metrics") or {}
+    gate_info = run.run.get("provenance", {}).get("gate", {}).get("categories", {})
+    rows = []
+    for category in run.run["benchmark"].get("categories", {}):
+        gm = gate_metrics.get("categories", {}).get(category, {})
+        info = gate_info.get(category, {})
+        models = {}
+        for model, scores in run.run["metrics"].items():
+            velm = scores["protocols"].get("velm", {}).get("categories", {}).get(category, {})
+            anomalous = scores["protocols"].get("anomalous", {}).get("categories", {}).get(category, {})
+            models[model] = {"accuracy": velm.get("accuracy"), "anomalous": anomalous.get("accuracy"),
+                             "macro_f1": velm.get("macro_f1")}
+        rows.append({
+            "category": category,
+            "n": gm.get("n"),
+            "auroc": gm.get("image_auroc"),
+            "pixel_auroc": gm.get("pixel_auroc"),
+            "false_alarm_rate": gm.get("false_alarm_rate"),
+            "miss_rate": gm.get("miss_rate"),
+            "threshold": info.get("threshold"),
+            "threshold_source": info.get("threshold_source") or info.get("source"),
+            "models": models,
+        })
+    return rows

@@ -1,0 +1,227 @@
+"""The gallery: misclassified and failed samples per model, with small embedded pictures.
+
+Records hold the query image's path (relative to the run's data root) and the
+gate's verdict, but not the gate's anomaly map nor the reference image. So the
+benchmark is loaded again (through its plugin) to find each sample's
+ground-truth mask and the reference the run showed (`harness.runner.reference_path`,
+the same seeded choice). With the oracle gate the ground-truth outline *is* what
+the model saw; with any other gate the card says the outline is the ground truth,
+not the gate's region. When the benchmark cannot be loaded, only query images
+are shown and the report says why.
+
+Pictures are downscaled to thumbnails and embedded as JPEG data URIs, so the
+report is one file; a missing image becomes a placeholder naming the file.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from harness.errors import BadInputError, HarnessError
+from harness.images import load_mask, load_rgb
+from harness.metrics import outcome_of
+from harness.report.data import LoadedRun
+from harness.types import GOOD, Sample
+from harness.visual import outline_region
+
+#: Longest side of a gallery thumbnail, in pixels (shown at about 150 px; sharp on 1.3x screens).
+THUMB_SIDE = 200
+#: Raw answers longer than this are cut in the card (the full text stays in samples.jsonl).
+MAX_ANSWER_CHARS = 600
+
+
+@dataclass
+class Picture:
+    """One picture of a card: a data URI, or a placeholder message when it could not be made."""
+
+    caption: str
+    uri: str | None = None
+    missing: str | None = None
+
+
+@dataclass
+class Card:
+    """One (sample, model) that went wrong."""
+
+    model: str
+    run_id: str
+    sample_id: str
+    category: str
+    outcome: str
+    true_label: str
+    predicted: str
+    answer: str | None
+    answer_cut: bool
+    error_detail: str | None
+    latency_s: float | None
+    gate_score: float | None
+    gate_flagged: bool | None
+    pictures: list[Picture] = field(default_factory=list)
+    #: The model as the gallery filter names it: with the run id when several runs share the model.
+    who: str = ""
+
+
+@dataclass
+class Gallery:
+    """Cards of one run, plus what the report should say about them."""
+
+    run_id: str
+    cards: list[Card]
+    shown: dict[str, int]
+    total: dict[str, int]
+    notes: list[str]
+
+
+def data_uri(image: Image.Image) -> str:
+    """A JPEG data URI of ``image`` shrunk to `THUMB_SIDE` (never enlarged)."""
+    thumb = image.copy()
+    thumb.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    thumb.convert("RGB").save(buffer, format="JPEG", quality=82, optimize=True)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def select(records: list[dict[str, Any]], gate: str, per_model: int) -> tuple[dict[str, list[dict]], dict[str, int]]:
+    """Up to ``per_model`` wrong or failed records per model, spread over (category, outcome) pairs.
+
+    Taking them round-robin over the pairs (each in sample-id order) keeps every
+    filter of the gallery populated instead of filling the cap with the first
+    category. Returns the chosen records and the number of wrong ones per model.
+    """
+    buckets: dict[str, dict[tuple[str, str], list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for record in sorted(records, key=lambda r: (r.get("model", ""), r.get("sample_id", ""))):
+        outcome = record.get("outcome") or outcome_of(record, gate_passes_all=(gate == "none"))
+        if outcome == "correct":
+            continue
+        buckets[record["model"]][(record.get("category", ""), outcome)].append({**record, "outcome": outcome})
+    chosen: dict[str, list[dict]] = {}
+    totals = {model: sum(len(b) for b in pairs.values()) for model, pairs in buckets.items()}
+    for model, pairs in buckets.items():
+        queues = [list(pairs[key]) for key in sorted(pairs)]
+        picked: list[dict] = []
+        while len(picked) < per_model and any(queues):
+            for queue in queues:
+                if queue and len(picked) < per_model:
+                    picked.append(queue.pop(0))
+        chosen[model] = picked
+    return chosen, totals
+
+
+class _Pictures:
+    """Thumbnails for one run, each file read and shrunk once."""
+
+    def __init__(self, run: LoadedRun, data_root: Path | None):
+        self.run = run
+        recorded = run.run["benchmark"].get("data_root")
+        self.root = data_root or (Path(recorded) if recorded else None)
+        self.samples: dict[str, Sample] = {}
+        self.references: dict[str, Path | None] = {}
+        self.notes: list[str] = []
+        self._cache: dict[tuple, Picture] = {}
+        self._load_benchmark()
+
+    def _load_benchmark(self) -> None:
+        """Masks and references come from the benchmark; without it the gallery shows queries only."""
+        from harness.plugins import get_registry
+        from harness.runner import reference_path
+
+        name = self.run.run["benchmark"]["name"]
+        categories = list(self.run.run["benchmark"].get("categories", {})) or None
+        try:
+            benchmark = get_registry().get("benchmarks", name).obj
+            data = benchmark.load(self.root, categories)
+        except (HarnessError, OSError) as error:
+            self.notes.append(
+                f"Run {self.run.run_id}: benchmark {name!r} could not be loaded from {self.root} ({error}); "
+                "the gallery shows query images only (no reference, no outline). Pass --data-root if the data moved."
+            )
+            return
+        seed = int(self.run.run["config"].get("seed", 0))
+        for category in data.categories:
+            self.references[category.name] = reference_path(category, seed)
+            for sample in category.test_samples:
+                self.samples[sample.sample_id] = sample
+
+    def _picture(self, key: tuple, caption: str, make) -> Picture:
+        if key not in self._cache:
+            try:
+                self._cache[key] = Picture(caption, uri=data_uri(make()))
+            except BadInputError as error:
+                self._cache[key] = Picture(caption, missing=str(error))
+        cached = self._cache[key]
+        return Picture(caption, cached.uri, cached.missing)
+
+    def for_record(self, record: dict[str, Any]) -> list[Picture]:
+        if self.root is None:
+            return [Picture("query", missing="run.json records no data root; pass --data-root")]
+        sample = self.samples.get(record["sample_id"])
+        query = sample.image if sample else self.root / record["image"]
+        pictures = [self._picture(("query", query), "query", lambda: load_rgb(query))]
+        reference = self.references.get(record["category"])
+        if reference is not None:
+            pictures.append(self._picture(("reference", reference), "reference (train normal)", lambda: load_rgb(reference)))
+        if sample is not None and sample.mask is not None and record["true_label"] != GOOD:
+            caption = self._outline_caption(record)
+            mask = sample.mask
+            pictures.append(self._picture(("outlined", query, mask), caption,
+                                          lambda: _outlined(load_rgb(query), mask)))
+        return pictures
+
+    def _outline_caption(self, record: dict[str, Any]) -> str:
+        gate = record.get("gate") or {}
+        if not gate.get("flagged"):
+            return "ground-truth region (the gate passed it; no model saw it)"
+        if self.run.gate == "oracle":
+            return "outlined, as the model saw it"
+        if self.run.gate == "none":
+            return "ground-truth region (the model saw no outline)"
+        return "ground-truth region (the gate's own map is not stored)"
+
+
+def _outlined(image: Image.Image, mask_path: Path) -> Image.Image:
+    # Outline at full size, then shrink, so the line keeps its proportion to the picture.
+    region = load_mask(mask_path, image.size)
+    return outline_region(image, region, width=max(3, round(0.012 * min(image.size))))
+
+
+def build(run: LoadedRun, per_model: int, data_root: Path | None = None, ambiguous: frozenset[str] = frozenset()) -> Gallery:
+    """The gallery cards of one run; models in ``ambiguous`` (also in other runs) are named with the run id."""
+    chosen, totals = select(run.records, run.gate, per_model)
+    pictures = _Pictures(run, data_root) if any(chosen.values()) else None
+    cards = []
+    for model, records in chosen.items():
+        for record in records:
+            answer = record.get("response")
+            error = record.get("error")
+            gate = record.get("gate") or {}
+            cards.append(Card(
+                model=model,
+                run_id=run.run_id,
+                sample_id=str(record.get("sample_id")),
+                category=str(record.get("category")),
+                outcome=record["outcome"],
+                true_label=str(record.get("true_label")),
+                predicted=f"error: {error}" if error else str(record.get("predicted_label")),
+                answer=None if answer is None else str(answer)[:MAX_ANSWER_CHARS],
+                answer_cut=answer is not None and len(str(answer)) > MAX_ANSWER_CHARS,
+                error_detail=record.get("error_detail"),
+                latency_s=record.get("latency_s") if record.get("called") else None,
+                gate_score=gate.get("score"),
+                gate_flagged=gate.get("flagged"),
+                pictures=pictures.for_record(record) if pictures else [],
+                who=f"{model} ({run.run_id})" if model in ambiguous else model,
+            ))
+    notes = list(pictures.notes) if pictures else []
+    missing = sorted({p.missing for c in cards for p in c.pictures if p.missing})
+    if missing:
+        notes.append(f"Run {run.run_id}: {len(missing)} picture(s) could not be read; the cards show which file. "
+                     f"First: {missing[0]}")
+    shown = {model: len(records) for model, records in chosen.items()}
+    return Gallery(run.run_id, cards, shown, totals, notes)
