@@ -1,6 +1,6 @@
 """Dispatch speed: throughput against a 200 ms server, harness overhead, cached re-runs.
 
-    python benchmarks/dispatch.py [--latency-s 0.2] [--calls-per-slot 8]
+    python benchmarks/dispatch.py [--latency-s 0.2] [--calls-per-slot 8] [--profile-cached FILE]
 
 1. Throughput through the real `openai` plugin and SDK against a loopback server
    (its own process) that answers after a fixed latency, at concurrency 1, 8, 64,
@@ -8,13 +8,15 @@
 2. The dispatcher's own overhead per call (a classifier that answers at once).
 3. A whole `harness run` of the demo benchmark (gate none: all 150 images go to
    the model) against the loopback server, then the same command again, answered
-   from the response cache.
+   from the response cache. ``--profile-cached FILE`` writes a cProfile of that
+   cached re-run alone (read it with ``python -m pstats FILE``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import os
 import subprocess
 import sys
@@ -84,7 +86,7 @@ def dispatch_overhead(calls: int) -> float:
     return asyncio.run(go())
 
 
-def demo_runs(base_url: str, results: Path) -> tuple[float, float, int]:
+def demo_runs(base_url: str, results: Path, profile_cached: Path | None = None) -> tuple[float, float, int]:
     registry = plugins.load_registry()
     registry.get("benchmarks", "demo").obj.load(None)  # generate the demo data outside the timing
     spec = "openai:gpt-4o"
@@ -92,9 +94,16 @@ def demo_runs(base_url: str, results: Path) -> tuple[float, float, int]:
     for run_id in ("first", "cached"):
         config = RunConfig(benchmark="demo", gate="none", models=[spec], results_dir=results, run_id=run_id,
                            model_options={spec: {"base_url": base_url, "concurrency": 16}})
+        profiler = cProfile.Profile() if profile_cached is not None and run_id == "cached" else None
         began = time.perf_counter()
+        if profiler is not None:
+            profiler.enable()
         result = Run(config, registry).execute()
+        if profiler is not None:
+            profiler.disable()
         timings.append(time.perf_counter() - began)
+        if profiler is not None:
+            profiler.dump_stats(profile_cached)  # after the timing: the profiler slows the run it watches
     cached = sum(1 for r in result.records if r.get("cached"))
     return timings[0], timings[1], cached
 
@@ -108,6 +117,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency-s", type=float, default=0.2)
     parser.add_argument("--calls-per-slot", type=int, default=8)
+    parser.add_argument("--profile-cached", type=Path, default=None,
+                        help="write a cProfile of the cached re-run here (its time then includes the profiler's)")
     args = parser.parse_args()
     os.environ.setdefault("OPENAI_API_KEY", "sk-benchmark-not-a-real-key")
     scratch = Path(tempfile.mkdtemp(prefix="harness-bench-"))
@@ -124,7 +135,7 @@ def main() -> None:
             print(f"{concurrency:>12} {calls:>6} {100 * fraction:>8.1f}% {1000 * cpu:>13.2f} ms")
         overhead = dispatch_overhead(2000)
         print(f"dispatcher overhead per call (instant classifier): {1000 * overhead:.3f} ms")
-        first, cached, hits = demo_runs(url + "/v1", scratch / "results")
+        first, cached, hits = demo_runs(url + "/v1", scratch / "results", args.profile_cached)
         print(f"demo run, gate none, 150 images, concurrency 16: {first:.2f} s; "
               f"re-run from cache: {cached:.3f} s ({hits} cached answers, {first / cached:.0f}x faster)")
         print(f"load average {_load()}")

@@ -8,6 +8,7 @@ finished. ``run.json`` is replaced atomically, never left half-written.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import json
 import os
@@ -48,14 +49,21 @@ def new_run_id(benchmark: str, now: datetime | None = None) -> str:
     return f"{now:%Y%m%d-%H%M%S}-{benchmark}-{secrets.token_hex(3)}"
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON to a temporary file beside ``path`` and rename it over ``path``."""
+def write_json_atomic(path: Path, data: dict[str, Any], durable: bool = True) -> None:
+    """Write JSON to a temporary file beside ``path`` and rename it over ``path``.
+
+    Readers see the old or the new file, never a part, whatever happens to the
+    process. ``durable`` also syncs the data to disk before the rename, so the
+    new file survives a power loss too; ``False`` suits interim states that a
+    later durable write replaces.
+    """
     tmp = path.with_name(path.name + ".tmp")
+    text = json.dumps(data, indent=2, sort_keys=False, default=str) + "\n"  # one write, not a chunk per token
     with tmp.open("w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, sort_keys=False, default=str)
-        handle.write("\n")
+        handle.write(text)
         handle.flush()
-        os.fsync(handle.fileno())
+        if durable:
+            os.fsync(handle.fileno())
     os.replace(tmp, path)
 
 
@@ -67,8 +75,9 @@ class RunFiles:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._samples: TextIO = (run_dir / SAMPLES_FILE).open("a", encoding="utf-8")
 
-    def write_run(self, run: dict[str, Any]) -> None:
-        write_json_atomic(self.run_dir / RUN_FILE, run)
+    def write_run(self, run: dict[str, Any], durable: bool = True) -> None:
+        """Replace run.json atomically; ``durable=False`` skips the disk sync (see `write_json_atomic`)."""
+        write_json_atomic(self.run_dir / RUN_FILE, run, durable=durable)
 
     def append_record(self, record: dict[str, Any]) -> None:
         """Append one record as a JSON line and flush it to the OS at once."""
@@ -117,29 +126,38 @@ def find_run_dirs(paths: Iterable[Path]) -> list[Path]:
     return found
 
 
+@functools.lru_cache(maxsize=None)
 def _version_or_none(distribution: str) -> str | None:
+    """The installed version of ``distribution``, looked up once per process.
+
+    A lookup scans every path entry's metadata (milliseconds each); a package
+    upgraded while the process runs would not be re-imported either.
+    """
     try:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
         return None
 
 
-def _git_commit() -> dict[str, Any] | None:
-    """The commit of the harness source tree, when it is a git checkout."""
-    source = Path(__file__).resolve().parent.parent
+def _git_commit(source: Path | None = None) -> dict[str, Any] | None:
+    """The commit of the harness source tree (or of ``source``), and whether tracked files differ from it."""
+    source = source or Path(__file__).resolve().parent.parent
     try:
-        commit = subprocess.run(
-            ["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
-        )
-        if commit.returncode != 0:
-            return None
+        # One process for both facts: the header line ``# branch.oid`` names the commit, and
+        # every other line is a changed tracked file. Never cached: the tree may change between runs.
         status = subprocess.run(
-            ["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
+            ["git", "-C", str(source), "status", "--porcelain=v2", "--branch", "--untracked-files=no"],
             capture_output=True, text=True, timeout=5,
         )
-        return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
         return None
+    if status.returncode != 0:
+        return None
+    lines = status.stdout.splitlines()
+    commit = next((line.split()[2] for line in lines if line.startswith("# branch.oid ")), None)
+    if commit is None or commit == "(initial)":
+        return None  # no commit yet
+    return {"commit": commit, "dirty": any(not line.startswith("#") for line in lines if line.strip())}
 
 
 def environment_provenance() -> dict[str, Any]:

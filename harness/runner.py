@@ -15,6 +15,8 @@ import asyncio
 import logging
 import math
 import random
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,7 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from harness import answers, metrics, paths
+from harness import __version__, answers, metrics, paths
 from harness.class_order import check_class_order, class_orders, first_repeat, position_bias, record_repeat
 from harness.cache import ResponseCache
 from harness.classifiers import Classifier, parse_model_spec
@@ -187,6 +189,7 @@ class Run:
         #: category -> (score map, mask) per image at reduced size, for pixel AUROC; None once an image lacks a map.
         self._pixel_pairs: dict[str, list | None] = {}
         self._memo: PromptMemo | None = None  # the current category's prompt-key memo, when responses are cached
+        self._parsed: dict[tuple, tuple[str | None, str | None]] = {}  # (answer text, candidates) -> parse
 
     def _make_classifier(self, spec: str) -> Classifier:
         plugin, model_id = parse_model_spec(spec)
@@ -252,6 +255,8 @@ class Run:
 
     def execute(self, resume: bool = False) -> RunResult:
         """Run (or with ``resume``, finish) the run; records are on disk as each sample finishes."""
+        # The provenance (a git process, package metadata) is gathered while the data is listed.
+        provenance = None if resume else _in_background(environment_provenance)
         data = self.load_data()
         self._check_decisions(data)
         run_id = self.config.run_id or new_run_id(data.name)
@@ -261,7 +266,7 @@ class Run:
         elif (run_dir / "run.json").exists():
             raise HarnessError(f"{run_dir} already holds a run; resume it with --resume {run_id} or pick another --run-id")
         else:
-            run = self._run_header(run_id, data)
+            run = self._run_header(run_id, data, provenance.result())
         files = RunFiles(run_dir)
         files.write_run(run)
         cache = ResponseCache(paths.cache_dir() / "responses.sqlite") if self.config.use_cache else None
@@ -319,11 +324,12 @@ class Run:
         self.done = seen
         run["status"] = "running"
         run.setdefault("resumed", []).append(
-            {"at": _now(), "records_kept": len(self.records), "harness_version": environment_provenance()["harness_version"]}
+            {"at": _now(), "records_kept": len(self.records), "harness_version": __version__}
         )
         return run
 
-    def _run_header(self, run_id: str, data: BenchmarkData) -> dict[str, Any]:
+    def _run_header(self, run_id: str, data: BenchmarkData, environment: dict[str, Any] | None = None) -> dict[str, Any]:
+        """run.json as the run starts; ``environment`` is `environment_provenance()` (looked up when not given)."""
         plugins = {name: {"distribution": dist, "version": version} for name, (dist, version) in self.registry.plugins.items()}
         return {
             "schema_version": SCHEMA_VERSION,
@@ -346,7 +352,7 @@ class Run:
                 },
             },
             "provenance": {
-                **environment_provenance(),
+                **(environment if environment is not None else environment_provenance()),
                 "seed": self.config.seed,
                 "plugins": plugins,
                 "prompt_template": {
@@ -391,17 +397,19 @@ class Run:
                     continue  # resumed: every model already answered every sample here
                 fitted = await asyncio.to_thread(self.gate.fit, category)
                 run["provenance"]["gate"]["categories"][category.name] = fitted.info()
-                files.write_run(run)
+                # Kept for a resumed run's provenance: atomic, but not synced to disk (the
+                # records are flushed, not synced, either); the run's last write is synced.
+                files.write_run(run, durable=False)
                 await self._run_category(category, fitted, dispatchers, files)
         finally:
             for classifier in self.classifiers:
                 await classifier.aclose()
 
     async def _run_category(self, category: Category, fitted: FittedGate, dispatchers: list[Dispatcher], files: RunFiles) -> None:
-        reference = await asyncio.to_thread(self._reference_image, category)
         candidates = self._candidates(category)
         orders = class_orders(candidates, self.config.repeats, self.config.seed, category.name)
-        self._support_examples = await asyncio.to_thread(self._support_for, category, reference)
+        # Support images are read in a worker thread; without --shots there are none (no thread round trip).
+        self._support_examples = await asyncio.to_thread(self._support_for, category) if self.support.get(category.name) else []
         cache = next((d.cache for d in dispatchers if d.cache is not None), None)
         self._memo = None if cache is None else PromptMemo(
             cache, dispatchers, self.gate, fitted, self.template, category, orders,
@@ -425,14 +433,20 @@ class Run:
             done += 1
             self.progress(category.name, done, total)
 
+        # The training normal shown beside each query is read at the first sample prepared in full:
+        # a sample recalled from the prompt memo shows no image (the memo keys on the reference's identity).
+        reference, reference_read = None, False
         for sample in pending:
             await in_flight.acquire()
-            prepared = self._recall(sample) or await asyncio.to_thread(
-                self._prepare, sample, fitted, category, reference, orders)
+            prepared = self._recall(sample)
+            if prepared is None:
+                if not reference_read:
+                    reference, reference_read = await asyncio.to_thread(self._reference_image, category), True
+                prepared = await asyncio.to_thread(self._prepare, sample, fitted, category, reference, orders)
             tasks.append(asyncio.create_task(finish(prepared)))
         await asyncio.gather(*tasks)
 
-    def _support_for(self, category: Category, reference) -> list[SupportExample]:
+    def _support_for(self, category: Category) -> list[SupportExample]:
         """Prompt images of this category's support samples, from their ground-truth masks."""
         examples = []
         for sample in self.support.get(category.name, []):
@@ -548,7 +562,11 @@ class Run:
             if self.registry.manager is not None:
                 self.registry.manager.hook.harness_sample_done(record=record)
 
-        await asyncio.gather(*(one(d, r) for d in dispatchers for r in range(self.config.repeats)))
+        jobs = [one(d, r) for d in dispatchers for r in range(self.config.repeats)]
+        if len(jobs) == 1:
+            await jobs[0]  # one model, one order: no task to wrap it in
+        else:
+            await asyncio.gather(*jobs)
 
     def _record(self, prepared: Prepared, classifier: Classifier, prompt: Prompt | None,
                 call: CallResult | None, repeat: int = 0) -> dict[str, Any]:
@@ -569,7 +587,7 @@ class Run:
                 error = "refused"
             else:
                 # Option numbers refer to the order this prompt listed the classes in.
-                predicted, error = answers.parse_answer(response.text, prompt.candidates)
+                predicted, error = self._parse(response.text, prompt.candidates)
         usage = call.response if call is not None and call.response is not None else None
         record = {
             "sample_id": sample.sample_id,
@@ -606,6 +624,14 @@ class Run:
         if self.policy is not None:
             record.update(record_decisions(record, self.policy))
         return record
+
+    def _parse(self, text: str, candidates: list) -> tuple[str | None, str | None]:
+        """`answers.parse_answer`, once per distinct (answer, candidates): it is pure, and models repeat short answers."""
+        key = (text, tuple(candidates))
+        parsed = self._parsed.get(key)
+        if parsed is None:
+            parsed = self._parsed[key] = answers.parse_answer(text, candidates)
+        return parsed
 
     def _add_pixel_auroc(self, figures: dict[str, Any]) -> None:
         """Pixel AUROC per category where the gate mapped every image and masks exist (not across a resume)."""
@@ -675,6 +701,20 @@ def _option_scores(usage) -> dict[str, float | None] | None:
     if usage is None or usage.option_scores is None:
         return None
     return {key: float(value) if math.isfinite(value) else None for key, value in usage.option_scores.items()}
+
+
+def _in_background(function: Callable[[], Any]) -> Future:
+    """Start ``function`` in a daemon thread; its result (or exception) arrives through the future."""
+    future: Future = Future()
+
+    def work() -> None:
+        try:
+            future.set_result(function())
+        except BaseException as error:  # handed to whoever asks for the result
+            future.set_exception(error)
+
+    threading.Thread(target=work, name="harness-background", daemon=True).start()
+    return future
 
 
 def _now() -> str:
