@@ -1,4 +1,5 @@
-"""Helpers that hosted-API backend plugins share: image encoding, Retry-After, secret scrubbing.
+"""Helpers that hosted-API backend plugins share: SDK import, image encoding, the class-answer
+schema, Retry-After, secret scrubbing.
 
 No SDK is imported here; plugins call these around their own client. A third-party
 plugin may use them too.
@@ -10,6 +11,7 @@ import asyncio
 import base64
 import contextlib
 import email.utils
+import importlib
 import io
 import threading
 import time
@@ -17,7 +19,32 @@ from collections import OrderedDict
 from typing import Any, Callable, Iterator
 
 from harness.redact import strip_url_credentials
-from harness.types import ImagePart
+from harness.errors import HarnessError
+from harness.types import ImagePart, Prompt
+
+def import_sdk(module: str, pip_hint: str) -> Any:
+    """Import a backend SDK at first use; a missing one is a `HarnessError` with the pip hint."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise HarnessError(f"the {module} plugin needs the {module} SDK: {pip_hint} ({error})") from None
+
+
+def class_answer_schema(prompt: Prompt, closed: bool = False) -> dict[str, Any]:
+    """JSON schema of ``{"class": NAME}``, NAME one of the candidates' display names (deduplicated, in order).
+
+    ``closed`` adds ``additionalProperties: false``, which strict structured-output modes require.
+    """
+    names = list(dict.fromkeys(c.name for c in prompt.candidates))
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": {"class": {"type": "string", "enum": names, "description": "the defect class of the query image"}},
+        "required": ["class"],
+    }
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
+
 
 #: The key sent to keyless local servers (vLLM, Ollama, llama.cpp) when no key is configured.
 KEYLESS_PLACEHOLDER = "EMPTY"

@@ -39,8 +39,8 @@ import numpy as np
 
 from harness.class_order import first_repeat
 from harness.errors import HarnessError
-from harness.metrics import is_correct, protocol_records
-from harness.results import RUN_FILE, load_run
+from harness.metrics import bootstrap_accuracy, is_correct, protocol_records
+from harness.results import load_run, resolve_run_dir
 
 
 @dataclass
@@ -78,16 +78,10 @@ class LoadedRun:
 
 
 def resolve_run(ref: str | Path, results_dir: Path) -> LoadedRun:
-    """A run given by folder path or by id under ``results_dir``."""
-    candidates = [Path(ref), results_dir / str(ref)]
-    for path in candidates:
-        if (path / RUN_FILE).is_file():
-            run, records = load_run(path)
-            return LoadedRun(path, run, records)
-    raise HarnessError(
-        f"run {str(ref)!r} not found: neither {candidates[0]} nor {candidates[1]} holds a {RUN_FILE} "
-        "(give a run folder or a run id in --results-dir)"
-    )
+    """A run given by id under ``results_dir`` or by folder path, with its records."""
+    path = resolve_run_dir(ref, results_dir)
+    run, records = load_run(path)
+    return LoadedRun(path, run, records)
 
 
 def pair_models(run_a: LoadedRun, run_b: LoadedRun, picks: Sequence[str] = ()) -> list[tuple[str, str]]:
@@ -176,22 +170,12 @@ def paired_bootstrap(
     draws images with replacement within each category and scores both models on
     the same draw. One seeded generator draws the categories in the given order.
     """
-    if not pairs_by_category:
-        raise ValueError("bootstrap over zero categories is undefined")
-    rng = np.random.default_rng(seed)
-    tail = (1.0 - level) / 2 * 100
-    qs = [tail, 100 - tail]
-    diffs = {}
-    for category, pairs in pairs_by_category.items():
-        array = np.asarray(pairs, dtype=float).reshape(-1, 2)
-        if array.shape[0] == 0:
-            raise ValueError(f"category {category!r} has no images to resample")
-        delta = array[:, 1] - array[:, 0]
-        draws = rng.integers(0, delta.size, size=(n_boot, delta.size))
-        diffs[category] = delta[draws].mean(axis=1)
-    overall = np.mean(np.stack(list(diffs.values()), axis=1), axis=1)
-    per_category = {c: [float(x) for x in np.percentile(d, qs)] for c, d in diffs.items()}
-    return [float(x) for x in np.percentile(overall, qs)], per_category
+    # The paired bootstrap of B - A is the within-category bootstrap of each image's difference
+    # (-1, 0 or 1): one draw of images serves both models.
+    differences = {
+        category: [float(b) - float(a) for a, b in pairs] for category, pairs in pairs_by_category.items()
+    }
+    return bootstrap_accuracy(differences, n_boot=n_boot, seed=seed, level=level)
 
 
 # --------------------------------------------------------------------------- comparison

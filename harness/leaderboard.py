@@ -128,7 +128,8 @@ TERMINAL_COLUMNS = ["#", "model", "gate", "prompt", "n", "accuracy (95% CI)", "a
                     "kappa", "errors", "gate AUROC", "p95 s", "cost $"]
 
 
-def _pct(value: float | None) -> str:
+def pct(value: float | None) -> str:
+    """A fraction as a percentage with one decimal, ``-`` for None (tables in the terminal and LEADERBOARD.md)."""
     return "-" if value is None else f"{100 * value:.1f}"
 
 
@@ -143,13 +144,13 @@ def _errors(outcomes: dict[str, int]) -> str:
 
 def cells(rank: int, row: Row) -> dict[str, str]:
     """The row as display strings, keyed by the names in `COLUMNS`."""
-    ci = f" ({_pct(row.accuracy_ci[0])}-{_pct(row.accuracy_ci[1])})" if row.accuracy_ci else ""
+    ci = f" ({pct(row.accuracy_ci[0])}-{pct(row.accuracy_ci[1])})" if row.accuracy_ci else ""
     tokens = "-" if row.tokens_in is None and row.tokens_out is None else f"{row.tokens_in or 0}/{row.tokens_out or 0}"
     run = row.run_id + (f" (+{row.runs - 1} older)" if row.runs > 1 else "")
     values = [
-        str(rank), row.model, row.gate, row.prompt, str(row.n), _pct(row.accuracy) + ci,
-        _pct(row.anomalous_accuracy), _num(row.macro_f1), _num(row.kappa), _errors(row.outcomes),
-        _num(row.gate_auroc), f"{_pct(row.gate_false_alarm_rate)}/{_pct(row.gate_miss_rate)}",
+        str(rank), row.model, row.gate, row.prompt, str(row.n), pct(row.accuracy) + ci,
+        pct(row.anomalous_accuracy), _num(row.macro_f1), _num(row.kappa), _errors(row.outcomes),
+        _num(row.gate_auroc), f"{pct(row.gate_false_alarm_rate)}/{pct(row.gate_miss_rate)}",
         _num(row.latency_p50, 2), _num(row.latency_p95, 2), tokens,
         "-" if row.cost_usd is None else f"{row.cost_usd:.4f}", run,
     ]

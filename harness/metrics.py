@@ -260,6 +260,9 @@ def bootstrap_accuracy(
 ) -> tuple[list[float], dict[str, list[float]]]:
     """Percentile bootstrap intervals of the mean-over-categories accuracy and of each category's.
 
+    The values may be any per-image numbers, not only hits: `harness.compare`
+    passes paired differences (B correct - A correct) to get a paired interval.
+
     Images are resampled with replacement *within* each category, so every
     resample keeps each category's size and the mean stays over the same
     categories, as the benchmark figure is. One seeded generator draws the

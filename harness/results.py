@@ -126,6 +126,23 @@ def find_run_dirs(paths: Iterable[Path]) -> list[Path]:
     return found
 
 
+def resolve_run_dir(ref: str | Path, results_dir: Path) -> Path:
+    """The folder of a run given by id (``results_dir/ref``) or by its folder path.
+
+    An id that names no run is a `HarnessError` listing the newest runs in ``results_dir``.
+    """
+    for candidate in (results_dir / str(ref), Path(ref)):
+        if (candidate / RUN_FILE).is_file():
+            return candidate
+    known = sorted(p.parent.name for p in results_dir.glob(f"*/{RUN_FILE}")) if results_dir.is_dir() else []
+    listing = ", ".join(known[-10:]) if known else "none"
+    more = f" (newest 10 of {len(known)})" if len(known) > 10 else ""
+    raise HarnessError(
+        f"unknown run id {str(ref)!r}: {str(ref)!r} not found as {results_dir / str(ref) / RUN_FILE} "
+        f"or {Path(ref) / RUN_FILE}; runs in {results_dir}: {listing}{more} (is --results-dir right?)"
+    )
+
+
 @functools.lru_cache(maxsize=None)
 def _version_or_none(distribution: str) -> str | None:
     """The installed version of ``distribution``, looked up once per process.

@@ -19,8 +19,9 @@ from rich.table import Table
 from harness.decision_report import TABLE4_GROUPS, decisions_for_run, table4_for_run
 from harness.decisions import SEVERITIES, load_costs, load_policy, resolve_file
 from harness.errors import HarnessError
+from harness.leaderboard import pct
 from harness.plugins import get_registry
-from harness.results import load_run, write_json_atomic
+from harness.results import load_run, resolve_run_dir, write_json_atomic
 
 _out = Console(width=None if sys.stdout.isatty() else 150)
 _err = Console(stderr=True)
@@ -53,7 +54,7 @@ def act(run_id: str, results_dir: Path, policy: str | None, costs: str | None, t
         raise HarnessError("nothing to do: give --policy FILE (and optionally --costs FILE) and/or --table4")
     if costs is not None and policy is None:
         raise HarnessError("--costs prices the actions of a decision policy: add --policy FILE")
-    run_dir = _run_dir(run_id, results_dir)
+    run_dir = resolve_run_dir(run_id, results_dir)
     run, records = load_run(run_dir)
     if not records:
         raise HarnessError(f"{run_dir}: the run has no records in samples.jsonl")
@@ -84,14 +85,6 @@ def act(run_id: str, results_dir: Path, policy: str | None, costs: str | None, t
         _out.print(f"wrote {run_dir / TABLE4_FILE}")
 
 
-def _run_dir(run_id: str, results_dir: Path) -> Path:
-    for candidate in (results_dir / run_id, Path(run_id)):
-        if (candidate / "run.json").is_file():
-            return candidate
-    raise HarnessError(f"run {run_id!r} not found: neither {results_dir / run_id} nor {run_id} holds a run.json "
-                       "(is --results-dir right?)")
-
-
 def _models(records: list[dict[str, Any]], wanted: tuple[str, ...], run_dir: Path) -> list[str]:
     present = list(dict.fromkeys(r["model"] for r in records))
     unknown = [m for m in wanted if m not in present]
@@ -105,12 +98,8 @@ def _plugin_modules() -> list[tuple[str, Any]]:
     return registry.manager.list_name_plugin() if registry.manager is not None else []
 
 
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}"
-
-
 def _count(hits: int, n: int, rate: float | None) -> str:
-    return f"{_pct(rate)} ({hits}/{n})"
+    return f"{pct(rate)} ({hits}/{n})"
 
 
 def decision_tables(section: dict[str, Any], title: str) -> list[Table]:
@@ -126,10 +115,10 @@ def decision_tables(section: dict[str, Any], title: str) -> list[Table]:
     for model, r in section["models"].items():
         cost = r["cost"]
         summary.add_row(
-            model, str(r["n"]), str(r["n_errors"]), _pct(r["action_accuracy"]),
+            model, str(r["n"]), str(r["n_errors"]), pct(r["action_accuracy"]),
             _count(r["escapes"], r["n_critical"], r["escape_rate"]),
-            _count(r["overkills"], r["n_acceptable"], r["overkill_rate"]), _pct(r["review_rate"]),
-            *(_pct(r["severity_accuracy"].get(s)) for s in severity_columns),
+            _count(r["overkills"], r["n_acceptable"], r["overkill_rate"]), pct(r["review_rate"]),
+            *(pct(r["severity_accuracy"].get(s)) for s in severity_columns),
             "-" if cost is None else f"{cost['total']:.2f} {cost['unit']}".strip(),
             "-" if cost is None else f"{cost['per_image']:.3f}",
         )
@@ -154,6 +143,6 @@ def table4_table(section: dict[str, Any], title: str) -> Table:
     for column in ("model", *(f"{g} %" for g in TABLE4_GROUPS), "mean %", "std over seeds (n / neg / crit)"):
         table.add_column(column)
     for model, r in section["models"].items():
-        std = " / ".join(_pct(r["std_over_seeds"][g]) for g in TABLE4_GROUPS)
-        table.add_row(model, *(_pct(r["accuracy"][g]) for g in TABLE4_GROUPS), _pct(r["mean"]), std)
+        std = " / ".join(pct(r["std_over_seeds"][g]) for g in TABLE4_GROUPS)
+        table.add_row(model, *(pct(r["accuracy"][g]) for g in TABLE4_GROUPS), pct(r["mean"]), std)
     return table

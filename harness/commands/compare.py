@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.compare import compare_runs, resolve_run
+from harness.leaderboard import pct
 from harness.metrics import PROTOCOLS
 from harness.results import write_json_atomic
 
@@ -55,10 +56,6 @@ def compare(run_a: str, run_b: str, models: tuple[str, ...], results_dir: Path, 
         _out.print(f"wrote {output}")
 
 
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}"
-
-
 def _signed(value: float) -> str:
     return f"{100 * value:+.1f}"
 
@@ -71,7 +68,7 @@ def _row(name: str, figures: dict[str, Any]) -> list[str]:
     ci = figures["difference_ci"]
     interval = f" ({_signed(ci[0])} to {_signed(ci[1])})" if ci else ""
     return [
-        name, str(figures["n"]), _pct(figures["accuracy_a"]), _pct(figures["accuracy_b"]),
+        name, str(figures["n"]), pct(figures["accuracy_a"]), pct(figures["accuracy_b"]),
         _signed(figures["difference"]) + interval, str(figures["a_right_b_wrong"]), str(figures["a_wrong_b_right"]),
         _p(figures["mcnemar_p"]),
     ]

@@ -87,13 +87,10 @@ def _category_table(scores: dict, manifest: str) -> Table:
     for column in ("category", "n", "accuracy", "anomalous acc", "macro-F1", "kappa"):
         table.add_column(column, justify="left" if column == "category" else "right")
 
-    def pct(value) -> str:
-        return "-" if value is None else f"{100 * value:.1f}"
-
     for category, entry in velm["categories"].items():
         anom = anomalous["categories"].get(category, {})
-        table.add_row(category, str(entry["n"]), pct(entry["accuracy"]), pct(anom.get("accuracy")),
-                      pct(entry["macro_f1"]), pct(entry["kappa"]))
-    table.add_row("mean", str(velm["n"]), pct(velm["accuracy"]), pct(anomalous["accuracy"]),
-                  pct(velm["macro_f1"]), pct(velm["kappa"]), style="bold")
+        table.add_row(category, str(entry["n"]), leaderboard.pct(entry["accuracy"]), leaderboard.pct(anom.get("accuracy")),
+                      leaderboard.pct(entry["macro_f1"]), leaderboard.pct(entry["kappa"]))
+    table.add_row("mean", str(velm["n"]), leaderboard.pct(velm["accuracy"]), leaderboard.pct(anomalous["accuracy"]),
+                  leaderboard.pct(velm["macro_f1"]), leaderboard.pct(velm["kappa"]), style="bold")
     return table

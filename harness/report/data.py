@@ -15,7 +15,7 @@ from typing import Any
 from harness import leaderboard
 from harness.errors import HarnessError
 from harness.metrics import ERROR_PREFIX, OUTCOMES
-from harness.results import RUN_FILE, load_run
+from harness.results import RUN_FILE, load_run, resolve_run_dir
 
 
 @dataclass
@@ -59,22 +59,6 @@ class Group:
     points: list[Point] = field(default_factory=list)
 
 
-def resolve_run(run_id: str, results_dir: Path) -> Path:
-    """The folder of ``run_id``: ``results_dir/run_id``, or ``run_id`` itself when it is a run folder."""
-    candidate = results_dir / run_id
-    if (candidate / RUN_FILE).is_file():
-        return candidate
-    as_path = Path(run_id)
-    if (as_path / RUN_FILE).is_file():
-        return as_path
-    if not results_dir.is_dir():
-        raise HarnessError(f"{results_dir}: no such results folder (looking for run {run_id!r})")
-    known = sorted(p.parent.name for p in results_dir.glob(f"*/{RUN_FILE}"))
-    listing = ", ".join(known[-10:]) if known else "none"
-    more = f" (newest 10 of {len(known)})" if len(known) > 10 else ""
-    raise HarnessError(f"unknown run id {run_id!r}: no {candidate / RUN_FILE}; runs in {results_dir}: {listing}{more}")
-
-
 def load_runs(run_ids: list[str], results_dir: Path) -> list[LoadedRun]:
     """Load each run; an unknown id or an unfinished run is a `HarnessError` naming it."""
     if not run_ids:
@@ -82,7 +66,7 @@ def load_runs(run_ids: list[str], results_dir: Path) -> list[LoadedRun]:
     loaded = []
     seen = set()
     for run_id in run_ids:
-        run_dir = resolve_run(run_id, results_dir)
+        run_dir = resolve_run_dir(run_id, results_dir)
         if run_dir.resolve() in seen:
             continue  # the same run named twice shows once
         seen.add(run_dir.resolve())

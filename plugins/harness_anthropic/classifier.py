@@ -53,6 +53,7 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from harness.backend_kit import (
+    class_answer_schema, import_sdk,
     KEYLESS_PLACEHOLDER, http_backend, is_encoded, is_sdk_timeout, is_transient_sdk_error, png_base64,
     scrub_secret, sdk_retry_after, strip_userinfo,
 )
@@ -148,7 +149,7 @@ class AnthropicClassifier(Classifier):
 
     def __init__(self, model_id: str | None, options: AnthropicOptions):
         super().__init__(model_id, options)
-        self._anthropic = _import_anthropic()
+        self._anthropic = import_sdk("anthropic", PIP_HINT)
         self._key = self._resolve_key()
         self._client: Any = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
@@ -219,7 +220,7 @@ class AnthropicClassifier(Classifier):
             request["tools"] = [{
                 "name": TOOL_NAME,
                 "description": "Report the defect class of the query image, chosen from the candidate classes.",
-                "input_schema": class_schema(prompt),
+                "input_schema": class_answer_schema(prompt),
             }]
             request["tool_choice"] = {"type": "tool", "name": TOOL_NAME}
         return request
@@ -301,13 +302,6 @@ class AnthropicClassifier(Classifier):
 # ----------------------------------------------------------------------------- helpers
 
 
-def _import_anthropic() -> Any:
-    try:
-        import anthropic
-    except ImportError as error:
-        raise HarnessError(f"the anthropic plugin needs the anthropic SDK: {PIP_HINT} ({error})") from None
-    return anthropic
-
 
 def _block(part: TextPart | ImagePart) -> dict[str, Any]:
     if isinstance(part, TextPart):
@@ -315,11 +309,3 @@ def _block(part: TextPart | ImagePart) -> dict[str, Any]:
     return {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png_base64(part)}}
 
 
-def class_schema(prompt: Prompt) -> dict[str, Any]:
-    """JSON schema of ``{"class": NAME}`` with NAME one of the candidates' display names (deduplicated, in order)."""
-    names = list(dict.fromkeys(c.name for c in prompt.candidates))
-    return {
-        "type": "object",
-        "properties": {"class": {"type": "string", "enum": names, "description": "the defect class of the query image"}},
-        "required": ["class"],
-    }

@@ -52,6 +52,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from harness.backend_kit import (
+    class_answer_schema, import_sdk,
     KEYLESS_PLACEHOLDER, ClientLanes, http_backend, is_encoded, is_sdk_timeout, is_transient_sdk_error,
     png_base64, scrub_secret, sdk_retry_after, strip_userinfo,
 )
@@ -140,7 +141,7 @@ class OpenAIClassifier(Classifier):
 
     def __init__(self, model_id: str | None, options: OpenAIOptions):
         super().__init__(model_id, options)
-        self._openai = _import_openai()
+        self._openai = import_sdk("openai", PIP_HINT)
         self._key = self._resolve_key()
         self._lanes: ClientLanes | None = None
         self._http_backend = http_backend()
@@ -204,7 +205,7 @@ class OpenAIClassifier(Classifier):
         if self.options.structured_output:
             request["response_format"] = {
                 "type": "json_schema",
-                "json_schema": {"name": SCHEMA_NAME, "strict": True, "schema": class_schema(prompt)},
+                "json_schema": {"name": SCHEMA_NAME, "strict": True, "schema": class_answer_schema(prompt, closed=True)},
             }
         if self.options.extra_body:
             request["extra_body"] = dict(self.options.extra_body)
@@ -300,24 +301,8 @@ class OpenAIClassifier(Classifier):
 # ----------------------------------------------------------------------------- helpers
 
 
-def _import_openai() -> Any:
-    try:
-        import openai
-    except ImportError as error:
-        raise HarnessError(f"the openai plugin needs the openai SDK: {PIP_HINT} ({error})") from None
-    return openai
-
 
 def _excerpt(text: str | bytes, limit: int = 100) -> str:
     return (text.decode("utf-8", "replace") if isinstance(text, bytes) else text)[:limit]
 
 
-def class_schema(prompt: Prompt) -> dict[str, Any]:
-    """JSON schema of ``{"class": NAME}`` with NAME one of the candidates' display names (deduplicated, in order)."""
-    names = list(dict.fromkeys(c.name for c in prompt.candidates))
-    return {
-        "type": "object",
-        "properties": {"class": {"type": "string", "enum": names, "description": "the defect class of the query image"}},
-        "required": ["class"],
-        "additionalProperties": False,
-    }
