@@ -212,6 +212,7 @@ def measure_anomalib(category: Category, options: PatchCoreOptions, train_batch:
         for first in range(0, len(train), train_batch):
             model(torch.cat([crop_tensor(p, options, mean, std) for p in train[first : first + train_batch]]))
     features_s = time.perf_counter() - started
+    torch.manual_seed(options.seed)  # its random projection and first centre come from torch's global generator
     model.subsample_embedding(options.coreset_ratio)
     fit_s = time.perf_counter() - started
     bank = int(model.memory_bank.shape[0])

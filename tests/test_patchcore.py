@@ -34,7 +34,7 @@ from harness.plugins import load_registry
 from harness.types import Category, ClassInfo, Sample
 from harness.visual import visual_prompt_images
 
-from harness_patchcore import PatchCoreGate, PatchCoreOptions, features, memory, runtime
+from harness_patchcore import PatchCoreGate, PatchCoreOptions, features, fitting, memory, runtime
 from harness_patchcore.calibration import QuantileRule, plan
 
 WIDTH, HEIGHT = 240, 160  # not square, on purpose
@@ -147,7 +147,40 @@ def test_device_resolution():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: auto resolves to cuda")
 def test_auto_device_is_cpu_without_a_gpu(fitted):
     assert runtime.prepare_device("auto") == "cpu"
-    assert fitted.info()["device"] == "cpu" and fitted.info()["precision"] == "float32"
+    assert fitted.info()["device"] == "cpu" and fitted.info()["precision"] == "float32 features"
+
+
+def test_cpu_bfloat16_is_used_only_where_it_is_native_and_listed(data, tmp_path, monkeypatch):
+    from harness_patchcore import gate as gate_module
+
+    # The default backbone is not listed (its depthwise convolutions gain nothing): float32 even with native bfloat16.
+    monkeypatch.setattr(gate_module, "native_cpu_bfloat16", lambda torch_: True)
+    assert PatchCoreGate(options(tmp_path, cache=False)).fit(category(data)).info()["precision"] == "float32 features"
+    # A listed backbone on a CPU with native bfloat16 extracts in bfloat16, records it, and still finds the stain.
+    monkeypatch.setattr(gate_module, "CPU_BFLOAT16_BACKBONES", ("efficientnet_lite0",))
+    half = PatchCoreGate(options(tmp_path, cache=False)).fit(category(data))
+    assert half.info()["precision"] == "bfloat16 features" and half.backbone.dtype == torch.bfloat16
+    assert half.bank.features.dtype == torch.float32  # distances stay in float32
+    assert half.score(data["bad"], load_rgb(data["bad"].image)).flagged
+    assert not half.score(data["good"], load_rgb(data["good"].image)).flagged
+    # Without native support, or with half_precision off: float32.
+    monkeypatch.setattr(gate_module, "native_cpu_bfloat16", lambda torch_: False)
+    assert PatchCoreGate(options(tmp_path, cache=False)).fit(category(data)).info()["precision"] == "float32 features"
+    monkeypatch.setattr(gate_module, "native_cpu_bfloat16", lambda torch_: True)
+    fitted = PatchCoreGate(options(tmp_path, cache=False, half_precision=False)).fit(category(data))
+    assert fitted.info()["precision"] == "float32 features"
+
+
+def test_bfloat16_features_stay_close_to_float32(data):
+    from harness_patchcore.backbones import load_backbone
+
+    crops = [features.preprocess(load_rgb(p), 128, 112) for p in data["train"][:2]]
+    exact = load_backbone("efficientnet_lite0", None, "cpu", 112, half=False)
+    half = load_backbone("efficientnet_lite0", None, "cpu", 112, half=True)
+    a = features.embed(torch, exact, features.to_batch(torch, crops, exact))
+    b = features.embed(torch, half, features.to_batch(torch, crops, half))
+    assert b.dtype == torch.float32 and a.shape == b.shape
+    assert float((a - b).norm() / a.norm()) < 0.05
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -210,12 +243,27 @@ def test_fit_never_reads_test_samples_and_records_its_calibration(fitted):
         assert key in info
 
 
-def test_holdout_calibration_keeps_held_out_images_out_of_the_bank(data, tmp_path):
+def test_holdout_calibration_scores_held_out_images_against_a_bank_without_them(data, tmp_path, monkeypatch):
+    calibration_banks = []
+    real = fitting.score_features
+
+    def spy(torch_, bank, patch_features, o):
+        calibration_banks.append(bank.features.clone())
+        return real(torch_, bank, patch_features, o)
+
+    monkeypatch.setattr(fitting, "score_features", spy)
     fitted = PatchCoreGate(options(tmp_path, calibration="holdout", cache=False)).fit(category(data))
     info = fitted.info()
     assert info["calibration"] == "holdout"
-    assert info["held_out"] == 5 and info["fit_images"] == 7  # at least 5 held out, at most half
+    assert info["held_out"] == 5 and info["fit_images"] == 12  # at least 5 held out, at most half
     assert "5 held-out training normals" in info["threshold_source"]
+    per_image = info["training_patches"] // 12
+    # Calibration: a bank of the 7 other images only. Testing: a bank of all 12, which
+    # continues that selection (so it contains it) to the same coreset ratio.
+    assert {len(b) for b in calibration_banks} == {round(0.1 * 7 * per_image)}
+    assert len(fitted.bank) == info["memory_bank_size"] == round(0.1 * 12 * per_image)
+    final = {tuple(row) for row in fitted.bank.features.tolist()}
+    assert all(tuple(row) in final for row in calibration_banks[0].tolist())
 
 
 def test_quantile_rule_is_an_order_statistic():
@@ -231,7 +279,8 @@ def test_calibration_plans():
     paths = [Path(f"/train/{i:03d}.png") for i in range(40)]
     holdout = plan(paths, "holdout", 0.2, seed=0)
     (bank, scored), = holdout.rounds
-    assert len(scored) == 8 and set(bank).isdisjoint(scored) and holdout.final_bank == bank
+    assert len(scored) == 8 and set(bank).isdisjoint(scored) and len(bank) == 32
+    assert holdout.final_bank == list(range(40))  # the bank kept for testing covers every image
     crossfit = plan(paths, "crossfit", 0.2, seed=0)
     folds = [scored for _, scored in crossfit.rounds]
     assert len(folds) == 5 and sorted(i for f in folds for i in f) == list(range(40))
@@ -412,19 +461,31 @@ def test_greedy_coreset_matches_a_plain_k_center_greedy():
     assert len(set(chosen)) == 20
     # The GPU's plain loop and the CPU's pruned loop agree pick for pick.
     clustered = torch.cat([torch.randn(200, 5, generator=torch.Generator().manual_seed(s)) + 8 * s for s in range(5)])
-    plain = memory.greedy_plain(torch, clustered, 150, first=7)
-    assert torch.equal(plain, memory.greedy_pruned(torch, clustered, 150, first=7))
+    plain = memory.greedy_plain(torch, clustered, 150, torch.tensor([7]))
+    assert torch.equal(plain, memory.greedy_pruned(torch, clustered, 150, torch.tensor([7])))
     everything = memory.greedy_coreset(torch, points, 500, projection_dim=8, seed=0)
     assert everything.tolist() == list(range(300))
+
+
+def test_greedy_selection_continued_from_its_first_picks_makes_the_same_picks():
+    clustered = torch.cat([torch.randn(200, 5, generator=torch.Generator().manual_seed(s)) + 8 * s for s in range(5)])
+    for loop in (memory.greedy_plain, memory.greedy_pruned):
+        whole = loop(torch, clustered, 120, torch.tensor([7]))
+        continued = loop(torch, clustered, 120, whole[:40].clone())
+        assert torch.equal(continued, whole), loop.__name__
+    # Through the public entry point, with a projection: the given centres come first, then new ones.
+    whole = memory.greedy_coreset(torch, clustered, 90, projection_dim=3, seed=2)
+    assert torch.equal(memory.greedy_coreset(torch, clustered, 90, 3, seed=2, initial=whole[:30]), whole)
+    assert torch.equal(memory.greedy_coreset(torch, clustered, 20, 3, seed=2, initial=whole[:30]), whole[:20])
 
 
 def test_cpu_greedy_loop_runs_on_one_thread_and_restores_the_count(monkeypatch):
     seen = []
     real = memory.greedy_plain
 
-    def spy(torch_, points, n_select, first):
+    def spy(torch_, points, n_select, initial):
         seen.append(torch.get_num_threads())
-        return real(torch_, points, n_select, first)
+        return real(torch_, points, n_select, initial)
 
     monkeypatch.setattr(memory, "greedy_plain", spy)
     before = torch.get_num_threads()

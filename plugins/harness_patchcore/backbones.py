@@ -35,6 +35,11 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 #: EfficientNet-Lite (converted from the TensorFlow reference) expects (x - 127) / 128, i.e. [-1, 1].
 LITE_MEAN = (127 / 255,) * 3
 LITE_STD = (128 / 255,) * 3
+#: Backbones that extract features in bfloat16 on a CPU with native bfloat16 (``half_precision``).
+#: The ResNets' dense convolutions run twice as fast (wide_resnet50_2 to layer3, 4 images of 224 px
+#: on 2 AMD EPYC cores with AVX512-BF16: 0.051 instead of 0.102 s per image) and their features
+#: differ from float32 by 0.8% (relative L2 norm); on bottle, image AUROC is unchanged (see README).
+CPU_BFLOAT16_BACKBONES = ("wide_resnet50_2", "resnet18")
 
 
 @dataclass
@@ -83,7 +88,8 @@ def load_backbone(
 ) -> Backbone:
     """Build backbone ``name`` with weights from disk, frozen, in eval mode, on ``device``.
 
-    ``half`` puts the network in float16 (only sensible on cuda).
+    ``half`` puts the network in float16 on cuda, in bfloat16 on a CPU (where
+    float16 convolutions are slow; see `CPU_BFLOAT16_BACKBONES`).
     """
     torch = import_torch()
     if name == "efficientnet_lite0":
@@ -93,7 +99,7 @@ def load_backbone(
     else:
         raise HarnessError(f"unknown backbone {name!r}; expected efficientnet_lite0, wide_resnet50_2 or resnet18")
     module, extract, channels, path = backbone
-    dtype = torch.float16 if half else torch.float32
+    dtype = (torch.float16 if device == "cuda" else torch.bfloat16) if half else torch.float32
     module.eval().requires_grad_(False).to(device=device, dtype=dtype)
     if name == "efficientnet_lite0":
         return Backbone(name, path, extract, channels, device, dtype, LITE_MEAN, LITE_STD)

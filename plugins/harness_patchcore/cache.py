@@ -28,7 +28,7 @@ from harness.errors import HarnessError
 CACHE_ENV = "HARNESS_CACHE_DIR"
 DEFAULT_CACHE_DIR = "~/.cache/anomaly-harness"
 #: Bump when what an entry holds, or how it is computed, changes.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: the bank covers all training images (calibration bank continued)
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from harness.images import load_rgb
 
 from harness_patchcore import calibration, features
 from harness_patchcore.backbones import Backbone
-from harness_patchcore.memory import MemoryBank, greedy_coreset, random_projection
+from harness_patchcore.memory import MemoryBank, greedy_coreset, random_projection, selection_space
 from harness_patchcore.options import PatchCoreOptions
 from harness_patchcore.runtime import usable_cpus
 
@@ -78,12 +78,30 @@ def extract(torch: Any, backbone: Backbone, o: PatchCoreOptions, projection: Any
     return torch.cat(parts) if len(parts) > 1 else parts[0]
 
 
-def build_bank(torch: Any, patch_features: Any, o: PatchCoreOptions) -> MemoryBank:
-    """A greedy coreset of ``coreset_ratio`` of the patch features (n, h, w, d) as a memory bank."""
-    flat = patch_features.reshape(-1, patch_features.shape[-1])
-    keep = max(1, round(o.coreset_ratio * flat.shape[0]))
-    chosen = greedy_coreset(torch, flat, keep, o.coreset_projection_dim, o.seed)
-    return MemoryBank(torch, flat.index_select(0, chosen))
+def select_coreset(torch: Any, points: Any, patches: int, images: list[int], o: PatchCoreOptions, initial: Any | None = None) -> Any:
+    """Rows of the training patch features kept for a memory bank over training ``images``.
+
+    ``points`` are all training images' patch features in selection space
+    (`memory.selection_space`), ``patches`` per image, image by image.
+    ``coreset_ratio`` of the given images' features are kept by greedy
+    coreset selection; ``initial`` (rows, all among those images) continues a
+    selection made before on part of them.
+    """
+    starts = torch.tensor(images, device=points.device) * patches
+    rows = (starts.unsqueeze(1) + torch.arange(patches, device=points.device)).reshape(-1)
+    keep = max(1, round(o.coreset_ratio * rows.numel()))
+    everything = rows.numel() == points.shape[0]  # rows is then 0..N-1: no copy, no renumbering
+    local_initial = None
+    if initial is not None:
+        local_initial = initial if everything else torch.searchsorted(rows, initial)
+    chosen = greedy_coreset(
+        torch, points if everything else points.index_select(0, rows), keep, None, o.seed, local_initial
+    )
+    return chosen if everything else rows.index_select(0, chosen)
+
+
+def bank_of(torch: Any, every: Any, rows: Any) -> MemoryBank:
+    return MemoryBank(torch, every.reshape(-1, every.shape[-1]).index_select(0, rows))
 
 
 def score_features(torch: Any, bank: MemoryBank, patch_features: Any, o: PatchCoreOptions) -> tuple[np.ndarray, np.ndarray]:
@@ -116,16 +134,19 @@ def fit_model(
     def subset(indices: list[int]) -> Any:
         return every.index_select(0, torch.tensor(indices, device=every.device))
 
-    clock = time.perf_counter()
-    bank = build_bank(torch, subset(the_plan.final_bank), o)
-    coreset_s = time.perf_counter() - clock
     scores: list[float] = []
     maxima: list[float] = []
     medians: list[float] = []
+    clock = time.perf_counter()
+    patches = every.shape[1] * every.shape[2]
+    points = selection_space(torch, every.reshape(-1, every.shape[-1]), o.coreset_projection_dim, o.seed)
+    coreset_s = time.perf_counter() - clock
     scoring_s = 0.0
+    last_rows = None
     for bank_images, scored in the_plan.rounds:
         clock = time.perf_counter()
-        round_bank = bank if bank_images == the_plan.final_bank else build_bank(torch, subset(bank_images), o)
+        last_rows = select_coreset(torch, points, patches, bank_images, o)
+        round_bank = bank_of(torch, every, last_rows)
         coreset_s += time.perf_counter() - clock
         clock = time.perf_counter()
         for group in batched(scored, size):
@@ -134,6 +155,11 @@ def fit_model(
             maxima.extend(float(m.max()) for m in maps)
             medians.extend(float(np.median(m)) for m in maps)
         scoring_s += time.perf_counter() - clock
+    # The final bank covers every training image: it continues the last calibration bank's
+    # selection over all of them, so the work already done is not repeated.
+    clock = time.perf_counter()
+    bank = bank_of(torch, every, select_coreset(torch, points, patches, the_plan.final_bank, o, initial=last_rows))
+    coreset_s += time.perf_counter() - clock
     timings["coreset_s"] = coreset_s
     timings["calibration_s"] = scoring_s
 

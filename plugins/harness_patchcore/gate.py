@@ -3,12 +3,14 @@
 ``fit(category)`` reads ``category.train_images`` and nothing else of the
 category (in particular never its test samples):
 
-1. plan the calibration: hold some training normals out of the memory bank,
-   or cross-fit (`calibration.plan`);
+1. plan the calibration: hold some training normals out of a calibration
+   bank, or cross-fit (`calibration.plan`);
 2. extract locally aware patch features of the training images (`features.embed`);
-3. keep a greedy coreset of them as the memory bank (`memory.greedy_coreset`);
+3. keep a greedy coreset of them as a calibration bank (`memory.greedy_coreset`);
 4. score the calibration normals against a bank without them and set the
    image and pixel thresholds from their scores (`calibration.QuantileRule`);
+   then continue the coreset selection over all training images: that is
+   the memory bank used for testing;
 5. store the bank and the calibration in the fit cache (`cache`), and reuse
    them when the same fit is asked for again.
 
@@ -44,12 +46,12 @@ from harness.gates import FittedGate, Gate
 from harness.types import Category, GateResult, Sample
 
 from harness_patchcore import cache, features
-from harness_patchcore.backbones import Backbone, load_backbone
+from harness_patchcore.backbones import CPU_BFLOAT16_BACKBONES, Backbone, load_backbone
 from harness_patchcore.calibration import QuantileRule
 from harness_patchcore.fitting import batch_size, batched, fit_model, score_features
 from harness_patchcore.memory import MemoryBank
 from harness_patchcore.options import FIT_OPTIONS, PatchCoreOptions
-from harness_patchcore.runtime import import_torch, prepare_device
+from harness_patchcore.runtime import import_torch, native_cpu_bfloat16, prepare_device
 
 #: A flagged image with no pixel above the pixel threshold is outlined around its top pixels.
 FALLBACK_TOP_FRACTION = 0.01
@@ -98,7 +100,9 @@ class PatchCoreGate(Gate):
         o: PatchCoreOptions = self.options
         torch = import_torch()
         device = prepare_device(o.device)
-        half = o.half_precision and device == "cuda"
+        half = o.half_precision and (
+            device == "cuda" or (o.backbone in CPU_BFLOAT16_BACKBONES and native_cpu_bfloat16(torch))
+        )
         backbone = self.backbone(device, half)
         timings = {"backbone_s": time.perf_counter() - started}
 
@@ -210,7 +214,7 @@ class FittedPatchCore(FittedGate):
             "timings": {name: round(value, 3) for name, value in timings.items()},
             "cache": cache_status,
             "device": self.device,
-            "precision": "float16 features" if self.backbone.dtype == self.torch.float16 else "float32",
+            "precision": f"{str(self.backbone.dtype).removeprefix('torch.')} features",  # distances: float32
             "backbone": o.backbone,
             "backbone_weights": str(self.backbone.weights),
         }

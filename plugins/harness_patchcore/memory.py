@@ -9,7 +9,9 @@ work on a small CPU at a small cost in coverage); the chosen features are
 kept at full dimension. On a CPU, for many features, the triangle inequality
 lets each step skip the features the new centre cannot be nearest to
 (`greedy_pruned`), with the picks of the plain loop (up to floating-point
-ties).
+ties). Selection can also continue from centres already chosen (``initial``):
+calibration builds a bank from part of the training images and the final bank
+extends that one over all of them, instead of selecting again from scratch.
 
 Nearest-neighbour search computes squared distances as
 ``|q|^2 + |m|^2 - 2 q.m`` with one matrix product per chunk of queries
@@ -37,7 +39,9 @@ def random_projection(torch: Any, in_dim: int, out_dim: int, seed: int, device: 
     return matrix.to(device)
 
 
-def greedy_coreset(torch: Any, features: Any, n_select: int, projection_dim: int | None, seed: int) -> Any:
+def greedy_coreset(
+    torch: Any, features: Any, n_select: int, projection_dim: int | None, seed: int, initial: Any | None = None
+) -> Any:
     """Indices (on the features' device) of ``n_select`` features chosen by k-center greedy.
 
     ``features`` is (N, D) float32. Selection is on a random projection to
@@ -46,22 +50,61 @@ def greedy_coreset(torch: Any, features: Any, n_select: int, projection_dim: int
     trip); for large inputs on a CPU the pruned loop (`greedy_pruned`) picks
     the same points, about twice as fast. On a CPU the plain loop runs on
     one thread (`single_thread`).
+
+    ``initial`` (indices into ``features``) are centres chosen already: the
+    result starts with them and the loop adds the farthest feature from then
+    on, so continuing a greedy run from its first k picks gives its own picks.
+    Without it, the first centre is a seeded random feature.
     """
     count, dim = features.shape
     if n_select >= count:
         return torch.arange(count, device=features.device)
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    first = int(torch.randint(count, (1,), generator=generator))
+    if initial is not None:
+        initial = initial.to(device=features.device, dtype=torch.long)
+        if initial.numel() >= n_select:
+            return initial[:n_select]
+    else:
+        generator = torch.Generator(device="cpu").manual_seed(seed)
+        initial = torch.randint(count, (1,), generator=generator).to(features.device)
     with torch.inference_mode():
-        points = features
-        if projection_dim is not None and projection_dim < dim:
-            points = features @ random_projection(torch, dim, projection_dim, seed + 1, features.device)
+        points = selection_space(torch, features, projection_dim, seed)
         large = points.numel() * points.element_size() > PRUNE_ABOVE_BYTES
         loop = greedy_pruned if large and not points.is_cuda else greedy_plain
         if loop is greedy_pruned or points.is_cuda:
-            return loop(torch, points.contiguous(), n_select, first)
+            return loop(torch, points.contiguous(), n_select, initial)
         with single_thread(torch):
-            return loop(torch, points.contiguous(), n_select, first)
+            return loop(torch, points.contiguous(), n_select, initial)
+
+
+def selection_space(torch: Any, features: Any, projection_dim: int | None, seed: int) -> Any:
+    """The points greedy selection compares: ``features`` (N, D) projected to ``projection_dim`` when smaller than D.
+
+    Projecting rows one by one or all together gives the same rows, so a
+    caller that selects among several subsets can project once and pass the
+    result to `greedy_coreset` with ``projection_dim=None`` and the same seed.
+    """
+    dim = features.shape[1]
+    if projection_dim is None or projection_dim >= dim:
+        return features
+    with torch.inference_mode():
+        return features @ random_projection(torch, dim, projection_dim, seed + 1, features.device)
+
+
+def nearest_centres(torch: Any, points: Any, squared: Any, centres: Any) -> tuple[Any, Any]:
+    """Every point's squared distance to its nearest centre among rows ``centres``, and which one (its position).
+
+    Chunked over the points so that at most ``MAX_CHUNK_ELEMENTS`` distances exist at once.
+    """
+    chosen = points.index_select(0, centres)
+    chosen_squared = squared.index_select(0, centres)
+    chunk = max(1, MAX_CHUNK_ELEMENTS // max(1, centres.numel()))
+    nearest, which = [], []
+    for start in range(0, points.shape[0], chunk):
+        block = torch.addmm(chosen_squared.unsqueeze(0), points[start : start + chunk], chosen.T, alpha=-2.0)
+        best, where = block.min(dim=1)
+        nearest.append(best + squared[start : start + chunk])
+        which.append(where)
+    return torch.cat(nearest), torch.cat(which)
 
 
 @contextlib.contextmanager
@@ -85,16 +128,24 @@ def single_thread(torch: Any) -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def greedy_plain(torch: Any, points: Any, n_select: int, first: int) -> Any:
-    """k-center greedy, one matrix-vector product over all points per pick; no value leaves the device."""
+def greedy_plain(torch: Any, points: Any, n_select: int, initial: Any) -> Any:
+    """k-center greedy, one matrix-vector product over all points per pick; no value leaves the device.
+
+    ``initial`` holds the centres chosen already (at least one).
+    """
     count = points.shape[0]
     device = points.device
     squared = (points * points).sum(dim=1)
-    nearest = torch.full((count,), float("inf"), device=device)
     distance = torch.empty(count, device=device)
     chosen = torch.empty(n_select, dtype=torch.long, device=device)
-    index = torch.tensor([first], device=device)
-    for step in range(n_select):
+    start = initial.numel() - 1
+    chosen[:start] = initial[:start]
+    if start:
+        nearest = nearest_centres(torch, points, squared, initial[:start])[0]
+    else:
+        nearest = torch.full((count,), float("inf"), device=device)
+    index = initial[start:]
+    for step in range(start, n_select):
         chosen[step] = index[0]
         centre = points.index_select(0, index)[0]
         # |x - c|^2 = |x|^2 - 2 x.c + |c|^2, for every x at once
@@ -105,7 +156,7 @@ def greedy_plain(torch: Any, points: Any, n_select: int, first: int) -> Any:
     return chosen
 
 
-def greedy_pruned(torch: Any, points: Any, n_select: int, first: int) -> Any:
+def greedy_pruned(torch: Any, points: Any, n_select: int, initial: Any) -> Any:
     """k-center greedy that skips the points a new centre cannot be nearest to (same picks as `greedy_plain`).
 
     Every point remembers its nearest centre so far, and every centre the
@@ -125,8 +176,16 @@ def greedy_pruned(torch: Any, points: Any, n_select: int, first: int) -> Any:
     radius_squared = torch.empty(n_select)
     chosen = torch.empty(n_select, dtype=torch.long)
     everyone = torch.arange(count)
-    index = first
-    for step in range(n_select):
+    start = initial.numel() - 1
+    if start:  # the centres chosen already, with their assigned points and radii
+        chosen[:start] = initial[:start]
+        centres[:start] = points.index_select(0, initial[:start])
+        centre_squared[:start] = squared.index_select(0, initial[:start])
+        nearest, assign = nearest_centres(torch, points, squared, initial[:start])
+        radius_squared[:start] = 0.0
+        radius_squared[:start].scatter_reduce_(0, assign, nearest.clamp_min(0.0), reduce="amax")
+    index = int(initial[start])
+    for step in range(start, n_select):
         chosen[step] = index
         centre = points[index]
         centres[step] = centre

@@ -36,7 +36,11 @@ class PatchCoreOptions(Options):
         "auto", description="where to compute: auto picks cuda when torch sees a GPU, else cpu"
     )
     half_precision: bool = Field(
-        True, description="on cuda, extract features in float16 (distances are always float32); ignored on cpu"
+        True,
+        description=(
+            "extract features in float16 on cuda, and in bfloat16 on a CPU with native bfloat16 (AVX512-BF16 "
+            "or AMX) for the torchvision ResNets; distances are always float32"
+        ),
     )
     image_size: int = Field(
         256, ge=32, description="images are resized (squashed) to image_size x image_size pixels ..."
@@ -74,16 +78,16 @@ class PatchCoreOptions(Options):
     calibration: Literal["auto", "holdout", "crossfit"] = Field(
         "auto",
         description=(
-            "how training normals get scores to calibrate on: holdout (held_out_fraction left out of the bank), "
-            "crossfit (5 folds, each scored against a bank of the others; the bank keeps all images), "
-            "auto (crossfit below 100 training images, else holdout)"
+            "how training normals get scores to calibrate on: holdout (held_out_fraction scored against a bank "
+            "of the others), crossfit (5 folds, each scored against a bank of the others), auto (crossfit below "
+            "100 training images, else holdout); either way the bank kept for testing covers all training images"
         ),
     )
     held_out_fraction: float = Field(
         0.2,
         gt=0.0,
         lt=1.0,
-        description="holdout calibration: fraction of the training normals left out of the memory bank and scored",
+        description="holdout calibration: fraction of the training normals left out of the calibration bank and scored",
     )
     target_false_alarm_rate: float = Field(
         0.05,
@@ -111,7 +115,7 @@ class PatchCoreOptions(Options):
 
 
 #: The options that change the fitted memory bank or calibration: they are part of the cache key.
-#: (``device`` is added separately, resolved; ``half_precision`` only when on cuda.)
+#: (``device`` is added separately, resolved; ``half_precision`` as the precision actually used.)
 FIT_OPTIONS: tuple[str, ...] = (
     "backbone",
     "backbone_weights",

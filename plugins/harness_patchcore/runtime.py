@@ -73,3 +73,16 @@ def prepare_device(requested: str) -> str:
         if torch.get_num_threads() != cores:
             torch.set_num_threads(cores)
     return device
+
+
+def native_cpu_bfloat16(torch: ModuleType) -> bool:
+    """Whether this CPU runs bfloat16 convolutions natively (AVX512-BF16 or AMX), so they are fast.
+
+    Without that, oneDNN emulates bfloat16 and it is slower than float32.
+    torch only answers this through a private function; if it ever goes
+    away, the answer is no (float32, always correct).
+    """
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
