@@ -25,8 +25,10 @@ import contextlib
 import math
 from typing import Any, Iterator
 
-#: At most this many distances (queries x bank) are held at once during a search.
-MAX_CHUNK_ELEMENTS = 1 << 24
+#: At most this many distances (queries x bank) are held at once during a search. Small enough
+#: for the block to stay in a CPU's cache between the product and the minimum: 784 queries
+#: against 16,386 bank features (152 dimensions) took 53 ms in blocks of 2M distances, 67 ms in one of 13M.
+MAX_CHUNK_ELEMENTS = 1 << 21
 #: On a CPU, projected features larger than this (bytes) are selected with `greedy_pruned`:
 #: below it they stay in cache and the plain loop, with less bookkeeping, is faster.
 PRUNE_ABOVE_BYTES = 16 << 20
@@ -216,6 +218,9 @@ class MemoryBank:
         self.torch = torch
         self.features = features.float().contiguous()
         self.squared = (self.features * self.features).sum(dim=1)
+        # The search multiplies by the transpose; stored contiguous, the product ran 15% faster
+        # on a CPU (784 queries x 16,386 features: 47 instead of 56 ms), for a second copy of the bank.
+        self.transposed = self.features.T.contiguous()
 
     def __len__(self) -> int:
         return int(self.features.shape[0])
@@ -228,7 +233,7 @@ class MemoryBank:
         with torch.inference_mode():
             for start in range(0, queries.shape[0], chunk):
                 block = queries[start : start + chunk].float()
-                squared = torch.addmm(self.squared.unsqueeze(0), block, self.features.T, alpha=-2.0)
+                squared = torch.addmm(self.squared.unsqueeze(0), block, self.transposed, alpha=-2.0)
                 best, where = squared.min(dim=1)
                 best = best + (block * block).sum(dim=1)
                 distances.append(best.clamp_min_(0.0).sqrt_())
