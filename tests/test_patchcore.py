@@ -150,25 +150,30 @@ def test_auto_device_is_cpu_without_a_gpu(fitted):
     assert fitted.info()["device"] == "cpu" and fitted.info()["precision"] == "float32 features"
 
 
-def test_cpu_bfloat16_is_used_only_where_it_is_native_and_listed(data, tmp_path, monkeypatch):
+def test_cpu_bfloat16_only_when_asked_native_and_listed(data, tmp_path, monkeypatch, caplog):
     from harness_patchcore import gate as gate_module
 
-    # The default backbone is not listed (its depthwise convolutions gain nothing): float32 even with native bfloat16.
     monkeypatch.setattr(gate_module, "native_cpu_bfloat16", lambda torch_: True)
+    # Off by default, even where the CPU has it.
     assert PatchCoreGate(options(tmp_path, cache=False)).fit(category(data)).info()["precision"] == "float32 features"
-    # A listed backbone on a CPU with native bfloat16 extracts in bfloat16, records it, and still finds the stain.
+    # Asked for, on a backbone not listed: float32, with a warning that says so.
+    asked = options(tmp_path, cache=False, cpu_bfloat16=True)
+    with caplog.at_level("WARNING"):
+        assert PatchCoreGate(asked).fit(category(data)).info()["precision"] == "float32 features"
+    assert "backbone efficientnet_lite0 runs in float32" in caplog.text
+    # Listed, native, asked for: bfloat16 features, recorded, float32 distances, and it still finds the stain.
     monkeypatch.setattr(gate_module, "CPU_BFLOAT16_BACKBONES", ("efficientnet_lite0",))
-    half = PatchCoreGate(options(tmp_path, cache=False)).fit(category(data))
+    half = PatchCoreGate(asked).fit(category(data))
     assert half.info()["precision"] == "bfloat16 features" and half.backbone.dtype == torch.bfloat16
-    assert half.bank.features.dtype == torch.float32  # distances stay in float32
+    assert half.bank.features.dtype == torch.float32
     assert half.score(data["bad"], load_rgb(data["bad"].image)).flagged
     assert not half.score(data["good"], load_rgb(data["good"].image)).flagged
-    # Without native support, or with half_precision off: float32.
+    # Without native support: float32 and a warning.
     monkeypatch.setattr(gate_module, "native_cpu_bfloat16", lambda torch_: False)
-    assert PatchCoreGate(options(tmp_path, cache=False)).fit(category(data)).info()["precision"] == "float32 features"
-    monkeypatch.setattr(gate_module, "native_cpu_bfloat16", lambda torch_: True)
-    fitted = PatchCoreGate(options(tmp_path, cache=False, half_precision=False)).fit(category(data))
-    assert fitted.info()["precision"] == "float32 features"
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert PatchCoreGate(asked).fit(category(data)).info()["precision"] == "float32 features"
+    assert "no native bfloat16" in caplog.text
 
 
 def test_bfloat16_features_stay_close_to_float32(data):

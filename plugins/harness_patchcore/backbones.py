@@ -35,10 +35,11 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 #: EfficientNet-Lite (converted from the TensorFlow reference) expects (x - 127) / 128, i.e. [-1, 1].
 LITE_MEAN = (127 / 255,) * 3
 LITE_STD = (128 / 255,) * 3
-#: Backbones that extract features in bfloat16 on a CPU with native bfloat16 (``half_precision``).
+#: Backbones that may extract features in bfloat16 on a CPU with native bfloat16 (option ``cpu_bfloat16``).
 #: The ResNets' dense convolutions run twice as fast (wide_resnet50_2 to layer3, 4 images of 224 px
-#: on 2 AMD EPYC cores with AVX512-BF16: 0.051 instead of 0.102 s per image) and their features
-#: differ from float32 by 0.8% (relative L2 norm); on bottle, image AUROC is unchanged (see README).
+#: on 2 AMD EPYC cores with AVX512-BF16: 0.051 instead of 0.102 s per image); their features differ
+#: from float32 by 0.8% (relative L2 norm). EfficientNet-Lite0 is left out: its features got 20%
+#: faster, but the peak memory of a bottle run went from 0.7 to 2.8 GB.
 CPU_BFLOAT16_BACKBONES = ("wide_resnet50_2", "resnet18")
 
 

@@ -70,6 +70,26 @@ class PatchCoreResult(GateResult):
     distance_map: np.ndarray | None = None
 
 
+def reduced_precision(torch: Any, o: PatchCoreOptions, device: str) -> bool:
+    """Whether the backbone runs in float16 (cuda, ``half_precision``) or bfloat16 (cpu, ``cpu_bfloat16``).
+
+    A ``cpu_bfloat16`` request that cannot be honoured (a backbone not in
+    `CPU_BFLOAT16_BACKBONES`, or a CPU without native bfloat16) runs in
+    float32 with a warning; run.json's ``precision`` says what was used.
+    """
+    if device == "cuda":
+        return o.half_precision
+    if not o.cpu_bfloat16:
+        return False
+    if o.backbone not in CPU_BFLOAT16_BACKBONES:
+        log.warning("cpu_bfloat16 applies to %s only; backbone %s runs in float32", ", ".join(CPU_BFLOAT16_BACKBONES), o.backbone)
+        return False
+    if not native_cpu_bfloat16(torch):
+        log.warning("cpu_bfloat16: this CPU has no native bfloat16 (AVX512-BF16 or AMX), where it is slower; using float32")
+        return False
+    return True
+
+
 class PatchCoreGate(Gate):
     """PatchCore on a frozen ImageNet CNN, calibrated on training normals left out of its memory bank."""
 
@@ -100,9 +120,7 @@ class PatchCoreGate(Gate):
         o: PatchCoreOptions = self.options
         torch = import_torch()
         device = prepare_device(o.device)
-        half = o.half_precision and (
-            device == "cuda" or (o.backbone in CPU_BFLOAT16_BACKBONES and native_cpu_bfloat16(torch))
-        )
+        half = reduced_precision(torch, o, device)
         backbone = self.backbone(device, half)
         timings = {"backbone_s": time.perf_counter() - started}
 
