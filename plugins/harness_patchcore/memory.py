@@ -92,26 +92,34 @@ def selection_space(torch: Any, features: Any, projection_dim: int | None, seed:
         return features @ random_projection(torch, dim, projection_dim, seed + 1, features.device)
 
 
-def nearest_centres(torch: Any, points: Any, squared: Any, centres: Any) -> tuple[Any, Any]:
-    """Every point's squared distance to its nearest centre among rows ``centres``, and which one (its position).
+def nearest_squared(torch: Any, queries: Any, queries_squared: Any, bank_t: Any, bank_squared: Any) -> tuple[Any, Any]:
+    """Every query's squared distance to its nearest bank feature, and which one (its column).
 
-    Chunked over the points so that at most ``MAX_CHUNK_ELEMENTS`` distances exist at once.
+    ``queries`` (Q, D) with their squared norms (Q,); ``bank_t`` the bank
+    transposed (D, K) with its squared norms (K,). Distances are
+    ``|q|^2 + |m|^2 - 2 q.m``, one matrix product per block of at most
+    ``MAX_CHUNK_ELEMENTS`` distances. The block is one reused buffer and the
+    results are written in place: a fresh block per chunk, between small
+    per-chunk results kept alive, fragmented the C heap into gigabytes
+    (a bottle fit: 0.4 -> 4.3 GB).
     """
-    chosen = points.index_select(0, centres)
-    chosen_squared = squared.index_select(0, centres)
-    chunk = max(1, MAX_CHUNK_ELEMENTS // max(1, centres.numel()))
-    # One block buffer and the results written in place: a fresh block per chunk, between small
-    # per-chunk results kept alive, fragmented the C heap into gigabytes (bottle: 0.4 -> 4.3 GB).
-    block = torch.empty(min(chunk, points.shape[0]), centres.numel(), device=points.device)
-    nearest = torch.empty(points.shape[0], device=points.device)
-    which = torch.empty(points.shape[0], dtype=torch.long, device=points.device)
-    for start in range(0, points.shape[0], chunk):
-        rows = points[start : start + chunk]
+    count, size = queries.shape[0], bank_t.shape[1]
+    chunk = max(1, MAX_CHUNK_ELEMENTS // max(1, size))
+    block = torch.empty(min(chunk, count), size, device=queries.device)
+    nearest = torch.empty(count, device=queries.device)
+    which = torch.empty(count, dtype=torch.long, device=queries.device)
+    for start in range(0, count, chunk):
+        rows = queries[start : start + chunk]
         part = block[: rows.shape[0]]
-        torch.addmm(chosen_squared.unsqueeze(0), rows, chosen.T, alpha=-2.0, out=part)
+        torch.addmm(bank_squared.unsqueeze(0), rows, bank_t, alpha=-2.0, out=part)
         torch.min(part, dim=1, out=(nearest[start : start + chunk], which[start : start + chunk]))
-    nearest.add_(squared)
-    return nearest, which
+    return nearest.add_(queries_squared), which
+
+
+def nearest_centres(torch: Any, points: Any, squared: Any, centres: Any) -> tuple[Any, Any]:
+    """Every point's squared distance to its nearest centre among rows ``centres``, and which one (its position)."""
+    chosen = points.index_select(0, centres)
+    return nearest_squared(torch, points, squared, chosen.T, squared.index_select(0, centres))
 
 
 @contextlib.contextmanager
@@ -233,19 +241,9 @@ class MemoryBank:
     def nearest(self, queries: Any) -> tuple[Any, Any]:
         """(distance, index) of every query's nearest bank feature; queries (Q, D) on the bank's device."""
         torch = self.torch
-        chunk = max(1, MAX_CHUNK_ELEMENTS // max(1, len(self)))
-        count = queries.shape[0]
         with torch.inference_mode():
-            # One block buffer, results written in place (see `nearest_centres` for why).
-            block = torch.empty(min(chunk, count), len(self), device=queries.device)
-            distance = torch.empty(count, device=queries.device)
-            index = torch.empty(count, dtype=torch.long, device=queries.device)
-            for start in range(0, count, chunk):
-                rows = queries[start : start + chunk].float()
-                part = block[: rows.shape[0]]
-                torch.addmm(self.squared.unsqueeze(0), rows, self.transposed, alpha=-2.0, out=part)
-                torch.min(part, dim=1, out=(distance[start : start + chunk], index[start : start + chunk]))
-                distance[start : start + chunk].add_((rows * rows).sum(dim=1))
+            queries = queries.float()
+            distance, index = nearest_squared(torch, queries, (queries * queries).sum(dim=1), self.transposed, self.squared)
             return distance.clamp_min_(0.0).sqrt_(), index
 
     def reweighted(self, patch_distance: Any, patch_index: Any, queries: Any, num_neighbors: int) -> Any:
