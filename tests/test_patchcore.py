@@ -34,7 +34,7 @@ from harness.plugins import load_registry
 from harness.types import Category, ClassInfo, Sample
 from harness.visual import visual_prompt_images
 
-from harness_patchcore import PatchCoreGate, PatchCoreOptions, features, fitting, memory, runtime
+from harness_patchcore import PatchCoreGate, PatchCoreOptions, bank, features, fitting, memory, runtime, search
 from harness_patchcore.calibration import QuantileRule, plan
 
 WIDTH, HEIGHT = 240, 160  # not square, on purpose
@@ -512,7 +512,7 @@ def test_nearest_neighbour_search_is_exact_in_chunks(monkeypatch):
     generator = torch.Generator().manual_seed(2)
     bank_features, queries = torch.randn(500, 16, generator=generator), torch.randn(70, 16, generator=generator)
     monkeypatch.setattr(memory, "MAX_CHUNK_ELEMENTS", 500 * 8)  # chunks of 8 queries
-    distance, index = memory.MemoryBank(torch, bank_features).nearest(queries)
+    distance, index = bank.MemoryBank(torch, bank_features).nearest(queries)
     reference = torch.cdist(queries, bank_features)
     assert torch.equal(index, reference.argmin(dim=1))
     assert torch.allclose(distance, reference.min(dim=1).values, atol=1e-4)
@@ -520,10 +520,10 @@ def test_nearest_neighbour_search_is_exact_in_chunks(monkeypatch):
 
 def test_reweighting_stays_within_the_papers_bounds():
     generator = torch.Generator().manual_seed(4)
-    bank = memory.MemoryBank(torch, torch.randn(200, 8, generator=generator))
+    memory_bank = bank.MemoryBank(torch, torch.randn(200, 8, generator=generator))
     queries = torch.randn(30, 8, generator=generator) * 2
-    distance, index = bank.nearest(queries)
+    distance, index = memory_bank.nearest(queries)
     s_star = distance.max()
-    weighted = bank.reweighted(distance, index, queries, num_neighbors=9)
+    weighted = memory_bank.reweighted(distance, index, queries, num_neighbors=9)
     assert (1 - 1 / 9) * s_star - 1e-5 <= weighted <= s_star
-    assert bank.reweighted(distance, index, queries, num_neighbors=1) == s_star
+    assert memory_bank.reweighted(distance, index, queries, num_neighbors=1) == s_star

@@ -22,7 +22,8 @@ from harness.images import load_rgb
 
 from harness_patchcore import calibration, features
 from harness_patchcore.backbones import Backbone
-from harness_patchcore.memory import MemoryBank, greedy_coreset, random_projection, selection_space
+from harness_patchcore.bank import MemoryBank
+from harness_patchcore.memory import greedy_coreset, random_projection, selection_space
 from harness_patchcore.options import PatchCoreOptions
 from harness_patchcore.runtime import usable_cpus
 

@@ -49,7 +49,7 @@ from harness_patchcore import cache, features
 from harness_patchcore.backbones import CPU_BFLOAT16_BACKBONES, Backbone, load_backbone
 from harness_patchcore.calibration import QuantileRule
 from harness_patchcore.fitting import batch_size, batched, fit_model, score_features
-from harness_patchcore.memory import MemoryBank
+from harness_patchcore.bank import MemoryBank
 from harness_patchcore.options import FIT_OPTIONS, PatchCoreOptions
 from harness_patchcore.runtime import import_torch, native_cpu_bfloat16, prepare_device
 

@@ -1,0 +1,70 @@
+"""The memory bank: normal patch features, their nearest-neighbour search and the paper's reweighted image score."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness_patchcore.memory import nearest_squared
+from harness_patchcore.search import CLUSTERED_SEARCH_FROM, ClusteredSearch
+
+
+class MemoryBank:
+    """Patch features of normal images, searchable by nearest neighbour."""
+
+    def __init__(self, torch: Any, features: Any):
+        self.torch = torch
+        self.features = features.float().contiguous()
+        self.squared = (self.features * self.features).sum(dim=1)
+        # The search multiplies by the transpose; stored contiguous, the product ran 15% faster
+        # on a CPU (784 queries x 16,386 features: 47 instead of 56 ms), for a second copy of the bank.
+        self.transposed = self.features.T.contiguous()
+        self._clustered: ClusteredSearch | None = None
+
+    def __len__(self) -> int:
+        return int(self.features.shape[0])
+
+    def nearest(self, queries: Any) -> tuple[Any, Any]:
+        """(distance, index) of every query's nearest bank feature; queries (Q, D) on the bank's device.
+
+        Exact either way: a large bank on a CPU is searched by groups
+        (`ClusteredSearch`, built at the first search), anything else whole.
+        """
+        torch = self.torch
+        with torch.inference_mode():
+            queries = queries.float()
+            squared = (queries * queries).sum(dim=1)
+            if self.features.device.type != "cpu" or len(self) < CLUSTERED_SEARCH_FROM:
+                distance, index = nearest_squared(torch, queries, squared, self.transposed, self.squared)
+            else:
+                if self._clustered is None:
+                    self._clustered = ClusteredSearch(torch, self.features, self.squared)
+                distance, index = self._clustered.nearest(queries, squared)
+            return distance.clamp_min_(0.0).sqrt_(), index
+
+    def reweighted(self, patch_distance: Any, patch_index: Any, queries: Any, num_neighbors: int) -> Any:
+        """The image score: the largest patch distance s*, scaled by the paper's weight (Eq. 7).
+
+        With m_test the most anomalous patch, m* its nearest bank feature and
+        N_b(m*) the b bank features nearest to m* (m* among them)::
+
+            s = (1 - exp(|m_test - m*|) / sum_{m in N_b(m*)} exp(|m_test - m|)) * s*
+
+        The weight lies in [1 - 1/b, 1): close to 1 when m* sits apart from
+        its neighbours (a rare normal pattern, so the distance says more),
+        lower when m* is in a dense region. ``num_neighbors`` <= 1 returns s*.
+        """
+        torch = self.torch
+        worst = int(torch.argmax(patch_distance))
+        s_star = patch_distance[worst]
+        b = min(num_neighbors, len(self))
+        if b <= 1:
+            return s_star
+        with torch.inference_mode():
+            m_star = self.features[patch_index[worst]]
+            to_m_star = self.squared - 2.0 * (self.features @ m_star) + self.squared[patch_index[worst]]
+            support = torch.topk(to_m_star, b, largest=False).indices
+            m_test = queries[worst].float()
+            distances = (self.features[support] - m_test).norm(dim=1)
+            # exp(s*) / sum(exp(d)) computed as exp(s* - logsumexp(d)) so large distances cannot overflow.
+            weight = 1.0 - torch.exp(s_star - torch.logsumexp(distances, dim=0))
+        return weight * s_star

@@ -1,0 +1,96 @@
+"""The grouped nearest-neighbour search (`harness_patchcore.search`) against a search of the whole bank."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="the patchcore gate needs torch: pip install 'anomaly-harness[patchcore]'")
+
+from harness_patchcore import bank, search  # noqa: E402
+
+
+def whole_bank(features, queries):
+    """Reference: squared distances to every bank feature, in float64."""
+    return torch.cdist(queries.double(), features.double()).pow(2)
+
+
+def assert_exact(features, queries, found, rows):
+    reference = whole_bank(features, queries)
+    smallest = reference.min(dim=1).values
+    assert torch.allclose(found.double(), smallest, rtol=1e-4, atol=1e-3)
+    # the row returned is a nearest one (ties may pick another of equal distance)
+    assert torch.allclose(reference.gather(1, rows.view(-1, 1)).squeeze(1), smallest, rtol=1e-4, atol=1e-3)
+
+
+def mixture(generator, count, dim, centres=12, spread=0.3):
+    """Points around a few random centres: the clustered kind of data the search prunes well."""
+    middles = torch.randn(centres, dim, generator=generator) * 4
+    picks = torch.randint(centres, (count,), generator=generator)
+    return middles[picks] + spread * torch.randn(count, dim, generator=generator)
+
+
+@pytest.mark.parametrize("groups", [None, 1, 3, 40, 600])
+def test_grouped_search_finds_the_nearest_feature_of_the_whole_bank(groups):
+    generator = torch.Generator().manual_seed(11)
+    features = mixture(generator, 600, 24)
+    queries = torch.cat(
+        [
+            mixture(generator, 150, 24),  # normal-looking queries
+            features[:20],  # bank features themselves: distance 0
+            torch.randn(30, 24, generator=generator) * 12,  # far from everything, as anomalous patches are
+        ]
+    )
+    index = search.ClusteredSearch(torch, features, (features * features).sum(dim=1), groups=groups)
+    found, rows = index.nearest(queries, (queries * queries).sum(dim=1))
+    assert_exact(features, queries, found, rows)
+    assert torch.equal(rows[150:170], torch.arange(20))
+
+
+def test_grouped_search_skips_groups_that_cannot_hold_the_nearest_feature(monkeypatch):
+    generator = torch.Generator().manual_seed(12)
+    features = mixture(generator, 2000, 16, centres=30, spread=0.2)
+    queries = mixture(generator, 300, 16, centres=30, spread=0.2)
+    index = search.ClusteredSearch(torch, features, (features * features).sum(dim=1), groups=30)
+    compared = []
+    real = index._search
+
+    def counting(group, rows, rows_squared):
+        compared.append(rows.shape[0] * index.blocks_t[group].shape[1])
+        return real(group, rows, rows_squared)
+
+    monkeypatch.setattr(index, "_search", counting)
+    found, rows = index.nearest(queries, (queries * queries).sum(dim=1))
+    assert_exact(features, queries, found, rows)
+    assert sum(compared) < 0.25 * queries.shape[0] * features.shape[0]
+
+
+def test_duplicate_features_leave_no_empty_group():
+    features = torch.cat([torch.ones(50, 4), torch.zeros(50, 4)])  # two distinct points, many copies
+    index = search.ClusteredSearch(torch, features, (features * features).sum(dim=1), groups=8)
+    assert len(index.blocks_t) == 2 and all(block.shape[1] == 50 for block in index.blocks_t)
+    queries = torch.tensor([[0.9, 1.0, 1.1, 1.0], [0.1, 0.0, -0.1, 0.0]])
+    found, rows = index.nearest(queries, (queries * queries).sum(dim=1))
+    assert_exact(features, queries, found, rows)
+
+
+def test_memory_bank_searches_a_large_bank_by_groups_with_the_whole_banks_answer(monkeypatch):
+    generator = torch.Generator().manual_seed(13)
+    features = mixture(generator, 1800, 20)
+    queries = torch.cat([mixture(generator, 400, 20), torch.randn(50, 20, generator=generator) * 10])
+    whole = bank.MemoryBank(torch, features)
+    expected_distance, expected_rows = whole.nearest(queries)
+    assert whole._clustered is None  # below CLUSTERED_SEARCH_FROM: the whole bank
+
+    monkeypatch.setattr(bank, "CLUSTERED_SEARCH_FROM", 1000)
+    grouped = bank.MemoryBank(torch, features)
+    distance, rows = grouped.nearest(queries)
+    assert isinstance(grouped._clustered, search.ClusteredSearch)
+    assert torch.allclose(distance, expected_distance, rtol=1e-5, atol=1e-4)
+    assert torch.allclose(distance, (features[rows] - queries).norm(dim=1), rtol=1e-4, atol=1e-3)
+    assert (rows == expected_rows).float().mean() > 0.99  # the same features, but for exact ties
+
+
+def test_group_count_grows_with_the_bank():
+    assert search.group_count(16386) == 64
+    assert search.group_count(4096) == 32
+    assert search.group_count(3) == 2
