@@ -320,9 +320,14 @@ def usage_summary(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _categories(records: Sequence[dict[str, Any]], label_sets: dict[str, list[str]]) -> dict[str, list[dict]]:
-    """Records grouped by category, in label-set order, only categories that have records."""
+    """Records grouped by category, in label-set order, only categories that have records.
+
+    Within a category records are in sample order (a stable sort, so repeats of
+    a sample keep theirs): the bootstrap then draws the same intervals whatever
+    order the records finished in, as concurrent model calls make it vary.
+    """
     grouped: dict[str, list[dict]] = {c: [] for c in label_sets}
-    for r in records:
+    for r in sorted(records, key=lambda r: str(r.get("sample_id", ""))):
         grouped[r["category"]].append(r)
     return {c: rs for c, rs in grouped.items() if rs}
 

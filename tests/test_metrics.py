@@ -270,6 +270,21 @@ def test_bootstrap_is_deterministic_and_contains_point_estimate():
     assert a["categories"]["screw"]["accuracy_ci"] == [1.0, 1.0]
 
 
+def test_bootstrap_does_not_depend_on_the_order_records_finished_in():
+    # Concurrent model calls finish in any order; the same answers must give the same intervals.
+    records = [
+        rec("bottle", true, pred, sid=f"bottle/{i:03d}")
+        for i, (true, pred) in enumerate([("crack", "crack"), ("crack", "scratch"), ("scratch", "scratch")] * 20)
+    ]
+    shuffled = records[:]
+    random.Random(3).shuffle(shuffled)
+    assert shuffled != records
+    in_order = score_model(records, LABELS, seed=1, n_boot=300)["protocols"]["velm"]
+    out_of_order = score_model(shuffled, LABELS, seed=1, n_boot=300)["protocols"]["velm"]
+    assert in_order["accuracy_ci"] == out_of_order["accuracy_ci"]
+    assert in_order["accuracy_ci"][0] < in_order["accuracy"] < in_order["accuracy_ci"][1]
+
+
 def test_bootstrap_all_correct_is_degenerate():
     mean_ci, per = bootstrap_accuracy({"a": [True] * 5, "b": [True] * 3}, n_boot=100)
     assert mean_ci == [1.0, 1.0] and per == {"a": [1.0, 1.0], "b": [1.0, 1.0]}
