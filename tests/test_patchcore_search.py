@@ -64,6 +64,22 @@ def test_grouped_search_skips_groups_that_cannot_hold_the_nearest_feature(monkey
     assert sum(compared) < 0.25 * queries.shape[0] * features.shape[0]
 
 
+def test_many_queries_are_searched_in_bounded_chunks(monkeypatch):
+    generator = torch.Generator().manual_seed(14)
+    features = mixture(generator, 800, 12)
+    queries = mixture(generator, 500, 12)
+    index = search.ClusteredSearch(torch, features, (features * features).sum(dim=1), groups=10)
+    whole = index.nearest(queries, (queries * queries).sum(dim=1))
+    largest = max(block.shape[1] for block in index.blocks_t)
+    monkeypatch.setattr(search, "MAX_CHUNK_ELEMENTS", largest * 64)  # chunks of 64 queries
+    products = []
+    real = index._search
+    monkeypatch.setattr(index, "_search", lambda g, q, s: products.append(q.shape[0]) or real(g, q, s))
+    chunked = index.nearest(queries, (queries * queries).sum(dim=1))
+    assert max(products) <= 64
+    assert torch.equal(chunked[1], whole[1]) and torch.allclose(chunked[0], whole[0])
+
+
 def test_duplicate_features_leave_no_empty_group():
     features = torch.cat([torch.ones(50, 4), torch.zeros(50, 4)])  # two distinct points, many copies
     index = search.ClusteredSearch(torch, features, (features * features).sum(dim=1), groups=8)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
-from harness_patchcore.memory import nearest_squared
+from harness_patchcore.memory import nearest_squared, single_thread
 from harness_patchcore.search import CLUSTERED_SEARCH_FROM, ClusteredSearch
 
 
@@ -30,15 +31,17 @@ class MemoryBank:
         (`ClusteredSearch`, built at the first search), anything else whole.
         """
         torch = self.torch
-        with torch.inference_mode():
+        grouped = self.features.device.type == "cpu" and len(self) >= CLUSTERED_SEARCH_FROM
+        # The grouped search's small operations run on one thread (see `ClusteredSearch.nearest`).
+        with torch.inference_mode(), single_thread(torch) if grouped else contextlib.nullcontext():
             queries = queries.float()
             squared = (queries * queries).sum(dim=1)
-            if self.features.device.type != "cpu" or len(self) < CLUSTERED_SEARCH_FROM:
-                distance, index = nearest_squared(torch, queries, squared, self.transposed, self.squared)
-            else:
+            if grouped:
                 if self._clustered is None:
                     self._clustered = ClusteredSearch(torch, self.features, self.squared)
                 distance, index = self._clustered.nearest(queries, squared)
+            else:
+                distance, index = nearest_squared(torch, queries, squared, self.transposed, self.squared)
             return distance.clamp_min_(0.0).sqrt_(), index
 
     def reweighted(self, patch_distance: Any, patch_index: Any, queries: Any, num_neighbors: int) -> Any:
