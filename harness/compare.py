@@ -30,7 +30,6 @@ runs are then left out and counted.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Sequence
@@ -41,50 +40,24 @@ from harness.class_order import first_repeat
 from harness.errors import HarnessError
 from harness.metrics import bootstrap_accuracy, is_correct, protocol_records
 from harness.results import load_run, resolve_run_dir
+from harness.run_folder import RunFolder
 
 
-@dataclass
-class LoadedRun:
-    """A run folder read for comparison."""
-
-    path: Path
-    run: dict[str, Any]
-    records: list[dict[str, Any]]
-
-    @property
-    def run_id(self) -> str:
-        return str(self.run.get("run_id") or self.path.name)
-
-    @property
-    def benchmark(self) -> str:
-        return str((self.run.get("benchmark") or {}).get("name"))
-
-    @property
-    def manifest_hash(self) -> str:
-        return str((self.run.get("benchmark") or {}).get("manifest_hash"))
-
-    @property
-    def models(self) -> list[str]:
-        """Model specs in run order (config first, then any only seen in records)."""
-        models = list((self.run.get("config") or {}).get("models") or [])
-        for record in self.records:
-            if record["model"] not in models:
-                models.append(record["model"])
-        return models
-
-    def describe(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "path": str(self.path), "benchmark": self.benchmark,
-                "manifest_hash": self.manifest_hash, "status": self.run.get("status")}
+#: The name this module gave `RunFolder` before there was one class for a run folder read.
+LoadedRun = RunFolder
 
 
-def resolve_run(ref: str | Path, results_dir: Path) -> LoadedRun:
-    """A run given by id under ``results_dir`` or by folder path, with its records."""
+def resolve_run(ref: str | Path, results_dir: Path) -> RunFolder:
+    """A run given by id under ``results_dir`` or by folder path, with its records.
+
+    Its ``run_id`` is run.json's, or the folder's name where run.json has none.
+    """
     path = resolve_run_dir(ref, results_dir)
     run, records = load_run(path)
-    return LoadedRun(path, run, records)
+    return RunFolder(str(run.get("run_id") or path.name), path, run, records)
 
 
-def pair_models(run_a: LoadedRun, run_b: LoadedRun, picks: Sequence[str] = ()) -> list[tuple[str, str]]:
+def pair_models(run_a: RunFolder, run_b: RunFolder, picks: Sequence[str] = ()) -> list[tuple[str, str]]:
     """Which model of A is compared with which model of B.
 
     Each pick is ``SPEC`` (the same model in both runs) or ``SPEC_A=SPEC_B``.
@@ -119,7 +92,7 @@ def pair_models(run_a: LoadedRun, run_b: LoadedRun, picks: Sequence[str] = ()) -
     )
 
 
-def check_comparable(run_a: LoadedRun, run_b: LoadedRun, allow_different_manifests: bool) -> list[str]:
+def check_comparable(run_a: RunFolder, run_b: RunFolder, allow_different_manifests: bool) -> list[str]:
     """Refuse runs over different image sets unless allowed; return notes for the report."""
     notes = []
     differs = []
@@ -279,8 +252,8 @@ def _answer(record: dict[str, Any]) -> str:
 
 
 def compare_runs(
-    run_a: LoadedRun,
-    run_b: LoadedRun,
+    run_a: RunFolder,
+    run_b: RunFolder,
     picks: Sequence[str] = (),
     protocol: str = "velm",
     allow_different_manifests: bool = False,

@@ -7,31 +7,35 @@
 
 The gate and image preparation run in a worker thread while model calls for
 earlier samples are in flight, so a slow gate and slow models overlap.
+
+The pieces a run uses live beside it: `harness.run_config` (the config and its
+run.json round trip), `harness.sampling` (seeded support set, subset and
+reference image), `harness.run_header` (run.json as the run starts),
+`harness.run_records` (one record per answer) and `harness.run_folder` (the
+result). `RunConfig`, `RunResult` and `reference_path` are importable from
+here as before. Image reading and prompt rendering stay in this module:
+`harness.prompt_memo` hashes its source to know when a remembered prompt is stale.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
-import random
 import threading
 from concurrent.futures import Future
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from harness import __version__, answers, metrics, paths
+from harness import __version__, metrics, paths
 from harness.class_order import check_class_order, class_orders, first_repeat, position_bias, record_repeat
 from harness.cache import ResponseCache
 from harness.classifiers import Classifier, parse_model_spec
 from harness.datasets import Benchmark, ReleaseMismatchError, manifest_hash
-from harness.decision_report import decisions_for_run, record_decisions
+from harness.decision_report import decisions_for_run
 from harness.decisions import CostMatrix, Policy, load_costs, load_policy, resolve_file
-from harness.dispatch import CallResult, Dispatcher
+from harness.dispatch import Dispatcher
 from harness.errors import BadInputError, HarnessError
 from harness.gate_metrics import gate_metrics, pixel_auroc, shrink_for_pixel_auroc
 from harness.gates import FittedGate, Gate
@@ -41,120 +45,21 @@ from harness.plugins import Registry
 from harness.pricing import load_prices, price_for
 from harness.prompt_memo import PromptMemo
 from harness.prompts import PromptTemplate, render_prompt
-from harness.redact import redact_value
-from harness.results import (
-    SCHEMA_VERSION, RunFiles, environment_provenance, load_run, new_run_id, truncate_partial_line,
-)
-from harness.types import GOOD, GOOD_CLASS, BenchmarkData, Category, GateResult, Prompt, Sample, SupportExample
+from harness.results import RunFiles, environment_provenance, load_run, new_run_id, truncate_partial_line
+from harness.run_config import RunConfig
+from harness.run_folder import RunFolder
+from harness.run_header import now_utc, run_header
+from harness.run_records import Prepared, RecordBuilder
+from harness.sampling import draw_support, reference_path, seeded_subset
+from harness.types import GOOD_CLASS, BenchmarkData, Category, GateResult, Sample, SupportExample
 from harness.visual import resize_for_prompt, visual_prompt_images
 
 #: Samples prepared ahead of the model calls; bounds the images held in memory.
 MAX_SAMPLES_IN_FLIGHT = 64
 
 
-def reference_path(category: Category, seed: int) -> Path | None:
-    """The training normal a run with ``seed`` shows as the reference for ``category`` (None without any).
-
-    Public so that readers of a finished run (``harness report``) can show the same picture.
-    """
-    if not category.train_images:
-        return None
-    return random.Random(f"{seed}:{category.name}").choice(category.train_images)
-
-
-@dataclass
-class RunConfig:
-    """Everything that decides what a run computes. Written to run.json as given."""
-
-    benchmark: str
-    models: list[str]
-    gate: str = "oracle"
-    prompt: str = "velm"
-    data_root: Path | None = None
-    categories: list[str] | None = None
-    gate_options: dict[str, Any] = field(default_factory=dict)
-    model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    seed: int = 0
-    limit: int | None = None
-    results_dir: Path = Path("results")
-    run_id: str | None = None
-    n_boot: int = 1000
-    output_formats: list[str] = field(default_factory=list)
-    use_cache: bool = True
-    prices: Path | None = None
-    #: Backoff between retries of transient errors: initial wait and cap, in seconds.
-    retry_initial_s: float = 1.0
-    retry_max_s: float = 60.0
-    #: Labelled examples per anomaly class drawn from the test set (seeded); excluded from scoring.
-    shots: int = 0
-    #: Evaluate the files a data root shares with a benchmark's released list when they differ.
-    allow_partial: bool = False
-    #: Candidate class order: "given", or "shuffle" with ``repeats`` >= 2 orders (harness/class_order.py).
-    class_order: str = "given"
-    repeats: int = 1
-    #: Decision policy and cost matrix (paths or shipped names, harness/decisions.py); None for none.
-    policy: Path | str | None = None
-    costs: Path | str | None = None
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any], results_dir: Path, run_id: str) -> "RunConfig":
-        """The config a run.json recorded, to resume that run exactly as it was started."""
-        return cls(
-            benchmark=data["benchmark"], models=list(data["models"]), gate=data["gate"], prompt=data["prompt"],
-            data_root=Path(data["data_root"]) if data.get("data_root") else None,
-            categories=data.get("categories"), gate_options=data.get("gate_options") or {},
-            model_options=data.get("model_options") or {}, seed=data.get("seed", 0), limit=data.get("limit"),
-            results_dir=results_dir, run_id=run_id, n_boot=data.get("n_boot", 1000),
-            prices=Path(data["prices"]) if data.get("prices") else None,
-            retry_initial_s=data.get("retry_initial_s", 1.0), retry_max_s=data.get("retry_max_s", 60.0),
-            shots=data.get("shots", 0),
-            allow_partial=data.get("allow_partial", False),
-            class_order=data.get("class_order", "given"), repeats=data.get("repeats", 1),
-            policy=data.get("policy"), costs=data.get("costs"),
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "benchmark": self.benchmark,
-            "data_root": str(self.data_root) if self.data_root else None,
-            "categories": self.categories,
-            "gate": self.gate,
-            "gate_options": redact_value(self.gate_options),
-            "models": self.models,
-            "model_options": redact_value(self.model_options),
-            "prompt": self.prompt,
-            "seed": self.seed,
-            "limit": self.limit,
-            "n_boot": self.n_boot,
-            "prices": str(self.prices) if self.prices else None,
-            "retry_initial_s": self.retry_initial_s,
-            "retry_max_s": self.retry_max_s,
-            "shots": self.shots,
-            "allow_partial": self.allow_partial,
-            "class_order": self.class_order,
-            "repeats": self.repeats,
-            "policy": str(self.policy) if self.policy else None,
-            "costs": str(self.costs) if self.costs else None,
-        }
-
-
-@dataclass
-class Prepared:
-    """A sample after the gate: what every model's record for it needs."""
-
-    sample: Sample
-    gate: GateResult | None
-    bad_input: str | None = None
-    prompts: dict[int | None, Prompt] = field(default_factory=dict)  # keyed by max_images
-
-
-@dataclass
-class RunResult:
-    run_id: str
-    run_dir: Path
-    run: dict[str, Any]
-    records: list[dict[str, Any]]
-
+#: What `Run.execute` returns: the run it wrote, as a `RunFolder` (harness/run_folder.py).
+RunResult = RunFolder
 
 ProgressCallback = Callable[[str, int, int], None]  # (category, done, total)
 
@@ -189,7 +94,7 @@ class Run:
         #: category -> (score map, mask) per image at reduced size, for pixel AUROC; None once an image lacks a map.
         self._pixel_pairs: dict[str, list | None] = {}
         self._memo: PromptMemo | None = None  # the current category's prompt-key memo, when responses are cached
-        self._parsed: dict[tuple, tuple[str | None, str | None]] = {}  # (answer text, candidates) -> parse
+        self.recorder = RecordBuilder(self.benchmark.name, self.gate, self.prices, self.policy)
 
     def _make_classifier(self, spec: str) -> Classifier:
         plugin, model_id = parse_model_spec(spec)
@@ -240,13 +145,13 @@ class Run:
             )
         if self.config.shots:
             for category in data.categories:
-                support = _draw_support(category.test_samples, self.config.shots, self.config.seed)
+                support = draw_support(category.test_samples, self.config.shots, self.config.seed)
                 chosen = {s.sample_id for s in support}
                 category.test_samples = [s for s in category.test_samples if s.sample_id not in chosen]
                 self.support[category.name] = support
         if self.config.limit is not None:
             for category in data.categories:
-                category.test_samples = _seeded_subset(category.test_samples, self.config.limit, self.config.seed)
+                category.test_samples = seeded_subset(category.test_samples, self.config.limit, self.config.seed)
         if not data.samples:
             raise HarnessError(f"benchmark {data.name!r} has no test images at {data.root}")
         return data
@@ -266,7 +171,7 @@ class Run:
         elif (run_dir / "run.json").exists():
             raise HarnessError(f"{run_dir} already holds a run; resume it with --resume {run_id} or pick another --run-id")
         else:
-            run = self._run_header(run_id, data, provenance.result())
+            run = run_header(self, run_id, data, provenance.result())
         files = RunFiles(run_dir)
         files.write_run(run)
         cache = ResponseCache(paths.cache_dir() / "responses.sqlite") if self.config.use_cache else None
@@ -291,7 +196,7 @@ class Run:
             run["failure"] = f"{type(error).__name__}: {error}"
             raise
         finally:
-            run["finished_at"] = _now()
+            run["finished_at"] = now_utc()
             files.write_run(run)
             files.close()
             if cache is not None:
@@ -324,67 +229,13 @@ class Run:
         self.done = seen
         run["status"] = "running"
         run.setdefault("resumed", []).append(
-            {"at": _now(), "records_kept": len(self.records), "harness_version": __version__}
+            {"at": now_utc(), "records_kept": len(self.records), "harness_version": __version__}
         )
         return run
 
-    def _run_header(self, run_id: str, data: BenchmarkData, environment: dict[str, Any] | None = None) -> dict[str, Any]:
-        """run.json as the run starts; ``environment`` is `environment_provenance()` (looked up when not given)."""
-        plugins = {name: {"distribution": dist, "version": version} for name, (dist, version) in self.registry.plugins.items()}
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "run_id": run_id,
-            "status": "running",
-            "created_at": _now(),
-            "finished_at": None,
-            "config": self.config.to_json(),
-            "benchmark": {
-                "name": data.name,
-                "protocol": data.protocol,
-                "data_root": str(data.root),
-                "manifest_hash": manifest_hash(data),
-                "n_samples": len(data.samples),
-                "notes": data.notes,
-                "support": {c: [s.sample_id for s in samples] for c, samples in self.support.items()},
-                "categories": {
-                    c.name: {"n_test": len(c.test_samples), "n_train": len(c.train_images), "labels": c.labels}
-                    for c in data.categories
-                },
-            },
-            "provenance": {
-                **(environment if environment is not None else environment_provenance()),
-                "seed": self.config.seed,
-                "plugins": plugins,
-                "prompt_template": {
-                    "name": self.template.name,
-                    "hash": self.template.hash,
-                    "plugin": self.template_entry.plugin,
-                },
-                "gate": {**self.gate.describe(), "categories": {}},
-                "classifiers": {c.spec: c.describe() for c in self.classifiers},
-                "prices_usd_per_million_tokens": {
-                    spec: None if price is None else {"input": price.input_per_million, "output": price.output_per_million}
-                    for spec, price in self.prices.items()
-                },
-                "price_table": str(self.config.prices) if self.config.prices else "harness/prices.toml",
-            },
-            "metrics": {},
-            **({"class_order": self._class_order_header(data)} if self.config.repeats > 1 else {}),
-        }
-
-    def _candidates(self, category: Category) -> list:
+    def candidates(self, category: Category) -> list:
         """The candidate classes of a category in the given order (``good`` last when the gate passes all)."""
         return list(category.classes) + ([GOOD_CLASS] if self.gate.passes_all else [])
-
-    def _class_order_header(self, data: BenchmarkData) -> dict[str, Any]:
-        """run.json's record of the orders shown: candidate keys per category and repeat."""
-        orders = {
-            c.name: [[info.key for info in order]
-                     for order in class_orders(self._candidates(c), self.config.repeats, self.config.seed, c.name)]
-            for c in data.categories
-        }
-        return {"mode": self.config.class_order, "repeats": self.config.repeats,
-                "repeat_0": "the given order; repeats 1.. are seeded shuffles", "orders": orders, "models": {}}
 
     async def _run_all(self, data: BenchmarkData, files: RunFiles, run: dict[str, Any], cache: ResponseCache | None) -> None:
         dispatchers = [
@@ -406,7 +257,7 @@ class Run:
                 await classifier.aclose()
 
     async def _run_category(self, category: Category, fitted: FittedGate, dispatchers: list[Dispatcher], files: RunFiles) -> None:
-        candidates = self._candidates(category)
+        candidates = self.candidates(category)
         orders = class_orders(candidates, self.config.repeats, self.config.seed, category.name)
         # Support images are read in a worker thread; without --shots there are none (no thread round trip).
         self._support_examples = await asyncio.to_thread(self._support_for, category) if self.support.get(category.name) else []
@@ -552,11 +403,11 @@ class Run:
             if (prepared.sample.sample_id, classifier.spec, repeat) in self.done:
                 return
             if prepared.bad_input is not None or not prepared.gate or not prepared.gate.flagged:
-                record = self._record(prepared, classifier, None, None, repeat=repeat)
+                record = self.recorder.record(prepared, classifier, None, None, repeat=repeat)
             else:
                 prompt = prepared.prompts[(repeat, classifier.capabilities.max_images)]
                 call = await dispatcher.call(prompt)
-                record = self._record(prepared, classifier, prompt, call, repeat=repeat)
+                record = self.recorder.record(prepared, classifier, prompt, call, repeat=repeat)
             files.append_record(record)
             self.records.append(record)
             if self.registry.manager is not None:
@@ -568,71 +419,6 @@ class Run:
         else:
             await asyncio.gather(*jobs)
 
-    def _record(self, prepared: Prepared, classifier: Classifier, prompt: Prompt | None,
-                call: CallResult | None, repeat: int = 0) -> dict[str, Any]:
-        sample, gate = prepared.sample, prepared.gate
-        predicted, error, detail, response_text = None, None, None, None
-        if prepared.bad_input is not None:
-            error, detail = "bad_input", prepared.bad_input
-        elif call is None:
-            predicted = GOOD  # passed as normal by the gate: no model is asked
-        elif call.error is not None:
-            error, detail = call.error, call.detail
-        else:
-            response = call.response
-            response_text = response.text
-            if response.option_scores is not None:
-                predicted, error = answers.parse_option_scores(response.option_scores, prompt.candidates)
-            elif response.refused:
-                error = "refused"
-            else:
-                # Option numbers refer to the order this prompt listed the classes in.
-                predicted, error = self._parse(response.text, prompt.candidates)
-        usage = call.response if call is not None and call.response is not None else None
-        record = {
-            "sample_id": sample.sample_id,
-            "benchmark": self.benchmark.name,
-            "category": sample.category,
-            "image": sample.relpath,
-            "true_label": sample.label,
-            "gate": None if gate is None else {
-                "name": self.gate.name,
-                "score": float(gate.score),
-                "flagged": bool(gate.flagged),
-                "threshold": gate.threshold,
-            },
-            "model": classifier.spec,
-            "prompt": None if prompt is None else {"name": prompt.template, "hash": prompt.hash},
-            "repeat": repeat,
-            "class_order": None if prompt is None else [c.key for c in prompt.candidates],
-            "called": call is not None,
-            "response": response_text,
-            "option_scores": _option_scores(usage),
-            "predicted_label": predicted,
-            "correct": error is None and predicted == sample.label,
-            "error": error,
-            "error_detail": detail,
-            "latency_s": call.latency_s if call is not None else None,
-            "queued_s": call.queued_s if call is not None else None,
-            "attempts": call.attempts if call is not None else 0,
-            "cached": bool(call.cached) if call is not None else False,
-            "tokens_in": usage.tokens_in if usage else None,
-            "tokens_out": usage.tokens_out if usage else None,
-            "cost_usd": self._cost(classifier.spec, usage),
-        }
-        record["outcome"] = metrics.outcome_of(record, self.gate.passes_all)
-        if self.policy is not None:
-            record.update(record_decisions(record, self.policy))
-        return record
-
-    def _parse(self, text: str, candidates: list) -> tuple[str | None, str | None]:
-        """`answers.parse_answer`, once per distinct (answer, candidates): it is pure, and models repeat short answers."""
-        key = (text, tuple(candidates))
-        parsed = self._parsed.get(key)
-        if parsed is None:
-            parsed = self._parsed[key] = answers.parse_answer(text, candidates)
-        return parsed
-
     def _add_pixel_auroc(self, figures: dict[str, Any]) -> None:
         """Pixel AUROC per category where the gate mapped every image and masks exist (not across a resume)."""
         values = []
@@ -642,15 +428,6 @@ class Run:
             if entry["pixel_auroc"] is not None:
                 values.append(entry["pixel_auroc"])
         figures["pixel_auroc"] = float(np.mean(values)) if values and len(values) == len(figures["categories"]) else None
-
-    def _cost(self, spec: str, usage) -> float | None:
-        """The backend's own cost figure when it gives one, else tokens times the price table."""
-        if usage is None:
-            return None
-        if usage.cost_usd is not None:
-            return usage.cost_usd
-        price = self.prices.get(spec)
-        return price.cost(usage.tokens_in, usage.tokens_out) if price else None
 
     # -------------------------------------------------------------- scoring
 
@@ -675,34 +452,6 @@ class Run:
         }
 
 
-def _draw_support(samples: list[Sample], shots: int, seed: int) -> list[Sample]:
-    """``shots`` samples of each anomaly class (seeded), leaving at least one of each class to score."""
-    by_class: dict[str, list[Sample]] = {}
-    for sample in samples:
-        if sample.is_anomalous:
-            by_class.setdefault(sample.label, []).append(sample)
-    support = []
-    for label, members in sorted(by_class.items()):
-        take = min(shots, len(members) - 1)
-        rng = random.Random(f"{seed}:support:{label}")
-        support.extend(members[i] for i in sorted(rng.sample(range(len(members)), take)))
-    return support
-
-
-def _seeded_subset(samples: list[Sample], limit: int, seed: int) -> list[Sample]:
-    if limit >= len(samples):
-        return samples
-    chosen = random.Random(seed).sample(range(len(samples)), limit)
-    return [samples[i] for i in sorted(chosen)]
-
-
-def _option_scores(usage) -> dict[str, float | None] | None:
-    """An option-scoring model's score per class key (a non-finite score as null, to keep the line strict JSON)."""
-    if usage is None or usage.option_scores is None:
-        return None
-    return {key: float(value) if math.isfinite(value) else None for key, value in usage.option_scores.items()}
-
-
 def _in_background(function: Callable[[], Any]) -> Future:
     """Start ``function`` in a daemon thread; its result (or exception) arrives through the future."""
     future: Future = Future()
@@ -715,7 +464,3 @@ def _in_background(function: Callable[[], Any]) -> Future:
 
     threading.Thread(target=work, name="harness-background", daemon=True).start()
     return future
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -9,9 +9,10 @@ import pytest
 
 from harness import leaderboard, plugins
 from harness.cli import main
-from harness.compare import LoadedRun, compare_models, compare_runs, mcnemar_exact, pair_models, paired_bootstrap
+from harness.compare import compare_models, compare_runs, mcnemar_exact, pair_models, paired_bootstrap
 from harness.errors import HarnessError
 from harness.results import load_run
+from harness.run_folder import RunFolder
 from harness.runner import Run, RunConfig
 
 
@@ -22,10 +23,10 @@ def record(sample_id: str, category: str, true: str, predicted: str | None, mode
 
 
 def loaded(records: list[dict], run_id: str, manifest: str = "h1", benchmark: str = "demo",
-           models: list[str] | None = None) -> LoadedRun:
+           models: list[str] | None = None) -> RunFolder:
     run = {"run_id": run_id, "status": "finished", "benchmark": {"name": benchmark, "manifest_hash": manifest},
            "config": {"models": models or sorted({r["model"] for r in records})}}
-    return LoadedRun(Path(run_id), run, records)
+    return RunFolder(run_id, Path(run_id), run, records)
 
 
 # --------------------------------------------------------------------------- McNemar

@@ -37,7 +37,7 @@ def build_report(
     """
     runs = data.load_runs(run_ids, results_dir)
     groups = data.groups(runs)
-    names = [model for run in runs for model in run.models]
+    names = [model for run in runs for model in run.scored_models]
     ambiguous = frozenset(name for name in names if names.count(name) > 1)
     galleries = [gallery.build(run, per_model, data_root, ambiguous) for run in runs]
     page = render.render(runs, groups, galleries, per_model)

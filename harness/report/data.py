@@ -16,24 +16,11 @@ from harness import leaderboard
 from harness.errors import HarnessError
 from harness.metrics import ERROR_PREFIX, OUTCOMES
 from harness.results import RUN_FILE, load_run, resolve_run_dir
+from harness.run_folder import RunFolder
 
 
-@dataclass
-class LoadedRun:
-    """One finished run: its folder, run.json and records."""
-
-    run_id: str
-    run_dir: Path
-    run: dict[str, Any]
-    records: list[dict[str, Any]]
-
-    @property
-    def gate(self) -> str:
-        return self.run["config"]["gate"]
-
-    @property
-    def models(self) -> list[str]:
-        return list(self.run.get("metrics", {}))
+#: The name this module gave `RunFolder` before there was one class for a run folder read.
+LoadedRun = RunFolder
 
 
 @dataclass
@@ -59,7 +46,7 @@ class Group:
     points: list[Point] = field(default_factory=list)
 
 
-def load_runs(run_ids: list[str], results_dir: Path) -> list[LoadedRun]:
+def load_runs(run_ids: list[str], results_dir: Path) -> list[RunFolder]:
     """Load each run; an unknown id or an unfinished run is a `HarnessError` naming it."""
     if not run_ids:
         raise HarnessError("name at least one run id (see the folders in your results directory)")
@@ -77,7 +64,7 @@ def load_runs(run_ids: list[str], results_dir: Path) -> list[LoadedRun]:
                 f"{run_dir / RUN_FILE}: run {run.get('run_id', run_id)!r} is not finished (status {status!r}); "
                 f"finish it with `harness run --resume {run.get('run_id', run_id)}`"
             )
-        loaded.append(LoadedRun(run.get("run_id", run_dir.name), run_dir, run, records))
+        loaded.append(RunFolder(run.get("run_id", run_dir.name), run_dir, run, records))
     return loaded
 
 
@@ -106,7 +93,7 @@ def pareto_flags(points: list[tuple[float | None, float | None]]) -> list[bool]:
     return flags
 
 
-def groups(runs: list[LoadedRun]) -> list[Group]:
+def groups(runs: list[RunFolder]) -> list[Group]:
     """The runs' leaderboard rows by image set, ranked, each with its plot points."""
     rows = [row for loaded in runs for row in leaderboard.rows_from_run(loaded.run)]
     result = []
@@ -130,13 +117,13 @@ def groups(runs: list[LoadedRun]) -> list[Group]:
     return result
 
 
-def outcome_counts(run: LoadedRun, model: str) -> dict[str, int]:
+def outcome_counts(run: RunFolder, model: str) -> dict[str, int]:
     """Error attribution of one model: every entry of `OUTCOMES`, zeros included."""
     counts = run.run["metrics"][model].get("outcomes", {})
     return {name: int(counts.get(name, 0)) for name in OUTCOMES}
 
 
-def confusion_tables(run: LoadedRun, model: str) -> list[dict[str, Any]]:
+def confusion_tables(run: RunFolder, model: str) -> list[dict[str, Any]]:
     """Per category: row labels (true), column labels (predicted, then error kinds seen) and counts."""
     confusion = run.run["metrics"][model].get("confusion", {})
     categories = run.run["benchmark"].get("categories", {})
@@ -151,7 +138,7 @@ def confusion_tables(run: LoadedRun, model: str) -> list[dict[str, Any]]:
     return tables
 
 
-def gate_and_end_to_end(run: LoadedRun) -> list[dict[str, Any]]:
+def gate_and_end_to_end(run: RunFolder) -> list[dict[str, Any]]:
     """Per category: the gate's own figures and threshold next to each model's end-to-end accuracy."""
     gate_metrics = run.run.get("gate_metrics") or {}
     gate_info = run.run.get("provenance", {}).get("gate", {}).get("categories", {})

@@ -3,7 +3,7 @@
 Records hold the query image's path (relative to the run's data root) and the
 gate's verdict, but not the gate's anomaly map nor the reference image. So the
 benchmark is loaded again (through its plugin) to find each sample's
-ground-truth mask and the reference the run showed (`harness.runner.reference_path`,
+ground-truth mask and the reference the run showed (`harness.sampling.reference_path`,
 the same seeded choice). With the oracle gate the ground-truth outline *is* what
 the model saw; with any other gate the card says the outline is the ground truth,
 not the gate's region. When the benchmark cannot be loaded, only query images
@@ -27,7 +27,8 @@ from PIL import Image
 from harness.errors import BadInputError, HarnessError
 from harness.images import load_mask, load_rgb
 from harness.metrics import outcome_of
-from harness.report.data import LoadedRun
+from harness.run_folder import RunFolder
+from harness.sampling import reference_path
 from harness.types import GOOD, Sample
 from harness.visual import outline_region
 
@@ -117,7 +118,7 @@ def select(records: list[dict[str, Any]], gate: str, per_model: int) -> tuple[di
 class _Pictures:
     """Thumbnails for one run, each file read and shrunk once."""
 
-    def __init__(self, run: LoadedRun, data_root: Path | None):
+    def __init__(self, run: RunFolder, data_root: Path | None):
         self.run = run
         recorded = run.run["benchmark"].get("data_root")
         self.root = data_root or (Path(recorded) if recorded else None)
@@ -130,7 +131,6 @@ class _Pictures:
     def _load_benchmark(self) -> None:
         """Masks and references come from the benchmark; without it the gallery shows queries only."""
         from harness.plugins import get_registry
-        from harness.runner import reference_path
 
         name = self.run.run["benchmark"]["name"]
         categories = list(self.run.run["benchmark"].get("categories", {})) or None
@@ -191,7 +191,7 @@ def _outlined(image: Image.Image, mask_path: Path) -> Image.Image:
     return outline_region(image, region, width=max(3, round(0.012 * min(image.size))))
 
 
-def build(run: LoadedRun, per_model: int, data_root: Path | None = None, ambiguous: frozenset[str] = frozenset()) -> Gallery:
+def build(run: RunFolder, per_model: int, data_root: Path | None = None, ambiguous: frozenset[str] = frozenset()) -> Gallery:
     """The gallery cards of one run; models in ``ambiguous`` (also in other runs) are named with the run id."""
     chosen, totals = select(run.records, run.gate, per_model)
     pictures = _Pictures(run, data_root) if any(chosen.values()) else None

@@ -19,8 +19,9 @@ from harness import __version__
 from harness.leaderboard import Row
 from harness.metrics import OUTCOMES
 from harness.report import svg
-from harness.report.data import Group, LoadedRun, confusion_tables, gate_and_end_to_end, outcome_counts
+from harness.report.data import Group, confusion_tables, gate_and_end_to_end, outcome_counts
 from harness.report.gallery import Gallery
+from harness.run_folder import RunFolder
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -73,10 +74,10 @@ def plots(group: Group) -> dict[str, Markup]:
     }
 
 
-def run_sections(run: LoadedRun) -> dict[str, Any]:
+def run_sections(run: RunFolder) -> dict[str, Any]:
     """Per-run material: gate vs end-to-end, attribution bars and confusion matrices per model."""
     models = []
-    for model in run.models:
+    for model in run.scored_models:
         counts = outcome_counts(run, model)
         total = sum(counts.values()) or 1
         models.append({
@@ -130,7 +131,7 @@ def environment() -> Environment:
     return env
 
 
-def render(runs: list[LoadedRun], groups: list[Group], galleries: list[Gallery], per_model: int) -> str:
+def render(runs: list[RunFolder], groups: list[Group], galleries: list[Gallery], per_model: int) -> str:
     """The whole report page."""
     template = environment().get_template("report.html.j2")
     picture_keys, pictures_json = picture_table(galleries)

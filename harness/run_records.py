@@ -1,0 +1,124 @@
+"""One record per (sample, model, repeat): what a model's answer becomes in samples.jsonl.
+
+The fields are the public contract of `harness.results` (schema
+`SCHEMA_VERSION`); `harness.metrics` scores them and `metrics.outcome_of`
+attributes each error to the gate or the model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness import answers, metrics
+from harness.classifiers import Classifier
+from harness.decision_report import record_decisions
+from harness.decisions import Policy
+from harness.dispatch import CallResult
+from harness.gates import Gate
+from harness.pricing import Price
+from harness.types import GOOD, GateResult, Prompt, Sample
+
+
+@dataclass
+class Prepared:
+    """A sample after the gate: what every model's record for it needs."""
+
+    sample: Sample
+    gate: GateResult | None
+    bad_input: str | None = None
+    prompts: dict[int | None, Prompt] = field(default_factory=dict)  # keyed by max_images
+
+
+class RecordBuilder:
+    """Builds the records of one run: its benchmark, gate, prices and decision policy are fixed."""
+
+    def __init__(self, benchmark: str, gate: Gate, prices: dict[str, Price | None], policy: Policy | None):
+        self.benchmark = benchmark
+        self.gate = gate
+        self.prices = prices
+        self.policy = policy
+        self._parsed: dict[tuple, tuple[str | None, str | None]] = {}  # (answer text, candidates) -> parse
+
+    def record(self, prepared: Prepared, classifier: Classifier, prompt: Prompt | None,
+               call: CallResult | None, repeat: int = 0) -> dict[str, Any]:
+        """The record of ``classifier``'s answer (``call``) to ``prompt``; no call: the gate passed the sample."""
+        sample, gate = prepared.sample, prepared.gate
+        predicted, error, detail, response_text = None, None, None, None
+        if prepared.bad_input is not None:
+            error, detail = "bad_input", prepared.bad_input
+        elif call is None:
+            predicted = GOOD  # passed as normal by the gate: no model is asked
+        elif call.error is not None:
+            error, detail = call.error, call.detail
+        else:
+            response = call.response
+            response_text = response.text
+            if response.option_scores is not None:
+                predicted, error = answers.parse_option_scores(response.option_scores, prompt.candidates)
+            elif response.refused:
+                error = "refused"
+            else:
+                # Option numbers refer to the order this prompt listed the classes in.
+                predicted, error = self._parse(response.text, prompt.candidates)
+        usage = call.response if call is not None and call.response is not None else None
+        record = {
+            "sample_id": sample.sample_id,
+            "benchmark": self.benchmark,
+            "category": sample.category,
+            "image": sample.relpath,
+            "true_label": sample.label,
+            "gate": None if gate is None else {
+                "name": self.gate.name,
+                "score": float(gate.score),
+                "flagged": bool(gate.flagged),
+                "threshold": gate.threshold,
+            },
+            "model": classifier.spec,
+            "prompt": None if prompt is None else {"name": prompt.template, "hash": prompt.hash},
+            "repeat": repeat,
+            "class_order": None if prompt is None else [c.key for c in prompt.candidates],
+            "called": call is not None,
+            "response": response_text,
+            "option_scores": option_scores(usage),
+            "predicted_label": predicted,
+            "correct": error is None and predicted == sample.label,
+            "error": error,
+            "error_detail": detail,
+            "latency_s": call.latency_s if call is not None else None,
+            "queued_s": call.queued_s if call is not None else None,
+            "attempts": call.attempts if call is not None else 0,
+            "cached": bool(call.cached) if call is not None else False,
+            "tokens_in": usage.tokens_in if usage else None,
+            "tokens_out": usage.tokens_out if usage else None,
+            "cost_usd": self._cost(classifier.spec, usage),
+        }
+        record["outcome"] = metrics.outcome_of(record, self.gate.passes_all)
+        if self.policy is not None:
+            record.update(record_decisions(record, self.policy))
+        return record
+
+    def _parse(self, text: str, candidates: list) -> tuple[str | None, str | None]:
+        """`answers.parse_answer`, once per distinct (answer, candidates): it is pure, and models repeat short answers."""
+        key = (text, tuple(candidates))
+        parsed = self._parsed.get(key)
+        if parsed is None:
+            parsed = self._parsed[key] = answers.parse_answer(text, candidates)
+        return parsed
+
+    def _cost(self, spec: str, usage) -> float | None:
+        """The backend's own cost figure when it gives one, else tokens times the price table."""
+        if usage is None:
+            return None
+        if usage.cost_usd is not None:
+            return usage.cost_usd
+        price = self.prices.get(spec)
+        return price.cost(usage.tokens_in, usage.tokens_out) if price else None
+
+
+def option_scores(usage) -> dict[str, float | None] | None:
+    """An option-scoring model's score per class key (a non-finite score as null, to keep the line strict JSON)."""
+    if usage is None or usage.option_scores is None:
+        return None
+    return {key: float(value) if math.isfinite(value) else None for key, value in usage.option_scores.items()}
