@@ -110,3 +110,22 @@ def test_group_count_grows_with_the_bank():
     assert search.group_count(16386) == 64
     assert search.group_count(4096) == 32
     assert search.group_count(3) == 2
+
+
+def test_a_bank_the_groups_cannot_prune_is_searched_whole_after_the_first_search(monkeypatch):
+    monkeypatch.setattr(bank, "CLUSTERED_SEARCH_FROM", 1000)
+    generator = torch.Generator().manual_seed(15)
+    # Independent Gaussian features in 64 dimensions: every point is about as far from every
+    # centre, so the triangle inequality rules out almost nothing.
+    shapeless = bank.MemoryBank(torch, torch.randn(1500, 64, generator=generator))
+    queries = torch.randn(200, 64, generator=generator)
+    first = shapeless.nearest(queries)
+    assert shapeless._clustered.compared_fraction > search.GROUPED_SEARCH_MAX_FRACTION
+    assert shapeless.grouped is False
+    second = shapeless.nearest(queries)  # the whole bank: the same answers
+    assert torch.equal(first[1], second[1]) and torch.allclose(first[0], second[0], atol=1e-4)
+
+    clustered = bank.MemoryBank(torch, mixture(generator, 1500, 16, centres=6, spread=0.2))
+    clustered.nearest(mixture(generator, 200, 16, centres=6, spread=0.2))
+    assert 0 < clustered._clustered.compared_fraction <= search.GROUPED_SEARCH_MAX_FRACTION
+    assert clustered.grouped is True

@@ -6,7 +6,7 @@ import contextlib
 from typing import Any
 
 from harness_patchcore.memory import nearest_squared, single_thread
-from harness_patchcore.search import CLUSTERED_SEARCH_FROM, ClusteredSearch
+from harness_patchcore.search import CLUSTERED_SEARCH_FROM, GROUPED_SEARCH_MAX_FRACTION, ClusteredSearch
 
 
 class MemoryBank:
@@ -20,6 +20,8 @@ class MemoryBank:
         # on a CPU (784 queries x 16,386 features: 47 instead of 56 ms), for a second copy of the bank.
         self.transposed = self.features.T.contiguous()
         self._clustered: ClusteredSearch | None = None
+        #: Whether searches go by groups: a large bank on a CPU, until the groups prove not to prune.
+        self.grouped = self.features.device.type == "cpu" and len(self) >= CLUSTERED_SEARCH_FROM
 
     def __len__(self) -> int:
         return int(self.features.shape[0])
@@ -29,9 +31,13 @@ class MemoryBank:
 
         Exact either way: a large bank on a CPU is searched by groups
         (`ClusteredSearch`, built at the first search), anything else whole.
+        When a grouped search still compares more than
+        `GROUPED_SEARCH_MAX_FRACTION` of the bank (features the groups'
+        bounds cannot tell apart, as some textures may give), the bank is
+        searched whole from then on, which is then faster.
         """
         torch = self.torch
-        grouped = self.features.device.type == "cpu" and len(self) >= CLUSTERED_SEARCH_FROM
+        grouped = self.grouped
         # The grouped search's small operations run on one thread (see `ClusteredSearch.nearest`).
         with torch.inference_mode(), single_thread(torch) if grouped else contextlib.nullcontext():
             queries = queries.float()
@@ -40,6 +46,7 @@ class MemoryBank:
                 if self._clustered is None:
                     self._clustered = ClusteredSearch(torch, self.features, self.squared)
                 distance, index = self._clustered.nearest(queries, squared)
+                self.grouped = self._clustered.compared_fraction <= GROUPED_SEARCH_MAX_FRACTION
             else:
                 distance, index = nearest_squared(torch, queries, squared, self.transposed, self.squared)
             return distance.clamp_min_(0.0).sqrt_(), index

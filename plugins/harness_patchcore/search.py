@@ -37,9 +37,14 @@ from typing import Any
 from harness_patchcore.memory import MAX_CHUNK_ELEMENTS, greedy_coreset, nearest_centres, single_thread
 
 #: Banks with at least this many features are searched by groups on a CPU; below it the whole
-#: bank is compared, and grouping adds more bookkeeping than it saves. Per bottle test image, the
-#: first n features of its bank: 1,000: 2.3 ms whole, 3.3 grouped; 2,000: 5.3, 4.3; 8,000: 24.0, 9.4.
-CLUSTERED_SEARCH_FROM = 2048
+#: bank is compared (on every core), and grouping (on one) gains nothing. Per bottle test image,
+#: the first n features of its bank, whole / grouped: 2,000: 3.2 / 5.0 ms; 3,136: 5.9 / 6.8;
+#: 4,000: 7.3 / 7.4; 8,000: 15.7 / 10.9; 16,386: 43.6 / 17.4 (best of 3, idle cores).
+CLUSTERED_SEARCH_FROM = 4096
+#: A grouped search that compares queries with more than this fraction of the bank is slower, on
+#: one thread, than the whole-bank search on two: at 16,386 features a full product takes about
+#: 85 ms on one thread and 44 on two, and grouping adds a few milliseconds.
+GROUPED_SEARCH_MAX_FRACTION = 0.4
 #: Relative widening of every bound, against float32 rounding in the squared-distance expansion.
 SLACK = 1e-5
 
@@ -84,6 +89,13 @@ class ClusteredSearch:
             widened = (member_squared.clamp_min(0.0) + SLACK * (squared + self.centre_squared[group])).sqrt()
             self.radius = torch.zeros(count).scatter_reduce_(0, group, widened, reduce="amax")
             self.largest_squared = float(squared.max())
+        self._compared = 0  # (query, bank feature) pairs compared so far ...
+        self._possible = 0  # ... out of this many
+
+    @property
+    def compared_fraction(self) -> float:
+        """The share of (query, bank feature) pairs the searches so far have compared (0 before any)."""
+        return self._compared / self._possible if self._possible else 0.0
 
     def nearest(self, queries: Any, queries_squared: Any) -> tuple[Any, Any]:
         """Every query's squared distance to its nearest bank feature, and that feature's row in the bank.
@@ -111,6 +123,7 @@ class ClusteredSearch:
     def _nearest(self, queries: Any, queries_squared: Any) -> tuple[Any, Any]:
         torch = self.torch
         count = queries.shape[0]
+        self._possible += count * self.bank_row.numel()
         to_centres = torch.addmm(self.centre_squared.unsqueeze(0), queries, self.centres.T, alpha=-2.0)
         to_centres.add_(queries_squared.unsqueeze(1))
         widening = SLACK * (queries_squared.unsqueeze(1) + self.centre_squared.unsqueeze(0))
@@ -148,5 +161,6 @@ class ClusteredSearch:
         """Squared distance of each query to its nearest member of ``group``, and that member's grouped position."""
         torch = self.torch
         distances = torch.addmm(self.blocks_squared[group].unsqueeze(0), queries, self.blocks_t[group], alpha=-2.0)
+        self._compared += distances.numel()
         value, position = distances.min(dim=1)
         return value.add_(queries_squared), position.add_(self.starts[group])
