@@ -18,10 +18,11 @@ distance d_j from centre j, no member of group j is nearer than
 
 The answer is the one a search of the whole bank gives (the same distance;
 where two bank features tie, possibly the other one). On the bottle
-category's default bank, for the 83 test images: 17-18 ms per image on one
-thread instead of 42 ms on two, comparing each query with 15% of the bank on
-average (42% for the worst image, an anomalous one: far from all normal
-features, its bounds prune less).
+category's default bank: 17.8 ms per test image on one thread instead of
+40.1 ms on two, comparing each query with 17% of the bank on average (up to
+42% for an anomalous image: far from all normal features, its bounds prune
+less); with another busy process on the 2 cores, 17.4 ms against 109.3
+(``python benchmarks/nearest.py [--busy]``, best of 3 passes over 30 images).
 
 Distances are computed as ``|q|^2 + |m|^2 - 2 q.m`` in float32, whose
 rounding error grows with the squared norms, so every bound is widened by
@@ -38,8 +39,8 @@ from harness_patchcore.memory import MAX_CHUNK_ELEMENTS, greedy_coreset, nearest
 
 #: Banks with at least this many features are searched by groups on a CPU; below it the whole
 #: bank is compared (on every core), and grouping (on one) gains nothing. Per bottle test image,
-#: the first n features of its bank, whole / grouped: 2,000: 3.2 / 5.0 ms; 3,136: 5.9 / 6.8;
-#: 4,000: 7.3 / 7.4; 8,000: 15.7 / 10.9; 16,386: 43.6 / 17.4 (best of 3, idle cores).
+#: the first n features of its bank, whole / grouped: 2,000: 3.2 / 5.0 ms; 4,000: 7.0 / 7.1;
+#: 8,000: 15.1 / 10.7; 16,386: 40.1 / 17.8 (`benchmarks/nearest.py`, idle cores).
 CLUSTERED_SEARCH_FROM = 4096
 #: A grouped search that compares queries with more than this fraction of the bank is slower, on
 #: one thread, than the whole-bank search on two: at 16,386 features a full product takes about
@@ -104,10 +105,10 @@ class ClusteredSearch:
         ``MAX_CHUNK_ELEMENTS`` distances, as in the whole-bank search. The
         search runs on one thread (`memory.single_thread`): its hundred-odd
         small products per image lose more to synchronisation than two threads
-        gain, and far more when other work shares the cores. Per bottle test
-        image: 13-16 ms on 2 idle threads, 18 ms on one; with one other busy
-        process on the 2 cores, 86-403 ms on 2 threads, 20-26 ms on one (the
-        whole-bank search: 200-340 ms).
+        gain when other work shares the cores. Per bottle test image, in one
+        ad-hoc measurement: 13-16 ms on 2 idle threads, 18 ms on one; with one
+        other busy process on the 2 cores, 86-403 ms on 2 threads, 20-26 ms on
+        one.
         """
         largest_group = max(block.shape[1] for block in self.blocks_t)
         chunk = max(1, MAX_CHUNK_ELEMENTS // max(largest_group, len(self.blocks_t)))
