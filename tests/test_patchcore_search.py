@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the patchcore gate needs torch: pip install 'anomaly-harness[patchcore]'")
 
-from harness_patchcore import bank, search  # noqa: E402
+from harness_patchcore import bank, memory, search  # noqa: E402
 
 
 def whole_bank(features, queries):
@@ -129,3 +129,25 @@ def test_a_bank_the_groups_cannot_prune_is_searched_whole_after_the_first_search
     clustered.nearest(mixture(generator, 200, 16, centres=6, spread=0.2))
     assert 0 < clustered._clustered.compared_fraction <= search.GROUPED_SEARCH_MAX_FRACTION
     assert clustered.grouped is True
+
+
+def test_many_centres_are_found_by_groups_and_a_continued_selection_keeps_its_picks(monkeypatch):
+    generator = torch.Generator().manual_seed(16)
+    points = mixture(generator, 3000, 8, centres=20, spread=0.5)
+    squared = (points * points).sum(dim=1)
+    whole_run = memory.greedy_pruned(torch, points, 600, torch.tensor([11]))
+    centres = whole_run[:400]
+    expected = memory.nearest_centres(torch, points, squared, centres)  # below the threshold: one product
+
+    monkeypatch.setattr(search, "CLUSTERED_SEARCH_FROM", 100)
+    searches = []
+    real = search.ClusteredSearch.nearest
+    monkeypatch.setattr(search.ClusteredSearch, "nearest", lambda self, *a: searches.append(1) or real(self, *a))
+    found = memory.nearest_centres(torch, points, squared, centres)
+    assert searches, "the grouped search was not used"
+    assert torch.allclose(found[0], expected[0], rtol=1e-4, atol=1e-4)
+    chosen = points[centres]
+    assert torch.allclose(((chosen[found[1]] - points) ** 2).sum(1), ((chosen[expected[1]] - points) ** 2).sum(1), rtol=1e-5)
+    # Continuing the selection from its first 400 picks (the centres found by groups) gives its own picks.
+    for loop in (memory.greedy_plain, memory.greedy_pruned):
+        assert torch.equal(loop(torch, points, 600, centres.clone()), whole_run), loop.__name__

