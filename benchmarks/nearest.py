@@ -10,8 +10,8 @@ bank size, the search of every test image's patches (784 queries per image)
 against the first n features of the bank:
 
 - whole: `memory.nearest_squared` over the whole bank, on torch's threads;
-- grouped: `search.ClusteredSearch` (one thread), with the share of the bank
-  it compared.
+- grouped: `search.ClusteredSearch`, on torch's threads too, with the share
+  of the bank it compared.
 
 Each figure is the best of ``--repeats`` passes over ``--images`` images, in
 milliseconds per image. Both searches give the same distances (checked here
@@ -36,7 +36,7 @@ from harness.plugins import load_registry  # noqa: E402
 
 from harness_patchcore import PatchCoreGate, PatchCoreOptions, features  # noqa: E402
 from harness_patchcore.bank import MemoryBank  # noqa: E402
-from harness_patchcore.memory import nearest_squared, single_thread  # noqa: E402
+from harness_patchcore.memory import nearest_squared  # noqa: E402
 from harness_patchcore.search import ClusteredSearch  # noqa: E402
 
 
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                     return nearest_squared(torch, q, (q * q).sum(dim=1), part.transposed, part.squared)
 
             def by_groups(q, grouped=grouped):
-                with torch.inference_mode(), single_thread(torch):
+                with torch.inference_mode():
                     return grouped.nearest(q, (q * q).sum(dim=1))
 
             for q in queries[:3]:  # the same answers: features at the same distance, computed directly

@@ -151,3 +151,15 @@ def test_many_centres_are_found_by_groups_and_a_continued_selection_keeps_its_pi
     # Continuing the selection from its first 400 picks (the centres found by groups) gives its own picks.
     for loop in (memory.greedy_plain, memory.greedy_pruned):
         assert torch.equal(loop(torch, points, 600, centres.clone()), whole_run), loop.__name__
+
+
+def test_searching_never_changes_torchs_thread_count(monkeypatch):
+    # A thread that starts torch work while the count is changed keeps that count for good;
+    # scoring runs beside the model backends' threads, so the search must leave it alone.
+    monkeypatch.setattr(bank, "CLUSTERED_SEARCH_FROM", 1000)
+    changes = []
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: changes.append(n))
+    generator = torch.Generator().manual_seed(17)
+    memory_bank = bank.MemoryBank(torch, mixture(generator, 1500, 8))
+    memory_bank.nearest(mixture(generator, 300, 8))
+    assert memory_bank._clustered is not None and changes == []

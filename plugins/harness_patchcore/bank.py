@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
-from harness_patchcore.memory import nearest_squared, single_thread
+from harness_patchcore.memory import nearest_squared
 from harness_patchcore.search import CLUSTERED_SEARCH_FROM, GROUPED_SEARCH_MAX_FRACTION, ClusteredSearch
 
 
@@ -37,12 +36,10 @@ class MemoryBank:
         searched whole from then on, which is then faster.
         """
         torch = self.torch
-        grouped = self.grouped
-        # The grouped search's small operations run on one thread (see `ClusteredSearch.nearest`).
-        with torch.inference_mode(), single_thread(torch) if grouped else contextlib.nullcontext():
+        with torch.inference_mode():
             queries = queries.float()
             squared = (queries * queries).sum(dim=1)
-            if grouped:
+            if self.grouped:
                 if self._clustered is None:
                     self._clustered = ClusteredSearch(torch, self.features, self.squared)
                 distance, index = self._clustered.nearest(queries, squared)

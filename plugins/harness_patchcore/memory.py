@@ -131,8 +131,7 @@ def nearest_centres(torch: Any, points: Any, squared: Any, centres: Any) -> tupl
     chosen = points.index_select(0, centres)
     chosen_squared = squared.index_select(0, centres)
     if points.device.type == "cpu" and centres.numel() >= CLUSTERED_SEARCH_FROM:
-        with single_thread(torch):
-            return ClusteredSearch(torch, chosen, chosen_squared).nearest(points, squared)
+        return ClusteredSearch(torch, chosen, chosen_squared).nearest(points, squared)
     return nearest_squared(torch, points, squared, chosen.T, chosen_squared)
 
 
@@ -148,6 +147,10 @@ def single_thread(torch: Any) -> Iterator[None]:
     dimensions: 13.2 s on 2 threads, 1.5 s on 1. `greedy_pruned` does more
     work per operation and keeps every thread (on 2 idle cores, 13,093 picks
     among 130,928 points: 12.6 s on 2 threads, 17.9 s on 1).
+
+    Only for the fit: `torch.set_num_threads` also sets the count a thread
+    keeps for good when it first runs torch work inside the block, so it is
+    kept out of scoring, which runs beside the model backends' threads.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

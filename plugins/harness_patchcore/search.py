@@ -18,10 +18,10 @@ distance d_j from centre j, no member of group j is nearer than
 
 The answer is the one a search of the whole bank gives (the same distance;
 where two bank features tie, possibly the other one). On the bottle
-category's default bank: 17.8 ms per test image on one thread instead of
-40.1 ms on two, comparing each query with 17% of the bank on average (up to
-42% for an anomalous image: far from all normal features, its bounds prune
-less); with another busy process on the 2 cores, 17.4 ms against 109.3
+category's default bank: 16.0 ms per test image instead of 40-49 ms,
+comparing each query with 17% of the bank on average (up to 42% for an
+anomalous image: far from all normal features, its bounds prune less); with
+another busy process on the 2 cores, 46.1 ms against 109.8
 (``python benchmarks/nearest.py [--busy]``, best of 3 passes over 30 images).
 
 Distances are computed as ``|q|^2 + |m|^2 - 2 q.m`` in float32, whose
@@ -35,17 +35,18 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from harness_patchcore.memory import MAX_CHUNK_ELEMENTS, greedy_coreset, nearest_centres, single_thread
+from harness_patchcore.memory import MAX_CHUNK_ELEMENTS, greedy_plain, nearest_centres
 
 #: Banks with at least this many features are searched by groups on a CPU; below it the whole
-#: bank is compared (on every core), and grouping (on one) gains nothing. Per bottle test image,
-#: the first n features of its bank, whole / grouped: 2,000: 3.2 / 5.0 ms; 4,000: 7.0 / 7.1;
-#: 8,000: 15.1 / 10.7; 16,386: 40.1 / 17.8 (`benchmarks/nearest.py`, idle cores).
+#: bank is compared, and grouping gains little. Per bottle test image, the first n features of its
+#: bank, whole / grouped: 2,000: 3.3-3.5 / 3.6-4.6 ms; 3,000: 6.0 / 5.8; 4,000: 7.7-8.8 / 5.5-6.8;
+#: 8,000: 16.2-16.3 / 9.9-10.0; 16,386: 40-49 / 16.0 (`benchmarks/nearest.py`, idle cores).
 CLUSTERED_SEARCH_FROM = 4096
-#: A grouped search that compares queries with more than this fraction of the bank is slower, on
-#: one thread, than the whole-bank search on two: at 16,386 features a full product takes about
-#: 85 ms on one thread and 44 on two, and grouping adds a few milliseconds.
-GROUPED_SEARCH_MAX_FRACTION = 0.4
+#: A grouped search that compares queries with more than this share of the bank gains little over
+#: the whole search and may lose: on bottle's bank blurred with noise until the groups stop
+#: pruning, comparing 20% of it took 18.7 ms per image against 47.1 whole, comparing 98-100%
+#: took 39-58 ms against 40-42.
+GROUPED_SEARCH_MAX_FRACTION = 0.5
 #: Relative widening of every bound, against float32 rounding in the squared-distance expansion.
 SLACK = 1e-5
 
@@ -63,12 +64,15 @@ def group_count(size: int) -> int:
 class ClusteredSearch:
     """A bank's features grouped around centres, for exact nearest-neighbour search (see the module docstring)."""
 
-    def __init__(self, torch: Any, features: Any, squared: Any, groups: int | None = None, seed: int = 0):
+    def __init__(self, torch: Any, features: Any, squared: Any, groups: int | None = None):
         self.torch = torch
         size = features.shape[0]
         count = group_count(size) if groups is None else max(1, min(groups, size))
         with torch.inference_mode():
-            centre_rows = greedy_coreset(torch, features, count, projection_dim=None, seed=seed)
+            # k-center greedy from row 0, on torch's threads (`memory.greedy_coreset` would switch to one,
+            # and a scoring thread leaves the thread count alone: see `nearest`).
+            start = torch.zeros(1, dtype=torch.long, device=features.device)
+            centre_rows = torch.arange(size) if count >= size else greedy_plain(torch, features, count, start)
             member_squared, group = nearest_centres(torch, features, squared, centre_rows)
             # A centre that duplicates another may win no member; an empty group is dropped.
             occupied = torch.bincount(group, minlength=count) > 0
@@ -102,23 +106,21 @@ class ClusteredSearch:
         """Every query's squared distance to its nearest bank feature, and that feature's row in the bank.
 
         Queries go in chunks, so that no product holds more than about
-        ``MAX_CHUNK_ELEMENTS`` distances, as in the whole-bank search. The
-        search runs on one thread (`memory.single_thread`): its hundred-odd
-        small products per image lose more to synchronisation than two threads
-        gain when other work shares the cores. Per bottle test image, in one
-        ad-hoc measurement: 13-16 ms on 2 idle threads, 18 ms on one; with one
-        other busy process on the 2 cores, 86-403 ms on 2 threads, 20-26 ms on
-        one.
+        ``MAX_CHUNK_ELEMENTS`` distances, as in the whole-bank search. It
+        runs on torch's threads. One thread would cope better with other work
+        on the cores (with one busy process beside it, 20-26 ms per bottle
+        image against 86-403 on two), but `torch.set_num_threads` also sets
+        the count that any thread starting torch work meanwhile keeps for
+        good, and scoring runs beside the model backends' threads.
         """
         largest_group = max(block.shape[1] for block in self.blocks_t)
         chunk = max(1, MAX_CHUNK_ELEMENTS // max(largest_group, len(self.blocks_t)))
-        with single_thread(self.torch):
-            if queries.shape[0] <= chunk:
-                return self._nearest(queries, queries_squared)
-            parts = [
-                self._nearest(queries[i : i + chunk], queries_squared[i : i + chunk])
-                for i in range(0, queries.shape[0], chunk)
-            ]
+        if queries.shape[0] <= chunk:
+            return self._nearest(queries, queries_squared)
+        parts = [
+            self._nearest(queries[i : i + chunk], queries_squared[i : i + chunk])
+            for i in range(0, queries.shape[0], chunk)
+        ]
         return self.torch.cat([p[0] for p in parts]), self.torch.cat([p[1] for p in parts])
 
     def _nearest(self, queries: Any, queries_squared: Any) -> tuple[Any, Any]:
