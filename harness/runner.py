@@ -318,12 +318,16 @@ class Run:
         return [s for s in samples if any((s.sample_id, spec, r) not in self.done for spec in specs for r in repeats)]
 
     def _reference_image(self, category: Category):
-        """A normal image from the training split (never the test set), chosen by seed."""
+        """A normal image from the training split (never the test set), chosen by seed, at prompt size.
+
+        Shrunk here, once per category, rather than with every sample's images
+        (the same pixels: `resize_for_prompt` leaves an image that fits alone).
+        """
         path = reference_path(category, self.config.seed)
         if path is None:
             return None
         try:
-            return load_rgb(path)
+            return resize_for_prompt(load_rgb(path))
         except BadInputError as error:
             raise HarnessError(f"reference image for category {category.name!r} is unreadable: {error}") from None
 
@@ -354,8 +358,7 @@ class Run:
         self._keep_pixel_pair(sample, image, gate_result)
         if not gate_result.flagged:
             return prepared
-        visuals = visual_prompt_images(image, reference, gate_result.region, gate_result.anomaly_map)
-        visuals = {name: resize_for_prompt(img) for name, img in visuals.items()}
+        visuals = visual_prompt_images(image, reference, gate_result.region, gate_result.anomaly_map)  # at prompt size
         # Labelled in-context examples for templates: images support_1.. and extra.support.
         support = []
         for number, example in enumerate(self._support_examples, start=1):
