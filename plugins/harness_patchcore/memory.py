@@ -27,6 +27,8 @@ import contextlib
 import math
 from typing import Any, Iterator
 
+import numpy as np
+
 #: At most this many distances (queries x bank) are held at once during a search. Small enough
 #: for the block to stay in a CPU's cache between the product and the minimum: 784 queries
 #: against 16,386 bank features (152 dimensions) took 53 ms in blocks of 2M distances, 67 ms in one of 13M.
@@ -216,6 +218,10 @@ def greedy_pruned(torch: Any, points: Any, n_select: int, initial: Any) -> Any:
         nearest, assign = nearest_centres(torch, points, squared, initial[:start])
         radius_squared[:start] = 0.0
         radius_squared[:start].scatter_reduce_(0, assign, nearest.clamp_min(0.0), reduce="amax")
+    # numpy views of the same memory, for the two whole-array steps of each pick: numpy's argmax and
+    # boolean gather are much faster than torch's on a CPU (130,928 points: argmax 8 instead of
+    # 166 us, gather and nonzero 109 instead of 224 us), and pick the same points.
+    nearest_view, assign_view = nearest.numpy(), assign.numpy()
     index = int(initial[start])
     for step in range(start, n_select):
         chosen[step] = index
@@ -229,7 +235,7 @@ def greedy_pruned(torch: Any, points: Any, n_select: int, initial: Any) -> Any:
             to_centres.add_(centre_squared[step])
             # |c - c_j| < 2 r_j  <=>  |c - c_j|^2 < 4 r_j^2; a little slack absorbs rounding.
             reachable = to_centres < 4.0 * radius_squared[:step] * (1.0 + 1e-4) + 1e-6
-            candidates = reachable[assign].nonzero().squeeze(1)
+            candidates = torch.from_numpy(np.flatnonzero(reachable.numpy()[assign_view]))
         distance = torch.addmv(squared.index_select(0, candidates), points.index_select(0, candidates), centre, alpha=-2.0)
         distance.add_(centre_squared[step])
         closer = distance < nearest.index_select(0, candidates)
@@ -237,5 +243,5 @@ def greedy_pruned(torch: Any, points: Any, n_select: int, initial: Any) -> Any:
         nearest[moved] = distance[closer]
         assign[moved] = step
         radius_squared[step] = distance[closer].max().clamp_min(0.0) if moved.numel() else 0.0
-        index = int(torch.argmax(nearest))
+        index = int(nearest_view.argmax())  # the first of equal maxima, as torch.argmax
     return chosen
