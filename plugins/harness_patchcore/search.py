@@ -18,11 +18,12 @@ distance d_j from centre j, no member of group j is nearer than
 
 The answer is the one a search of the whole bank gives (the same distance;
 where two bank features tie, possibly the other one). On the bottle
-category's default bank: 16.0 ms per test image instead of 40-49 ms,
-comparing each query with 17% of the bank on average (up to 42% for an
+category's default bank: 15.9 ms per test image instead of 45.7 ms,
+comparing each query with 18% of the bank on average (up to 42% for an
 anomalous image: far from all normal features, its bounds prune less); with
-another busy process on the 2 cores, 46.1 ms against 109.8
-(``python benchmarks/nearest.py [--busy]``, best of 3 passes over 30 images).
+another busy process on the 2 cores, 50.1 ms against 120.2
+(``python benchmarks/nearest.py [--busy]``, best of 3 passes over 30 images,
+as in the README's table).
 
 Distances are computed as ``|q|^2 + |m|^2 - 2 q.m`` in float32, whose
 rounding error grows with the squared norms, so every bound is widened by
