@@ -152,7 +152,6 @@ def measure_patchcore(category: Category, options: PatchCoreOptions, pixel_size:
     gpu_peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
 
     labels_a, flagged_a = np.array(labels), np.array(flagged)
-    has_masks = any(m.any() for m in pixel_masks)
     return {
         "category": category.name,
         "train": len(category.train_images),
@@ -164,7 +163,7 @@ def measure_patchcore(category: Category, options: PatchCoreOptions, pixel_size:
         "peak_rss_mb": peak,
         "gpu_peak_mb": gpu_peak,
         "image_auroc": auroc(labels_a, np.array(scores)),
-        "pixel_auroc": auroc(np.stack(pixel_masks), np.stack(pixel_maps)) if has_masks else float("nan"),
+        "pixel_auroc": pixel_auroc(pixel_masks, pixel_maps),
         "pixel_auroc_crop": pixel_auroc(crop_masks, crop_maps),
         "threshold": info["threshold"],
         "threshold_source": info["threshold_source"],

@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from harness_patchcore.memory import MAX_CHUNK_ELEMENTS, greedy_plain, nearest_centres
+from harness_patchcore.memory import MAX_CHUNK_ELEMENTS, greedy_plain, nearest_centres, nearest_squared
 
 #: Banks with at least this many features are searched by groups on a CPU; below it the whole
 #: bank is compared, and grouping gains little. Per bottle test image, the first n features of its
@@ -91,6 +91,7 @@ class ClusteredSearch:
             grouped_squared = squared.index_select(0, order)
             self.blocks_t = [grouped[a:b].T.contiguous() for a, b in zip(self.starts, self.starts[1:])]
             self.blocks_squared = [grouped_squared[a:b] for a, b in zip(self.starts, self.starts[1:])]
+            self.largest_group = max(sizes)
             # Each member's distance to its centre, widened for rounding; the group's radius is the largest.
             widened = (member_squared.clamp_min(0.0) + SLACK * (squared + self.centre_squared[group])).sqrt()
             self.radius = torch.zeros(count).scatter_reduce_(0, group, widened, reduce="amax")
@@ -114,8 +115,7 @@ class ClusteredSearch:
         the count that any thread starting torch work meanwhile keeps for
         good, and scoring runs beside the model backends' threads.
         """
-        largest_group = max(block.shape[1] for block in self.blocks_t)
-        chunk = max(1, MAX_CHUNK_ELEMENTS // max(largest_group, len(self.blocks_t)))
+        chunk = max(1, MAX_CHUNK_ELEMENTS // max(self.largest_group, len(self.blocks_t)))
         if queries.shape[0] <= chunk:
             return self._nearest(queries, queries_squared)
         parts = [
@@ -163,8 +163,7 @@ class ClusteredSearch:
 
     def _search(self, group: int, queries: Any, queries_squared: Any) -> tuple[Any, Any]:
         """Squared distance of each query to its nearest member of ``group``, and that member's grouped position."""
-        torch = self.torch
-        distances = torch.addmm(self.blocks_squared[group].unsqueeze(0), queries, self.blocks_t[group], alpha=-2.0)
-        self._compared += distances.numel()
-        value, position = distances.min(dim=1)
-        return value.add_(queries_squared), position.add_(self.starts[group])
+        block_t = self.blocks_t[group]
+        self._compared += queries.shape[0] * block_t.shape[1]
+        value, position = nearest_squared(self.torch, queries, queries_squared, block_t, self.blocks_squared[group])
+        return value, position.add_(self.starts[group])
