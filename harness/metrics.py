@@ -16,6 +16,13 @@ Protocols (see DESIGN.md, "Scoring protocols"):
 
 Either way the benchmark figure is VELM's: score each category first, then take
 the plain (unweighted) mean over categories.
+
+A figure that is undefined for a category is None there, never 0 or 1 by
+accident, and the mean leaves it out and says so (`harness.figure_notes`):
+
+- accuracy and macro-F1 are undefined only over zero images;
+- Cohen's kappa is undefined when the category's scored images hold fewer than
+  two true classes (see `cohen_kappa` for why that is exactly the right line).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from harness import figure_notes
 from harness.errors import HarnessError
 from harness.types import ERROR_KINDS, GOOD
 
@@ -146,10 +154,10 @@ def protocol_records(records: Iterable[dict[str, Any]], protocol: str) -> list[d
     return list(records)
 
 
-def accuracy(y_true: Sequence[str], y_pred: Sequence[str]) -> float:
-    """Fraction of positions where the prediction key equals the true label."""
+def accuracy(y_true: Sequence[str], y_pred: Sequence[str]) -> float | None:
+    """Fraction of positions where the prediction key equals the true label; None (undefined) over zero."""
     if not y_true:
-        raise ValueError("accuracy of zero samples is undefined")
+        return None
     return float(np.mean([t == p for t, p in zip(y_true, y_pred, strict=True)]))
 
 
@@ -157,11 +165,14 @@ def per_class_scores(y_true: Sequence[str], y_pred: Sequence[str], labels: Seque
     """Precision, recall, F1, support and predicted count per class.
 
     Only classes of ``labels`` that occur among the true labels or the
-    predictions are scored (a class nobody has and nobody named says nothing).
-    Precision with zero predictions is 0, and F1 is 0 when precision and recall
-    both are. Predictions outside ``labels`` (error keys, ``good`` under the
-    anomalous protocol) are misses for their true class and false positives for
-    no class.
+    predictions are scored: for a class nobody has and nobody named every
+    figure is 0/0. Precision of a class never predicted and recall of a class
+    with no true image are None (0/0, undefined). F1 is ``2 TP / (support +
+    predicted)``, the harmonic mean of precision and recall where both exist,
+    and defined for every scored class: 0 for a class that is true but never
+    predicted, or predicted but never true. Predictions outside ``labels``
+    (error keys, ``good`` under the anomalous protocol) are misses for their
+    true class and false positives for no class.
     """
     true_counts, pred_counts = Counter(y_true), Counter(y_pred)
     hits = Counter(t for t, p in zip(y_true, y_pred, strict=True) if t == p)
@@ -171,37 +182,52 @@ def per_class_scores(y_true: Sequence[str], y_pred: Sequence[str], labels: Seque
         if support == 0 and predicted == 0:
             continue
         tp = hits.get(label, 0)
-        precision = tp / predicted if predicted else 0.0
-        recall = tp / support if support else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        scores[label] = {"precision": precision, "recall": recall, "f1": f1, "support": support, "predicted": predicted}
+        scores[label] = {
+            "precision": tp / predicted if predicted else None,
+            "recall": tp / support if support else None,
+            "f1": 2 * tp / (support + predicted),
+            "support": support,
+            "predicted": predicted,
+        }
     return scores
 
 
-def macro_f1(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]) -> float:
-    """Unweighted mean of per-class F1 over the classes `per_class_scores` scores."""
+def macro_f1(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]) -> float | None:
+    """Unweighted mean of per-class F1 over the classes `per_class_scores` scores; None over zero samples."""
     scores = per_class_scores(y_true, y_pred, labels)
     if not scores:
-        raise ValueError("macro-F1 of zero samples is undefined")
+        return None
     return float(np.mean([s["f1"] for s in scores.values()]))
 
 
-def cohen_kappa(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]) -> float:
-    """Cohen's kappa between true labels and predictions over ``labels``.
+def kappa_is_defined(y_true: Sequence[str]) -> bool:
+    """Whether `cohen_kappa` is defined: the true labels hold at least two classes."""
+    return len(set(y_true)) >= 2
+
+
+def cohen_kappa(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]) -> float | None:
+    """Cohen's kappa between true labels and predictions over ``labels``; None where undefined.
 
     The confusion matrix has a row per label and a column per label plus one
     "other" column for errors and predictions outside ``labels``; that column
     has no row, so it only lowers agreement. ``po = trace / n`` and
     ``pe = sum_k (row_k / n) * (col_k / n)``; kappa is ``(po - pe) / (1 - pe)``.
 
-    When ``pe == 1`` (one label is all the truth and all the predictions) the
-    formula is 0/0: kappa is then defined as 1.0 if ``po == 1`` (which it must
-    be whenever ``pe == 1``) and 0.0 otherwise, so a category with a single class
-    predicted perfectly counts as perfect agreement rather than NaN.
+    Kappa is undefined (None) when the true labels hold fewer than two classes.
+    With a single true class ``c`` only row ``c`` is filled, so ``pe = col_c / n
+    = po``: the formula is 0/0 when every prediction is ``c`` (``pe == 1``) and
+    exactly 0 otherwise, whatever the predictions (never negative). Either value
+    would be an accident of the data, not a measure of the answers (a
+    single-class category scored 1.0 when every answer parsed and 0.0 after one
+    failure). With two or more true classes ``pe <= max_k row_k / n < 1``, so
+    the formula is always defined; a constant predictor then scores 0, as it
+    should. The rule depends on the truth only, so every model scored on the
+    same images has kappa defined in the same categories and their means stay
+    comparable.
     """
+    if not kappa_is_defined(y_true):
+        return None
     n = len(y_true)
-    if n == 0:
-        raise ValueError("kappa of zero samples is undefined")
     index = {label: i for i, label in enumerate(labels)}
     other = len(labels)
     matrix = np.zeros((len(labels), len(labels) + 1))
@@ -211,8 +237,6 @@ def cohen_kappa(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[s
         matrix[index[t], index.get(p, other)] += 1
     po = np.trace(matrix[:, :other]) / n
     pe = float(np.sum(matrix.sum(axis=1) / n * matrix[:, :other].sum(axis=0) / n))
-    if np.isclose(pe, 1.0, rtol=0.0, atol=1e-12):
-        return 1.0 if np.isclose(po, 1.0, rtol=0.0, atol=1e-12) else 0.0
     return float((po - pe) / (1.0 - pe))
 
 
@@ -343,8 +367,12 @@ def score_protocol(
 
     A category with no images under the protocol (say, only good images under
     ``anomalous``) is reported with ``n == 0`` and None scores, listed in
-    ``excluded``, and left out of the mean. Records are assumed validated
-    (`score_model` does that).
+    ``excluded``, and left out of the mean. A figure undefined in a scored
+    category (kappa with one true class) is None there, with its reason under
+    the category's ``undefined``, and the mean of that figure is over the
+    categories where it is defined (``kappa_categories_defined`` of
+    ``n_categories``; None when none is). ``notes`` says what was left out
+    (`harness.figure_notes`). Records are assumed validated (`score_model` does that).
     """
     by_category = _categories(records, label_sets)
     categories: dict[str, dict[str, Any]] = {}
@@ -352,20 +380,22 @@ def score_protocol(
     excluded = []
     for category, rs in by_category.items():
         rs = protocol_records(rs, protocol)
-        if not rs:
-            excluded.append(category)
-            categories[category] = {"n": 0, "accuracy": None, "accuracy_ci": None, "macro_f1": None, "kappa": None}
-            continue
         labels = protocol_labels(label_sets[category], protocol)
         y_true, y_pred = [r["true_label"] for r in rs], [pred_key(r) for r in rs]
-        correct_by_category[category] = [t == p for t, p in zip(y_true, y_pred)]
-        categories[category] = {
+        if rs:
+            correct_by_category[category] = [t == p for t, p in zip(y_true, y_pred)]
+        else:
+            excluded.append(category)
+        scores = categories[category] = {
             "n": len(rs),
             "accuracy": accuracy(y_true, y_pred),
             "accuracy_ci": None,  # filled in below, from one bootstrap over all categories
             "macro_f1": macro_f1(y_true, y_pred, labels),
             "kappa": cohen_kappa(y_true, y_pred, labels),
+            # Classes of the label set with no scored image and no prediction: F1 0/0, not averaged.
+            "macro_f1_absent_classes": [c for c in labels if rs and c not in set(y_true) | set(y_pred)],
         }
+        scores["undefined"] = figure_notes.undefined_reasons(scores, y_true, labels, protocol)
     scored = [categories[c] for c in correct_by_category]
     result: dict[str, Any] = {
         "n": sum(s["n"] for s in scored),
@@ -375,15 +405,18 @@ def score_protocol(
         "accuracy_ci": None,
         "macro_f1": None,
         "kappa": None,
+        "kappa_categories_defined": sum(1 for s in scored if s["kappa"] is not None),
         "categories": categories,
     }
+    for name in figure_notes.MEAN_FIGURES:
+        defined = [s[name] for s in scored if s[name] is not None]
+        result[name] = float(np.mean(defined)) if defined else None
     if scored:
-        for name in ("accuracy", "macro_f1", "kappa"):
-            result[name] = float(np.mean([s[name] for s in scored]))
         mean_ci, per_category = bootstrap_accuracy(correct_by_category, n_boot=n_boot, seed=seed)
         result["accuracy_ci"] = mean_ci
         for category, ci in per_category.items():
             categories[category]["accuracy_ci"] = ci
+    result["notes"] = figure_notes.protocol_notes(protocol, result)
     return result
 
 
@@ -402,12 +435,16 @@ def score_model(
 
         {"n": int,
          "protocols": {protocol: {"n", "n_categories", "excluded", "accuracy", "accuracy_ci",
-                                  "macro_f1", "kappa",
+                                  "macro_f1", "kappa", "kappa_categories_defined", "notes",
                                   "categories": {cat: {"n", "accuracy", "accuracy_ci",
-                                                       "macro_f1", "kappa"}}}},
+                                                       "macro_f1", "kappa", "macro_f1_absent_classes",
+                                                       "undefined": {figure: why}}}}},
+         "notes": [str],   # every protocol's notes: what each mean left out, and why
          "confusion": {cat: {true_label: {prediction_key: count}}},   # all images
          "outcomes": {outcome: count},
          "usage": see `usage_summary`}
+
+    A figure is None where it is undefined (see `score_protocol`).
 
     Raises `ScoringError` (a ValueError) when a record's category or true label
     is not in ``label_sets``, when records of several models are mixed, or when
@@ -419,9 +456,11 @@ def score_model(
         category: confusion([r["true_label"] for r in rs], [pred_key(r) for r in rs], label_sets[category])
         for category, rs in _categories(records, label_sets).items()
     }
+    scores = {p: score_protocol(records, label_sets, p, seed=seed, n_boot=n_boot) for p in protocols}
     return {
         "n": len(records),
-        "protocols": {p: score_protocol(records, label_sets, p, seed=seed, n_boot=n_boot) for p in protocols},
+        "protocols": scores,
+        "notes": [note for p in protocols for note in scores[p]["notes"]],
         "confusion": confusions,
         "outcomes": outcome_counts(records, gate_passes_all),
         "usage": usage_summary(records),

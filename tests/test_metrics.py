@@ -10,6 +10,7 @@ import pytest
 
 from harness.metrics import (
     OUTCOMES,
+    accuracy,
     bootstrap_accuracy,
     cohen_kappa,
     macro_f1,
@@ -22,6 +23,7 @@ from harness.metrics import (
     usage_summary,
 )
 from harness.types import ERROR_KINDS
+from harness_datasets.benchmarks import MVTecADBenchmark
 
 MODEL = "random"
 
@@ -104,12 +106,45 @@ def test_per_class_scores_by_hand():
 
 def test_macro_f1_skips_absent_classes_and_zero_prediction_precision():
     labels = ["good", "crack", "scratch", "hole"]
-    # hole: never true, never predicted -> not averaged.
-    # scratch: support 1, never predicted -> P 0, R 0, F1 0 (counted).
+    # hole: never true, never predicted -> F1 0/0, not averaged.
+    # scratch: support 1, never predicted -> P undefined (0/0), R 0, F1 2*0/(1+0) = 0 (counted).
     # crack: support 1, predicted 2, tp 1 -> P 1/2 R 1 F1 2/3.  good: support 1, predicted 1, tp 1 -> F1 1.
     y_true, y_pred = ["good", "crack", "scratch"], ["good", "crack", "crack"]
     assert close(macro_f1(y_true, y_pred, labels), (F(1) + F(2, 3) + 0) / 3)
-    assert per_class_scores(y_true, y_pred, labels)["scratch"]["precision"] == 0.0
+    per = per_class_scores(y_true, y_pred, labels)
+    assert per["scratch"]["precision"] is None and per["scratch"]["recall"] == 0.0 and per["scratch"]["f1"] == 0.0
+    assert set(per) == {"good", "crack", "scratch"}
+
+
+def test_macro_f1_counts_a_class_predicted_but_never_true_as_zero():
+    labels = ["good", "crack", "scratch", "hole"]
+    # No scratch image, but one answer says scratch: P 0 (0 of 1), R undefined (no support), F1 2*0/(0+1) = 0.
+    # crack: support 2, predicted 1, tp 1 -> F1 2/3.  good: support 1, predicted 1 -> F1 1.  hole: absent, left out.
+    y_true, y_pred = ["good", "crack", "crack"], ["good", "crack", "scratch"]
+    per = per_class_scores(y_true, y_pred, labels)
+    assert per["scratch"] == {"precision": 0.0, "recall": None, "f1": 0.0, "support": 0, "predicted": 1}
+    assert close(macro_f1(y_true, y_pred, labels), (F(1) + F(2, 3) + 0) / 3)
+    # An error key or a label outside the set is no class: it only misses its true class.
+    assert close(macro_f1(["crack", "crack"], ["crack", "error:refused"], labels), F(2, 3))
+
+
+def test_macro_f1_absent_classes_are_listed_and_noted():
+    # bottle subset without any scratch image, and nobody answers scratch: scratch is left out of macro-F1.
+    records = [rec("bottle", "good", "good", flagged=False), rec("bottle", "crack", "crack"), rec("bottle", "crack", "good")]
+    result = score_model(records, LABELS, n_boot=20)
+    velm = result["protocols"]["velm"]["categories"]["bottle"]
+    assert velm["macro_f1_absent_classes"] == ["scratch"]
+    # good: support 1, predicted 2, tp 1 -> 2/3; crack: support 2, predicted 1, tp 1 -> 2/3.
+    assert close(velm["macro_f1"], F(2, 3))
+    assert result["protocols"]["anomalous"]["categories"]["bottle"]["macro_f1_absent_classes"] == ["scratch"]
+    assert "velm: macro-F1 averages only the classes with a scored image or a prediction; left out (bottle: scratch)" \
+        in result["notes"]
+
+
+def test_figures_over_zero_samples_are_undefined_not_zero():
+    assert accuracy([], []) is None
+    assert macro_f1([], [], ["good", "crack"]) is None
+    assert cohen_kappa([], [], ["good", "crack"]) is None
 
 
 def test_confusion_matrix_over_all_images():
@@ -145,10 +180,13 @@ def test_category_with_only_good_images_is_excluded_from_anomalous_mean():
     records = BOTTLE + [rec("cable", "good", "good", flagged=False)]
     anomalous = score_model(records, labels, n_boot=50)["protocols"]["anomalous"]
     assert anomalous["excluded"] == ["cable"]
+    why = "no image to score under protocol anomalous"
     assert anomalous["categories"]["cable"] == {
-        "n": 0, "accuracy": None, "accuracy_ci": None, "macro_f1": None, "kappa": None,
+        "n": 0, "accuracy": None, "accuracy_ci": None, "macro_f1": None, "kappa": None, "macro_f1_absent_classes": [],
+        "undefined": {"accuracy": why, "macro_f1": why, "kappa": why},
     }
     assert anomalous["n_categories"] == 1
+    assert anomalous["notes"] == ["anomalous: no image to score in cable; left out of every mean"]
     assert close(anomalous["accuracy"], F(1, 2))  # bottle's alone
     velm = score_model(records, labels, n_boot=50)["protocols"]["velm"]
     assert velm["excluded"] == [] and velm["n_categories"] == 2
@@ -168,11 +206,20 @@ def test_benchmark_figure_is_unweighted_mean_over_categories():
     assert close(velm["macro_f1"], (F(73, 126) + 1) / 2)
     assert close(velm["kappa"], (F(7, 19) + 1) / 2)
     assert velm["n"] == 11
-    # anomalous: bottle 1/2, screw 1/1 (one class, pe = po = 1 -> kappa 1 by definition)
+    assert velm["kappa_categories_defined"] == 2 and velm["notes"] == []
+    # anomalous: bottle 1/2, screw 1/1. screw has one anomaly class (thread): kappa undefined there,
+    # so the mean kappa is bottle's alone, and the notes say so.
     anomalous = result["protocols"]["anomalous"]
     assert close(anomalous["accuracy"], F(3, 4))
-    assert close(anomalous["categories"]["screw"]["kappa"], 1)
-    assert close(anomalous["kappa"], (F(1, 4) + 1) / 2)
+    assert anomalous["categories"]["screw"]["kappa"] is None
+    assert anomalous["categories"]["screw"]["undefined"] == {
+        "kappa": "one true class: 'thread' is the only class under protocol anomalous"}
+    assert close(anomalous["kappa"], F(1, 4))
+    assert anomalous["kappa_categories_defined"] == 1 and anomalous["n_categories"] == 2
+    assert result["notes"] == [
+        "anomalous: kappa is undefined in 1 of 2 categories and left out of the mean (screw: one true class: "
+        "'thread' is the only class under protocol anomalous); the mean kappa is over the other 1"
+    ]
 
 
 def test_result_is_json_serialisable_with_plain_floats():
@@ -213,11 +260,92 @@ def test_kappa_chance_level_is_zero():
     assert abs(cohen_kappa(y_true, y_pred, labels)) < 0.02
 
 
-def test_kappa_single_true_class():
-    # All truths one class: pe = 1 * 2/3 = po -> kappa 0 (the model adds nothing beyond its marginal).
-    assert cohen_kappa(["c", "c", "c"], ["c", "c", "error:timeout"], ["c"]) == 0.0
-    # pe == 1 and po == 1: defined as 1.
-    assert cohen_kappa(["c", "c"], ["c", "c"], ["c"]) == 1.0
+def test_kappa_with_one_true_class_is_undefined_whatever_the_answers():
+    # One true class c: only row c is filled, so pe = col_c / n = po. The formula would give
+    # 0/0 when every answer is c and exactly 0 otherwise: neither measures the answers.
+    labels = ["good", "crack", "scratch"]
+    assert cohen_kappa(["crack"] * 3, ["crack"] * 3, labels) is None  # pe = po = 1: 0/0
+    assert cohen_kappa(["crack"] * 4, ["crack", "crack", "crack", "scratch"], labels) is None  # po = pe = 3/4
+    assert cohen_kappa(["crack"] * 4, ["scratch"] * 4, labels) is None  # po = pe = 0
+    assert cohen_kappa(["c", "c", "c"], ["c", "c", "error:timeout"], ["c"]) is None  # a single-class label set
+
+
+def test_kappa_is_defined_once_the_truth_varies_even_for_a_constant_predictor():
+    labels = ["good", "crack", "scratch"]
+    # Truth crack, scratch; every answer crack: po 1/2, pe = 1/2 * 1 + 1/2 * 0 = 1/2 -> exactly 0.
+    assert cohen_kappa(["crack", "scratch"], ["crack", "crack"], labels) == 0.0
+    # Every answer an error: po 0, pe 0 -> 0.
+    assert cohen_kappa(["crack", "scratch"], ["error:refused"] * 2, labels) == 0.0
+    # Systematically swapped: po 0, pe = 1/2 * 1/2 + 1/2 * 1/2 = 1/2 -> (0 - 1/2) / (1/2) = -1.
+    assert cohen_kappa(["crack", "scratch"], ["scratch", "crack"], labels) == -1.0
+    # With two or more true classes pe <= the largest true share < 1: always a finite number.
+    rng = random.Random(5)
+    for _ in range(200):
+        y_true = [rng.choice(labels) for _ in range(rng.randint(2, 8))]
+        if len(set(y_true)) < 2:
+            continue
+        y_pred = [rng.choice(labels + ["error:timeout"]) for _ in y_true]
+        value = cohen_kappa(y_true, y_pred, labels)
+        assert value is not None and -1.0 <= value <= 1.0
+
+
+def _toothbrush(n_wrong: int) -> list[dict]:
+    """Records of MVTec-AD's released toothbrush test set: every answer right but the first ``n_wrong`` defects."""
+    data = MVTecADBenchmark().released(["toothbrush"])
+    records, wrong = [], 0
+    for sample in data.samples:
+        failed = sample.label != "good" and wrong < n_wrong
+        wrong += failed
+        records.append(rec("toothbrush", sample.label, None if failed else sample.label,
+                           error="unparseable" if failed else None, sid=sample.sample_id,
+                           flagged=sample.label != "good"))
+    return records
+
+
+def test_toothbrush_kappa_is_undefined_under_anomalous_with_or_without_a_failure():
+    # The issue's case: toothbrush has one defect class (defective); 30 defective and 12 good test images.
+    labels = {"toothbrush": MVTecADBenchmark().released(["toothbrush"]).categories[0].labels}
+    assert labels == {"toothbrush": ["good", "defective"]}
+    all_right = score_model(_toothbrush(0), labels, n_boot=50)
+    one_failure = score_model(_toothbrush(1), labels, n_boot=50)
+    why = "one true class: 'defective' is the only class under protocol anomalous"
+    for result in (all_right, one_failure):
+        anomalous = result["protocols"]["anomalous"]
+        assert anomalous["n"] == 30
+        # Was 1.0 (all right) and 0.0 (one failure: po = pe = 29/30): now undefined, not in the mean.
+        assert anomalous["categories"]["toothbrush"]["kappa"] is None and anomalous["kappa"] is None
+        assert anomalous["kappa_categories_defined"] == 0
+        assert anomalous["categories"]["toothbrush"]["undefined"] == {"kappa": why}
+        assert result["notes"] == [f"anomalous: kappa is undefined in 1 of 1 categories and left out of the mean "
+                                   f"(toothbrush: {why}); the mean kappa is undefined"]
+    assert all_right["protocols"]["anomalous"]["accuracy"] == 1.0
+    assert close(one_failure["protocols"]["anomalous"]["accuracy"], F(29, 30))
+    # defective: support 30, predicted 29, tp 29 -> F1 = 58/59.
+    assert close(one_failure["protocols"]["anomalous"]["macro_f1"], F(58, 59))
+    # Under velm toothbrush has two true classes (good 12, defective 30): kappa defined.
+    # One failure: po 41/42; rows 12, 30; columns good 12, defective 29 -> pe = (144 + 870) / 1764 = 169/294;
+    # kappa = (41/42 - 169/294) / (125/294) = (287 - 169) / 125 = 118/125.
+    assert all_right["protocols"]["velm"]["kappa"] == 1.0
+    assert close(one_failure["protocols"]["velm"]["kappa"], F(118, 125))
+
+
+def test_mean_kappa_leaves_undefined_categories_out_with_a_note():
+    labels = {**LABELS, "toothbrush": ["good", "defective"]}
+    result = score_model(BOTTLE + SCREW + _toothbrush(1), labels, n_boot=50)
+    anomalous = result["protocols"]["anomalous"]
+    # bottle 1/4 is the only defined kappa; screw (thread) and toothbrush (defective) have one anomaly class.
+    assert close(anomalous["kappa"], F(1, 4))
+    assert anomalous["kappa_categories_defined"] == 1 and anomalous["n_categories"] == 3
+    # accuracy and macro-F1 still average all three: (1/2 + 1 + 29/30) / 3.
+    assert close(anomalous["accuracy"], (F(1, 2) + 1 + F(29, 30)) / 3)
+    (note,) = [n for n in result["notes"] if "kappa" in n]
+    assert note.startswith("anomalous: kappa is undefined in 2 of 3 categories and left out of the mean (screw: ")
+    assert "; toothbrush: one true class: 'defective' is the only class" in note
+    assert note.endswith("the mean kappa is over the other 1")
+    # A subset whose scored images are all one class of a many-class category: undefined too, said so.
+    crack_only = score_model([rec("bottle", "crack", "crack"), rec("bottle", "crack", "scratch")], LABELS, n_boot=20)
+    assert crack_only["protocols"]["velm"]["categories"]["bottle"]["undefined"] == {
+        "kappa": "one true class: all 2 scored images are 'crack'"}
 
 
 # ------------------------------------------------------------------ outcomes
