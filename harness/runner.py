@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from harness import __version__, metrics, paths
+from harness import __version__, metrics, paths, sample_counts
 from harness.class_order import check_class_order, class_orders, first_repeat, position_bias, record_repeat
 from harness.cache import ResponseCache
 from harness.classifiers import Classifier, parse_model_spec
@@ -143,6 +143,9 @@ class Run:
                 "evaluating the %d present in both", mismatch.difference["missing"], mismatch.difference["extra"],
                 len(data.samples),
             )
+        # Checked before any draw, gate fit or model call (harness.sample_counts).
+        in_data = sample_counts.defect_counts(data.categories)
+        sample_counts.check_shots(data.categories, self.config.shots)
         if self.config.shots:
             for category in data.categories:
                 support = draw_support(category.test_samples, self.config.shots, self.config.seed)
@@ -152,6 +155,7 @@ class Run:
         if self.config.limit is not None:
             for category in data.categories:
                 category.test_samples = seeded_subset(category.test_samples, self.config.limit, self.config.seed)
+        sample_counts.warn_few_to_score(data, in_data, shots=self.config.shots, limit=self.config.limit)
         if not data.samples:
             raise HarnessError(f"benchmark {data.name!r} has no test images at {data.root}")
         return data
