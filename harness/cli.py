@@ -175,6 +175,7 @@ def run(**flags: Any) -> None:
         result = Run(config, registry, progress=runner_progress.update).execute(resume=bool(resume_id))
     rows = leaderboard.rows_from_run(result.run)
     out.print(_rich_table(f"Run {result.run_id}", rows))
+    _print_notes(rows)
     for line in class_order.summary_lines(result.run):
         out.print(f"position bias: {line}", highlight=False)
     if result.run.get("decisions"):
@@ -230,6 +231,12 @@ def _rich_table(title: str, rows: list[leaderboard.Row]) -> Table:
     return table
 
 
+def _print_notes(rows: list[leaderboard.Row]) -> None:
+    """What the means under a table left out (undefined figures), one line per note."""
+    for line in leaderboard.note_lines(rows):
+        out.print(f"note: {line}", highlight=False)
+
+
 def _write_leaderboard(tables: dict, output: Path) -> Path:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(leaderboard.render_markdown(tables), encoding="utf-8")
@@ -253,6 +260,7 @@ def leaderboard_command(results_dirs: tuple[Path, ...], output: Path | None) -> 
         out.print("No finished runs found in " + ", ".join(str(p) for p in paths))
     for (benchmark, manifest), table_rows in tables.items():
         out.print(_rich_table(leaderboard.table_title(benchmark, manifest), table_rows))
+        _print_notes(table_rows)
     if len({b for b, _ in tables}) < len(tables):
         out.print("[yellow]note:[/] some benchmark has runs over different image sets (manifest hashes); "
                   "they are shown as separate tables and never ranked together.")

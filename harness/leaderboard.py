@@ -8,7 +8,7 @@ over different image sets are not comparable, so they get separate tables.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -45,6 +45,10 @@ class Row:
     gate_false_alarm_rate: float | None = None
     gate_miss_rate: float | None = None
     runs: int = 1
+    #: (categories where kappa is defined, categories scored) under protocol velm, when run.json says.
+    kappa_categories: tuple[int, int] | None = None
+    #: The model's metrics notes: which categories a mean left out, and why (harness.figure_notes).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def key(self) -> tuple[str, str, str, str, str]:
@@ -87,6 +91,9 @@ def rows_from_run(run: dict[str, Any]) -> list[Row]:
                 gate_auroc=gate.get("image_auroc"),
                 gate_false_alarm_rate=gate.get("false_alarm_rate"),
                 gate_miss_rate=gate.get("miss_rate"),
+                kappa_categories=(velm["kappa_categories_defined"], velm.get("n_categories", 0))
+                if "kappa_categories_defined" in velm else None,
+                notes=list(scores.get("notes", [])),
             )
         )
     return rows
@@ -137,6 +144,30 @@ def _num(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+#: How a figure that is undefined (None in run.json's metrics) is shown; "-" is kept for unknown usage.
+UNDEFINED = "n/a"
+
+
+def figure_pct(value: float | None) -> str:
+    """A metric as a percentage, `UNDEFINED` when it is undefined (None)."""
+    return UNDEFINED if value is None else pct(value)
+
+
+def figure_num(value: float | None, covered: tuple[int, int] | None = None) -> str:
+    """A metric with three decimals, `UNDEFINED` when None; ``covered`` (k, n) adds "(k of n cat.)" when k < n."""
+    if value is None:
+        return UNDEFINED
+    text = f"{value:.3f}"
+    if covered is not None and covered[0] < covered[1]:
+        text += f" ({covered[0]} of {covered[1]} cat.)"
+    return text
+
+
+def note_lines(rows: Iterable[Row]) -> list[str]:
+    """One line per note of each row: ``model (run id): note``; empty when no mean left anything out."""
+    return [f"{row.model} ({row.run_id}): {note}" for row in rows for note in row.notes]
+
+
 def _errors(outcomes: dict[str, int]) -> str:
     parts = [f"{name.replace('_', ' ')} {outcomes[name]}" for name in ERROR_OUTCOMES if outcomes.get(name)]
     return ", ".join(parts) or "none"
@@ -148,8 +179,9 @@ def cells(rank: int, row: Row) -> dict[str, str]:
     tokens = "-" if row.tokens_in is None and row.tokens_out is None else f"{row.tokens_in or 0}/{row.tokens_out or 0}"
     run = row.run_id + (f" (+{row.runs - 1} older)" if row.runs > 1 else "")
     values = [
-        str(rank), row.model, row.gate, row.prompt, str(row.n), pct(row.accuracy) + ci,
-        pct(row.anomalous_accuracy), _num(row.macro_f1), _num(row.kappa), _errors(row.outcomes),
+        str(rank), row.model, row.gate, row.prompt, str(row.n), figure_pct(row.accuracy) + ci,
+        figure_pct(row.anomalous_accuracy), figure_num(row.macro_f1), figure_num(row.kappa, row.kappa_categories),
+        _errors(row.outcomes),
         _num(row.gate_auroc), f"{pct(row.gate_false_alarm_rate)}/{pct(row.gate_miss_rate)}",
         _num(row.latency_p50, 2), _num(row.latency_p95, 2), tokens,
         "-" if row.cost_usd is None else f"{row.cost_usd:.4f}", run,
@@ -171,7 +203,9 @@ def render_markdown(tables: dict[tuple[str, str], list[Row]]) -> str:
         "seeded bootstrap over images within each category. Anomalous acc is the same over anomalous",
         "images only. Gate columns judge the detector alone (image AUROC; false-alarm and miss rates at",
         "its threshold). Each table covers one exact set of images (its manifest hash); rows of different",
-        "tables are not comparable and are never ranked together.",
+        "tables are not comparable and are never ranked together. A figure undefined for every category",
+        "shows as n/a; a mean that leaves categories out (kappa needs two true classes in a category)",
+        "says over how many it is, and the notes under the table say which and why.",
         "",
     ]
     if not tables:
@@ -183,4 +217,7 @@ def render_markdown(tables: dict[tuple[str, str], list[Row]]) -> str:
         for rank, row in enumerate(rows, start=1):
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells(rank, row).values()) + " |")
         lines.append("")
+        notes = note_lines(rows)
+        if notes:
+            lines += ["Notes:", ""] + [f"- {line}" for line in notes] + [""]
     return "\n".join(lines)

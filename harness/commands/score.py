@@ -56,6 +56,8 @@ def score(benchmark: str, predictions: Path, fmt: str, name: str, data_root: Pat
         cells = leaderboard.cells(rank, row)
         table.add_row(*(cells[c] for c in leaderboard.TERMINAL_COLUMNS))
     out.print(table)
+    for line in leaderboard.note_lines(rows):
+        out.print(f"note: {line}", highlight=False)
     out.print(f"results: {run_dir}/run.json and samples.jsonl")
     board = results_dir / "LEADERBOARD.md"
     board.write_text(leaderboard.render_markdown(leaderboard.group(leaderboard.collect([results_dir]))), encoding="utf-8")
@@ -81,6 +83,7 @@ def _warn(imported) -> None:
 
 
 def _category_table(scores: dict, manifest: str) -> Table:
+    figure = leaderboard.figure_pct  # "n/a" for an undefined figure
     velm = scores["protocols"]["velm"]
     anomalous = scores["protocols"]["anomalous"]
     table = Table(title=f"Per category, protocol velm (manifest {manifest})", title_justify="left")
@@ -89,8 +92,8 @@ def _category_table(scores: dict, manifest: str) -> Table:
 
     for category, entry in velm["categories"].items():
         anom = anomalous["categories"].get(category, {})
-        table.add_row(category, str(entry["n"]), leaderboard.pct(entry["accuracy"]), leaderboard.pct(anom.get("accuracy")),
-                      leaderboard.pct(entry["macro_f1"]), leaderboard.pct(entry["kappa"]))
-    table.add_row("mean", str(velm["n"]), leaderboard.pct(velm["accuracy"]), leaderboard.pct(anomalous["accuracy"]),
-                  leaderboard.pct(velm["macro_f1"]), leaderboard.pct(velm["kappa"]), style="bold")
+        table.add_row(category, str(entry["n"]), figure(entry["accuracy"]), figure(anom.get("accuracy")),
+                      figure(entry["macro_f1"]), figure(entry["kappa"]))
+    table.add_row("mean", str(velm["n"]), figure(velm["accuracy"]), figure(anomalous["accuracy"]),
+                  figure(velm["macro_f1"]), figure(velm["kappa"]), style="bold")
     return table

@@ -16,7 +16,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from harness import __version__
-from harness.leaderboard import Row
+from harness.leaderboard import UNDEFINED, Row, figure_num, note_lines
 from harness.metrics import OUTCOMES
 from harness.report import svg
 from harness.report.data import Group, confusion_tables, gate_and_end_to_end, outcome_counts
@@ -39,6 +39,11 @@ def pct(value: float | None, digits: int = 1) -> str:
 
 def num(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
+
+
+def figure_pct(value: float | None) -> str:
+    """A metric as a percentage; "n/a" when it is undefined (None), as the leaderboard shows it."""
+    return UNDEFINED if value is None else pct(value)
 
 
 def seconds(value: float | None) -> str:
@@ -126,8 +131,9 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(pct=pct, num=num, seconds=seconds, outcome_name=outcome_name, sort_key=sort_key)
-    env.globals.update(outcome_colours=OUTCOME_COLOURS, cost_per_1000=cost_per_1000)
+    env.filters.update(pct=pct, num=num, seconds=seconds, outcome_name=outcome_name, sort_key=sort_key,
+                       figure_pct=figure_pct, figure_num=figure_num)
+    env.globals.update(outcome_colours=OUTCOME_COLOURS, cost_per_1000=cost_per_1000, note_lines=note_lines)
     return env
 
 
