@@ -1,5 +1,5 @@
 """Helpers that hosted-API backend plugins share: SDK import, image encoding, the class-answer
-schema, Retry-After, secret scrubbing.
+schema, Retry-After, secret scrubbing, the endpoint that answers (for cache keys and provenance).
 
 No SDK is imported here; plugins call these around their own client. A third-party
 plugin may use them too.
@@ -13,12 +13,14 @@ import contextlib
 import email.utils
 import importlib
 import io
+import os
 import threading
 import time
+import urllib.parse
 from collections import OrderedDict
 from typing import Any, Callable, Iterator
 
-from harness.redact import strip_url_credentials
+from harness.redact import redact, strip_url_credentials
 from harness.errors import HarnessError
 from harness.types import ImagePart, Prompt
 
@@ -184,6 +186,56 @@ def scrub_secret(error: BaseException, secret: str | None) -> None:
 def strip_userinfo(url: str | None) -> str | None:
     """A URL without ``user:password@`` (credentials in a base URL must not reach run.json)."""
     return strip_url_credentials(url) if url else url
+
+
+# -- the endpoint that answers (Classifier.endpoint)
+
+#: Options that `hosted_endpoint` accounts for: in the key as part of the endpoint, resolved, not as written.
+ENDPOINT_OPTIONS = ("base_url", "api_version")
+
+
+def configured_base_url(option: str | None, env_var: str) -> str | None:
+    """The base URL a user configured: the option, else ``$env_var`` when set and not blank; None: the SDK's default.
+
+    Plugins resolve it once, when the classifier is made, and give the SDK client the
+    result explicitly, so the URL in cache keys and run.json is the one requests go to.
+    """
+    return (option or "").strip() or (os.environ.get(env_var) or "").strip() or None
+
+
+def public_base_url(url: str) -> str:
+    """``url`` as an endpoint names it: without ``user:password@``, secret-looking query values redacted,
+    scheme and host in lower case, no trailing slash (``http://H/v1/`` and ``http://H/v1`` are one server)."""
+    parts = urllib.parse.urlsplit(strip_url_credentials(url.strip()))
+    return urllib.parse.urlunsplit(
+        (parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/"), redact(parts.query), "")
+    )
+
+
+def hosted_endpoint(base_url: str | None, default_url: str, **selectors: Any) -> dict[str, Any]:
+    """`Classifier.endpoint` of a hosted backend: the public form of the base URL requests go to
+    (``base_url``, else ``default_url``) and whatever else selects what answers (an API version)."""
+    return {"base_url": public_base_url(base_url or default_url), **selectors}
+
+
+def without_endpoint_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Answer options minus `ENDPOINT_OPTIONS`: the endpoint holds them resolved (a base URL given by
+    option or by environment variable is then one key, and a credential in it is never key material)."""
+    return {name: value for name, value in options.items() if name not in ENDPOINT_OPTIONS}
+
+
+def describe_hosted(classifier: Any, sdk: Any, http_backend_name: str, keyless: bool) -> dict[str, Any]:
+    """`Classifier.describe` of a hosted backend (never a secret): options, SDK version, transport, endpoint."""
+    options = classifier.options.model_dump()
+    options["base_url"] = strip_userinfo(options.get("base_url"))
+    return {
+        "spec": classifier.spec,
+        "options": options,
+        "sdk": {sdk.__name__: getattr(sdk, "__version__", "unknown")},
+        "http_backend": http_backend_name,
+        "base_url": classifier.endpoint()["base_url"],
+        "keyless": keyless,
+    }
 
 
 # The openai and anthropic SDKs are generated from one template and share these exception

@@ -21,7 +21,7 @@ class CsvWriter(ResultWriter):
     name = "csv"
     description = "samples.csv with one row per (sample, model)"
     columns = [
-        "sample_id", "category", "image", "true_label", "gate_score", "gate_flagged", "model", "repeat",
+        "sample_id", "category", "image", "true_label", "gate_score", "gate_flagged", "model", "served_model", "repeat",
         "predicted_label", "correct", "error", "outcome", "latency_s", "attempts",
         "tokens_in", "tokens_out", "cost_usd",
     ]

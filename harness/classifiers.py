@@ -91,6 +91,20 @@ class Classifier(ABC):
         """The options that can change an answer (everything but dispatch settings); part of cache keys."""
         return self.options.model_dump(exclude=set(DISPATCH_OPTIONS))
 
+    def endpoint(self) -> dict[str, Any]:
+        """What answers this classifier's requests, beyond its options; part of cache keys and provenance.
+
+        A hosted backend names the server it actually talks to, after environment
+        variables and defaults are applied (``base_url``, normalised and without
+        credentials), and anything else that selects what answers (an API version,
+        a deployment). A local model whose files could change under the same name
+        names the resolved files (``checkpoint`` and a fingerprint). Never a secret:
+        it is written to run.json and the response cache. Fixed when the classifier
+        is made. Default: ``{}`` (the model id and options say everything).
+        `harness cache` shows and filters by the ``base_url`` or ``checkpoint`` entry.
+        """
+        return {}
+
     def is_deterministic(self) -> bool:
         """True when the same request gets the same answer (no sampling), so caching it is honest."""
         return float(getattr(self.options, "temperature", 0.0) or 0.0) == 0.0

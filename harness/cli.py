@@ -307,6 +307,8 @@ from harness.commands.act import act as _act_command, decision_tables  # noqa: E
 cli.add_command(_act_command)
 from harness.commands.score import score as _score_command  # noqa: E402
 cli.add_command(_score_command)
+from harness.commands.cache import cache as _cache_command  # noqa: E402
+cli.add_command(_cache_command)
 # --- end of command modules ---
 
 

@@ -75,6 +75,8 @@ class Dispatcher:
         self.cache = cache if cache is not None and classifier.use_cache() else None
         self._keyed_options = None
         self._keyer = None
+        # What answers (a server, a checkpoint): fixed when the classifier was made, so read once.
+        self.endpoint = classifier.endpoint() if self.cache is not None else {}
         self.limiter = RateLimiter(self.options.requests_per_minute, self.options.tokens_per_minute)
         self._slots = asyncio.Semaphore(self.options.concurrency)
         self._backoff = wait_random_exponential(multiplier=wait_initial_s, max=wait_max_s)
@@ -90,12 +92,12 @@ class Dispatcher:
         return max(backoff, min(float(asked), MAX_RETRY_AFTER_S))
 
     def cache_key(self, prompt: Prompt) -> str | None:
-        """The response-cache key of ``prompt`` for this classifier; None when its answers are not cached."""
+        """The response-cache key of ``prompt`` for this classifier and its endpoint; None when its answers are not cached."""
         if self.cache is None:
             return None
         options = self.classifier.answer_options()  # may change during a run (a kNN's support set does)
         if options != self._keyed_options:
-            self._keyer = cache_keyer(self.classifier.plugin, self.classifier.model_id, options)
+            self._keyer = cache_keyer(self.classifier.plugin, self.classifier.model_id, options, endpoint=self.endpoint)
             self._keyed_options = options
         return self._keyer(prompt.request_hash)
 
@@ -120,7 +122,8 @@ class Dispatcher:
             result = await self._call_with_retries(prompt, queued_at)
         if key is not None and result.response is not None:
             await asyncio.to_thread(
-                self.cache.put, key, self.classifier.plugin, self.classifier.model_id, result.response, result.latency_s
+                self.cache.put, key, self.classifier.plugin, self.classifier.model_id, result.response, result.latency_s,
+                self.endpoint,
             )
         return result
 

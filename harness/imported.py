@@ -266,6 +266,7 @@ def _record(benchmark: str, sample: Sample, entry: Entry, model: str, candidates
         "true_label": sample.label,
         "gate": None,
         "model": model,
+        "served_model": None,
         "prompt": None,
         "called": False,
         "response": entry.text,

@@ -86,6 +86,8 @@ class Answer:
     ``refusal`` makes it a refusal: OpenAI's ``message.refusal`` (content null),
     Anthropic's ``stop_reason: "refusal"`` with the refusal as text.
     ``finish_reason`` overrides OpenAI's ``finish_reason`` / Anthropic's ``stop_reason``.
+    ``model`` is the model name the reply reports (a server may serve another model
+    than the one asked for); None: the request's.
     """
 
     text: str = ""
@@ -94,6 +96,7 @@ class Answer:
     refusal: str | None = None
     finish_reason: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    model: str | None = None
 
 
 FaultKind = Literal["status", "hang", "reset", "malformed"]
@@ -286,7 +289,7 @@ def _openai_body(request: Request, answer: Answer) -> dict:
         "id": f"chatcmpl-loopback-{request.index}",
         "object": "chat.completion",
         "created": int(time.time()),
-        "model": request.model or "loopback",
+        "model": answer.model or request.model or "loopback",
         "choices": [{
             "index": 0,
             "message": {"role": "assistant", "content": text, "refusal": answer.refusal},
@@ -316,7 +319,7 @@ def _anthropic_body(request: Request, answer: Answer) -> dict:
         "id": f"msg_loopback_{request.index}",
         "type": "message",
         "role": "assistant",
-        "model": request.model or "loopback",
+        "model": answer.model or request.model or "loopback",
         "content": content,
         "stop_reason": stop_reason,
         "stop_sequence": None,

@@ -57,7 +57,8 @@ def run_header(runner: Run, run_id: str, data: BenchmarkData, environment: dict[
                 "plugin": runner.template_entry.plugin,
             },
             "gate": {**runner.gate.describe(), "categories": {}},
-            "classifiers": {c.spec: c.describe() for c in runner.classifiers},
+            # endpoint: what answered (a server and API version, a checkpoint), as the response cache keys it
+            "classifiers": {c.spec: {**c.describe(), "endpoint": c.endpoint()} for c in runner.classifiers},
             "prices_usd_per_million_tokens": {
                 spec: None if price is None else {"input": price.input_per_million, "output": price.output_per_million}
                 for spec, price in runner.prices.items()

@@ -76,6 +76,7 @@ class RecordBuilder:
                 "threshold": gate.threshold,
             },
             "model": classifier.spec,
+            "served_model": usage.served_model if usage else None,
             "prompt": None if prompt is None else {"name": prompt.template, "hash": prompt.hash},
             "repeat": repeat,
             "class_order": None if prompt is None else [c.key for c in prompt.candidates],

@@ -28,9 +28,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from harness import __version__, metrics, paths, sample_counts
+from harness import __version__, metrics, sample_counts
 from harness.class_order import check_class_order, class_orders, first_repeat, position_bias, record_repeat
-from harness.cache import ResponseCache
+from harness.cache import ResponseCache, default_path as default_cache_path
 from harness.classifiers import Classifier, parse_model_spec
 from harness.datasets import Benchmark, ReleaseMismatchError, manifest_hash
 from harness.decision_report import decisions_for_run
@@ -178,7 +178,7 @@ class Run:
             run = run_header(self, run_id, data, provenance.result())
         files = RunFiles(run_dir)
         files.write_run(run)
-        cache = ResponseCache(paths.cache_dir() / "responses.sqlite") if self.config.use_cache else None
+        cache = ResponseCache(default_cache_path()) if self.config.use_cache else None
         pm = self.registry.manager
         if pm is not None:
             pm.hook.harness_run_started(run=run)

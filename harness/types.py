@@ -166,6 +166,8 @@ class Response:
     #: For option-scoring classifiers: class key -> score (higher is better).
     option_scores: dict[str, float] | None = None
     refused: bool = False
+    #: The model name the server reported answering with (hosted backends), which may differ from the one asked for.
+    served_model: str | None = None
 
 
 @dataclass

@@ -236,10 +236,10 @@ def _template():
 def test_the_prefixed_cache_key_equals_the_plain_one(options):
     from harness.cache import cache_key, cache_keyer
 
-    for plugin, model in (("openai", "gpt-4o"), ("random", None)):
-        keyer = cache_keyer(plugin, model, options)
+    for plugin, model, endpoint in (("openai", "gpt-4o", {"base_url": "http://h/v1"}), ("random", None, {})):
+        keyer = cache_keyer(plugin, model, options, endpoint=endpoint)
         for request in ("r1", "0123abcd", 'with "quotes" \u00e9'):
-            assert keyer(request) == cache_key(plugin, model, options, request)
+            assert keyer(request) == cache_key(plugin, model, options, request, endpoint=endpoint)
 
 
 def test_a_key_only_prompt_is_answered_from_the_cache_and_never_sent(tmp_path):

@@ -40,6 +40,16 @@ DeniedError, NotFoundError, other 4xx
 200 body is treated as transient (a proxy or dropped stream produces it; a
 retry is cheap and bounded). Before an SDK error leaves this class, the API
 key is scrubbed from its message and body, whatever the key looks like.
+
+The endpoint (`endpoint`, part of response-cache keys and of run.json), resolved
+once when the classifier is made and sent explicitly, so the SDK adds nothing
+of its own: the base URL (the ``base_url`` option, else ``ANTHROPIC_BASE_URL``,
+else ``https://api.anthropic.com``), the API version (the ``api_version``
+option, else the SDK's default, sent as the ``anthropic-version`` header), and
+the ``anthropic-*`` headers the SDK takes from ``ANTHROPIC_CUSTOM_HEADERS``
+(``anthropic-beta`` changes behaviour; other headers there are a proxy's, and
+may be credentials, so they are left out). Each response keeps the model name
+the server reported (``served_model``).
 """
 
 from __future__ import annotations
@@ -53,15 +63,17 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from harness.backend_kit import (
-    class_answer_schema, import_sdk,
+    class_answer_schema, configured_base_url, describe_hosted, hosted_endpoint, import_sdk, without_endpoint_options,
     KEYLESS_PLACEHOLDER, http_backend, is_encoded, is_sdk_timeout, is_transient_sdk_error, png_base64,
-    scrub_secret, sdk_retry_after, strip_userinfo,
+    scrub_secret, sdk_retry_after,
 )
 from harness.classifiers import Capabilities, Classifier, ClassifierOptions
 from harness.errors import HarnessError
 from harness.types import ImagePart, Prompt, Response, TextPart
 
 PIP_HINT = "pip install 'anomaly-harness[anthropic]'"
+#: Where the SDK sends requests when neither the base_url option nor ANTHROPIC_BASE_URL says.
+DEFAULT_BASE_URL = "https://api.anthropic.com"
 #: Sent as the key to a keyless server behind ``base_url`` (a local proxy, say).
 #: The last Messages API version that accepts sampling parameters (temperature, top_p, top_k).
 LEGACY_API_VERSION = "2023-06-01"
@@ -150,6 +162,9 @@ class AnthropicClassifier(Classifier):
     def __init__(self, model_id: str | None, options: AnthropicOptions):
         super().__init__(model_id, options)
         self._anthropic = import_sdk("anthropic", PIP_HINT)
+        self._base_url = configured_base_url(options.base_url, "ANTHROPIC_BASE_URL")  # None: DEFAULT_BASE_URL
+        self._api_version = options.api_version or _sdk_api_version(self._anthropic)
+        self._env_api_headers = _env_api_headers()
         self._key = self._resolve_key()
         self._client: Any = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
@@ -157,14 +172,22 @@ class AnthropicClassifier(Classifier):
 
     # -- configuration
 
-    def _effective_base_url(self) -> str | None:
-        return self.options.base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
+    def endpoint(self) -> dict[str, Any]:
+        """The server and API version that answer (see the module docstring); no credentials."""
+        selectors: dict[str, Any] = {"api_version": self._api_version or f"default of anthropic {self._anthropic.__version__}"}
+        if self._env_api_headers:
+            selectors["env_headers"] = dict(self._env_api_headers)
+        return hosted_endpoint(self._base_url, DEFAULT_BASE_URL, **selectors)
+
+    def answer_options(self) -> dict[str, Any]:
+        """Answer options without ``base_url`` and ``api_version``: the endpoint holds them, resolved."""
+        return without_endpoint_options(super().answer_options())
 
     def _resolve_key(self) -> str:
         key = os.environ.get(self.options.api_key_env)
         if key:
             return key
-        if self._effective_base_url():
+        if self._base_url:
             return KEYLESS_PLACEHOLDER
         raise HarnessError(
             f"model {self.spec!r}: no API key; set the {self.options.api_key_env} environment variable "
@@ -179,7 +202,7 @@ class AnthropicClassifier(Classifier):
                 # The SDK's aiohttp transport when installed: less client CPU per request (harness.backend_kit).
                 http_client=self._anthropic.DefaultAioHttpClient() if self._http_backend == "aiohttp" else None,
                 api_key=self._key,  # explicit: the SDK then consults no other credential source
-                base_url=self.options.base_url,
+                base_url=self._base_url or DEFAULT_BASE_URL,  # explicit: the SDK reads no environment variable for it
                 timeout=self.options.timeout_s,
                 max_retries=0,  # the core retries
                 default_headers=self._headers() or None,
@@ -189,8 +212,8 @@ class AnthropicClassifier(Classifier):
 
     def _headers(self) -> dict[str, str]:
         headers = dict(self.options.extra_headers)
-        if self.options.api_version:
-            headers["anthropic-version"] = self.options.api_version
+        if self._api_version:  # always sent when known, so the version keyed is the version used
+            headers["anthropic-version"] = self._api_version
         return headers
 
     # -- the request
@@ -261,7 +284,9 @@ class AnthropicClassifier(Classifier):
             text = json.dumps(tool_input, ensure_ascii=False)
         else:
             text = "".join(getattr(b, "text", "") or "" for b in blocks if getattr(b, "type", None) == "text")
-        return Response(text=text, tokens_in=tokens_in, tokens_out=tokens_out, refused=stop_reason == "refusal")
+        served = getattr(message, "model", None)
+        return Response(text=text, tokens_in=tokens_in, tokens_out=tokens_out, refused=stop_reason == "refusal",
+                        served_model=served if isinstance(served, str) and served else None)
 
     def is_deterministic(self) -> bool:
         """Only an explicit temperature 0 is greedy; None leaves sampling to the server's default."""
@@ -287,19 +312,29 @@ class AnthropicClassifier(Classifier):
         self._client_loop = None
 
     def describe(self) -> dict[str, Any]:
-        options = self.options.model_dump()
-        options["base_url"] = strip_userinfo(options["base_url"])
-        return {
-            "spec": self.spec,
-            "options": options,
-            "sdk": {"anthropic": getattr(self._anthropic, "__version__", "unknown")},
-            "http_backend": self._http_backend,
-            "base_url": strip_userinfo(self._effective_base_url()) or "https://api.anthropic.com",
-            "keyless": self._key == KEYLESS_PLACEHOLDER,
-        }
+        described = describe_hosted(self, self._anthropic, self._http_backend, keyless=self._key == KEYLESS_PLACEHOLDER)
+        described["api_version"] = self.endpoint()["api_version"]
+        return described
 
 
 # ----------------------------------------------------------------------------- helpers
+
+
+def _sdk_api_version(sdk: Any) -> str | None:
+    """The anthropic-version the SDK sends by default (None if this SDK keeps it elsewhere)."""
+    version = getattr(getattr(sdk, "_constants", None), "ANTHROPIC_API_VERSION", None)
+    return version if isinstance(version, str) else None
+
+
+def _env_api_headers() -> dict[str, str]:
+    """The ``anthropic-*`` headers (but the version, which is sent explicitly) the SDK adds from ANTHROPIC_CUSTOM_HEADERS."""
+    found = {}
+    for line in os.environ.get("ANTHROPIC_CUSTOM_HEADERS", "").split("\n"):
+        name, colon, value = line.partition(":")
+        name = name.strip().lower()
+        if colon and name.startswith("anthropic-") and name != "anthropic-version":
+            found[name] = value.strip()
+    return found
 
 
 

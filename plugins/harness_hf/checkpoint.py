@@ -12,7 +12,10 @@ before any heavy import, when the run is set up.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +41,27 @@ class Checkpoint:
     source: str
     directory: Path
     revision: str | None = None
+
+
+def files_fingerprint(directory: Path) -> str:
+    """A hash of the name, size and modification time (ns) of every file under ``directory``, without reading them.
+
+    Two checkpoints saved under the same name (a directory overwritten by a new
+    fine-tune, a Hub snapshot re-downloaded) then never share cached answers.
+    Files are followed through symbolic links, as the Hub cache's snapshots are.
+    """
+    entries = []
+    for root, dirs, files in os.walk(directory, followlinks=True):
+        dirs.sort()
+        for name in sorted(files):
+            path = Path(root) / name
+            try:
+                stat = path.stat()
+            except OSError:  # a dangling link: what from_pretrained would fail on, named by its absence
+                entries.append([path.relative_to(directory).as_posix(), None, None])
+                continue
+            entries.append([path.relative_to(directory).as_posix(), stat.st_size, stat.st_mtime_ns])
+    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
 
 
 def require_backend() -> None:

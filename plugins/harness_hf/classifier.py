@@ -19,7 +19,7 @@ from harness.errors import HarnessError
 from harness.types import Prompt, Response
 
 from harness_hf.batching import MicroBatcher
-from harness_hf.checkpoint import require_backend, resolve_checkpoint
+from harness_hf.checkpoint import files_fingerprint, require_backend, resolve_checkpoint
 from harness_hf.devices import resolve_device, resolve_dtype
 
 DEFAULT_BATCH_SIZE = 4
@@ -102,6 +102,7 @@ class HFClassifier(Classifier):
             raise HarnessError("the hf plugin needs a model: hf:OWNER/NAME or hf:/path/to/model")
         require_backend()
         self.checkpoint = resolve_checkpoint(model_id)
+        self._files = files_fingerprint(self.checkpoint.directory)
         # Resolved now (this imports torch), so a device that is not there fails the run before it starts.
         self.device = resolve_device(options.device)
         self.dtype = resolve_dtype(options.dtype, self.device)
@@ -131,6 +132,14 @@ class HFClassifier(Classifier):
         batch size, so keying on it would not make answers reproducible.)
         """
         return {k: v for k, v in super().answer_options().items() if k not in ("batch_size", "batch_wait_ms")}
+
+    def endpoint(self) -> dict[str, Any]:
+        """The checkpoint that answers: its resolved directory, Hub revision and a fingerprint of its files.
+
+        The same ``hf:NAME`` over different files (a re-saved directory, another
+        snapshot) is another endpoint, so it never gets the other's cached answers.
+        """
+        return {"checkpoint": str(self.checkpoint.directory), "revision": self.checkpoint.revision, "files": self._files}
 
     @property
     def batch_sizes(self) -> list[int]:

@@ -39,6 +39,14 @@ DeniedError, NotFoundError, other 4xx
 produces, and a retry is cheap and bounded. Before an SDK error leaves this
 class, the API key is scrubbed from its message and body, whatever the key
 looks like (the core's redaction catches known key shapes only).
+
+The endpoint (`endpoint`, part of response-cache keys and of run.json): the
+base URL requests go to, resolved once when the classifier is made (the
+``base_url`` option, else ``OPENAI_BASE_URL``, else ``https://api.openai.com/v1``)
+and given to the SDK explicitly, so the key names the server that answered.
+``OPENAI_ORG_ID`` and ``OPENAI_PROJECT_ID`` are not part of it: they choose who
+is billed and what may be called, not which model answers a given name.
+Each response keeps the model name the server reported (``served_model``).
 """
 
 from __future__ import annotations
@@ -52,15 +60,17 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from harness.backend_kit import (
-    class_answer_schema, import_sdk,
+    class_answer_schema, configured_base_url, describe_hosted, hosted_endpoint, import_sdk, without_endpoint_options,
     KEYLESS_PLACEHOLDER, ClientLanes, http_backend, is_encoded, is_sdk_timeout, is_transient_sdk_error,
-    png_base64, scrub_secret, sdk_retry_after, strip_userinfo,
+    png_base64, scrub_secret, sdk_retry_after,
 )
 from harness.classifiers import Capabilities, Classifier, ClassifierOptions
 from harness.errors import HarnessError
 from harness.types import ImagePart, Prompt, Response, TextPart
 
 PIP_HINT = "pip install 'anomaly-harness[openai]'"
+#: Where the SDK sends requests when neither the base_url option nor OPENAI_BASE_URL says.
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
 #: Sent as the key to a keyless local server (vLLM, Ollama, llama.cpp ignore it).
 #: Name of the function/schema the structured answer is asked for under.
 SCHEMA_NAME = "defect_class"
@@ -142,20 +152,26 @@ class OpenAIClassifier(Classifier):
     def __init__(self, model_id: str | None, options: OpenAIOptions):
         super().__init__(model_id, options)
         self._openai = import_sdk("openai", PIP_HINT)
+        self._base_url = configured_base_url(options.base_url, "OPENAI_BASE_URL")  # None: DEFAULT_BASE_URL
         self._key = self._resolve_key()
         self._lanes: ClientLanes | None = None
         self._http_backend = http_backend()
 
     # -- configuration
 
-    def _effective_base_url(self) -> str | None:
-        return self.options.base_url or os.environ.get("OPENAI_BASE_URL") or None
+    def endpoint(self) -> dict[str, Any]:
+        """The server that answers: ``{"base_url": ...}`` after OPENAI_BASE_URL and the default (no credentials)."""
+        return hosted_endpoint(self._base_url, DEFAULT_BASE_URL)
+
+    def answer_options(self) -> dict[str, Any]:
+        """Answer options without ``base_url``: the endpoint holds it, resolved."""
+        return without_endpoint_options(super().answer_options())
 
     def _resolve_key(self) -> str:
         key = os.environ.get(self.options.api_key_env)
         if key:
             return key
-        if self._effective_base_url():
+        if self._base_url:
             return KEYLESS_PLACEHOLDER
         raise HarnessError(
             f"model {self.spec!r}: no API key; set the {self.options.api_key_env} environment variable "
@@ -165,7 +181,7 @@ class OpenAIClassifier(Classifier):
     def _token_field(self) -> str:
         if self.options.token_limit_field != "auto":
             return self.options.token_limit_field
-        return "max_completion_tokens" if self._effective_base_url() is None else "max_tokens"
+        return "max_completion_tokens" if self._base_url is None else "max_tokens"
 
     def _lanes_for_loop(self) -> ClientLanes:
         # Clients per event loop: an httpx connection pool belongs to the loop that opened it.
@@ -178,7 +194,7 @@ class OpenAIClassifier(Classifier):
         return self._openai.AsyncOpenAI(
             http_client=self._openai.DefaultAioHttpClient() if self._http_backend == "aiohttp" else None,
             api_key=self._key,
-            base_url=self.options.base_url,
+            base_url=self._base_url or DEFAULT_BASE_URL,  # explicit: the SDK reads no environment variable for it
             timeout=self.options.timeout_s,
             max_retries=0,  # the core retries
             default_headers=self.options.extra_headers or None,
@@ -254,14 +270,17 @@ class OpenAIClassifier(Classifier):
             refusal = message.get("refusal")
             finish_reason = choice.get("finish_reason")
             usage = completion.get("usage") or {}
+            served = completion.get("model")
             tokens_in, tokens_out = usage.get("prompt_tokens"), usage.get("completion_tokens")
         except (AttributeError, IndexError, KeyError, TypeError) as error:
             raise MalformedResponseError(f"the server's response is not a chat completion ({type(error).__name__}: {error})") from None
         if not isinstance(content, str):
             raise MalformedResponseError(f"the server's message content is not text: {_excerpt(json.dumps(content))!r}")
+        served_model = served if isinstance(served, str) and served else None
         if refusal:
-            return Response(text=refusal, tokens_in=tokens_in, tokens_out=tokens_out, refused=True)
-        return Response(text=content, tokens_in=tokens_in, tokens_out=tokens_out, refused=finish_reason == "content_filter")
+            return Response(text=refusal, tokens_in=tokens_in, tokens_out=tokens_out, refused=True, served_model=served_model)
+        return Response(text=content, tokens_in=tokens_in, tokens_out=tokens_out, refused=finish_reason == "content_filter",
+                        served_model=served_model)
 
     def is_deterministic(self) -> bool:
         """Only an explicit temperature 0 is greedy; None leaves sampling to the server's default."""
@@ -286,16 +305,7 @@ class OpenAIClassifier(Classifier):
             await lanes.aclose()
 
     def describe(self) -> dict[str, Any]:
-        options = self.options.model_dump()
-        options["base_url"] = strip_userinfo(options["base_url"])
-        return {
-            "spec": self.spec,
-            "options": options,
-            "sdk": {"openai": getattr(self._openai, "__version__", "unknown")},
-            "http_backend": self._http_backend,
-            "base_url": strip_userinfo(self._effective_base_url()) or "https://api.openai.com/v1",
-            "keyless": self._key == KEYLESS_PLACEHOLDER,
-        }
+        return describe_hosted(self, self._openai, self._http_backend, keyless=self._key == KEYLESS_PLACEHOLDER)
 
 
 # ----------------------------------------------------------------------------- helpers
