@@ -20,7 +20,7 @@ from harness.results import load_run, read_jsonl
 from harness.resume import SUPERSEDED_FILE, failure_is_transient, record_key
 from harness.runner import Run, RunConfig
 from harness.testing import scripted_classifier, write_tiny_benchmark
-from tests.conftest import run_cli
+from conftest import run_cli
 
 OPENAI_KEY = "sk-resume-retry-openai-0123456789"
 ANTHROPIC_KEY = "sk-ant-resume-retry-0123456789"
