@@ -1,5 +1,6 @@
 """Helpers that hosted-API backend plugins share: SDK import, image encoding, the class-answer
-schema, Retry-After, secret scrubbing, the endpoint that answers (for cache keys and provenance).
+schema, transient and rate-limit errors, Retry-After, secret scrubbing, the endpoint that answers
+(for cache keys and provenance).
 
 No SDK is imported here; plugins call these around their own client. A third-party
 plugin may use them too.
@@ -249,6 +250,15 @@ def is_transient_sdk_error(sdk: Any, error: BaseException) -> bool:
     if isinstance(error, sdk.APIStatusError):
         return error.status_code in (408, 409, 429) or error.status_code >= 500
     return False
+
+
+#: Statuses that mean "too busy now, ask later": rate limited (429), unavailable (503), overloaded (529).
+RATE_LIMIT_STATUSES = frozenset({429, 503, 529})
+
+
+def is_rate_limited_sdk_error(sdk: Any, error: BaseException) -> bool:
+    """HTTP 429, 503 or 529, with or without Retry-After: retried within the request's time budget, not a count."""
+    return isinstance(error, sdk.APIStatusError) and error.status_code in RATE_LIMIT_STATUSES
 
 
 def sdk_retry_after(sdk: Any, error: BaseException) -> float | None:

@@ -121,10 +121,17 @@ def _load_config(path: Path | None) -> dict[str, Any]:
                    "present in both (the difference is recorded in run.json) instead of stopping.")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the response cache.")
 @click.option("--resume", "resume_id", default=None, metavar="RUN_ID",
-              help="Finish an interrupted run in --results-dir with its recorded config; finished samples are kept.")
+              help="Finish an interrupted run in --results-dir with its recorded config; finished samples are kept, "
+                   "samples whose call failed transiently (timeouts, retries run out) are asked again.")
+@click.option("--retry-errors", is_flag=True,
+              help="With --resume: also ask again samples whose call failed permanently (401, 400, ...) or whose "
+                   "answer was unparseable or refused; bad_input (an unreadable image) is kept.")
 def run(**flags: Any) -> None:
     """Run a benchmark through a gate and one or more models, score it, record it."""
     resume_id = flags.pop("resume_id")
+    retry_errors = flags.pop("retry_errors")
+    if retry_errors and not resume_id:
+        raise HarnessError("--retry-errors asks a finished run's failed samples again: give the run with --resume RUN_ID")
     gate_threshold = flags.pop("gate_threshold")
     use_cache = not flags.pop("no_cache")
     allow_partial = flags.pop("allow_partial")
@@ -172,7 +179,7 @@ def run(**flags: Any) -> None:
     _warn_failures(registry)
     runner_progress = _ProgressBar()
     with runner_progress:
-        result = Run(config, registry, progress=runner_progress.update).execute(resume=bool(resume_id))
+        result = Run(config, registry, progress=runner_progress.update).execute(resume=bool(resume_id), retry_errors=retry_errors)
     rows = leaderboard.rows_from_run(result.run)
     out.print(_rich_table(f"Run {result.run_id}", rows))
     _print_notes(rows)

@@ -13,7 +13,7 @@ every image reaches the classifier) and checks, by name:
   option has a description (``harness list --verbose`` shows them);
 - ``retries-declared``: ``should_retry`` says yes to each ``transient_errors``
   and no to each ``permanent_errors`` and to a plain bug (``ValueError``);
-  ``is_timeout`` and ``retry_after`` answer with a bool and None-or-seconds;
+  ``is_timeout``, ``is_rate_limited`` and ``retry_after`` answer with a bool and None-or-seconds;
 - ``records-complete``: one record per sample with every contract field, an
   error kind from the fixed list or none, a predicted class from the
   category's labels only when there is no error, ``correct`` only then, at
@@ -22,7 +22,8 @@ every image reaches the classifier) and checks, by name:
   after one attempt, with no prediction;
 - ``transient-retried`` / ``transient-exhausted``: a transient error on the
   first attempt is retried and answered; one on every attempt ends as an error
-  after ``max_attempts``;
+  marked ``error_transient`` after ``max_attempts``, or, when ``is_rate_limited``
+  says it is rate limiting, once a small ``rate_limit_budget_s`` is spent;
 - ``timeout``: a request that outlives ``timeout_s`` is recorded as ``timeout``;
 - ``no-secret``: none of ``secrets`` appears in any file a run wrote.
 
@@ -57,8 +58,11 @@ from harness.types import ERROR_KINDS, Prompt
 RECORD_FIELDS = (
     "sample_id", "benchmark", "category", "image", "true_label", "gate", "model", "served_model", "prompt", "response",
     "predicted_label", "correct", "error", "latency_s", "attempts", "tokens_in", "tokens_out", "cost_usd",
+    "error_transient", "attempts_total",
 )
 UNKNOWN_OPTION = "conformance_no_such_option"
+#: The rate-limit budget of the transient-exhausted check for rate-limiting errors (seconds).
+RATE_LIMIT_BUDGET_S = 0.05
 
 TEMPLATE = TINY_TEMPLATE
 
@@ -291,6 +295,8 @@ def _check_retry_declarations(context: _Context, transient: list[BaseException],
             check.expect(retry is False, f"should_retry({name}) is {retry}: permanent errors and bugs must not be retried")
         timeout = instance.is_timeout(error)
         check.expect(isinstance(timeout, bool), f"is_timeout({name}) returned {timeout!r}, not a bool")
+        limited = instance.is_rate_limited(error)
+        check.expect(isinstance(limited, bool), f"is_rate_limited({name}) returned {limited!r}, not a bool")
         after = instance.retry_after(error)
         check.expect(after is None or (isinstance(after, (int, float)) and after >= 0),
                      f"retry_after({name}) returned {after!r}, not None or seconds")
@@ -317,12 +323,20 @@ def _check_injected_faults(context: _Context, transient: list[BaseException], pe
             check.expect(record["error"] not in ("backend_error", "timeout"), f"still failed: {record.get('error_detail')}")
         check.done(f"{type(error).__name__} once -> answered on attempt 2")
         check = _Checker(context.report, "transient-exhausted")
-        records = _run_or_fail(check, context, _faulty(context.classifier, lambda n, e=error: e), fast)
+        # Rate limiting is retried for a time budget, not a count: a small budget ends it.
+        limited = context.instance().is_rate_limited(error)
+        options = {**fast, "rate_limit_budget_s": RATE_LIMIT_BUDGET_S} if limited else fast
+        records = _run_or_fail(check, context, _faulty(context.classifier, lambda n, e=error: e), options)
         for record in records:
             check.expect(record["error"] in ("backend_error", "timeout"), f"recorded {record['error']!r} after retries")
-            check.expect(record["attempts"] == 2, f"attempts {record['attempts']}, expected max_attempts=2")
+            check.expect(record.get("error_transient") is True, "a failure after retries is not marked error_transient")
+            if limited:
+                check.expect("rate_limit_budget_s" in (record.get("error_detail") or ""),
+                             f"a rate-limited request did not end on its budget: {record.get('error_detail')}")
+            else:
+                check.expect(record["attempts"] == 2, f"attempts {record['attempts']}, expected max_attempts=2")
         _check_never_scored(check, records)
-        check.done(f"{type(error).__name__} always -> error after 2 attempts")
+        check.done(f"{type(error).__name__} always -> error " + ("when the rate-limit budget is spent" if limited else "after 2 attempts"))
     check = _Checker(context.report, "timeout")
     slow = _faulty(context.classifier, lambda n: 5.0)  # sleeps 5 s; timeout_s is 0.05 s
     records = _run_or_fail(check, context, slow, {**fast, "timeout_s": 0.05})

@@ -1,9 +1,13 @@
 """Calling a classifier: concurrency, per-request timeout, retries, error kinds.
 
 Retries live here, not in the backends: a backend only declares which errors
-are transient (`Classifier.should_retry`). A permanent error becomes an error
-kind on the record (``backend_error`` or ``timeout``) with a redacted message;
-it is never turned into an answer.
+are transient (`Classifier.should_retry`) and which of those are rate limiting
+or overload (`Classifier.is_rate_limited`). Rate limiting is retried within a
+time budget, other transient errors a bounded number of times
+(:mod:`harness.retry_policy`). A failure becomes an error kind on the record
+(``backend_error`` or ``timeout``) with a redacted message, and says whether it
+was transient (worth asking again on ``--resume``); it is never turned into an
+answer.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import gc
 import time
 from dataclasses import dataclass
 
-from tenacity import AsyncRetrying, RetryError, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import AsyncRetrying, RetryError, retry_if_exception, wait_random_exponential
 
 from harness.cache import ResponseCache, cache_keyer
 from harness.classifiers import Classifier
@@ -21,6 +25,7 @@ from harness.errors import HarnessError
 from harness.prompt_memo import KeyOnlyPrompt
 from harness.ratelimit import RateLimiter
 from harness.redact import redact
+from harness.retry_policy import RetryBook
 from harness.types import Prompt, Response
 
 MAX_DETAIL_CHARS = 500
@@ -57,6 +62,9 @@ class CallResult:
     latency_s: float | None  # wall time of the successful attempt
     queued_s: float  # time spent waiting for a concurrency slot and the rate limit
     cached: bool = False  # answered from the response cache; latency and usage are the original call's
+    #: With an error: True when it was transient (retries ran out, or a timeout), so a resume asks again;
+    #: False when permanent (401, 400, ...). None without an error.
+    transient: bool | None = None
 
 
 class Dispatcher:
@@ -131,8 +139,14 @@ class Dispatcher:
         attempts = 0
         queued_s = 0.0
         latency: float | None = None
+        book = RetryBook(self.options.max_attempts, self.options.rate_limit_budget_s)
+
+        def stop(retry_state) -> bool:  # asked after each transient failure, once its next wait is known
+            error = retry_state.outcome.exception()
+            return book.should_stop(self._is_rate_limited(error), retry_state.seconds_since_start, retry_state.upcoming_sleep)
+
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.options.max_attempts),
+            stop=stop,
             wait=self._wait,
             retry=retry_if_exception(self._is_transient),
             reraise=False,
@@ -152,14 +166,18 @@ class Dispatcher:
             return CallResult(response, None, None, attempts, latency, queued_s)
         except RetryError as exhausted:
             error = exhausted.last_attempt.exception()
-            return self._failure(error, attempts, queued_s, exhausted_retries=True)
+            return self._failure(error, attempts, queued_s, gave_up=book.give_up_message(attempts))
         except Exception as error:  # a permanent error: recorded, never raised into the run
-            return self._failure(error, attempts, queued_s, exhausted_retries=False)
+            return self._failure(error, attempts, queued_s, gave_up=None)
 
     def _is_transient(self, error: BaseException) -> bool:
         return isinstance(error, asyncio.TimeoutError) or self.classifier.should_retry(error)
 
-    def _failure(self, error: BaseException | None, attempts: int, queued_s: float, exhausted_retries: bool) -> CallResult:
+    def _is_rate_limited(self, error: BaseException | None) -> bool:
+        return error is not None and not isinstance(error, asyncio.TimeoutError) and self.classifier.is_rate_limited(error)
+
+    def _failure(self, error: BaseException | None, attempts: int, queued_s: float, gave_up: str | None) -> CallResult:
+        """The failed call's record fields; ``gave_up`` (the retry book's message) when transient errors ran out."""
         is_timeout = isinstance(error, asyncio.TimeoutError) or (
             error is not None and self.classifier.is_timeout(error)
         )
@@ -168,9 +186,10 @@ class Dispatcher:
             message = f"no answer within {self.options.timeout_s:g} s"
         else:
             message = f"{type(error).__name__}: {error}"
-        if exhausted_retries:
-            message = f"gave up after {attempts} attempts; last: {message}"
-        return CallResult(None, kind, redact(message)[:MAX_DETAIL_CHARS], attempts, None, queued_s)
+        if gave_up is not None:
+            message = f"{gave_up}; last: {message}"
+        transient = gave_up is not None or is_timeout  # a timeout is the server's state, not the request's fault
+        return CallResult(None, kind, redact(message)[:MAX_DETAIL_CHARS], attempts, None, queued_s, transient=transient)
 
 
 def _total_tokens(response: Response) -> int | None:

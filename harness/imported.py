@@ -274,9 +274,11 @@ def _record(benchmark: str, sample: Sample, entry: Entry, model: str, candidates
         "correct": error is None and predicted == sample.label,
         "error": error,
         "error_detail": None if error is None else f"{entry.where}: {entry.text!r} names no class of {sample.category!r}",
+        "error_transient": None if error is None else False,  # an answer that names no class: asking again cannot help
         "latency_s": None,
         "queued_s": None,
         "attempts": 0,
+        "attempts_total": 0,
         "cached": False,
         "tokens_in": None,
         "tokens_out": None,

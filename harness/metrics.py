@@ -319,6 +319,7 @@ def usage_summary(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     called (an image the gate passed costs nothing and would pull them down);
     values a backend did not report (None) are skipped, and a statistic with
     nothing to go on is None. Keys: ``calls``, ``attempts`` (all records),
+    ``attempts_total`` (the same with the attempts of records a resume replaced),
     ``latency_p50`` and ``latency_p95`` (seconds), ``tokens_in_total``,
     ``tokens_in_mean``, ``tokens_out_total``, ``tokens_out_mean``, ``cost_usd_total``.
     """
@@ -328,6 +329,7 @@ def usage_summary(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "calls": len(called),
         "attempts": int(sum(r.get("attempts") or 0 for r in records)),
+        "attempts_total": int(sum(r.get("attempts_total", r.get("attempts")) or 0 for r in records)),
         "latency_p50": percentile(latencies, 50),
         "latency_p95": percentile(latencies, 95),
     }

@@ -97,20 +97,25 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         run = json.loads(run_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise HarnessError(f"{run_path}: not valid JSON ({error})") from None
-    records = []
-    samples_path = run_dir / SAMPLES_FILE
-    if samples_path.is_file():
-        lines = samples_path.read_text(encoding="utf-8").splitlines()
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                if number == len(lines):
-                    continue  # the line being written when the run was killed
-                raise HarnessError(f"{samples_path}:{number}: not a JSON record") from None
-    return run, records
+    return run, read_jsonl(run_dir / SAMPLES_FILE)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The JSON lines of ``path`` ([] when absent); a truncated last line is skipped, anything else is an error."""
+    records: list[dict[str, Any]] = []
+    if not path.is_file():
+        return records
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number == len(lines):
+                continue  # the line being written when the run was killed
+            raise HarnessError(f"{path}:{number}: not a JSON record") from None
+    return records
 
 
 def find_run_dirs(paths: Iterable[Path]) -> list[Path]:

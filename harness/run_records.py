@@ -42,16 +42,20 @@ class RecordBuilder:
         self._parsed: dict[tuple, tuple[str | None, str | None]] = {}  # (answer text, candidates) -> parse
 
     def record(self, prepared: Prepared, classifier: Classifier, prompt: Prompt | None,
-               call: CallResult | None, repeat: int = 0) -> dict[str, Any]:
-        """The record of ``classifier``'s answer (``call``) to ``prompt``; no call: the gate passed the sample."""
+               call: CallResult | None, repeat: int = 0, earlier_attempts: int = 0) -> dict[str, Any]:
+        """The record of ``classifier``'s answer (``call``) to ``prompt``; no call: the gate passed the sample.
+
+        ``earlier_attempts``: the attempts of the records this one replaces (a resume asked again), for ``attempts_total``.
+        """
         sample, gate = prepared.sample, prepared.gate
         predicted, error, detail, response_text = None, None, None, None
+        transient = None  # only a failed call can be transient; an answer the parser rejects is not
         if prepared.bad_input is not None:
             error, detail = "bad_input", prepared.bad_input
         elif call is None:
             predicted = GOOD  # passed as normal by the gate: no model is asked
         elif call.error is not None:
-            error, detail = call.error, call.detail
+            error, detail, transient = call.error, call.detail, call.transient
         else:
             response = call.response
             response_text = response.text
@@ -87,9 +91,11 @@ class RecordBuilder:
             "correct": error is None and predicted == sample.label,
             "error": error,
             "error_detail": detail,
+            "error_transient": None if error is None else bool(transient),
             "latency_s": call.latency_s if call is not None else None,
             "queued_s": call.queued_s if call is not None else None,
             "attempts": call.attempts if call is not None else 0,
+            "attempts_total": (call.attempts if call is not None else 0) + earlier_attempts,
             "cached": bool(call.cached) if call is not None else False,
             "tokens_in": usage.tokens_in if usage else None,
             "tokens_out": usage.tokens_out if usage else None,

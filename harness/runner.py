@@ -29,7 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 from harness import __version__, metrics, sample_counts
-from harness.class_order import check_class_order, class_orders, first_repeat, position_bias, record_repeat
+from harness.class_order import check_class_order, class_orders, first_repeat, position_bias
 from harness.cache import ResponseCache, default_path as default_cache_path
 from harness.classifiers import Classifier, parse_model_spec
 from harness.datasets import Benchmark, ReleaseMismatchError, manifest_hash
@@ -46,6 +46,7 @@ from harness.pricing import load_prices, price_for
 from harness.prompt_memo import PromptMemo
 from harness.prompts import PromptTemplate, render_prompt
 from harness.results import RunFiles, environment_provenance, load_run, new_run_id, truncate_partial_line
+from harness.resume import prepare_resume, record_key
 from harness.run_config import RunConfig
 from harness.run_folder import RunFolder
 from harness.run_header import now_utc, run_header
@@ -88,6 +89,8 @@ class Run:
         self.records: list[dict[str, Any]] = []
         #: (sample_id, model, repeat) already recorded; filled when resuming.
         self.done: set[tuple[str, str, int]] = set()
+        #: (sample_id, model, repeat) -> attempts spent by the records a resume replaces (harness/resume.py).
+        self.earlier_attempts: dict[tuple[str, str, int], int] = {}
         #: category -> support samples drawn by --shots (removed from the scored test set).
         self.support: dict[str, list[Sample]] = {}
         self._support_examples: list[SupportExample] = []  # the current category's
@@ -162,8 +165,12 @@ class Run:
 
     # ------------------------------------------------------------------ run
 
-    def execute(self, resume: bool = False) -> RunResult:
-        """Run (or with ``resume``, finish) the run; records are on disk as each sample finishes."""
+    def execute(self, resume: bool = False, retry_errors: bool = False) -> RunResult:
+        """Run (or with ``resume``, finish) the run; records are on disk as each sample finishes.
+
+        A resume also asks again every record whose failure was transient, and with
+        ``retry_errors`` every failed record but ``bad_input`` (harness/resume.py).
+        """
         # The provenance (a git process, package metadata) is gathered while the data is listed.
         provenance = None if resume else _in_background(environment_provenance)
         data = self.load_data()
@@ -171,7 +178,7 @@ class Run:
         run_id = self.config.run_id or new_run_id(data.name)
         run_dir = self.config.results_dir / run_id
         if resume:
-            run = self._resume_state(run_dir, data)
+            run = self._resume_state(run_dir, data, retry_errors)
         elif (run_dir / "run.json").exists():
             raise HarnessError(f"{run_dir} already holds a run; resume it with --resume {run_id} or pick another --run-id")
         else:
@@ -214,8 +221,8 @@ class Run:
             pm.hook.harness_run_finished(run=run, run_dir=run_dir)
         return RunResult(run_id, run_dir, run, self.records)
 
-    def _resume_state(self, run_dir: Path, data: BenchmarkData) -> dict[str, Any]:
-        """Load a run's finished records so only the missing (sample, model) pairs are run."""
+    def _resume_state(self, run_dir: Path, data: BenchmarkData, retry_errors: bool = False) -> dict[str, Any]:
+        """Load a run's records; what is missing, or is to be asked again, is what runs."""
         truncate_partial_line(run_dir)
         run, records = load_run(run_dir)
         recorded, current = run["benchmark"]["manifest_hash"], manifest_hash(data)
@@ -224,16 +231,13 @@ class Run:
                 f"cannot resume {run_dir.name}: the data at {data.root} is not what the run evaluated "
                 f"(manifest {current}, the run has {recorded})"
             )
-        seen: set[tuple[str, str, int]] = set()
-        for record in records:
-            key = (record["sample_id"], record["model"], record_repeat(record))
-            if key not in seen:
-                seen.add(key)
-                self.records.append(record)
-        self.done = seen
+        plan = prepare_resume(run_dir, records, retry_errors, resume_number=len(run.get("resumed", [])))
+        self.records.extend(plan.kept)
+        self.done = {record_key(r) for r in plan.kept}
+        self.earlier_attempts = plan.earlier_attempts
         run["status"] = "running"
         run.setdefault("resumed", []).append(
-            {"at": now_utc(), "records_kept": len(self.records), "harness_version": __version__}
+            {"at": now_utc(), **plan.summary(retry_errors), "harness_version": __version__}
         )
         return run
 
@@ -407,14 +411,16 @@ class Run:
 
         async def one(dispatcher: Dispatcher, repeat: int) -> None:
             classifier = dispatcher.classifier
-            if (prepared.sample.sample_id, classifier.spec, repeat) in self.done:
+            key = (prepared.sample.sample_id, classifier.spec, repeat)
+            if key in self.done:
                 return
+            earlier = self.earlier_attempts.get(key, 0)
             if prepared.bad_input is not None or not prepared.gate or not prepared.gate.flagged:
-                record = self.recorder.record(prepared, classifier, None, None, repeat=repeat)
+                record = self.recorder.record(prepared, classifier, None, None, repeat=repeat, earlier_attempts=earlier)
             else:
                 prompt = prepared.prompts[(repeat, classifier.capabilities.max_images)]
                 call = await dispatcher.call(prompt)
-                record = self.recorder.record(prepared, classifier, prompt, call, repeat=repeat)
+                record = self.recorder.record(prepared, classifier, prompt, call, repeat=repeat, earlier_attempts=earlier)
             files.append_record(record)
             self.records.append(record)
             if self.registry.manager is not None:

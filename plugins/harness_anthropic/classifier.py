@@ -36,7 +36,11 @@ BadRequestError, AuthenticationError, Permission-      no         backend_error
 DeniedError, NotFoundError, other 4xx
 =====================================================  =========  =============
 
-"Recorded as" applies once the core gives up (``max_attempts``). A malformed
+429, 503 and 529 are rate limiting or overload (``is_rate_limited``): the core
+retries them for up to ``rate_limit_budget_s`` seconds instead of counting
+them against ``max_attempts``.
+
+"Recorded as" applies once the core gives up (``max_attempts`` or the budget). A malformed
 200 body is treated as transient (a proxy or dropped stream produces it; a
 retry is cheap and bounded). Before an SDK error leaves this class, the API
 key is scrubbed from its message and body, whatever the key looks like.
@@ -64,8 +68,8 @@ from pydantic import Field, field_validator, model_validator
 
 from harness.backend_kit import (
     class_answer_schema, configured_base_url, describe_hosted, hosted_endpoint, import_sdk, without_endpoint_options,
-    KEYLESS_PLACEHOLDER, http_backend, is_encoded, is_sdk_timeout, is_transient_sdk_error, png_base64,
-    scrub_secret, sdk_retry_after,
+    KEYLESS_PLACEHOLDER, http_backend, is_encoded, is_rate_limited_sdk_error, is_sdk_timeout, is_transient_sdk_error,
+    png_base64, scrub_secret, sdk_retry_after,
 )
 from harness.classifiers import Capabilities, Classifier, ClassifierOptions
 from harness.errors import HarnessError
@@ -298,6 +302,9 @@ class AnthropicClassifier(Classifier):
         if isinstance(error, (MalformedResponseError, getattr(self._anthropic, "RetryableError", MalformedResponseError))):
             return True
         return is_transient_sdk_error(self._anthropic, error)
+
+    def is_rate_limited(self, error: BaseException) -> bool:
+        return is_rate_limited_sdk_error(self._anthropic, error)
 
     def retry_after(self, error: BaseException) -> float | None:
         return sdk_retry_after(self._anthropic, error)
