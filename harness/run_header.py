@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from harness.class_order import class_orders
 from harness.datasets import manifest_hash
 from harness.results import SCHEMA_VERSION, environment_provenance
+from harness.run_identity import answer_identity
 from harness.types import BenchmarkData
 
 if TYPE_CHECKING:
@@ -57,7 +58,8 @@ def run_header(runner: Run, run_id: str, data: BenchmarkData, environment: dict[
                 "plugin": runner.template_entry.plugin,
             },
             "gate": {**runner.gate.describe(), "categories": {}},
-            "classifiers": {c.spec: c.describe() for c in runner.classifiers},
+            # answer_options and options_hash tell the leaderboard's rows apart (harness/run_identity.py).
+            "classifiers": {c.spec: {**c.describe(), **answer_identity(c)} for c in runner.classifiers},
             "prices_usd_per_million_tokens": {
                 spec: None if price is None else {"input": price.input_per_million, "output": price.output_per_million}
                 for spec, price in runner.prices.items()
