@@ -103,22 +103,24 @@ class FailFast:
 def call_failures(records: Iterable[dict[str, Any]], models: Iterable[str]) -> dict[str, dict[str, Any]]:
     """Per model: ``calls`` (records of a model call, cached ones included), ``failed`` (no answer),
     ``errors`` (failed calls by error kind) and ``example`` (the first failure's redacted detail, or None)."""
-    summary: dict[str, dict[str, Any]] = {
-        model: {"calls": 0, "failed": 0, "errors": {}, "example": None} for model in models
-    }
-    kinds: dict[str, Counter] = {model: Counter() for model in summary}
+    records = list(records)
+    summary: dict[str, dict[str, Any]] = {}
+    kinds: dict[str, Counter] = {}
+    for model in [*models, *(r["model"] for r in records)]:
+        summary.setdefault(model, {"calls": 0, "failed": 0, "errors": {}, "example": None})
+        kinds.setdefault(model, Counter())
     for record in records:
-        entry = summary.setdefault(record["model"], {"calls": 0, "failed": 0, "errors": {}, "example": None})
         if not record.get("called"):
             continue
+        entry = summary[record["model"]]
         entry["calls"] += 1
         if record.get("error") in CALL_ERRORS:
             entry["failed"] += 1
-            kinds.setdefault(record["model"], Counter())[record["error"]] += 1
+            kinds[record["model"]][record["error"]] += 1
             if entry["example"] is None and record.get("error_detail"):
                 entry["example"] = str(record["error_detail"])[:EXAMPLE_CHARS]
     for model, entry in summary.items():
-        entry["errors"] = dict(sorted(kinds.get(model, Counter()).items()))
+        entry["errors"] = dict(sorted(kinds[model].items()))
     return summary
 
 

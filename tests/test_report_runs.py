@@ -15,6 +15,7 @@ import pytest
 from conftest import run_cli
 from harness.errors import HarnessError
 from harness.report import build_report
+from harness.results import load_run
 
 from harness_datasets.benchmarks import MVTecADBenchmark
 from test_score import velm_predictions, write_json
@@ -67,6 +68,8 @@ def test_an_imported_run_gets_a_report(results, tmp_path, capsys):
     page = out.read_text()
     assert "imported:velm-gpt-4o" in page and "Predictions imported with" in page
     assert "86.7" in page  # its accuracy on bottle
+    run, _ = load_run(results / "imported")
+    assert run["call_failures"] == {"imported:velm-gpt-4o": {"calls": 0, "failed": 0, "errors": {}, "example": None}}
 
 
 def test_a_real_and_an_imported_run_share_one_report(results, tmp_path, capsys):
