@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
+from harness import failfast
 from harness.errors import HarnessError
 from harness.options import Options
 from harness.types import Prompt, Response, SupportExample
@@ -103,6 +104,12 @@ class Classifier(ABC):
     def retry_after(self, error: BaseException) -> float | None:
         """Seconds the server asked to wait before retrying (a Retry-After header), if it said."""
         return None
+
+    def is_fatal(self, error: BaseException) -> bool:
+        """True when ``error`` says no request to this model can succeed as configured (a bad key, no access,
+        no such model or endpoint). By default: the error carries HTTP status 401, 403 or 404 (the SDKs'
+        ``status_code``). A run whose first requests to a model all fail so stops early (harness/failfast.py)."""
+        return failfast.http_status(error) in failfast.FATAL_STATUSES
 
     def is_timeout(self, error: BaseException) -> bool:
         """True when ``error`` means the request timed out (recorded as ``timeout``, not ``backend_error``)."""

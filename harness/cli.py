@@ -16,10 +16,11 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from harness import __version__, class_order, leaderboard
+from harness import __version__, class_order, failfast, leaderboard
 from harness.classifiers import split_model_list
 from harness.errors import HarnessError
 from harness.options import describe_options
@@ -192,6 +193,10 @@ def run(**flags: Any) -> None:
     tables = leaderboard.group(leaderboard.collect([config.results_dir]))
     board = _write_leaderboard(tables, config.results_dir / "LEADERBOARD.md")
     out.print(f"leaderboard: {board}")
+    failures = result.run.get("call_failures") or {}
+    for line in failfast.warnings(failures):
+        console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False)
+    failfast.check_answered(failures, result.run_id)  # exit code 1 when a model asked never answered
 
 
 def _resumed_config(results_dir: Path, run_id: str, use_cache: bool) -> RunConfig:
@@ -335,7 +340,7 @@ def main(argv: list[str] | None = None) -> None:
     except HarnessError as error:
         if debug:
             raise
-        console.print(f"[red]error:[/] {error}", highlight=False)
+        console.print(f"[red]error:[/] {escape(str(error))}", highlight=False)  # messages quote server replies
         sys.exit(error.exit_code)
     except click.exceptions.Abort:
         console.print("aborted")

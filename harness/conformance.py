@@ -13,7 +13,8 @@ every image reaches the classifier) and checks, by name:
   option has a description (``harness list --verbose`` shows them);
 - ``retries-declared``: ``should_retry`` says yes to each ``transient_errors``
   and no to each ``permanent_errors`` and to a plain bug (``ValueError``);
-  ``is_timeout``, ``is_rate_limited`` and ``retry_after`` answer with a bool and None-or-seconds;
+  ``is_timeout``, ``is_rate_limited``, ``is_fatal`` and ``retry_after`` answer with a bool and
+  None-or-seconds (``is_fatal`` never yes to a transient error or a bug);
 - ``records-complete``: one record per sample with every contract field, an
   error kind from the fixed list or none, a predicted class from the
   category's labels only when there is no error, ``correct`` only then, at
@@ -297,6 +298,10 @@ def _check_retry_declarations(context: _Context, transient: list[BaseException],
         check.expect(isinstance(timeout, bool), f"is_timeout({name}) returned {timeout!r}, not a bool")
         limited = instance.is_rate_limited(error)
         check.expect(isinstance(limited, bool), f"is_rate_limited({name}) returned {limited!r}, not a bool")
+        fatal = instance.is_fatal(error)
+        check.expect(isinstance(fatal, bool), f"is_fatal({name}) returned {fatal!r}, not a bool")
+        if error in transient or error is bug:
+            check.expect(fatal is False, f"is_fatal({name}) is {fatal}: only errors no retry can fix are fatal")
         after = instance.retry_after(error)
         check.expect(after is None or (isinstance(after, (int, float)) and after >= 0),
                      f"retry_after({name}) returned {after!r}, not None or seconds")

@@ -7,7 +7,9 @@ time budget, other transient errors a bounded number of times
 (:mod:`harness.retry_policy`). A failure becomes an error kind on the record
 (``backend_error`` or ``timeout``) with a redacted message, and says whether it
 was transient (worth asking again on ``--resume``); it is never turned into an
-answer.
+answer. A permanent one that says no request can succeed (`Classifier.is_fatal`)
+is marked ``fatal``; a run's `harness.failfast.FailFast` sees every outcome and,
+once it has stopped the run, no further request is sent.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from tenacity import AsyncRetrying, RetryError, retry_if_exception, wait_random_
 from harness.cache import ResponseCache, cache_keyer
 from harness.classifiers import Classifier
 from harness.errors import HarnessError
+from harness.failfast import FailFast
 from harness.prompt_memo import KeyOnlyPrompt
 from harness.ratelimit import RateLimiter
 from harness.redact import redact
@@ -65,6 +68,8 @@ class CallResult:
     #: With an error: True when it was transient (retries ran out, or a timeout), so a resume asks again;
     #: False when permanent (401, 400, ...). None without an error.
     transient: bool | None = None
+    #: A permanent error saying no request of this model can succeed as configured (harness/failfast.py).
+    fatal: bool = False
 
 
 class Dispatcher:
@@ -77,8 +82,11 @@ class Dispatcher:
         cache: ResponseCache | None = None,
         wait_initial_s: float = 1.0,
         wait_max_s: float = 60.0,
+        failfast: FailFast | None = None,
     ):
         self.classifier = classifier
+        #: Shared by a run's dispatchers: sees every call's outcome and refuses new requests once stopped.
+        self.failfast = failfast
         self.options = classifier.options
         self.cache = cache if cache is not None and classifier.use_cache() else None
         self._keyed_options = None
@@ -121,18 +129,25 @@ class Dispatcher:
             hit = self.cache.get(key)  # a primary-key read: microseconds, cheaper than a thread hop
             if hit is not None:
                 response, latency = hit
-                return CallResult(response, None, None, 0, latency, 0.0, cached=True)
+                return self._observed(CallResult(response, None, None, 0, latency, 0.0, cached=True))
         if isinstance(prompt, KeyOnlyPrompt):
             # Dispatched only after the cache was seen to hold its answer; here the cache lost it mid-run.
             raise HarnessError(f"the response cache no longer holds the answer to prompt {prompt.request_hash}; run again")
         queued_at = time.perf_counter()
         async with self._slots:
+            if self.failfast is not None:
+                self.failfast.check()  # the run stopped while this request waited for a slot: it is not sent
             result = await self._call_with_retries(prompt, queued_at)
         if key is not None and result.response is not None:
             await asyncio.to_thread(
                 self.cache.put, key, self.classifier.plugin, self.classifier.model_id, result.response, result.latency_s,
                 self.endpoint,
             )
+        return self._observed(result)
+
+    def _observed(self, result: CallResult) -> CallResult:
+        if self.failfast is not None:
+            self.failfast.observe(self.classifier.spec, result)
         return result
 
     async def _call_with_retries(self, prompt: Prompt, queued_at: float) -> CallResult:
@@ -189,7 +204,10 @@ class Dispatcher:
         if gave_up is not None:
             message = f"{gave_up}; last: {message}"
         transient = gave_up is not None or is_timeout  # a timeout is the server's state, not the request's fault
-        return CallResult(None, kind, redact(message)[:MAX_DETAIL_CHARS], attempts, None, queued_s, transient=transient)
+        # A transient error is never fatal, whatever its status says.
+        fatal = error is not None and not transient and not self._is_transient(error) and self.classifier.is_fatal(error)
+        return CallResult(None, kind, redact(message)[:MAX_DETAIL_CHARS], attempts, None, queued_s,
+                          transient=transient, fatal=fatal)
 
 
 def _total_tokens(response: Response) -> int | None:

@@ -35,6 +35,7 @@ from typing import Any
 from harness import answers, metrics
 from harness.datasets import Benchmark, ReleaseMismatchError, manifest_hash
 from harness.errors import HarnessError
+from harness.failfast import call_failures
 from harness.results import SCHEMA_VERSION, RunFiles, environment_provenance, new_run_id
 from harness.types import GOOD, GOOD_CLASS, BenchmarkData, ClassInfo, Sample
 
@@ -367,6 +368,7 @@ def score_predictions(
         },
         "imported": {"file": str(predictions), "format": fmt, "sha256": digest, **imported.report()},
         "metrics": {model: metrics.score_model(imported.records, label_sets, seed=seed, n_boot=n_boot)},
+        "call_failures": call_failures(imported.records, [model]),  # no call was made: zeros, as harness run writes
         "gate_metrics": None,
     }
     files = RunFiles(run_dir)

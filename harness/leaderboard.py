@@ -1,8 +1,10 @@
 """Aggregate finished runs into ranked tables.
 
-One row per (benchmark, manifest hash, gate, model, prompt); when several runs
-share that key the newest wins and the row says how many there were. Rows are
-ranked only against rows of the same benchmark *and* manifest hash: figures
+One row per (benchmark, manifest hash, gate, model, prompt, answer-options
+hash, seed) (`harness.run_identity`); when several runs share that key one is
+shown and the row says how many there were: the newest of those that failed at
+most `run_identity.FAILED_SHARE_LIMIT` of their calls, else the newest. Rows
+are ranked only against rows of the same benchmark *and* manifest hash: figures
 over different image sets are not comparable, so they get separate tables.
 """
 
@@ -12,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from harness import run_identity
 from harness.metrics import OUTCOMES
 from harness.results import find_run_dirs, load_run
 
@@ -49,10 +52,24 @@ class Row:
     kappa_categories: tuple[int, int] | None = None
     #: The model's metrics notes: which categories a mean left out, and why (harness.figure_notes).
     notes: list[str] = field(default_factory=list)
+    #: Answer-options hash and seed (part of the key; None in run folders written before they were recorded).
+    options_hash: str | None = None
+    seed: int | None = None
+    options: str = ""  # seed, the answer options set, the hash: for display
+    calls: int | None = None  # records of a model call (headline repeat)
+    failed_calls: int = 0  # of those, calls that produced no answer
+    cost_usd_spent: float | None = None  # what this run paid (answers not from the cache)
+    cost_usd_cached: float | None = None  # what its cached answers cost when they were made
+    #: Newer runs of this key not shown because they failed more than the limit of their calls.
+    hidden_failed: int = 0
 
     @property
-    def key(self) -> tuple[str, str, str, str, str]:
-        return (self.benchmark, self.manifest_hash, self.gate, self.model, self.prompt)
+    def key(self) -> tuple:
+        return (self.benchmark, self.manifest_hash, self.gate, self.model, self.prompt, self.options_hash, self.seed)
+
+    @property
+    def failed_share(self) -> float:
+        return run_identity.failed_share(self.failed_calls, self.calls)
 
 
 def rows_from_run(run: dict[str, Any]) -> list[Row]:
@@ -94,24 +111,32 @@ def rows_from_run(run: dict[str, Any]) -> list[Row]:
                 kappa_categories=(velm["kappa_categories_defined"], velm.get("n_categories", 0))
                 if "kappa_categories_defined" in velm else None,
                 notes=list(scores.get("notes", [])),
+                options_hash=((run.get("provenance") or {}).get("classifiers") or {}).get(model, {}).get("options_hash"),
+                seed=run["config"].get("seed"),
+                options=run_identity.options_label(run, model),
+                calls=usage.get("calls"),
+                failed_calls=run_identity.failed_calls(scores.get("outcomes", {})),
+                cost_usd_spent=usage.get("cost_usd_spent"),
+                cost_usd_cached=usage.get("cost_usd_cached"),
             )
         )
     return rows
 
 
 def collect(paths: Iterable[Path]) -> list[Row]:
-    """Read every run under ``paths``; keep the newest row per key, counting the others."""
-    newest: dict[tuple, Row] = {}
-    counts: dict[tuple, int] = {}
+    """Read every run under ``paths``; keep one row per key (`run_identity.preference`), counting the others."""
+    by_key: dict[tuple, list[Row]] = {}
     for run_dir in find_run_dirs(paths):
         run, _ = load_run(run_dir)
         for row in rows_from_run(run):
-            counts[row.key] = counts.get(row.key, 0) + 1
-            if row.key not in newest or row.created_at > newest[row.key].created_at:
-                newest[row.key] = row
-    for key, row in newest.items():
-        row.runs = counts[key]
-    return list(newest.values())
+            by_key.setdefault(row.key, []).append(row)
+    shown = []
+    for rows in by_key.values():
+        row = max(rows, key=run_identity.preference)  # the first of equals, as before: ties keep the earlier found
+        row.runs = len(rows)
+        row.hidden_failed = sum(1 for other in rows if other.created_at > row.created_at)
+        shown.append(row)
+    return shown
 
 
 def group(rows: list[Row]) -> dict[tuple[str, str], list[Row]]:
@@ -125,14 +150,15 @@ def group(rows: list[Row]) -> dict[tuple[str, str], list[Row]]:
 
 
 COLUMNS = [
-    "#", "model", "gate", "prompt", "n", "accuracy (95% CI)", "anomalous acc", "macro-F1", "kappa",
-    "errors", "gate AUROC", "gate FA/miss %", "p50 s", "p95 s", "tokens in/out", "cost $", "run",
+    "#", "model", "gate", "prompt", "options", "n", "accuracy (95% CI)", "anomalous acc", "macro-F1", "kappa",
+    "errors", "failed calls", "gate AUROC", "gate FA/miss %", "p50 s", "p95 s", "tokens in/out", "cost $",
+    "spent $", "run",
 ]
 
 
 #: The columns a terminal has room for; LEADERBOARD.md has them all.
-TERMINAL_COLUMNS = ["#", "model", "gate", "prompt", "n", "accuracy (95% CI)", "anomalous acc", "macro-F1",
-                    "kappa", "errors", "gate AUROC", "p95 s", "cost $"]
+TERMINAL_COLUMNS = ["#", "model", "gate", "prompt", "options", "n", "accuracy (95% CI)", "anomalous acc", "macro-F1",
+                    "kappa", "errors", "failed calls", "gate AUROC", "p95 s", "cost $", "spent $"]
 
 
 def pct(value: float | None) -> str:
@@ -173,18 +199,39 @@ def _errors(outcomes: dict[str, int]) -> str:
     return ", ".join(parts) or "none"
 
 
+def failed_cell(row: Row) -> str:
+    """``-`` without calls, else failed/calls (share), marked ``!`` above `run_identity.FAILED_SHARE_LIMIT`."""
+    if not row.calls:
+        return "-"
+    if not row.failed_calls:
+        return f"0/{row.calls}"
+    mark = " !" if row.failed_share > run_identity.FAILED_SHARE_LIMIT else ""
+    return f"{row.failed_calls}/{row.calls} ({pct(row.failed_share)}%){mark}"
+
+
+def run_cell(row: Row) -> str:
+    """The run shown, with how many other runs share its key and how many newer ones failed too often to show."""
+    if row.hidden_failed:
+        limit = pct(run_identity.FAILED_SHARE_LIMIT)
+        return f"{row.run_id} (+{row.runs - 1} other; {row.hidden_failed} newer failed over {limit}% of calls)"
+    return row.run_id + (f" (+{row.runs - 1} older)" if row.runs > 1 else "")
+
+
+def _dollars(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
 def cells(rank: int, row: Row) -> dict[str, str]:
     """The row as display strings, keyed by the names in `COLUMNS`."""
     ci = f" ({pct(row.accuracy_ci[0])}-{pct(row.accuracy_ci[1])})" if row.accuracy_ci else ""
     tokens = "-" if row.tokens_in is None and row.tokens_out is None else f"{row.tokens_in or 0}/{row.tokens_out or 0}"
-    run = row.run_id + (f" (+{row.runs - 1} older)" if row.runs > 1 else "")
     values = [
-        str(rank), row.model, row.gate, row.prompt, str(row.n), figure_pct(row.accuracy) + ci,
+        str(rank), row.model, row.gate, row.prompt, row.options or "-", str(row.n), figure_pct(row.accuracy) + ci,
         figure_pct(row.anomalous_accuracy), figure_num(row.macro_f1), figure_num(row.kappa, row.kappa_categories),
-        _errors(row.outcomes),
+        _errors(row.outcomes), failed_cell(row),
         _num(row.gate_auroc), f"{pct(row.gate_false_alarm_rate)}/{pct(row.gate_miss_rate)}",
         _num(row.latency_p50, 2), _num(row.latency_p95, 2), tokens,
-        "-" if row.cost_usd is None else f"{row.cost_usd:.4f}", run,
+        _dollars(row.cost_usd), _dollars(row.cost_usd_spent), run_cell(row),
     ]
     return dict(zip(COLUMNS, values))
 
@@ -206,6 +253,12 @@ def render_markdown(tables: dict[tuple[str, str], list[Row]]) -> str:
         "tables are not comparable and are never ranked together. A figure undefined for every category",
         "shows as n/a; a mean that leaves categories out (kappa needs two true classes in a category)",
         "says over how many it is, and the notes under the table say which and why.",
+        "",
+        "A row is one (gate, model, prompt, options) of a table; options are the seed, the answer-affecting",
+        "model options the run set and their hash: runs that differ there are separate rows. Failed calls are",
+        f"calls that produced no answer (backend error, timeout); `!` marks a share over {pct(run_identity.FAILED_SHARE_LIMIT)}%, and",
+        "such a run never replaces one of the same row that stayed within it. Cost $ is what the answers cost",
+        "when they were made; spent $ is what the run paid (answers from the response cache cost it nothing).",
         "",
     ]
     if not tables:

@@ -321,7 +321,15 @@ def usage_summary(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     nothing to go on is None. Keys: ``calls``, ``attempts`` (all records),
     ``attempts_total`` (the same with the attempts of records a resume replaced),
     ``latency_p50`` and ``latency_p95`` (seconds), ``tokens_in_total``,
-    ``tokens_in_mean``, ``tokens_out_total``, ``tokens_out_mean``, ``cost_usd_total``.
+    ``tokens_in_mean``, ``tokens_out_total``, ``tokens_out_mean``, ``cost_usd_total``,
+    ``cost_usd_spent`` and ``cost_usd_cached``.
+
+    ``cost_usd_total`` is what the answers cost when they were made (a record's
+    ``cost_usd``, cached or not), comparable across runs; it splits into
+    ``cost_usd_spent``, over the calls this run paid for, and
+    ``cost_usd_cached``, what its answers from the response cache cost when
+    first made (this run paid nothing for them). All three are None when no
+    cost is known; a fully cached re-run spends 0.
     """
     records = list(records)
     called = [r for r in records if r.get("called")]
@@ -339,6 +347,9 @@ def usage_summary(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
         summary[f"{field}_mean"] = float(np.mean(known)) if known else None
     costs = [r["cost_usd"] for r in records if r.get("cost_usd") is not None]
     summary["cost_usd_total"] = float(sum(costs)) if costs else None
+    for name, from_cache in (("cost_usd_spent", False), ("cost_usd_cached", True)):
+        part = [r["cost_usd"] for r in records if r.get("cost_usd") is not None and bool(r.get("cached")) == from_cache]
+        summary[name] = float(sum(part)) if costs else None
     return summary
 
 

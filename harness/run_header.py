@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from harness.class_order import class_orders
 from harness.datasets import manifest_hash
 from harness.results import SCHEMA_VERSION, environment_provenance
+from harness.run_identity import answer_identity
 from harness.types import BenchmarkData
 
 if TYPE_CHECKING:
@@ -57,8 +58,11 @@ def run_header(runner: Run, run_id: str, data: BenchmarkData, environment: dict[
                 "plugin": runner.template_entry.plugin,
             },
             "gate": {**runner.gate.describe(), "categories": {}},
-            # endpoint: what answered (a server and API version, a checkpoint), as the response cache keys it
-            "classifiers": {c.spec: {**c.describe(), "endpoint": c.endpoint()} for c in runner.classifiers},
+            # endpoint: what answered (a server and API version, a checkpoint), as the response cache keys it;
+            # answer_options and options_hash tell the leaderboard's rows apart (harness/run_identity.py).
+            "classifiers": {
+                c.spec: {**c.describe(), "endpoint": c.endpoint(), **answer_identity(c)} for c in runner.classifiers
+            },
             "prices_usd_per_million_tokens": {
                 spec: None if price is None else {"input": price.input_per_million, "output": price.output_per_million}
                 for spec, price in runner.prices.items()

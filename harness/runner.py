@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from harness import __version__, metrics, sample_counts
+from harness import __version__, metrics, prechecks, sample_counts
 from harness.class_order import check_class_order, class_orders, first_repeat, position_bias
 from harness.cache import ResponseCache, default_path as default_cache_path
 from harness.classifiers import Classifier, parse_model_spec
@@ -37,6 +37,7 @@ from harness.decision_report import decisions_for_run
 from harness.decisions import CostMatrix, Policy, load_costs, load_policy, resolve_file
 from harness.dispatch import Dispatcher
 from harness.errors import BadInputError, HarnessError
+from harness.failfast import EarlyStop, FailFast, call_failures
 from harness.gate_metrics import gate_metrics, pixel_auroc, shrink_for_pixel_auroc
 from harness.gates import FittedGate, Gate
 from harness.images import load_mask, load_rgb
@@ -81,6 +82,10 @@ class Run:
         self.template: PromptTemplate = self.template_entry.obj
         if not config.models:
             raise HarnessError("no models given; use --models, e.g. --models random")
+        # Everything checkable is checked before the first request (harness/prechecks.py).
+        prechecks.check_model_options(config.model_options, config.models)
+        self.writers = prechecks.resolve_writers(registry, config.output_formats)
+        prechecks.check_results_dir(config.results_dir)
         self.classifiers = [self._make_classifier(spec) for spec in config.models]
         price_table = load_prices(config.prices)
         self.prices = {c.spec: price_for(c.spec, price_table) for c in self.classifiers}
@@ -98,6 +103,7 @@ class Run:
         self._pixel_pairs: dict[str, list | None] = {}
         self._memo: PromptMemo | None = None  # the current category's prompt-key memo, when responses are cached
         self.recorder = RecordBuilder(self.benchmark.name, self.gate, self.prices, self.policy)
+        self.failfast = FailFast()
 
     def _make_classifier(self, spec: str) -> Classifier:
         plugin, model_id = parse_model_spec(spec)
@@ -185,6 +191,7 @@ class Run:
             run = run_header(self, run_id, data, provenance.result())
         files = RunFiles(run_dir)
         files.write_run(run)
+        self.failfast.run_dir = run_dir
         cache = ResponseCache(default_cache_path()) if self.config.use_cache else None
         pm = self.registry.manager
         if pm is not None:
@@ -199,12 +206,15 @@ class Run:
             first_model = self.classifiers[0].spec
             run["gate_metrics"] = gate_metrics([r for r in first_repeat(self.records) if r["model"] == first_model])
             self._add_pixel_auroc(run["gate_metrics"])
+            run["call_failures"] = call_failures(self.records, [c.spec for c in self.classifiers])
             run["status"] = "finished"
             if cache is not None:
                 run["cache"] = {"path": str(cache.path), "hits": cache.hits, "misses": cache.misses}
         except BaseException as error:
             run["status"] = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
             run["failure"] = f"{type(error).__name__}: {error}"
+            if isinstance(error, EarlyStop):
+                run["stopped_early"] = error.as_json()
             raise
         finally:
             run["finished_at"] = now_utc()
@@ -212,8 +222,7 @@ class Run:
             files.close()
             if cache is not None:
                 cache.close()
-        for name in self.config.output_formats:
-            writer = self.registry.get("writers", name).obj
+        for name, writer in self.writers.items():
             run.setdefault("outputs", {})[name] = str(writer.write(run_dir, run, self.records))
         if run.get("outputs"):
             files.write_run(run)
@@ -247,7 +256,8 @@ class Run:
 
     async def _run_all(self, data: BenchmarkData, files: RunFiles, run: dict[str, Any], cache: ResponseCache | None) -> None:
         dispatchers = [
-            Dispatcher(c, cache=cache, wait_initial_s=self.config.retry_initial_s, wait_max_s=self.config.retry_max_s)
+            Dispatcher(c, cache=cache, wait_initial_s=self.config.retry_initial_s, wait_max_s=self.config.retry_max_s,
+                       failfast=self.failfast)
             for c in self.classifiers
         ]
         try:
@@ -295,15 +305,23 @@ class Run:
         # The training normal shown beside each query is read at the first sample prepared in full:
         # a sample recalled from the prompt memo shows no image (the memo keys on the reference's identity).
         reference, reference_read = None, False
-        for sample in pending:
-            await in_flight.acquire()
-            prepared = self._recall(sample)
-            if prepared is None:
-                if not reference_read:
-                    reference, reference_read = await asyncio.to_thread(self._reference_image, category), True
-                prepared = await asyncio.to_thread(self._prepare, sample, fitted, category, reference, orders)
-            tasks.append(asyncio.create_task(finish(prepared)))
-        await asyncio.gather(*tasks)
+        try:
+            for sample in pending:
+                await in_flight.acquire()
+                self.failfast.check()  # a model's first requests all failed fatally: prepare no more
+                prepared = self._recall(sample)
+                if prepared is None:
+                    if not reference_read:
+                        reference, reference_read = await asyncio.to_thread(self._reference_image, category), True
+                    prepared = await asyncio.to_thread(self._prepare, sample, fitted, category, reference, orders)
+                tasks.append(asyncio.create_task(finish(prepared)))
+            await asyncio.gather(*tasks)
+        except BaseException:
+            # Stopping (early stop, an error, Ctrl-C): requests still in flight are abandoned, not awaited.
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
 
     def _support_for(self, category: Category) -> list[SupportExample]:
         """Prompt images of this category's support samples, from their ground-truth masks."""
@@ -425,6 +443,7 @@ class Run:
             self.records.append(record)
             if self.registry.manager is not None:
                 self.registry.manager.hook.harness_sample_done(record=record)
+            self.failfast.check()  # the failed record is kept; the run stops after it
 
         jobs = [one(d, r) for d in dispatchers for r in range(self.config.repeats)]
         if len(jobs) == 1:

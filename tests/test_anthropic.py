@@ -28,6 +28,7 @@ import harness_anthropic
 from harness import plugins
 from harness.dispatch import CallResult, Dispatcher
 from harness.errors import HarnessError
+from harness.failfast import EARLY_STOP_AFTER, EarlyStop
 from harness.loopback import Answer, Fault, LoopbackServer, Request, always, sequence
 from harness.options import validate_options
 from harness.prompts import image_digest
@@ -295,15 +296,18 @@ def test_401_is_one_attempt_and_the_key_reaches_no_file_or_log(tmp_path, small_t
     monkeypatch.setenv(env_name, key)
     caplog.set_level(logging.DEBUG)
     with LoopbackServer(Fault.unauthorized) as server:  # the 401 body echoes the key it received
-        result = run(tmp_path, small_tree, server, api_key_env=env_name)
+        with pytest.raises(EarlyStop, match="401") as stopped:  # every request 401: the run stops early
+            run(tmp_path, small_tree, server, api_key_env=env_name)
     assert all(r.api_key == key and r.outcome == "status:401" for r in server.requests)
-    records = [r for r in result.records if r["called"]]
-    assert records and len(records) == server.count
+    assert key not in str(stopped.value)
+    (run_dir,) = (tmp_path / "results").iterdir()
+    run_json, on_disk = load_run(run_dir)
+    assert run_json["status"] == "failed" and run_json["stopped_early"]["requests"] == EARLY_STOP_AFTER
+    records = [r for r in on_disk if r["called"]]
+    assert EARLY_STOP_AFTER <= len(records) <= server.count
     assert all(r["error"] == "backend_error" and r["attempts"] == 1 for r in records)
     assert all("401" in r["error_detail"] and "[REDACTED]" in r["error_detail"] for r in records)
-    run_json, on_disk = load_run(result.run_dir)
-    assert len(on_disk) == run_json["benchmark"]["n_samples"] == len({r["sample_id"] for r in on_disk})
-    for path in result.run_dir.rglob("*"):
+    for path in run_dir.rglob("*"):
         if path.is_file():
             assert key not in path.read_text(errors="replace"), f"key found in {path.name}"
     captured = capfd.readouterr()

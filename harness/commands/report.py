@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from harness.errors import HarnessError
 from harness.report import DEFAULT_PER_MODEL, build_report
@@ -25,10 +26,16 @@ def report(run_ids: tuple[str, ...], results_dir: Path, output: Path, per_model:
     """Write an HTML report of RUN_IDS: leaderboard, trade-off plots, gate figures, confusion, gallery.
 
     The file is self-contained (pictures embedded, scripts inline) and opens without a network.
+    A run whose folder cannot be shown (unreadable, unfinished, odd content) is left out with a
+    warning; the command fails (exit code 2) only for an unknown run id or when no run is left.
     """
     if per_model < 0:
         raise HarnessError(f"--per-model must be 0 or more, got {per_model}")
-    written = build_report(list(run_ids), results_dir, output, per_model=per_model, data_root=data_root)
+    skipped: list[str] = []
+    written = build_report(list(run_ids), results_dir, output, per_model=per_model, data_root=data_root, skipped=skipped)
+    console = Console(stderr=True)
+    for message in skipped:  # a run that cannot be shown is left out; the others still make the report
+        console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)  # paths kept whole
     size_kb = written.stat().st_size / 1024
-    Console(stderr=True).print(f"report written to [bold]{written}[/] ({size_kb:.0f} KB)")
+    console.print(f"report written to [bold]{escape(str(written))}[/] ({size_kb:.0f} KB)")
     click.echo(str(written))

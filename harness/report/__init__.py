@@ -17,7 +17,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.errors import HarnessError
 from harness.report import data, gallery, render
+from harness.run_folder import RunFolder
 
 #: Gallery cards per model unless ``--per-model`` says otherwise.
 DEFAULT_PER_MODEL = 24
@@ -29,18 +31,41 @@ def build_report(
     output: Path,
     per_model: int = DEFAULT_PER_MODEL,
     data_root: Path | None = None,
+    skipped: list[str] | None = None,
 ) -> Path:
     """Write the report of ``run_ids`` (folders under ``results_dir``) to ``output``; return ``output``.
 
-    Raises `HarnessError` for an unknown or unfinished run. ``data_root``
-    overrides the data root recorded in the runs, for data that moved.
+    Raises `HarnessError` for an unknown run id. A run that cannot be shown (an
+    unreadable or unfinished run folder, or one whose content the page cannot
+    be built from) raises too, unless ``skipped`` is given: then it is left out,
+    its message appended to ``skipped`` and noted on the page, and only when no
+    run is left is it an error. ``data_root`` overrides the data root recorded
+    in the runs, for data that moved.
     """
-    runs = data.load_runs(run_ids, results_dir)
-    groups = data.groups(runs)
+    runs = data.load_runs(run_ids, results_dir, skipped)
     names = [model for run in runs for model in run.scored_models]
     ambiguous = frozenset(name for name in names if names.count(name) > 1)
-    galleries = [gallery.build(run, per_model, data_root, ambiguous) for run in runs]
-    page = render.render(runs, groups, galleries, per_model)
+    shown, galleries = [], []
+    for run in runs:
+        try:
+            galleries.append(_gallery_if_renderable(run, per_model, data_root, ambiguous))
+        except Exception as error:  # anything a run's content can break; reported per run, never silently
+            if skipped is None:
+                raise
+            what = str(error) if isinstance(error, HarnessError) else f"{type(error).__name__}: {error}"
+            skipped.append(f"run {run.run_id!r} left out: {run.run_dir}: its content cannot be shown ({what})")
+            continue
+        shown.append(run)
+    if not shown:
+        raise HarnessError("no run could be shown: " + "; ".join(skipped or ["none named"]))
+    page = render.render(shown, data.groups(shown), galleries, per_model, notes=skipped or [])
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(page, encoding="utf-8")
     return output
+
+
+def _gallery_if_renderable(run: RunFolder, per_model: int, data_root: Path | None, ambiguous: frozenset[str]):
+    """The run's gallery, after its whole section has been rendered once on its own (which raises if it cannot be)."""
+    built = gallery.build(run, per_model, data_root, ambiguous)
+    render.render([run], data.groups([run]), [built], per_model)
+    return built

@@ -46,8 +46,13 @@ class Group:
     points: list[Point] = field(default_factory=list)
 
 
-def load_runs(run_ids: list[str], results_dir: Path) -> list[RunFolder]:
-    """Load each run; an unknown id or an unfinished run is a `HarnessError` naming it."""
+def load_runs(run_ids: list[str], results_dir: Path, skipped: list[str] | None = None) -> list[RunFolder]:
+    """Load each run; an unknown id is a `HarnessError` naming it.
+
+    A run folder that cannot be shown (unreadable files, a run that is not
+    finished) is a `HarnessError` too, unless ``skipped`` is given: its message
+    is then appended there and the run left out.
+    """
     if not run_ids:
         raise HarnessError("name at least one run id (see the folders in your results directory)")
     loaded = []
@@ -57,15 +62,33 @@ def load_runs(run_ids: list[str], results_dir: Path) -> list[RunFolder]:
         if run_dir.resolve() in seen:
             continue  # the same run named twice shows once
         seen.add(run_dir.resolve())
-        run, records = load_run(run_dir)
-        status = run.get("status")
-        if status != "finished":
-            raise HarnessError(
-                f"{run_dir / RUN_FILE}: run {run.get('run_id', run_id)!r} is not finished (status {status!r}); "
-                f"finish it with `harness run --resume {run.get('run_id', run_id)}`"
-            )
-        loaded.append(RunFolder(run.get("run_id", run_dir.name), run_dir, run, records))
+        try:
+            loaded.append(_load_finished(run_id, run_dir))
+        except HarnessError as error:
+            if skipped is None:
+                raise
+            skipped.append(f"run {run_id!r} left out: {error}")
     return loaded
+
+
+def _load_finished(run_id: str, run_dir: Path) -> RunFolder:
+    """One finished run folder, or a `HarnessError` saying why it cannot be shown."""
+    try:
+        run, records = load_run(run_dir)
+    except (OSError, UnicodeDecodeError) as error:
+        raise HarnessError(f"{run_dir}: cannot be read ({type(error).__name__}: {error})") from None
+    if not isinstance(run, dict):
+        raise HarnessError(f"{run_dir / RUN_FILE}: holds no JSON object")
+    status = run.get("status")
+    if status != "finished":
+        why = f" ({run['failure']})" if run.get("failure") else ""
+        raise HarnessError(
+            f"{run_dir / RUN_FILE}: run {run.get('run_id', run_id)!r} is not finished (status {status!r}{why}); "
+            f"finish it with `harness run --resume {run.get('run_id', run_id)}`"
+        )
+    if not isinstance(run.get("metrics"), dict) or not run["metrics"]:
+        raise HarnessError(f"{run_dir / RUN_FILE}: a finished run without figures (no metrics per model)")
+    return RunFolder(run.get("run_id", run_dir.name), run_dir, run, records)
 
 
 def point_label(row: leaderboard.Row, ambiguous: bool) -> str:
@@ -141,7 +164,8 @@ def confusion_tables(run: RunFolder, model: str) -> list[dict[str, Any]]:
 def gate_and_end_to_end(run: RunFolder) -> list[dict[str, Any]]:
     """Per category: the gate's own figures and threshold next to each model's end-to-end accuracy."""
     gate_metrics = run.run.get("gate_metrics") or {}
-    gate_info = run.run.get("provenance", {}).get("gate", {}).get("categories", {})
+    # An imported run (`harness score`) had no gate: its provenance says ``"gate": null``.
+    gate_info = ((run.run.get("provenance") or {}).get("gate") or {}).get("categories") or {}
     rows = []
     for category in run.run["benchmark"].get("categories", {}):
         gm = gate_metrics.get("categories", {}).get(category, {})

@@ -15,7 +15,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
-from harness import __version__
+from harness import __version__, leaderboard, run_identity
 from harness.leaderboard import UNDEFINED, Row, figure_num, note_lines
 from harness.metrics import OUTCOMES
 from harness.report import svg
@@ -99,7 +99,9 @@ def run_sections(run: RunFolder) -> dict[str, Any]:
         "prompt": run.run["config"].get("prompt"),
         "created_at": run.run.get("created_at", ""),
         "commit": ((run.run.get("provenance") or {}).get("git") or {}).get("commit"),
-        "gate_overall": gate_metrics,
+        # Every key the page reads, None when unknown (an imported run has no gate figures at all).
+        "gate_overall": {key: gate_metrics.get(key) for key in ("image_auroc", "false_alarm_rate", "miss_rate", "pixel_auroc")},
+        "imported": run.run.get("imported"),
         "categories": gate_and_end_to_end(run),
         "models": models,
     }
@@ -133,12 +135,15 @@ def environment() -> Environment:
     )
     env.filters.update(pct=pct, num=num, seconds=seconds, outcome_name=outcome_name, sort_key=sort_key,
                        figure_pct=figure_pct, figure_num=figure_num)
-    env.globals.update(outcome_colours=OUTCOME_COLOURS, cost_per_1000=cost_per_1000, note_lines=note_lines)
+    env.globals.update(outcome_colours=OUTCOME_COLOURS, cost_per_1000=cost_per_1000, note_lines=note_lines,
+                       failed_cell=leaderboard.failed_cell, run_cell=leaderboard.run_cell,
+                       failed_limit=run_identity.FAILED_SHARE_LIMIT)
     return env
 
 
-def render(runs: list[RunFolder], groups: list[Group], galleries: list[Gallery], per_model: int) -> str:
-    """The whole report page."""
+def render(runs: list[RunFolder], groups: list[Group], galleries: list[Gallery], per_model: int,
+           notes: list[str] = ()) -> str:
+    """The whole report page; ``notes`` (e.g. runs left out) head its notes."""
     template = environment().get_template("report.html.j2")
     picture_keys, pictures_json = picture_table(galleries)
     return template.render(
@@ -151,7 +156,7 @@ def render(runs: list[RunFolder], groups: list[Group], galleries: list[Gallery],
         groups=[{"group": g, "plots": plots(g)} for g in groups],
         galleries=galleries,
         cards=[card for g in galleries for card in g.cards],
-        notes=[note for g in galleries for note in g.notes],
+        notes=[*notes, *(note for g in galleries for note in g.notes)],
         per_model=per_model,
         outcomes=OUTCOMES,
     )
