@@ -38,7 +38,7 @@ from harness.decisions import CostMatrix, Policy, load_costs, load_policy, resol
 from harness.dispatch import Dispatcher
 from harness.errors import BadInputError, HarnessError
 from harness.gate_metrics import gate_metrics, pixel_auroc, shrink_for_pixel_auroc
-from harness.gates import FittedGate, Gate
+from harness.gates import FittedGate, Gate, gate_mode
 from harness.images import load_mask, load_rgb
 from harness.options import validate_options
 from harness.plugins import Registry
@@ -76,6 +76,7 @@ class Run:
         gate_entry = registry.get("gates", config.gate)
         gate_class: type[Gate] = gate_entry.obj
         self.gate = gate_class(validate_options(gate_class.Options, config.gate_options, f"gate {config.gate!r}"))
+        self.gate_mode = gate_mode(self.gate)  # how templates word what the gate did
         self.template_entry = registry.get("templates", config.prompt)
         self.template: PromptTemplate = self.template_entry.obj
         if not config.models:
@@ -371,7 +372,7 @@ class Run:
                 if (repeat, limit) not in prepared.prompts:
                     prepared.prompts[(repeat, limit)] = render_prompt(
                         self.template, category=category, candidates=candidates, images=visuals, max_images=limit,
-                        extra={"support": support},
+                        extra={"support": support}, gate_mode=self.gate_mode,
                     )
                     self._check_order_shown(prepared, repeat, limit, orders)
         return prepared
