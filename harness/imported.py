@@ -267,6 +267,7 @@ def _record(benchmark: str, sample: Sample, entry: Entry, model: str, candidates
         "gate": None,
         "model": model,
         "prompt": None,
+        "prompt_images": None,  # no prompt of ours was shown
         "called": False,
         "response": entry.text,
         "predicted_label": predicted,
