@@ -169,10 +169,11 @@ def record_field(stored: Mapping[str, Any] | None, prompt: Prompt | None) -> dic
 
 def relative_to(path: Path, root: Path) -> str:
     """``path`` relative to ``root`` in POSIX form, or absolute when it lies outside ``root``."""
+    absolute = Path(os.path.abspath(path))  # a relative --data-root still matches the samples' absolute paths
     try:
-        return Path(path).relative_to(root).as_posix()
+        return absolute.relative_to(os.path.abspath(root)).as_posix()
     except ValueError:
-        return str(path)
+        return str(absolute)
 
 
 def _png(image: Image.Image) -> bytes:
@@ -182,11 +183,6 @@ def _png(image: Image.Image) -> bytes:
 
 
 # --- redrawing -------------------------------------------------------------------------------
-
-
-def has_stored_images(record: Mapping[str, Any]) -> bool:
-    """True when ``record`` carries ``prompt_images`` (a model was asked, in a run made since they are kept)."""
-    return bool(record.get(FIELD))
 
 
 def redraw(run_dir: Path, record: Mapping[str, Any], data_root: Path | None = None) -> dict[str, Image.Image]:
