@@ -23,7 +23,7 @@ class CsvWriter(ResultWriter):
     columns = [
         "sample_id", "category", "image", "true_label", "gate_score", "gate_flagged", "model", "served_model", "repeat",
         "predicted_label", "correct", "error", "error_transient", "outcome", "latency_s", "attempts", "attempts_total",
-        "tokens_in", "tokens_out", "cost_usd",
+        "tokens_in", "tokens_out", "cost_usd", "prompt_region",
     ]
 
     def write(self, run_dir: Path, run: dict[str, Any], records: list[dict[str, Any]]) -> Path:
@@ -33,7 +33,9 @@ class CsvWriter(ResultWriter):
             writer.writeheader()
             for record in records:
                 gate = record.get("gate") or {}
-                writer.writerow({**record, "gate_score": gate.get("score"), "gate_flagged": gate.get("flagged")})
+                shown = record.get("prompt_images") or {}  # the stored outline region, for auditing the prompt
+                writer.writerow({**record, "gate_score": gate.get("score"), "gate_flagged": gate.get("flagged"),
+                                 "prompt_region": shown.get("region")})
         return path
 
 

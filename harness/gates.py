@@ -4,6 +4,12 @@ A gate is the "vision expert" in front of the classifiers: fitted on the
 training normals of one category, it scores each test sample and decides
 whether it is flagged as anomalous. Only flagged samples reach a classifier;
 the others are predicted ``good`` without any model call.
+
+A gate's `Gate.mode` tells prompt templates what happened to an image before
+the model sees it (`GATE_MODES`): a detector flagged it (``detector``), the
+ground truth says it is defective (``oracle``), or nothing judged it at all
+(``none``). Templates word the prompt by it, so no prompt claims a detection
+that did not happen.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from typing import Any, ClassVar
 
 from PIL import Image
 
+from harness.errors import HarnessError
 from harness.images import load_mask
 from harness.options import Options
 from harness.types import Category, GateResult, Sample
@@ -30,6 +37,29 @@ class FittedGate(ABC):
         return {}
 
 
+#: What a gate's verdict means, as templates see it (``gate_mode``):
+#: ``detector`` -- a detector decided from the pixels that the image is anomalous, and its region
+#: (when there is one) is what it found; ``oracle`` -- the image is known to be defective from its
+#: label, and the region is the annotated defect; ``none`` -- nothing judged the image: every image
+#: passes through, so it may be normal (``good`` is a candidate class).
+GATE_MODES: tuple[str, ...] = ("detector", "oracle", "none")
+
+
+class _DerivedMode:
+    """`Gate.mode` of a class that does not set it: derived from ``passes_all`` and ``uses_ground_truth``.
+
+    A descriptor, so a subclass inherits an explicit ``mode`` its parent set,
+    and otherwise gets the mode its own flags imply.
+    """
+
+    def __get__(self, instance: Any, owner: type) -> str:
+        if getattr(owner, "passes_all", False):
+            return "none"
+        if getattr(owner, "uses_ground_truth", False):
+            return "oracle"
+        return "detector"
+
+
 class Gate(ABC):
     """A detector gate type. Subclasses set ``name``, ``description`` and ``Options``."""
 
@@ -43,6 +73,9 @@ class Gate(ABC):
     #: False when a verdict depends only on the sample's files and label, never on pixel values, so a
     #: re-run may reuse it while those files are unchanged (harness.prompt_memo).
     reads_pixels: ClassVar[bool] = True
+    #: What a flag means, one of `GATE_MODES`; templates read it as ``gate_mode``. Unless a gate sets
+    #: it: ``none`` when it passes all, ``oracle`` when it uses ground truth, else ``detector``.
+    mode: ClassVar[str] = _DerivedMode()  # type: ignore[assignment]
 
     def __init__(self, options: Options | None = None):
         self.options = options if options is not None else self.Options()
@@ -52,8 +85,18 @@ class Gate(ABC):
         """Fit on ``category.train_images`` only; never look at test samples."""
 
     def describe(self) -> dict[str, Any]:
-        """Parameters for the run's provenance."""
-        return {"name": self.name, "options": self.options.model_dump()}
+        """Parameters for the run's provenance (with the `mode` its prompts were worded for)."""
+        return {"name": self.name, "mode": self.mode, "options": self.options.model_dump()}
+
+
+def gate_mode(gate: Gate | type[Gate]) -> str:
+    """The gate's `Gate.mode`, checked: a value outside `GATE_MODES` is a `HarnessError` naming the gate."""
+    mode = gate.mode
+    if mode not in GATE_MODES:
+        raise HarnessError(
+            f"gate {gate.name!r} has mode {mode!r}; a gate's mode must be one of {', '.join(GATE_MODES)}"
+        )
+    return mode
 
 
 class OracleGate(Gate):

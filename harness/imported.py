@@ -269,6 +269,7 @@ def _record(benchmark: str, sample: Sample, entry: Entry, model: str, candidates
         "model": model,
         "served_model": None,
         "prompt": None,
+        "prompt_images": None,  # no prompt of ours was shown
         "called": False,
         "response": entry.text,
         "predicted_label": predicted,

@@ -14,7 +14,7 @@ last time (the gate's verdict and each prompt's hashes):
 - the template (name and source hash), the candidate classes in each order
   shown, the image limits of the models;
 - the source code that turns these into prompts (images, visuals, prompts,
-  gates and the runner) and the PIL and Jinja2 versions.
+  gates, prompt records and the runner) and the PIL and Jinja2 versions.
 
 Rewriting a file changes its ctime (which no tool can set back), so a changed
 image always misses the memo and is prepared in full.
@@ -24,7 +24,10 @@ pixels (`Gate.reads_pixels` False: ``none``, ``oracle``), for verdicts without
 maps (a map would have to be kept for pixel AUROC), and only when every model
 still to answer the sample would be answered from the response cache. A sample
 prepared from the memo carries `KeyOnlyPrompt`s (hashes, no messages), which
-`Dispatcher.call` answers from the cache and never sends.
+`Dispatcher.call` answers from the cache and never sends. They also carry the
+digests of the images each prompt showed, so the record of a recalled sample
+says what was shown as a record of a prepared one does (`harness.prompt_record`;
+a remembered sample has no region or map to store).
 """
 
 from __future__ import annotations
@@ -33,10 +36,12 @@ import dataclasses
 import hashlib
 import json
 import os
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from harness.prompt_record import shown_images
 from harness.types import Category, ClassInfo, GateResult, Prompt, Sample
 
 if TYPE_CHECKING:
@@ -46,7 +51,7 @@ if TYPE_CHECKING:
     from harness.prompts import PromptTemplate
 
 #: Modules whose code decides what a sample's prompts are (a change to any of them misses the memo).
-_CODE_MODULES = ("images", "visual", "prompts", "gates", "runner", "prompt_memo")
+_CODE_MODULES = ("images", "visual", "prompts", "gates", "runner", "prompt_memo", "prompt_record")
 
 
 def file_identity(path: Path | None) -> list[Any] | None:
@@ -73,8 +78,14 @@ def code_identity() -> str:
     return digest.hexdigest()
 
 
+@dataclass
 class KeyOnlyPrompt(Prompt):
-    """A prompt known by its template, candidates and hashes only; its messages were not rendered."""
+    """A prompt known by its template, candidates and hashes only; its messages were not rendered.
+
+    ``shown_digests`` maps the names of the images it showed, in order, to their digests.
+    """
+
+    shown_digests: dict[str, str] = field(default_factory=dict)
 
 
 def _classes(infos: Sequence[ClassInfo]) -> list[list[str]]:
@@ -97,7 +108,7 @@ class PromptMemo:
         self.enabled = not gate.reads_pixels
         base = {
             "code": code_identity(),
-            "gate": [gate.name, _jsonable(getattr(gate, "options", None)), _jsonable(fitted.info())],
+            "gate": [gate.name, gate.mode, _jsonable(getattr(gate, "options", None)), _jsonable(fitted.info())],
             "template": [template.name, template.hash],
             "category": [category.name, category.object_description, category.guidance, _classes(category.classes)],
             "orders": [_classes(order) for order in self.orders],
@@ -123,9 +134,10 @@ class PromptMemo:
             return None
         score, flagged, threshold = entry["gate"]
         prompts: dict[tuple[int, Any], Prompt] = {}
-        for repeat, limit, name, prompt_hash, request_hash in entry["prompts"]:
+        for repeat, limit, name, prompt_hash, request_hash, shown in entry["prompts"]:
             limit = None if limit is None else int(limit)
-            prompts[(repeat, limit)] = KeyOnlyPrompt(name, [], list(self.orders[repeat]), prompt_hash, request_hash)
+            prompts[(repeat, limit)] = KeyOnlyPrompt(name, [], list(self.orders[repeat]), prompt_hash, request_hash,
+                                                     shown_digests=dict(shown))
         gate = GateResult(score=score, flagged=flagged, threshold=threshold)
         if flagged:
             for dispatcher in self.dispatchers:
@@ -145,7 +157,8 @@ class PromptMemo:
             return
         entry = {
             "gate": [float(gate.score), bool(gate.flagged), gate.threshold],
-            "prompts": [[repeat, limit, p.template, p.hash, p.request_hash] for (repeat, limit), p in prompts.items()],
+            "prompts": [[repeat, limit, p.template, p.hash, p.request_hash, list(shown_images(p).items())]
+                        for (repeat, limit), p in prompts.items()],
         }
         self.cache.put_prepared(self.fingerprint(sample), self._base, entry)
 

@@ -40,6 +40,7 @@ from typing import Any, Mapping
 import jinja2
 
 from harness.errors import HarnessError
+from harness.gates import GATE_MODES
 from harness.types import Category, ClassInfo, ImagePart, Message, Prompt, TextPart
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,9 @@ def template_variables_doc() -> dict[str, str]:
     """The variables and functions a template can use, with one line each (for docs and `harness` help)."""
     return {
         "category": "the category name, e.g. 'metal_nut'",
+        "gate_mode": "what happened before the model sees the image: 'detector' (a detector flagged it; "
+                     "an outline is the region it found), 'oracle' (it is known to be defective; an outline is "
+                     "the annotated defect region) or 'none' (nothing judged it: it may be normal, 'good' is a candidate)",
         "object": "what a normal part of the category looks like (may be empty)",
         "guidance": "category-specific hints for the classifier (may be empty)",
         "classes": "the candidate classes in the order given: each has key, name, description, number (1..n)",
@@ -210,12 +214,16 @@ def render_prompt(
     images: Mapping[str, Any],
     max_images: int | None = None,
     extra: dict | None = None,
+    gate_mode: str = "detector",
 ) -> Prompt:
     """Render ``template`` into a `Prompt` for one sample.
 
     ``candidates`` are numbered 1..n in the order given. ``images`` maps names
     (``query``, ``reference``, ``outlined``, ``crop``, ``heatmap``) to PIL
-    images; a None value counts as not provided.
+    images; a None value counts as not provided. ``gate_mode`` (one of
+    `harness.gates.GATE_MODES`; the runner passes its gate's `Gate.mode`) says
+    what happened to the image before the model sees it; the default is
+    VELM's setting, a detector's flag.
 
     With ``max_images``, when the template would show more images than that,
     images are dropped by `IMAGE_PRIORITY` (query kept first, then outlined,
@@ -225,12 +233,14 @@ def render_prompt(
     """
     if max_images is not None and max_images < 1:
         raise ValueError(f"max_images must be at least 1, got {max_images}")
+    if gate_mode not in GATE_MODES:
+        raise ValueError(f"gate_mode must be one of {', '.join(GATE_MODES)}, got {gate_mode!r}")
     provided = {name: img for name, img in images.items() if img is not None}
     for name in provided:
         if not _IMAGE_NAME.match(name):
             raise TemplateError(f"image name {name!r} is not valid: use letters, digits, '_', '-' or '.'")
 
-    messages, used = _render_messages(template, category, candidates, provided, set(), extra)
+    messages, used = _render_messages(template, category, candidates, provided, set(), extra, gate_mode)
     if max_images is not None and len(used) > max_images:
         keep = _images_to_keep(used, max_images)
         dropped = {name for name in used if name not in keep}
@@ -238,7 +248,7 @@ def render_prompt(
             "prompt template %s shows %d images, more than max_images=%d: dropping %s",
             template.name, len(used), max_images, ", ".join(sorted(dropped)),
         )
-        messages, used = _render_messages(template, category, candidates, provided, dropped, extra)
+        messages, used = _render_messages(template, category, candidates, provided, dropped, extra, gate_mode)
         if len(used) > max_images:  # the same image placed several times
             raise TemplateError(
                 f"prompt template {template.where} shows {len(used)} images even after dropping "
@@ -288,6 +298,7 @@ def _render_messages(
     provided: Mapping[str, Any],
     dropped: set[str],
     extra: dict | None,
+    gate_mode: str,
 ) -> tuple[list[tuple[str, list[tuple[str, str]]]], list[str]]:
     """Render to [(role, [(kind, text-or-image-name)])] and the image names in order of use."""
     compiled = _compile(template)
@@ -309,6 +320,7 @@ def _render_messages(
 
     variables = {
         "category": _safe(category.name),
+        "gate_mode": gate_mode,
         "object": _safe(category.object_description or ""),
         "guidance": _safe(category.guidance or ""),
         "classes": [

@@ -3,7 +3,9 @@
 These files are a public contract (leaderboards, scripts and other people's
 tools read them), versioned by `SCHEMA_VERSION`. Records are appended and
 flushed as each (sample, model) finishes, so a killed run loses nothing that
-finished. ``run.json`` is replaced atomically, never left half-written.
+finished. ``run.json`` is replaced atomically, never left half-written. Beside
+them, ``prompt_images/`` holds what redraws each prompt's images (the gate's
+regions; see `harness.prompt_record`), written before the records that name it.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from harness.decisions import Policy
 from harness.dispatch import CallResult
 from harness.gates import Gate
 from harness.pricing import Price
+from harness.prompt_record import record_field
 from harness.types import GOOD, GateResult, Prompt, Sample
 
 
@@ -29,6 +30,8 @@ class Prepared:
     gate: GateResult | None
     bad_input: str | None = None
     prompts: dict[int | None, Prompt] = field(default_factory=dict)  # keyed by max_images
+    #: Where the run folder keeps what redraws its prompt images (harness.prompt_record); None: no prompt.
+    images: dict[str, Any] | None = None
 
 
 class RecordBuilder:
@@ -82,6 +85,7 @@ class RecordBuilder:
             "model": classifier.spec,
             "served_model": usage.served_model if usage else None,
             "prompt": None if prompt is None else {"name": prompt.template, "hash": prompt.hash},
+            "prompt_images": record_field(prepared.images, prompt),
             "repeat": repeat,
             "class_order": None if prompt is None else [c.key for c in prompt.candidates],
             "called": call is not None,

@@ -39,12 +39,13 @@ from harness.dispatch import Dispatcher
 from harness.errors import BadInputError, HarnessError
 from harness.failfast import EarlyStop, FailFast, call_failures
 from harness.gate_metrics import gate_metrics, pixel_auroc, shrink_for_pixel_auroc
-from harness.gates import FittedGate, Gate
+from harness.gates import FittedGate, Gate, gate_mode
 from harness.images import load_mask, load_rgb
 from harness.options import validate_options
 from harness.plugins import Registry
 from harness.pricing import load_prices, price_for
 from harness.prompt_memo import PromptMemo
+from harness.prompt_record import PromptImageStore, support_picture, support_visuals
 from harness.prompts import PromptTemplate, render_prompt
 from harness.results import RunFiles, environment_provenance, load_run, new_run_id, truncate_partial_line
 from harness.resume import prepare_resume, record_key
@@ -78,6 +79,7 @@ class Run:
         gate_entry = registry.get("gates", config.gate)
         gate_class: type[Gate] = gate_entry.obj
         self.gate = gate_class(validate_options(gate_class.Options, config.gate_options, f"gate {config.gate!r}"))
+        self.gate_mode = gate_mode(self.gate)  # how templates word what the gate did
         self.template_entry = registry.get("templates", config.prompt)
         self.template: PromptTemplate = self.template_entry.obj
         if not config.models:
@@ -102,6 +104,7 @@ class Run:
         #: category -> (score map, mask) per image at reduced size, for pixel AUROC; None once an image lacks a map.
         self._pixel_pairs: dict[str, list | None] = {}
         self._memo: PromptMemo | None = None  # the current category's prompt-key memo, when responses are cached
+        self._prompt_images: PromptImageStore | None = None  # what redraws each prompt's images (harness.prompt_record)
         self.recorder = RecordBuilder(self.benchmark.name, self.gate, self.prices, self.policy)
         self.failfast = FailFast()
 
@@ -260,6 +263,7 @@ class Run:
                        failfast=self.failfast)
             for c in self.classifiers
         ]
+        self._prompt_images = PromptImageStore(files.run_dir, data.root)
         try:
             for category in data.categories:
                 if not self._pending(category.test_samples):
@@ -286,6 +290,7 @@ class Run:
         )
         for classifier in self.classifiers:
             classifier.set_support(category.name, self._support_examples)
+        self._prompt_images.begin_category(reference_path(category, self.config.seed), self.support.get(category.name, []))
         pending = self._pending(category.test_samples)
         total = len(category.test_samples)
         done = total - len(pending)  # resumed runs start part-way
@@ -328,12 +333,9 @@ class Run:
         examples = []
         for sample in self.support.get(category.name, []):
             try:
-                image = load_rgb(sample.image)
-                region = load_mask(sample.mask, image.size) if sample.mask else None
+                visuals = support_visuals(load_rgb(sample.image), sample.mask)
             except BadInputError as error:
                 raise HarnessError(f"support image for --shots is unreadable: {error}") from None
-            region = region if region is not None and region.any() else None
-            visuals = visual_prompt_images(image, None, region, None)
             examples.append(SupportExample(category.class_info(sample.label), visuals))
         return examples
 
@@ -364,11 +366,14 @@ class Run:
             return None
         gate_result, prompts = recalled
         self._keep_pixel_pair(sample, None, gate_result)  # a remembered verdict has no map: no image needed
-        return Prepared(sample, gate_result, prompts=prompts)
+        prepared = Prepared(sample, gate_result, prompts=prompts)
+        prepared.images = self._prompt_images.keep(prepared)  # no region to store: references only
+        return prepared
 
     def _prepare(self, sample: Sample, fitted: FittedGate, category: Category, reference, orders) -> Prepared:
         """`_prepare_in_full`, remembered in the prompt-key memo when a re-run may reuse it."""
         prepared = self._prepare_in_full(sample, fitted, category, reference, orders)
+        prepared.images = self._prompt_images.keep(prepared)
         if self._memo is not None and prepared.bad_input is None:
             self._memo.remember(sample, prepared.gate, prepared.prompts)
         return prepared
@@ -389,7 +394,7 @@ class Run:
         support = []
         for number, example in enumerate(self._support_examples, start=1):
             name = f"support_{number}"
-            visuals[name] = example.images.get("outlined", example.images["query"])
+            visuals[name] = support_picture(example.images)
             support.append({"name": example.label.name, "key": example.label.key, "image": name})
         for repeat, candidates in enumerate(orders):
             for classifier in self.classifiers:
@@ -397,7 +402,7 @@ class Run:
                 if (repeat, limit) not in prepared.prompts:
                     prepared.prompts[(repeat, limit)] = render_prompt(
                         self.template, category=category, candidates=candidates, images=visuals, max_images=limit,
-                        extra={"support": support},
+                        extra={"support": support}, gate_mode=self.gate_mode,
                     )
                     self._check_order_shown(prepared, repeat, limit, orders)
         return prepared

@@ -11,6 +11,10 @@ pictures from a query image, an optional reference, and the gate's binary
 - `heatmap_overlay`: the anomaly map as a colour ramp blended over the image,
 - `visual_prompt_images`: all of the above by name, ready for a template.
 
+The heat map a prompt shows is drawn from `map_thumbnail`, a small 8-bit copy
+of the anomaly map, so a run folder can keep exactly what the picture was drawn
+from (`harness.prompt_record`) and redraw it pixel for pixel.
+
 Only numpy and PIL: morphology is done with array shifts, the colour ramp is
 written out here.
 """
@@ -282,6 +286,31 @@ def heatmap_overlay(image: ImageLike, anomaly_map: np.ndarray, alpha: float = 0.
     return Image.fromarray(np.clip(np.round(blended), 0, 255).astype(np.uint8))
 
 
+#: Longest side of the anomaly map a prompt's heat map is drawn from (`map_thumbnail`).
+MAP_SIDE = 128
+
+
+def map_thumbnail(anomaly_map: np.ndarray, max_side: int = MAP_SIDE) -> np.ndarray:
+    """The anomaly map as a small uint8 array: at most ``max_side`` on its longer side, 0..255 for 0..1.
+
+    Values are clipped to [0, 1] (NaN as 0), shrunk with PIL's bilinear filter
+    (never enlarged) and rounded to 1/255 steps. The result can be stored
+    exactly (an 8-bit PNG) and is a fixed point: the thumbnail of
+    ``thumbnail / 255`` is the same thumbnail, so a heat map drawn again from a
+    stored one is the same picture.
+    """
+    amap = np.clip(np.nan_to_num(np.asarray(anomaly_map, dtype=np.float32)), 0.0, 1.0)
+    if amap.ndim != 2:
+        raise ValueError(f"an anomaly map must be a 2-D array, got shape {amap.shape}")
+    height, width = amap.shape
+    longest = max(width, height)
+    if longest > max_side:
+        scale = max_side / longest
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        amap = np.clip(np.asarray(Image.fromarray(amap).resize(size, Image.Resampling.BILINEAR)), 0.0, 1.0)
+    return np.round(amap * 255.0).astype(np.uint8)
+
+
 def resize_for_prompt(image: ImageLike, max_side: int = 768) -> Image.Image:
     """Shrink so the longer side is at most ``max_side``, keeping the aspect ratio; never upscale.
 
@@ -310,7 +339,8 @@ def visual_prompt_images(
     ``region`` has at least one pixel; ``heatmap`` when ``anomaly_map`` is
     given. Everything is drawn at full resolution, then each picture is shrunk
     with `resize_for_prompt` to ``max_side`` (None keeps full size), so a crop
-    keeps the detail of the original.
+    keeps the detail of the original. The heat map is drawn from the map's
+    `map_thumbnail` (so it depends only on what a run folder stores).
     """
     query_rgb = _as_rgb(query)
     images: dict[str, Image.Image] = {"query": query_rgb}
@@ -322,7 +352,7 @@ def visual_prompt_images(
             images["outlined"] = outline_region(query_rgb, mask)
             images["crop"] = crop_region(query_rgb, mask)
     if anomaly_map is not None:
-        images["heatmap"] = heatmap_overlay(query_rgb, anomaly_map)
+        images["heatmap"] = heatmap_overlay(query_rgb, map_thumbnail(anomaly_map).astype(np.float32) / 255.0)
     if max_side is not None:
         images = {name: resize_for_prompt(img, max_side) for name, img in images.items()}
     return images

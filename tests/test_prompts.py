@@ -372,7 +372,7 @@ def test_max_images_must_be_positive(shipped):
 
 def test_template_variables_doc():
     doc = template_variables_doc()
-    for key in ("category", "object", "guidance", "classes", "has_image(name)", "image(name)", "extra"):
+    for key in ("category", "gate_mode", "object", "guidance", "classes", "has_image(name)", "image(name)", "extra"):
         assert doc[key]
 
 
@@ -405,3 +405,119 @@ def test_max_images_drop_is_logged(caplog):
     with caplog.at_level("INFO", logger="harness.prompts"):
         render(ALL_IMAGES_TEMPLATE, max_images=3)
     assert "dropping crop, heatmap" in caplog.text
+
+
+# --- gate modes: templates never claim a detection that did not happen ---------------------
+
+
+IMAGE_SETS = {
+    "all": all_images(),
+    "query only": {"query": solid(10)},
+    "no outline": {"query": solid(10), "reference": solid(20)},
+}
+WITHOUT_GOOD = [c for c in CANDIDATES if c.key != "good"]
+
+
+def every_text(prompt) -> str:
+    return "\n".join(p.text for m in prompt.messages for p in m.parts if isinstance(p, TextPart)).lower()
+
+
+@pytest.mark.parametrize("images", list(IMAGE_SETS))
+@pytest.mark.parametrize("mode", ["detector", "oracle", "none"])
+@pytest.mark.parametrize("name", ["velm", "json", "plain"])
+def test_every_shipped_template_tells_the_truth_under_every_gate_mode(shipped, name, mode, images):
+    candidates = CANDIDATES if mode == "none" else WITHOUT_GOOD  # gate none makes "good" a candidate
+    prompt = render(shipped[name], images=IMAGE_SETS[images], candidates=candidates, gate_mode=mode)
+    text = every_text(prompt)
+    outlined = "outlined" in [p.name for p in prompt.images]
+    assert all(c.name in text for c in candidates)
+    if mode != "detector":
+        assert "detector" not in text and "detected" not in text
+    if mode == "none":
+        assert "flagged" not in text and "known to be defective" not in text and "anomal" not in text
+    if name == "plain":
+        assert "flagged" not in text and "defective" not in text  # it claims nothing in any mode
+        return
+    if mode == "detector":
+        assert "an anomaly detector flagged this metal screw as possibly defective" in text
+        assert ("the region the detector found anomalous outlined in red" in text) == outlined
+    elif mode == "oracle":
+        assert "this metal screw is known to be defective" in text and "flagged" not in text
+        assert ("the annotated defect region outlined in red" in text) == outlined
+    else:
+        assert "it has not been screened for defects: this metal screw may be normal or defective" in text
+        assert '"good" is one of the candidate classes' in text
+        assert "tell normal parts from defective ones" in every_text(prompt)
+    assert ("outlined" in text) == outlined
+
+
+def test_gate_none_without_a_good_candidate_does_not_promise_one(shipped):
+    text = every_text(render(shipped["velm"], candidates=WITHOUT_GOOD, gate_mode="none"))
+    assert "may be normal or defective" in text and "is one of the candidate classes" not in text
+
+
+def test_detector_wording_is_velms_unchanged(shipped):
+    """The reference setting keeps its wording; only the other modes say something else."""
+    default = render(shipped["velm"])
+    detector = render(shipped["velm"], gate_mode="detector")
+    assert [m.parts for m in default.messages] == [m.parts for m in detector.messages]
+    assert "classify their defects precisely, following the answer format you are given" in every_text(detector)
+    assert "the red line is drawn by the detector and is not part of the metal screw" in every_text(detector)
+
+
+def test_an_unknown_gate_mode_is_refused(shipped):
+    with pytest.raises(ValueError, match="gate_mode must be one of detector, oracle, none"):
+        render(shipped["velm"], gate_mode="detected")
+
+
+def test_gate_mode_is_derived_from_the_gate_class_unless_set():
+    from harness.errors import HarnessError
+    from harness.gates import GATE_MODES, Gate, OracleGate, PassThroughGate, gate_mode
+
+    class ThirdParty(Gate):
+        name = "third-party"
+
+        def fit(self, category):
+            raise NotImplementedError
+
+    class PassesAll(ThirdParty):
+        passes_all = True
+
+    class Explicit(ThirdParty):
+        mode = "oracle"
+
+    class ExplicitChild(Explicit):
+        pass
+
+    class Wrong(ThirdParty):
+        mode = "detected"
+
+    assert (OracleGate.mode, PassThroughGate.mode, ThirdParty.mode, PassesAll.mode) == ("oracle", "none", "detector", "none")
+    assert ExplicitChild.mode == Explicit().mode == "oracle" and set(GATE_MODES) == {"detector", "oracle", "none"}
+    assert gate_mode(OracleGate()) == "oracle" and ThirdParty().describe()["mode"] == "detector"
+    with pytest.raises(HarnessError, match="gate 'third-party' has mode 'detected'; .* one of detector, oracle, none"):
+        gate_mode(Wrong)
+
+
+def test_the_patchcore_gate_is_a_detector():
+    registry = load_registry()
+    if "patchcore" not in registry.gates:
+        pytest.skip("the patchcore plugin is not installed")
+    assert registry.gates["patchcore"].obj.mode == "detector"
+
+
+def test_a_run_words_its_prompts_by_its_gate(tmp_path, small_tree):
+    from harness import plugins
+    from harness.runner import Run, RunConfig
+    from harness.testing import scripted_classifier
+
+    seen = {}
+    for gate in ("none", "oracle"):
+        classifier, plugin = scripted_classifier(lambda p: p.candidates[0].name)
+        registry = plugins.load_registry(extra_plugins=[("scripted-test", plugin)])
+        Run(RunConfig(benchmark="folder", data_root=small_tree, gate=gate, models=["scripted"], categories=["tile"],
+                      results_dir=tmp_path, run_id=gate, n_boot=10), registry).execute()
+        seen[gate] = {every_text(p) for p in classifier.prompts}
+    assert all("has not been screened" in t and "detector" not in t for t in seen["none"])
+    assert all("known to be defective" in t and "annotated defect region" in t and "detector" not in t
+               for t in seen["oracle"])

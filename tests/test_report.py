@@ -135,9 +135,10 @@ def test_the_gallery_is_capped_and_spread_over_error_kinds(page):
     assert all(len(outcomes) <= 6 for outcomes in by_model.values())
     assert {"unparseable", "refused", "backend_error"} <= set(by_model["scripted"])
     # Each card of the oracle run shows query, reference and the outline the model saw.
-    assert "outlined, as the model saw it" in page
+    assert "annotated region, outlined as the model saw it" in page
     assert "reference (train normal)" in page
-    assert "ground-truth region (the model saw no outline)" in page
+    assert "ground-truth region (gate none: the model saw no outline)" in page
+    assert "predates" not in page and "detector" not in page.split('<section id="gallery">')[1]
 
 
 def test_select_round_robins_over_category_and_outcome():

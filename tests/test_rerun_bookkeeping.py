@@ -37,13 +37,14 @@ def test_a_rerun_from_the_cache_reads_no_image_at_all(tmp_path, monkeypatch):
     """Not the test images, and not the training normal shown as the reference either."""
     import harness.runner
     from harness import plugins
+    from harness.prompt_record import mismatches, redraw
     from harness.runner import Run, RunConfig
     from harness_datasets import demo
 
     tree = tmp_path / "tree"
     demo.write_demo_tree(tree, seed=0, counts=demo.DemoCounts(train=2, good=1, per_defect=1))
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
-    _, plugin = scripted_classifier(lambda p: p.candidates[0].name)
+    classifier, plugin = scripted_classifier(lambda p: p.candidates[0].name)
     registry = plugins.load_registry(extra_plugins=[("scripted-test", plugin)])
     read = []
     real_load = harness.runner.load_rgb
@@ -62,3 +63,12 @@ def test_a_rerun_from_the_cache_reads_no_image_at_all(tmp_path, monkeypatch):
     assert read == [] and all(r["cached"] for r in again.records)
     assert again.run["status"] == "finished" and again.run["provenance"]["harness_version"]
     assert [r["predicted_label"] for r in again.records] == [r["predicted_label"] for r in first.records]
+    # The recalled records still say what their prompts showed, and it redraws from the new folder.
+    stored = {(r["sample_id"], r["model"]): r["prompt_images"] for r in first.records}
+    assert all(r["prompt_images"] == stored[(r["sample_id"], r["model"])] for r in again.records)
+    assert all(r["prompt_images"]["region"] is None for r in again.records)  # gate none: no outline
+    sent = {part.digest: part.image for prompt in classifier.prompts for part in prompt.images}
+    for record in again.records:
+        images = redraw(again.run_dir, record)
+        assert mismatches(images, record) == [] and set(record["prompt_images"]["shown"]) == {"reference", "query"}
+        assert all(images[name].tobytes() == sent[digest].tobytes() for name, digest in record["prompt_images"]["shown"].items())

@@ -19,8 +19,8 @@ from harness.testing import scripted_classifier
 from harness.types import GOOD, ImagePart, Response, TextPart
 
 RECORD_FIELDS = {
-    "sample_id", "benchmark", "category", "image", "true_label", "gate", "model", "prompt", "response",
-    "predicted_label", "correct", "error", "latency_s", "attempts", "tokens_in", "tokens_out", "cost_usd",
+    "sample_id", "benchmark", "category", "image", "true_label", "gate", "model", "prompt", "prompt_images",
+    "response", "predicted_label", "correct", "error", "latency_s", "attempts", "tokens_in", "tokens_out", "cost_usd",
 }
 
 

@@ -1,13 +1,18 @@
 """The gallery: misclassified and failed samples per model, with small embedded pictures.
 
-Records hold the query image's path (relative to the run's data root) and the
-gate's verdict, but not the gate's anomaly map nor the reference image. So the
-benchmark is loaded again (through its plugin) to find each sample's
-ground-truth mask and the reference the run showed (`harness.sampling.reference_path`,
-the same seeded choice). With the oracle gate the ground-truth outline *is* what
-the model saw; with any other gate the card says the outline is the ground truth,
-not the gate's region. When the benchmark cannot be loaded, only query images
-are shown and the report says why.
+Records hold the query image's path (relative to the run's data root), the
+gate's verdict and, when a model was asked, ``prompt_images``: what redraws
+the pictures its prompt showed (`harness.prompt_record`). So a card shows the
+outline the model was shown, redrawn from the gate's stored region and checked
+against the digests of what was sent, captioned by the gate's mode: the
+detector's region, the annotated region (oracle), or no outline (gate
+``none``, where the ground truth is shown and said to be unseen). Runs made
+before prompts' images were kept fall back to the ground-truth outline with a
+caption that says so. The benchmark is loaded again (through its plugin) to
+find each sample's ground-truth mask and the reference the run showed
+(`harness.sampling.reference_path`, the same seeded choice). When the
+benchmark cannot be loaded, only query images are shown and the report says
+why.
 
 Pictures are downscaled to thumbnails and embedded as JPEG data URIs, so the
 report is one file; a missing image becomes a placeholder naming the file.
@@ -27,6 +32,7 @@ from PIL import Image
 from harness.errors import BadInputError, HarnessError
 from harness.images import load_mask, load_rgb
 from harness.metrics import outcome_of
+from harness.prompt_record import mismatches, redraw
 from harness.run_folder import RunFolder
 from harness.sampling import reference_path
 from harness.types import GOOD, Sample
@@ -123,9 +129,11 @@ class _Pictures:
         recorded = run.run["benchmark"].get("data_root")
         self.root = data_root or (Path(recorded) if recorded else None)
         self.samples: dict[str, Sample] = {}
+        self.mode = run_gate_mode(run)
         self.references: dict[str, Path | None] = {}
         self.notes: list[str] = []
         self._cache: dict[tuple, Picture] = {}
+        self._redrawn: dict[tuple, tuple[Picture, bool]] = {}  # stored region -> (outlined picture, differs from sent)
         self._load_benchmark()
 
     def _load_benchmark(self) -> None:
@@ -167,22 +175,58 @@ class _Pictures:
         reference = self.references.get(record["category"])
         if reference is not None:
             pictures.append(self._picture(("reference", reference), "reference (train normal)", lambda: load_rgb(reference)))
-        if sample is not None and sample.mask is not None and record["true_label"] != GOOD:
-            caption = self._outline_caption(record)
+        stored = record.get("prompt_images") or {}
+        if stored.get("region"):
+            pictures.append(self._shown_outline(record))
+        elif sample is not None and sample.mask is not None and record["true_label"] != GOOD:
+            caption = self._truth_caption(record, bool(stored))
             mask = sample.mask
             pictures.append(self._picture(("outlined", query, mask), caption,
                                           lambda: _outlined(load_rgb(query), mask)))
         return pictures
 
-    def _outline_caption(self, record: dict[str, Any]) -> str:
-        gate = record.get("gate") or {}
+    def _shown_outline(self, record: dict[str, Any]) -> Picture:
+        """The outlined query as the record's prompt showed it, redrawn from the run's stored region."""
+        stored = record["prompt_images"]
+        key = (record["image"], stored.get("reference"), stored["region"])
+        if key not in self._redrawn:
+            try:
+                images = redraw(self.run.run_dir, record, self.root)
+                self._redrawn[key] = (Picture("", uri=data_uri(images["outlined"])), "outlined" in mismatches(images, record))
+            except BadInputError as error:
+                self._redrawn[key] = (Picture("", missing=str(error)), False)
+        picture, differs = self._redrawn[key]
+        whose = {"detector": "detector's region", "oracle": "annotated region"}.get(self.mode, "gate's region")
+        if "outlined" not in (stored.get("shown") or {}):
+            caption = f"{whose} (not shown to the model: its prompt had no outline)"
+        elif differs:
+            caption = f"{whose}, redrawn, but not the picture sent (a data file changed since the run)"
+        else:
+            caption = f"{whose}, outlined as the model saw it"
+        return Picture(caption, picture.uri, picture.missing)
+
+    def _truth_caption(self, record: dict[str, Any], stored: bool) -> str:
+        """The caption of a ground-truth outline: why it is shown instead of what the model saw."""
+        gate = record.get("gate")
+        if gate is None:
+            return "ground-truth region"  # imported predictions, or an unreadable image: no gate verdict
         if not gate.get("flagged"):
             return "ground-truth region (the gate passed it; no model saw it)"
-        if self.run.gate == "oracle":
-            return "outlined, as the model saw it"
-        if self.run.gate == "none":
-            return "ground-truth region (the model saw no outline)"
-        return "ground-truth region (the gate's own map is not stored)"
+        if self.mode == "none":
+            return "ground-truth region (gate none: the model saw no outline)"
+        if stored:
+            return "ground-truth region (the gate gave no region: the model saw no outline)"
+        if self.mode == "oracle":
+            return "annotated region (this run predates stored prompt images: not the exact picture sent)"
+        return "ground-truth region (this run predates stored prompt images: the detector's region was not kept)"
+
+
+def run_gate_mode(run: RunFolder) -> str:
+    """The run's gate mode: run.json's (``provenance.gate.mode``), or for older runs the one its gate name implies."""
+    recorded = ((run.run.get("provenance") or {}).get("gate") or {}).get("mode")
+    if recorded:
+        return recorded
+    return {"oracle": "oracle", "none": "none"}.get(run.gate, "detector")
 
 
 def _outlined(image: Image.Image, mask_path: Path) -> Image.Image:
