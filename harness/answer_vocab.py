@@ -31,6 +31,8 @@ NEGATIONS: dict[str, str] = {
         "kein", "keine", "keinen", "keinem", "keiner", "keines", "weder", "ohne",
         "pas", "aucun", "aucune", "sans", "ni", "sin", "ningún", "ninguna", "ninguno", "nessun", "nessuna",
         "senza", "não", "nenhum", "nenhuma", "sem",
+        # Dutch, Russian
+        "geen", "niet", "zonder", "не", "нет", "без", "ни",
         # Chinese: negation precedes what it denies
         "不", "不是", "没", "没有", "無", "无", "非", "未", "并非", "並非",
     ), PRE),
@@ -45,8 +47,8 @@ NEGATIONS: dict[str, str] = {
         "nicht", "ist nicht", "nicht vorhanden", "nicht sichtbar", "non", "no es", "no hay", "no está",
     ), BOTH),
     # Japanese: negation follows what it denies
-    # "crack-free"; Japanese: negation follows what it denies
-    **dict.fromkeys(("free", "ない", "なし", "無い", "無し", "ません", "ありません", "ではない", "じゃない", "ではありません"),
+    # "crack-free"; Japanese and Korean: negation follows what it denies
+    **dict.fromkeys(("free", "없", "아니", "ない", "なし", "無い", "無し", "ません", "ありません", "ではない", "じゃない", "ではありません"),
                     POST),
 }
 

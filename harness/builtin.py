@@ -22,7 +22,7 @@ class CsvWriter(ResultWriter):
     description = "samples.csv with one row per (sample, model)"
     columns = [
         "sample_id", "category", "image", "true_label", "gate_score", "gate_flagged", "model", "repeat",
-        "predicted_label", "correct", "error", "outcome", "latency_s", "attempts",
+        "predicted_label", "answer_rule", "correct", "error", "outcome", "latency_s", "attempts",
         "tokens_in", "tokens_out", "cost_usd",
     ]
 

@@ -99,6 +99,7 @@ class ResponseCache:
                 "cost_usd": response.cost_usd,
                 "option_scores": response.option_scores,
                 "refused": response.refused,
+                "structured": response.structured,
             }
         )
         with self._lock:

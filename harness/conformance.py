@@ -56,7 +56,7 @@ from harness.types import ERROR_KINDS, Prompt
 #: Fields every sample record must carry (the public record contract).
 RECORD_FIELDS = (
     "sample_id", "benchmark", "category", "image", "true_label", "gate", "model", "prompt", "response",
-    "predicted_label", "correct", "error", "latency_s", "attempts", "tokens_in", "tokens_out", "cost_usd",
+    "predicted_label", "answer_rule", "correct", "error", "latency_s", "attempts", "tokens_in", "tokens_out", "cost_usd",
 )
 UNKNOWN_OPTION = "conformance_no_such_option"
 

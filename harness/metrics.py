@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.answers import RULES
 from harness.errors import HarnessError
 from harness.types import ERROR_KINDS, GOOD
 
@@ -316,6 +317,16 @@ def usage_summary(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
+def answer_rule_counts(records: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """How many records each answer rule read (`harness.answers.RULES` order; rules that read none are left out).
+
+    Records no model was asked about (the gate passed them, bad input, a backend
+    error) have no rule and are not counted.
+    """
+    counts = Counter(r.get("answer_rule") for r in records if r.get("answer_rule") is not None)
+    return {rule: counts[rule] for rule in (*RULES, *sorted(set(counts) - set(RULES))) if counts[rule]}
+
+
 # --------------------------------------------------------------------------- the whole model
 
 
@@ -407,6 +418,7 @@ def score_model(
                                                        "macro_f1", "kappa"}}}},
          "confusion": {cat: {true_label: {prediction_key: count}}},   # all images
          "outcomes": {outcome: count},
+         "answer_rules": {rule: count},   # see `answer_rule_counts`
          "usage": see `usage_summary`}
 
     Raises `ScoringError` (a ValueError) when a record's category or true label
@@ -424,6 +436,7 @@ def score_model(
         "protocols": {p: score_protocol(records, label_sets, p, seed=seed, n_boot=n_boot) for p in protocols},
         "confusion": confusions,
         "outcomes": outcome_counts(records, gate_passes_all),
+        "answer_rules": answer_rule_counts(records),
         "usage": usage_summary(records),
     }
 

@@ -94,7 +94,7 @@ class Run:
         #: category -> (score map, mask) per image at reduced size, for pixel AUROC; None once an image lacks a map.
         self._pixel_pairs: dict[str, list | None] = {}
         self._memo: PromptMemo | None = None  # the current category's prompt-key memo, when responses are cached
-        self.recorder = RecordBuilder(self.benchmark.name, self.gate, self.prices, self.policy)
+        self.recorder = RecordBuilder(self.benchmark.name, self.gate, self.prices, self.policy, config.answers)
 
     def _make_classifier(self, spec: str) -> Classifier:
         plugin, model_id = parse_model_spec(spec)

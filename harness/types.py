@@ -166,6 +166,8 @@ class Response:
     #: For option-scoring classifiers: class key -> score (higher is better).
     option_scores: dict[str, float] | None = None
     refused: bool = False
+    #: The backend constrained the reply to a JSON schema of the candidates (answer rule ``structured``).
+    structured: bool = False
 
 
 @dataclass

@@ -261,7 +261,8 @@ class AnthropicClassifier(Classifier):
             text = json.dumps(tool_input, ensure_ascii=False)
         else:
             text = "".join(getattr(b, "text", "") or "" for b in blocks if getattr(b, "type", None) == "text")
-        return Response(text=text, tokens_in=tokens_in, tokens_out=tokens_out, refused=stop_reason == "refusal")
+        return Response(text=text, tokens_in=tokens_in, tokens_out=tokens_out, refused=stop_reason == "refusal",
+                        structured=tool_input is not None)
 
     def is_deterministic(self) -> bool:
         """Only an explicit temperature 0 is greedy; None leaves sampling to the server's default."""

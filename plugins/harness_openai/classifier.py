@@ -261,7 +261,8 @@ class OpenAIClassifier(Classifier):
             raise MalformedResponseError(f"the server's message content is not text: {_excerpt(json.dumps(content))!r}")
         if refusal:
             return Response(text=refusal, tokens_in=tokens_in, tokens_out=tokens_out, refused=True)
-        return Response(text=content, tokens_in=tokens_in, tokens_out=tokens_out, refused=finish_reason == "content_filter")
+        return Response(text=content, tokens_in=tokens_in, tokens_out=tokens_out, refused=finish_reason == "content_filter",
+                        structured=self.options.structured_output)
 
     def is_deterministic(self) -> bool:
         """Only an explicit temperature 0 is greedy; None leaves sampling to the server's default."""
