@@ -26,7 +26,7 @@ NEGATIONS: dict[str, str] = {
     **dict.fromkeys((
         "no", "not", "never", "without", "neither", "nor", "free of", "free from", "lack of", "absence of",
         "rather than", "instead of", "none of", "no sign of", "no signs of", "no evidence of", "do not", "does not",
-        "did not", "unlike", "nothing", "hardly", "barely", "scarcely",
+        "did not", "unlike", "nothing", "hardly", "barely", "scarcely", "doubt", "i doubt", "zero",
         # German, French, Spanish, Italian, Portuguese (Spanish "no" is the English one)
         "kein", "keine", "keinen", "keinem", "keiner", "keines", "weder", "ohne",
         "pas", "aucun", "aucune", "sans", "ni", "sin", "ningún", "ninguna", "ninguno", "nessun", "nessuna",
@@ -40,7 +40,8 @@ NEGATIONS: dict[str, str] = {
         "is not", "are not", "was not", "were not", "cannot be", "could not be",
         "absent", "is absent", "are absent", "not present", "not visible", "not detected", "not found",
         "not observed", "not seen", "not evident", "not apparent", "not the case", "not applicable",
-        "unlikely", "ruled out", "rule out", "rules out", "excluded", "exclude", "excludes", "none",
+        "unlikely", "ruled out", "rule out", "rules out", "excluded", "exclude", "excludes", "none", "rejected",
+        "reject", "rejects",
         "cannot see", "cannot find", "cannot detect", "cannot spot", "cannot observe",
         "could not see", "could not find", "could not detect", "do not see", "does not show", "do not apply",
         "does not apply", "not apply",

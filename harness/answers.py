@@ -280,7 +280,7 @@ def _read_stances(tokens: list[str], candidates: Sequence[ClassInfo]) -> Reading
 def _lenient(text: str, candidates: Sequence[ClassInfo], structured: bool) -> Reading:
     if structured and (reading := _read_json(text, candidates, "structured")) is not None:
         return reading
-    if text is None or not text.strip():
+    if not text.strip():
         return Reading(None, UNPARSEABLE, "none", "empty reply")
     if (reading := _read_json(text, candidates, "json")) is not None:
         return reading
@@ -299,8 +299,9 @@ def read_answer(text: str | None, candidates: Sequence[ClassInfo], *, structured
     ``structured``: the backend constrained the reply to a schema (rule 1).
     ``mode``: ``lenient`` or ``strict`` (see the module docstring).
     """
+    strict = check_mode(mode) == "strict"
     reading = _lenient(text or "", list(candidates), structured)
-    if check_mode(mode) == "strict" and reading.rule not in STRICT_RULES and reading.rule != "none":
+    if strict and reading.rule not in STRICT_RULES and reading.rule != "none":
         what = reading.key if reading.key is not None else reading.error
         return Reading(None, UNPARSEABLE, "none", f"--answers strict: rule {reading.rule} would read {what!r}")
     return reading
