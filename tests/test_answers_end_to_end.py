@@ -115,6 +115,14 @@ def test_strict_answers_keep_only_uninterpreted_readings_and_resume_keeps_the_mo
     assert RunConfig.from_json(run_json["config"], tmp_path, "x").answers == "strict"  # what --resume rebuilds
 
 
+def test_a_refusal_the_backend_flags_stays_refused_in_strict_mode(tmp_path, small_tree):
+    with LoopbackServer(Answer(refusal="I can't help with that.")) as server:
+        run_json, records = run(tmp_path, small_tree, server, answers="strict")
+    called = [r for r in records if r["called"]]
+    assert called and all((r["error"], r["answer_rule"]) == ("refused", "refusal") for r in called)
+    assert run_json["metrics"][MODEL]["answer_rules"] == {"refusal": len(called)}
+
+
 def test_structured_output_is_read_by_the_structured_rule_also_from_the_cache(tmp_path, small_tree):
     def answer(request: Request) -> Answer:
         return Answer(json.dumps({"class": request.schema_enum[0]}))
