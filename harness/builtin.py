@@ -22,8 +22,8 @@ class CsvWriter(ResultWriter):
     description = "samples.csv with one row per (sample, model)"
     columns = [
         "sample_id", "category", "image", "true_label", "gate_score", "gate_flagged", "model", "served_model", "repeat",
-        "predicted_label", "correct", "error", "error_transient", "outcome", "latency_s", "attempts", "attempts_total",
-        "tokens_in", "tokens_out", "cost_usd", "prompt_region",
+        "predicted_label", "answer_rule", "correct", "error", "error_transient", "outcome", "latency_s", "attempts",
+        "attempts_total", "tokens_in", "tokens_out", "cost_usd", "prompt_region",
     ]
 
     def write(self, run_dir: Path, run: dict[str, Any], records: list[dict[str, Any]]) -> Path:

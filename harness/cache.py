@@ -162,6 +162,7 @@ class ResponseCache:
                 "option_scores": response.option_scores,
                 "refused": response.refused,
                 "served_model": response.served_model,
+                "structured": response.structured,
             }
         )
         with self._lock:

@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from harness import __version__, class_order, failfast, leaderboard
+from harness import __version__, answers, class_order, failfast, leaderboard
 from harness.classifiers import split_model_list
 from harness.errors import HarnessError
 from harness.options import describe_options
@@ -65,7 +65,7 @@ CONFIG_KEYS = {
     "benchmark", "data-root", "category", "categories", "gate", "models", "prompt", "seed", "limit",
     "results-dir", "run-id", "shots", "output-formats", "gate-options", "model-options", "prices",
     "allow-partial",
-    "class-order", "repeats", "policy", "costs",
+    "class-order", "repeats", "policy", "costs", "answers",
 }
 
 
@@ -120,6 +120,9 @@ def _load_config(path: Path | None) -> dict[str, Any]:
 @click.option("--allow-partial", is_flag=True,
               help="When the data root differs from a benchmark's released file list, evaluate only the files "
                    "present in both (the difference is recorded in run.json) instead of stopping.")
+@click.option("--answers", "answers_mode", type=click.Choice(answers.MODES), default=None,
+              help="How replies are read: lenient (every rule of harness/answers.py) or strict (only structured, "
+                   "JSON, exact and final-answer readings; anything else is unparseable). [default: lenient]")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the response cache.")
 @click.option("--resume", "resume_id", default=None, metavar="RUN_ID",
               help="Finish an interrupted run in --results-dir with its recorded config; finished samples are kept, "
@@ -136,7 +139,8 @@ def run(**flags: Any) -> None:
     gate_threshold = flags.pop("gate_threshold")
     use_cache = not flags.pop("no_cache")
     allow_partial = flags.pop("allow_partial")
-    file_config = _load_config(flags.pop("config_path"))
+    config_path = flags.pop("config_path")
+    file_config = _load_config(config_path)
 
     def pick(name: str, default: Any = None) -> Any:
         value = flags.get(name)
@@ -151,6 +155,9 @@ def run(**flags: Any) -> None:
     if isinstance(categories, str):
         categories = [categories]
     data_root = pick("data_root")
+    # A value from the config file is checked here, naming the file (click checks the flag's).
+    answers_mode = flags.pop("answers_mode") or answers.check_mode(file_config.get("answers", "lenient"),
+                                                                   f"{config_path}: answers")
     config = RunConfig(
         benchmark=pick("benchmark", "demo"),
         models=list(models or []),
@@ -173,6 +180,7 @@ def run(**flags: Any) -> None:
         prices=Path(prices) if (prices := pick("prices")) else None,
         policy=pick("policy"),
         costs=pick("costs"),
+        answers=answers_mode,
     )
     if resume_id:
         config = _resumed_config(config.results_dir, resume_id, use_cache)

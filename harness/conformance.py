@@ -58,8 +58,8 @@ from harness.types import ERROR_KINDS, Prompt
 #: Fields every sample record must carry (the public record contract).
 RECORD_FIELDS = (
     "sample_id", "benchmark", "category", "image", "true_label", "gate", "model", "served_model", "prompt",
-    "prompt_images", "response", "predicted_label", "correct", "error", "latency_s", "attempts", "tokens_in",
-    "tokens_out", "cost_usd", "error_transient", "attempts_total",
+    "prompt_images", "response", "predicted_label", "answer_rule", "correct", "error", "latency_s", "attempts",
+    "tokens_in", "tokens_out", "cost_usd", "error_transient", "attempts_total",
 )
 UNKNOWN_OPTION = "conformance_no_such_option"
 #: The rate-limit budget of the transient-exhausted check for rate-limiting errors (seconds).

@@ -14,10 +14,12 @@ Formats:
   ``sample_id`` (the harness's ``bottle/broken_large/000`` or the VELM key) or
   ``category`` plus ``image`` (relative to the data root, or to the category).
 
-A predicted name is read with the closed-set answer parser (`harness.answers`)
-against the category's classes plus ``good`` (``normal``, the release's name for
-it, is accepted too); one that names no class is ``unparseable``. A bare number
-is too: the order in which the system saw the classes is unknown. Images with
+A predicted name is read by the same rules as a model's reply
+(`harness.answers.read_answer`, lenient or ``--answers strict``) against the
+category's classes plus ``good`` (``normal``, the release's name for it, is
+accepted too), and each record's ``answer_rule`` says which rule read it (a
+plain class name: ``exact``); one that names no class is ``unparseable``. A bare
+number is too: the order in which the system saw the classes is unknown. Images with
 no prediction are reported as missing and not scored (the run's manifest hash
 then covers only the scored images); keys that match no image are reported.
 """
@@ -208,16 +210,19 @@ def candidates_for(data: BenchmarkData, category: str, aliases: dict[str, dict[s
     return list(info.classes) + [GOOD_CLASS] + extra
 
 
-def parse_prediction(text: str | None, candidates: list[ClassInfo]) -> tuple[str | None, str | None]:
-    """(class key, None) or (None, error kind) for one imported prediction."""
-    if text is None or (text.strip() and _NUMBER_ONLY.match(answers.normalize(text))):
-        return None, answers.UNPARSEABLE
-    return answers.parse_answer(text, candidates)
+def read_prediction(text: str | None, candidates: list[ClassInfo], mode: str = "lenient") -> answers.Reading:
+    """How one imported prediction reads (a missing one and a bare number are ``unparseable``)."""
+    if text is None:
+        return answers.Reading(None, answers.UNPARSEABLE, "none", "no prediction")
+    if text.strip() and _NUMBER_ONLY.match(answers.normalize(text)):
+        return answers.Reading(None, answers.UNPARSEABLE, "none", "a bare number: the order of the classes is unknown")
+    return answers.read_answer(text, candidates, mode=mode)
+
 
 
 def match_predictions(
     data: BenchmarkData, entries: list[Entry], name: str, source: Path,
-    aliases: dict[str, dict[str, str]] | None = None,
+    aliases: dict[str, dict[str, str]] | None = None, answers_mode: str = "lenient",
 ) -> Imported:
     """Records for the samples that have a prediction; the rest reported, never dropped silently."""
     aliases = aliases or {}
@@ -252,13 +257,15 @@ def match_predictions(
             missing.append(sample.sample_id)
             continue
         entry, _ = chosen[sample.sample_id]
-        records.append(_record(data.name, sample, entry, model, candidates[sample.category]))
+        records.append(_record(data.name, sample, entry, model, candidates[sample.category], answers_mode))
         scored.append(sample)
     return Imported(records, scored, missing, unmatched, aliased)
 
 
-def _record(benchmark: str, sample: Sample, entry: Entry, model: str, candidates: list[ClassInfo]) -> dict[str, Any]:
-    predicted, error = parse_prediction(entry.text, candidates)
+def _record(benchmark: str, sample: Sample, entry: Entry, model: str, candidates: list[ClassInfo],
+            answers_mode: str) -> dict[str, Any]:
+    reading = read_prediction(entry.text, candidates, answers_mode)
+    predicted, error = reading.pair
     record = {
         "sample_id": sample.sample_id,
         "benchmark": benchmark,
@@ -273,9 +280,11 @@ def _record(benchmark: str, sample: Sample, entry: Entry, model: str, candidates
         "called": False,
         "response": entry.text,
         "predicted_label": predicted,
+        "answer_rule": reading.rule,
         "correct": error is None and predicted == sample.label,
         "error": error,
-        "error_detail": None if error is None else f"{entry.where}: {entry.text!r} names no class of {sample.category!r}",
+        "error_detail": None if error is None else f"{entry.where}: {entry.text!r} names no class of "
+                                                   f"{sample.category!r} ({reading.detail})",
         "error_transient": None if error is None else False,  # an answer that names no class: asking again cannot help
         "latency_s": None,
         "queued_s": None,
@@ -319,13 +328,14 @@ def load_benchmark_data(
 def score_predictions(
     benchmark: Benchmark, data: BenchmarkData, predictions: Path, fmt: str, name: str, results_dir: Path,
     run_id: str | None = None, seed: int = 0, n_boot: int = 1000, config: dict[str, Any] | None = None,
-    plugins: dict[str, Any] | None = None,
+    plugins: dict[str, Any] | None = None, answers_mode: str = "lenient",
 ) -> tuple[Path, dict[str, Any], Imported]:
     """Read, match, score and write one imported run; returns (run folder, run.json content, the import)."""
     if not name or "/" in name or name != name.strip():
         raise HarnessError(f"--name {name!r}: give a short name without slashes, e.g. velm-gpt-4o")
+    answers.check_mode(answers_mode)
     entries = read_predictions(predictions, fmt)
-    imported = match_predictions(data, entries, name, predictions, data.notes.get("class_aliases"))
+    imported = match_predictions(data, entries, name, predictions, data.notes.get("class_aliases"), answers_mode)
     scored_ids = {s.sample_id for s in imported.samples}
     scored = replace(data, categories=[
         replace(c, test_samples=[s for s in c.test_samples if s.sample_id in scored_ids])
@@ -350,7 +360,7 @@ def score_predictions(
             "categories": config.get("categories") if config else None, "gate": "imported", "gate_options": {},
             "models": [model], "model_options": {}, "prompt": "imported", "seed": seed, "limit": None,
             "n_boot": n_boot, "shots": 0, "allow_partial": bool(config and config.get("allow_partial")),
-            "predictions": str(predictions), "format": fmt,
+            "predictions": str(predictions), "format": fmt, "answers": answers_mode,
         },
         "benchmark": {
             "name": data.name, "protocol": data.protocol,

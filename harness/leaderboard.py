@@ -1,7 +1,7 @@
 """Aggregate finished runs into ranked tables.
 
 One row per (benchmark, manifest hash, gate, model, prompt, answer-options
-hash, seed) (`harness.run_identity`); when several runs share that key one is
+hash, seed, answer reading mode) (`harness.run_identity`); when several runs share that key one is
 shown and the row says how many there were: the newest of those that failed at
 most `run_identity.FAILED_SHARE_LIMIT` of their calls, else the newest. Rows
 are ranked only against rows of the same benchmark *and* manifest hash: figures
@@ -55,6 +55,8 @@ class Row:
     #: Answer-options hash and seed (part of the key; None in run folders written before they were recorded).
     options_hash: str | None = None
     seed: int | None = None
+    #: How replies were read (`--answers`): lenient and strict readings of one model are different rows.
+    answers: str = "lenient"
     options: str = ""  # seed, the answer options set, the hash: for display
     calls: int | None = None  # records of a model call (headline repeat)
     failed_calls: int = 0  # of those, calls that produced no answer
@@ -65,7 +67,7 @@ class Row:
 
     @property
     def key(self) -> tuple:
-        return (self.benchmark, self.manifest_hash, self.gate, self.model, self.prompt, self.options_hash, self.seed)
+        return (self.benchmark, self.manifest_hash, self.gate, self.model, self.prompt, self.options_hash, self.seed, self.answers)
 
     @property
     def failed_share(self) -> float:
@@ -113,6 +115,7 @@ def rows_from_run(run: dict[str, Any]) -> list[Row]:
                 notes=list(scores.get("notes", [])),
                 options_hash=((run.get("provenance") or {}).get("classifiers") or {}).get(model, {}).get("options_hash"),
                 seed=run["config"].get("seed"),
+                answers=run["config"].get("answers") or "lenient",
                 options=run_identity.options_label(run, model),
                 calls=usage.get("calls"),
                 failed_calls=run_identity.failed_calls(scores.get("outcomes", {})),

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from harness import figure_notes
+from harness.answers import RULES
 from harness.errors import HarnessError
 from harness.types import ERROR_KINDS, GOOD
 
@@ -353,6 +354,16 @@ def usage_summary(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
+def answer_rule_counts(records: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """How many records each answer rule read (`harness.answers.RULES` order; rules that read none are left out).
+
+    Records no model was asked about (the gate passed them, bad input, a backend
+    error) have no rule and are not counted.
+    """
+    counts = Counter(r.get("answer_rule") for r in records if r.get("answer_rule") is not None)
+    return {rule: counts[rule] for rule in (*RULES, *sorted(set(counts) - set(RULES))) if counts[rule]}
+
+
 # --------------------------------------------------------------------------- the whole model
 
 
@@ -455,6 +466,7 @@ def score_model(
          "notes": [str],   # every protocol's notes: what each mean left out, and why
          "confusion": {cat: {true_label: {prediction_key: count}}},   # all images
          "outcomes": {outcome: count},
+         "answer_rules": {rule: count},   # see `answer_rule_counts`
          "usage": see `usage_summary`}
 
     A figure is None where it is undefined (see `score_protocol`).
@@ -476,6 +488,7 @@ def score_model(
         "notes": [note for p in protocols for note in scores[p]["notes"]],
         "confusion": confusions,
         "outcomes": outcome_counts(records, gate_passes_all),
+        "answer_rules": answer_rule_counts(records),
         "usage": usage_summary(records),
     }
 

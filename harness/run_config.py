@@ -47,6 +47,8 @@ class RunConfig:
     #: Decision policy and cost matrix (paths or shipped names, harness/decisions.py); None for none.
     policy: Path | str | None = None
     costs: Path | str | None = None
+    #: How replies are read: "lenient" or "strict" (only structured, JSON, exact and final-answer readings).
+    answers: str = "lenient"
 
     @classmethod
     def from_json(cls, data: dict[str, Any], results_dir: Path, run_id: str) -> "RunConfig":
@@ -63,6 +65,7 @@ class RunConfig:
             allow_partial=data.get("allow_partial", False),
             class_order=data.get("class_order", "given"), repeats=data.get("repeats", 1),
             policy=data.get("policy"), costs=data.get("costs"),
+            answers=data.get("answers", "lenient"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -88,4 +91,5 @@ class RunConfig:
             "repeats": self.repeats,
             "policy": str(self.policy) if self.policy else None,
             "costs": str(self.costs) if self.costs else None,
+            "answers": self.answers,
         }

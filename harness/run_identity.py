@@ -1,7 +1,7 @@
 """What tells one model's runs apart on the leaderboard, and which of them a table shows.
 
 A leaderboard row stands for (benchmark, manifest hash, gate, model, prompt,
-answer options, seed). The answer options are what `Classifier.answer_options`
+answer options, seed, answer reading mode: lenient or ``--answers strict``). The answer options are what `Classifier.answer_options`
 returns (every option that can change an answer; concurrency, timeouts and
 other dispatch settings are left out), recorded per model in run.json under
 ``provenance.classifiers[spec]`` as ``answer_options`` (redacted, as everything
@@ -65,7 +65,9 @@ def options_label(run: dict[str, Any], model: str) -> str:
     given = ((run.get("config") or {}).get("model_options") or {}).get(model) or {}
     chosen = ", ".join(f"{name}={json.dumps(value, default=str)}" for name, value in sorted(given.items())
                        if name in answer_options)
-    label = f"seed {(run.get('config') or {}).get('seed', 0)}" + (f", {chosen}" if chosen else "")
+    config = run.get("config") or {}
+    strict = ", strict answers" if config.get("answers") == "strict" else ""
+    label = f"seed {config.get('seed', 0)}" + strict + (f", {chosen}" if chosen else "")
     return label + (f" ({identity['options_hash']})" if identity.get("options_hash") else "")
 
 

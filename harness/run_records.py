@@ -37,12 +37,14 @@ class Prepared:
 class RecordBuilder:
     """Builds the records of one run: its benchmark, gate, prices and decision policy are fixed."""
 
-    def __init__(self, benchmark: str, gate: Gate, prices: dict[str, Price | None], policy: Policy | None):
+    def __init__(self, benchmark: str, gate: Gate, prices: dict[str, Price | None], policy: Policy | None,
+                 answers_mode: str = "lenient"):
         self.benchmark = benchmark
         self.gate = gate
         self.prices = prices
         self.policy = policy
-        self._parsed: dict[tuple, tuple[str | None, str | None]] = {}  # (answer text, candidates) -> parse
+        self.answers_mode = answers.check_mode(answers_mode)
+        self._read: dict[tuple, answers.Reading] = {}  # (answer text, candidates, structured) -> reading
 
     def record(self, prepared: Prepared, classifier: Classifier, prompt: Prompt | None,
                call: CallResult | None, repeat: int = 0, earlier_attempts: int = 0) -> dict[str, Any]:
@@ -51,7 +53,7 @@ class RecordBuilder:
         ``earlier_attempts``: the attempts of the records this one replaces (a resume asked again), for ``attempts_total``.
         """
         sample, gate = prepared.sample, prepared.gate
-        predicted, error, detail, response_text = None, None, None, None
+        predicted, error, detail, response_text, rule = None, None, None, None, None
         transient = None  # only a failed call can be transient; an answer the parser rejects is not
         if prepared.bad_input is not None:
             error, detail = "bad_input", prepared.bad_input
@@ -63,12 +65,14 @@ class RecordBuilder:
             response = call.response
             response_text = response.text
             if response.option_scores is not None:
-                predicted, error = answers.parse_option_scores(response.option_scores, prompt.candidates)
+                reading = answers.read_option_scores(response.option_scores, prompt.candidates)
             elif response.refused:
-                error = "refused"
+                reading = answers.Reading(None, answers.REFUSED, "refusal", "the backend flagged the reply as a refusal")
             else:
                 # Option numbers refer to the order this prompt listed the classes in.
-                predicted, error = self._parse(response.text, prompt.candidates)
+                reading = self._read_answer(response, prompt.candidates)
+            predicted, error, rule = reading.key, reading.error, reading.rule
+            detail = reading.detail if reading.error is not None else None
         usage = call.response if call is not None and call.response is not None else None
         record = {
             "sample_id": sample.sample_id,
@@ -92,6 +96,7 @@ class RecordBuilder:
             "response": response_text,
             "option_scores": option_scores(usage),
             "predicted_label": predicted,
+            "answer_rule": rule,
             "correct": error is None and predicted == sample.label,
             "error": error,
             "error_detail": detail,
@@ -110,13 +115,15 @@ class RecordBuilder:
             record.update(record_decisions(record, self.policy))
         return record
 
-    def _parse(self, text: str, candidates: list) -> tuple[str | None, str | None]:
-        """`answers.parse_answer`, once per distinct (answer, candidates): it is pure, and models repeat short answers."""
-        key = (text, tuple(candidates))
-        parsed = self._parsed.get(key)
-        if parsed is None:
-            parsed = self._parsed[key] = answers.parse_answer(text, candidates)
-        return parsed
+    def _read_answer(self, response, candidates: list) -> answers.Reading:
+        """`answers.read_answer`, once per distinct (answer, candidates, structured): it is pure, and models repeat short answers."""
+        key = (response.text, tuple(candidates), response.structured)
+        reading = self._read.get(key)
+        if reading is None:
+            reading = self._read[key] = answers.read_answer(
+                response.text, candidates, structured=response.structured, mode=self.answers_mode
+            )
+        return reading
 
     def _cost(self, spec: str, usage) -> float | None:
         """The backend's own cost figure when it gives one, else tokens times the price table."""

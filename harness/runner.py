@@ -105,7 +105,7 @@ class Run:
         self._pixel_pairs: dict[str, list | None] = {}
         self._memo: PromptMemo | None = None  # the current category's prompt-key memo, when responses are cached
         self._prompt_images: PromptImageStore | None = None  # what redraws each prompt's images (harness.prompt_record)
-        self.recorder = RecordBuilder(self.benchmark.name, self.gate, self.prices, self.policy)
+        self.recorder = RecordBuilder(self.benchmark.name, self.gate, self.prices, self.policy, config.answers)
         self.failfast = FailFast()
 
     def _make_classifier(self, spec: str) -> Classifier:

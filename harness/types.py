@@ -168,6 +168,8 @@ class Response:
     refused: bool = False
     #: The model name the server reported answering with (hosted backends), which may differ from the one asked for.
     served_model: str | None = None
+    #: The backend constrained the reply to a JSON schema of the candidates (answer rule ``structured``).
+    structured: bool = False
 
 
 @dataclass

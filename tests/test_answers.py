@@ -6,7 +6,10 @@ import math
 
 import pytest
 
-from harness.answers import normalize, parse_answer, parse_option_scores
+from harness.answers import (
+    RULES, Reading, check_mode, normalize, parse_answer, parse_option_scores, read_answer, read_option_scores,
+)
+from harness.errors import HarnessError
 from harness.types import GOOD_CLASS, ClassInfo
 
 BOTTLE = [
@@ -202,16 +205,35 @@ def test_several_mentions_are_unparseable():
 
 def test_good_as_a_candidate_counts_like_any_other():
     assert parse_answer("good", BOTTLE) == ok("good")
-    # "good" mentioned alongside a defect is two mentions: never guessed.
-    assert parse_answer("Not good: broken large.", BOTTLE) == UNPARSEABLE
+    # "good" asserted alongside a defect is two assertions: never guessed.
+    assert parse_answer("The rim looks good, but there is contamination inside.", BOTTLE) == UNPARSEABLE
+    # Denied good and an asserted defect: the defect (was unparseable before negation was read).
+    assert parse_answer("Not good: broken large.", BOTTLE) == ok("broken_large")
     # Without good among the candidates the word is plain text.
     assert parse_answer("Not good: broken large.", BOTTLE[1:]) == ok("broken_large")
 
 
-def test_negation_is_not_special_cased():
-    """Documented limitation: a negated mention is still a mention."""
-    assert parse_answer("It is not contamination.", BOTTLE) == ok("contamination")
-    assert parse_answer("Not contamination but broken small.", BOTTLE) == UNPARSEABLE
+@pytest.mark.parametrize(
+    "text",
+    [
+        "It is not contamination.",
+        "There is no contamination visible.",
+        "The bottle is free of contamination.",
+        "Contamination is not present.",
+        "Not broken large.",
+        "No sign of broken small or broken large.",
+        "Is it contamination? No.",
+    ],
+)
+def test_a_denied_class_is_never_the_answer(text):
+    assert read_answer(text, BOTTLE) == Reading(None, "unparseable", "none", read_answer(text, BOTTLE).detail)
+    assert "asserts no class" in read_answer(text, BOTTLE).detail
+
+
+def test_a_reply_rejecting_one_class_and_asserting_another_reads_the_other():
+    assert parse_answer("Not contamination but broken small.", BOTTLE) == ok("broken_small")
+    assert parse_answer("It's not contamination; it looks like broken large.", BOTTLE) == ok("broken_large")
+    assert parse_answer("This is not a scratch but a scratch head.", SCREW) == ok("scratch_head")
 
 
 # --- rule 6: refusal or nothing --------------------------------------------------------------
@@ -232,13 +254,92 @@ def test_refusal(text):
 
 
 def test_refusal_naming_a_class_is_the_class():
-    # Rules run in order: a unique mention decides before the refusal check.
+    # An apology that scopes no mention does not hide the class asserted after it.
     assert parse_answer("I'm sorry, but it looks like contamination.", BOTTLE) == ok("contamination")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I am sorry, I cannot tell whether this is contamination.",
+        "I'm unable to say if it is broken large.",
+        "I can't determine whether it's broken small or broken large.",
+    ],
+)
+def test_refusal_wins_over_the_mention_it_scopes(text):
+    reading = read_answer(text, BOTTLE)
+    assert (reading.key, reading.error, reading.rule) == (None, "refused", "refusal")
 
 
 @pytest.mark.parametrize("text", ["It is a crack.", "???", "The image is blurry.", "{}", "N/A"])
 def test_no_candidate_is_unparseable(text):
     assert parse_answer(text, BOTTLE) == UNPARSEABLE
+
+
+# --- rule names and strict mode --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, structured, key, rule",
+    [
+        ('{"class": "broken small"}', True, "broken_small", "structured"),
+        ('{"class": "broken small"}', False, "broken_small", "json"),
+        ('{"answer": 2}', False, "broken_large", "number"),
+        ("Broken_Large", False, "broken_large", "exact"),
+        ("(4)", False, "contamination", "number"),
+        ("The rim is intact.\nFinal answer: contamination", False, "contamination", "final_answer"),
+        ("The rim is intact. Therefore, the defect is contamination.", False, "contamination", "final_answer"),
+        ("I see dark particles, so probably contamination.", False, "contamination", "mention"),
+        ("I can't help with that.", False, None, "refusal"),
+        ("The bottle is blurry.", False, None, "none"),
+    ],
+)
+def test_every_reading_names_the_rule_that_decided(text, structured, key, rule):
+    reading = read_answer(text, BOTTLE, structured=structured)
+    assert (reading.key, reading.rule) == (key, rule)
+    assert reading.rule in RULES
+
+
+def test_a_structured_reply_that_is_not_json_is_read_by_the_text_rules():
+    assert read_answer("contamination", BOTTLE, structured=True).rule == "exact"
+    assert read_answer('{"class": "crack"}', BOTTLE, structured=True).pair == UNPARSEABLE
+
+
+@pytest.mark.parametrize(
+    "text, structured, key",
+    [
+        ('{"class": "broken small"}', True, "broken_small"),
+        ('{"class": "broken small"}', False, "broken_small"),
+        ("Broken_Large", False, "broken_large"),
+        ("The rim is intact.\nFinal answer: contamination", False, "contamination"),
+    ],
+)
+def test_strict_mode_keeps_structured_json_exact_and_final_answer_readings(text, structured, key):
+    assert read_answer(text, BOTTLE, structured=structured, mode="strict").pair == ok(key)
+
+
+@pytest.mark.parametrize(
+    "text, lenient_rule",
+    [
+        ("I see dark particles, so probably contamination.", "mention"),
+        ("(4)", "number"),
+        ('{"answer": 2}', "number"),
+        ("I can't help with that.", "refusal"),
+    ],
+)
+def test_strict_mode_reads_everything_else_as_unparseable_and_says_what_lenient_would_read(text, lenient_rule):
+    assert read_answer(text, BOTTLE).rule == lenient_rule
+    strict = read_answer(text, BOTTLE, mode="strict")
+    assert (strict.key, strict.error, strict.rule) == (None, "unparseable", "none")
+    assert f"rule {lenient_rule}" in strict.detail
+
+
+def test_answer_modes_are_checked_with_a_message_naming_the_option():
+    assert check_mode("strict") == "strict"
+    with pytest.raises(HarnessError, match="--answers 'loose'.*lenient, strict"):
+        check_mode("loose")
+    with pytest.raises(HarnessError, match="answers"):
+        read_answer("good", BOTTLE, mode="loose")
 
 
 # --- option scores ---------------------------------------------------------------------------
@@ -247,6 +348,8 @@ def test_no_candidate_is_unparseable(text):
 def test_option_scores_argmax():
     scores = {"good": -3.0, "broken_large": -0.5, "broken_small": -1.0, "contamination": -2.0}
     assert parse_option_scores(scores, BOTTLE) == ok("broken_large")
+    assert read_option_scores(scores, BOTTLE).rule == "option_score"
+    assert read_option_scores({}, BOTTLE).rule == "none"
 
 
 def test_option_scores_tie_and_empty():

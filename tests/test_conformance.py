@@ -174,7 +174,8 @@ def test_a_classifier_that_never_answers_a_candidate_fails_records_complete(tiny
             return Response(text="It is hard to say from these pictures.")
 
     problems = failed(check_classifier(Chatty, data_root=tiny))
-    assert "no sample was answered: unparseable x12" in problems["records-complete"]
+    # "hard to say" is an inability: read as a refusal, which is no answer either.
+    assert "no sample was answered: refused x12" in problems["records-complete"]
 
 
 def test_a_sync_classify_fails_the_declaration_and_stops_there(tiny):

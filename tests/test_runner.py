@@ -20,7 +20,8 @@ from harness.types import GOOD, ImagePart, Response, TextPart
 
 RECORD_FIELDS = {
     "sample_id", "benchmark", "category", "image", "true_label", "gate", "model", "prompt", "prompt_images",
-    "response", "predicted_label", "correct", "error", "latency_s", "attempts", "tokens_in", "tokens_out", "cost_usd",
+    "response", "predicted_label", "answer_rule", "correct", "error", "latency_s", "attempts", "tokens_in", "tokens_out",
+    "cost_usd",
 }
 
 

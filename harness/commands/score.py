@@ -9,7 +9,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from harness import leaderboard
+from harness import answers, leaderboard
 from harness.imported import FORMATS, SHOW, load_benchmark_data, score_predictions
 from harness.plugins import get_registry
 
@@ -33,8 +33,11 @@ err = Console(stderr=True)
               help="Where the run folder goes.")
 @click.option("--run-id", default=None, help="Name of the run folder. [default: time-benchmark-random]")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap intervals.")
+@click.option("--answers", "answers_mode", type=click.Choice(answers.MODES), default="lenient", show_default=True,
+              help="How predictions are read, as `harness run --answers`: strict keeps only JSON, exact and "
+                   "final-answer readings.")
 def score(benchmark: str, predictions: Path, fmt: str, name: str, data_root: Path | None, categories: tuple[str, ...],
-          allow_partial: bool, results_dir: Path, run_id: str | None, seed: int) -> None:
+          allow_partial: bool, results_dir: Path, run_id: str | None, seed: int, answers_mode: str) -> None:
     """Score a file of predictions made outside the harness, as a run of model imported:NAME."""
     registry = get_registry()
     bench = registry.get("benchmarks", benchmark).obj
@@ -44,6 +47,7 @@ def score(benchmark: str, predictions: Path, fmt: str, name: str, data_root: Pat
     config = {"data_root": str(data_root) if data_root else None, "categories": chosen, "allow_partial": allow_partial}
     run_dir, run, imported = score_predictions(
         bench, data, predictions, fmt, name, results_dir, run_id=run_id, seed=seed, config=config, plugins=plugins,
+        answers_mode=answers_mode,
     )
     _warn(imported)
     model = next(iter(run["metrics"]))

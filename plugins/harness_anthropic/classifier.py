@@ -290,6 +290,7 @@ class AnthropicClassifier(Classifier):
             text = "".join(getattr(b, "text", "") or "" for b in blocks if getattr(b, "type", None) == "text")
         served = getattr(message, "model", None)
         return Response(text=text, tokens_in=tokens_in, tokens_out=tokens_out, refused=stop_reason == "refusal",
+                        structured=tool_input is not None,
                         served_model=served if isinstance(served, str) and served else None)
 
     def is_deterministic(self) -> bool:

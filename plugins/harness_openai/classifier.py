@@ -284,7 +284,7 @@ class OpenAIClassifier(Classifier):
         if refusal:
             return Response(text=refusal, tokens_in=tokens_in, tokens_out=tokens_out, refused=True, served_model=served_model)
         return Response(text=content, tokens_in=tokens_in, tokens_out=tokens_out, refused=finish_reason == "content_filter",
-                        served_model=served_model)
+                        structured=self.options.structured_output, served_model=served_model)
 
     def is_deterministic(self) -> bool:
         """Only an explicit temperature 0 is greedy; None leaves sampling to the server's default."""
