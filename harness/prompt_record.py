@@ -37,7 +37,7 @@ import json
 import os
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from PIL import Image
@@ -45,11 +45,8 @@ from PIL import Image
 from harness.errors import BadInputError, HarnessError
 from harness.images import load_mask, load_rgb
 from harness.prompts import image_digest
-from harness.types import Prompt, Sample
+from harness.types import Prepared, Prompt, Sample
 from harness.visual import as_mask, map_thumbnail, visual_prompt_images
-
-if TYPE_CHECKING:
-    from harness.run_records import Prepared
 
 #: The run folder's sub-folder of stored prompt material.
 FOLDER = "prompt_images"

@@ -8,7 +8,6 @@ attributes each error to the gate or the model.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 from harness import answers, metrics
@@ -19,19 +18,7 @@ from harness.dispatch import CallResult
 from harness.gates import Gate
 from harness.pricing import Price
 from harness.prompt_record import record_field
-from harness.types import GOOD, GateResult, Prompt, Sample
-
-
-@dataclass
-class Prepared:
-    """A sample after the gate: what every model's record for it needs."""
-
-    sample: Sample
-    gate: GateResult | None
-    bad_input: str | None = None
-    prompts: dict[int | None, Prompt] = field(default_factory=dict)  # keyed by max_images
-    #: Where the run folder keeps what redraws its prompt images (harness.prompt_record); None: no prompt.
-    images: dict[str, Any] | None = None
+from harness.types import GOOD, Prepared, Prompt  # Prepared: importable from here as before
 
 
 class RecordBuilder:

@@ -10,7 +10,7 @@
 - `write_tiny_benchmark` / `TinyBenchmark`: a 20-image benchmark drawn in 50 ms,
   with `TINY_TEMPLATE` and `tiny_prompt` (one rendered prompt of it).
 - `LoopbackServer` (re-exported from `harness.loopback`): a fake OpenAI /
-  Anthropic API on 127.0.0.1; `harness.fault_mix.fault_mix` makes it fail a
+  Anthropic API on 127.0.0.1; `harness.loopback_faults.fault_mix` makes it fail a
   seeded share of requests with 429, 500, 503, 529 and dropped connections.
 - `check_classifier` (from `harness.conformance`): runs a classifier plugin
   through the contract.

@@ -192,3 +192,15 @@ class SupportExample:
 
     label: ClassInfo
     images: dict[str, Any]
+
+
+@dataclass
+class Prepared:
+    """A sample after the gate: what every model's record for it needs."""
+
+    sample: Sample
+    gate: GateResult | None
+    bad_input: str | None = None
+    prompts: dict[Any, Prompt] = field(default_factory=dict)  # keyed by (repeat, max_images)
+    #: Where the run folder keeps what redraws its prompt images (harness.prompt_record); None: no prompt.
+    images: dict[str, Any] | None = None

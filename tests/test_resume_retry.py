@@ -14,7 +14,7 @@ from collections import Counter
 import pytest
 
 from harness import plugins, resume
-from harness.fault_mix import fault_mix, first_listed_class
+from harness.loopback_faults import fault_mix, first_listed_class
 from harness.loopback import Fault, LoopbackServer
 from harness.results import load_run, read_jsonl
 from harness.resume import SUPERSEDED_FILE, failure_is_transient, record_key

@@ -14,7 +14,7 @@ from harness import plugins
 from harness.classifiers import ClassifierOptions
 from harness.conformance import error_from_wire
 from harness.dispatch import CallResult, Dispatcher
-from harness.fault_mix import fault_mix, first_listed_class
+from harness.loopback_faults import fault_mix, first_listed_class
 from harness.loopback import Fault, LoopbackServer
 from harness.retry_policy import RetryBook, loss_probability
 from harness.runner import Run, RunConfig
