@@ -420,6 +420,8 @@ class LoopbackServer:
         self._stopping = threading.Event()  # wakes hangs and latency sleeps at shutdown
         self._expired = threading.Event()  # max_requests reached: the watchdog stops the server
         self._connections: set[socket.socket] = set()
+        #: The most connections open at once so far (requests in flight together).
+        self.peak_connections = 0
         self._server: _Server | None = None
         self._threads: list[threading.Thread] = []
         #: Set once the server has stopped (by `stop`, or by itself at the end of its lifetime).
@@ -520,6 +522,7 @@ class LoopbackServer:
     def _opened(self, conn: socket.socket) -> None:
         with self._lock:
             self._connections.add(conn)
+            self.peak_connections = max(self.peak_connections, len(self._connections))
 
     def _closed(self, conn: socket.socket) -> None:
         with self._lock:

@@ -255,7 +255,7 @@ def test_hang_becomes_timeout_after_max_attempts():
         result = dispatch(classifier(server, timeout_s=0.3, max_attempts=2))
         elapsed = time.monotonic() - started
     assert result.error == "timeout" and result.attempts == 2 and server.count == 2
-    assert elapsed < 2.5
+    assert elapsed < 20  # the 0.3 s timeout ended both attempts, not the 30 s hang (a generous bound: no speed claim)
 
 
 def test_persistent_malformed_body_is_a_backend_error_after_max_attempts():

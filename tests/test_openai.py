@@ -440,9 +440,8 @@ def test_concurrent_requests_spread_over_a_few_clients_and_all_complete():
             await clf.aclose()
 
     with LoopbackServer(always("crack"), latency_s=0.2) as server:
-        started = time.monotonic()
         results = asyncio.run(go(classifier(server, concurrency=64)))
-        elapsed = time.monotonic() - started
     assert [r.response.text for r in results] == ["crack"] * 64 and server.count == 64
     assert lanes == [64 // LANE_SIZE]  # one connection pool per LANE_SIZE requests in flight
-    assert elapsed < 2.0, f"64 concurrent requests at 0.2 s took {elapsed:.2f}s"
+    # Requests of several pools were in flight together (not one pool's worth at a time); a count, not a clock.
+    assert server.peak_connections > 2 * LANE_SIZE, server.peak_connections
