@@ -24,7 +24,7 @@ from harness.testing import registry_with, scripted_classifier
 from harness.types import Response
 
 FIRST_PARTY = {
-    "benchmarks": ("datasets", {"demo", "mvtec-ad", "mvtec-ac", "visa-ac", "visa", "folder"}),
+    "benchmarks": ("datasets", {"demo", "mvtec-ad", "mvtec-ac", "visa-ac", "visa", "folder", "manifest"}),
     "gates": ("builtin", {"oracle", "none"}),
     "classifiers": ("baselines", {"random"}),
     "templates": ("prompts", {"velm", "plain", "json"}),

@@ -1,4 +1,4 @@
-"""The benchmarks this plugin registers: MVTec-AD, MVTec-AC, VisA-AC, VisA, any folder, and the demo."""
+"""The benchmarks this plugin registers: MVTec-AD, MVTec-AC, VisA-AC, VisA, any folder, a manifest, and the demo."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from harness.types import GOOD, BenchmarkData
 from harness_datasets import demo
 from harness_datasets.classes import ClassFile, load_class_file
 from harness_datasets.files import checked_root
+from harness_datasets.manifest import MANIFEST_LAYOUT, load_manifest
 from harness_datasets.mvtec import MVTEC_LAYOUT, load_mvtec_layout
 from harness_datasets.release import Release, compare, release_for, released_data, scan_test_files
 from harness_datasets.visa import VISA_LAYOUT, load_visa_split
@@ -140,6 +141,17 @@ class FolderBenchmark(MVTecStyleBenchmark):
     description = "any MVTec-style folder tree of your own; classes are the test folder names"
 
 
+class ManifestBenchmark(Benchmark):
+    """Images listed in a CSV or JSONL manifest (`harness_datasets.manifest`); classes are the labels."""
+
+    name = "manifest"
+    description = "images listed in a CSV or JSONL file: image, category, split, label, optional mask"
+    layout = MANIFEST_LAYOUT
+
+    def load(self, root: Path | None, categories: Sequence[str] | None = None) -> BenchmarkData:
+        return load_manifest(self, root, categories)
+
+
 class VisaBenchmark(Benchmark):
     """The original VisA release (normal vs. anomaly only), read through ``split_csv/1cls.csv``."""
 
@@ -186,5 +198,6 @@ def all_benchmarks() -> list[Benchmark]:
         VisaACBenchmark(),
         VisaBenchmark(),
         FolderBenchmark(),
+        ManifestBenchmark(),
         DemoBenchmark(),
     ]
