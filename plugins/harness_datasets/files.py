@@ -7,7 +7,7 @@ from pathlib import Path
 from harness.datasets import Benchmark
 
 #: Image file suffixes the loaders accept, compared case-insensitively (VisA ships ``.JPG``).
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp"})
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 
 
 def is_image_file(path: Path) -> bool:

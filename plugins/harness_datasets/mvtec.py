@@ -28,7 +28,7 @@ MVTEC_LAYOUT = """\
   <root>/<category>/test/good/*.png                      normal test images
   <root>/<category>/test/<class>/*.png                   anomalous test images, one folder per class
   <root>/<category>/ground_truth/<class>/<stem>_mask.png  masks of anomalous test images (optional)
-  (images may be .png, .jpg, .jpeg or .bmp)"""
+  (images may be .png, .jpg, .jpeg, .bmp or .tif/.tiff, greyscale or colour, any size)"""
 
 MASK_SUFFIX = "_mask"
 
