@@ -14,6 +14,7 @@ that did not happen.
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -21,8 +22,11 @@ from PIL import Image
 
 from harness.errors import HarnessError
 from harness.images import load_mask
+from harness.mask_notes import mask_summary
 from harness.options import Options
 from harness.types import Category, GateResult, Sample
+
+log = logging.getLogger(__name__)
 
 
 class FittedGate(ABC):
@@ -112,10 +116,19 @@ class OracleGate(Gate):
     reads_pixels = False  # the label, the mask file and the image's size
 
     def fit(self, category: Category) -> FittedGate:
-        return _FittedOracle()
+        missing = mask_summary(category)
+        if missing:  # masks are optional: the images are still flagged, only the outline is lost
+            log.warning("category %s: %s; the oracle gate flags them with no region to outline", category.name, missing)
+        return _FittedOracle(missing)
 
 
 class _FittedOracle(FittedGate):
+    def __init__(self, missing_masks: str | None = None) -> None:
+        self._regions = (
+            "ground-truth masks" if missing_masks is None
+            else f"not for every image: {missing_masks}; those are flagged with no region to outline"
+        )
+
     def score(self, sample: Sample, image: Image.Image) -> GateResult:
         flagged = sample.is_anomalous
         region = load_mask(sample.mask, image.size) if (flagged and sample.mask) else None
@@ -131,7 +144,7 @@ class _FittedOracle(FittedGate):
         )
 
     def info(self) -> dict[str, Any]:
-        return {"threshold": 0.5, "threshold_source": "ground truth (oracle)"}
+        return {"threshold": 0.5, "threshold_source": "ground truth (oracle)", "regions": self._regions}
 
 
 class PassThroughGate(Gate):

@@ -41,6 +41,7 @@ from harness.failfast import EarlyStop, FailFast, call_failures
 from harness.gate_metrics import gate_metrics, pixel_auroc, shrink_for_pixel_auroc
 from harness.gates import FittedGate, Gate, gate_mode
 from harness.images import load_mask, load_rgb
+from harness.mask_notes import add_pixel_auroc_notes
 from harness.options import validate_options
 from harness.plugins import Registry
 from harness.pricing import load_prices, price_for
@@ -209,6 +210,7 @@ class Run:
             first_model = self.classifiers[0].spec
             run["gate_metrics"] = gate_metrics([r for r in first_repeat(self.records) if r["model"] == first_model])
             self._add_pixel_auroc(run["gate_metrics"])
+            add_pixel_auroc_notes(run["gate_metrics"], data.categories, self.gate.name, bool(self.done), self._pixel_pairs)
             run["call_failures"] = call_failures(self.records, [c.spec for c in self.classifiers])
             run["status"] = "finished"
             if cache is not None:
