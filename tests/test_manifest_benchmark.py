@@ -146,3 +146,17 @@ def test_manifest_runs_end_to_end_from_the_cli(tmp_path, capsys):
     run, records = load_run(run_dir)
     assert run["status"] == "finished" and len(records) == 3
     assert {r["true_label"] for r in records} == {"good", "deep_scratch", "dent"}
+
+
+def test_the_readme_manifest_example_loads(tmp_path):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    example = readme.split("```csv\n", 1)[1].split("```", 1)[0]
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(example)
+    for line in example.splitlines()[1:]:
+        for listed in (line.split(",")[0], line.split(",")[4]):
+            if listed:
+                write_png(tmp_path / listed)  # Pillow picks the format from the suffix: PNG, JPEG, TIFF
+    (widget,) = ManifestBenchmark().load(tmp_path).categories
+    assert [c.name for c in widget.classes] == ["deep scratch"]
+    assert len(widget.train_images) == 1 and len(widget.test_samples) == 2
