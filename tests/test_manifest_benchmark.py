@@ -131,8 +131,16 @@ def test_missing_columns_and_missing_manifest_are_named(tmp_path):
         ManifestBenchmark().load(bad_json)
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(DataLayoutError, match="no manifest.csv or manifest.jsonl in this folder"):
+    with pytest.raises(DataLayoutError, match=r"no manifest.csv or manifest.jsonl in this folder.*\(found none\)"):
         ManifestBenchmark().load(empty)
+    # Here m.csv and m.jsonl are both candidates: no guess.
+    with pytest.raises(DataLayoutError, match="found m.csv, m.jsonl"):
+        ManifestBenchmark().load(tmp_path)
+
+
+def test_a_folder_with_one_differently_named_manifest_reads_it(tmp_path):
+    write_csv(tmp_path / "line3.csv", widget_rows(tmp_path))
+    assert len(ManifestBenchmark().load(tmp_path).samples) == 3
 
 
 def test_manifest_runs_end_to_end_from_the_cli(tmp_path, capsys):

@@ -26,11 +26,12 @@ from harness.types import GOOD, GOOD_CLASS, BenchmarkData, Category, ClassInfo, 
 from harness_datasets.files import display_name
 
 MANIFEST_NAMES = ("manifest.csv", "manifest.jsonl")
+MANIFEST_SUFFIXES = (".csv", ".jsonl")
 REQUIRED_FIELDS = ("image", "category", "split", "label")
 SPLITS = ("train", "test")
 
 MANIFEST_LAYOUT = """\
-  a CSV or JSONL manifest (or a folder holding manifest.csv or manifest.jsonl), one image per row:
+  a CSV or JSONL manifest (or a folder holding manifest.csv, manifest.jsonl, or a single .csv/.jsonl), one image per row:
     image      path of the image, relative to the manifest's folder or absolute
     category   the category (object) the image belongs to
     split      train (normal images the gate learns from) or test
@@ -52,7 +53,7 @@ class ManifestRow:
 
 
 def find_manifest(benchmark: Benchmark, root: Path | str | None) -> Path:
-    """The manifest file: the data root itself, or manifest.csv / manifest.jsonl inside it."""
+    """The manifest file: the data root itself, or in that folder manifest.csv / manifest.jsonl, else its only .csv or .jsonl."""
     if root is None:
         raise benchmark.layout_error(
             Path("<none>"), f"benchmark {benchmark.name!r} needs a manifest file (pass --data-root FILE)"
@@ -63,10 +64,16 @@ def find_manifest(benchmark: Benchmark, root: Path | str | None) -> Path:
     if not path.exists():
         raise benchmark.layout_error(path, "manifest file or folder does not exist")
     present = [path / name for name in MANIFEST_NAMES if (path / name).is_file()]
-    if not present:
-        raise benchmark.layout_error(path, f"no {' or '.join(MANIFEST_NAMES)} in this folder")
     if len(present) > 1:
         raise benchmark.layout_error(path, f"both {' and '.join(MANIFEST_NAMES)} are here: pass the one to use")
+    if not present:
+        # The only manifest-like file will do: run.json records the manifest's folder, which a report reloads.
+        present = sorted(p for p in path.iterdir() if p.suffix.lower() in MANIFEST_SUFFIXES and p.is_file())
+        if len(present) != 1:
+            found = f"found {', '.join(p.name for p in present)}" if present else "found none"
+            raise benchmark.layout_error(
+                path, f"no {' or '.join(MANIFEST_NAMES)} in this folder, nor a single .csv or .jsonl file ({found})"
+            )
     return present[0]
 
 
