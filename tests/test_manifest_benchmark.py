@@ -110,6 +110,7 @@ def mutate(rows, index, **changes):
         (lambda rows: [r for r in rows if r["split"] == "test"], ["'widget' has no train rows"]),
         (lambda rows: [r for r in rows if r["split"] == "train"], ["'widget' has no test rows"]),
         (lambda rows: rows + [rows[2]], [":7:", "listed twice (also on line 4)"]),
+        (lambda rows: rows + [dict(rows[0], split="test")], [":7:", "also a train image (line 2)"]),
     ],
 )
 def test_bad_rows_are_reported_with_file_and_line(tmp_path, change, words):

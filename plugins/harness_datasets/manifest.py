@@ -194,6 +194,13 @@ def _category(benchmark: Benchmark, manifest: Path, base: Path, name: str, rows:
         )
     if not tests:
         raise benchmark.layout_error(manifest, f"{manifest}: category {name!r} has no test rows")
+    train_lines = {row.image.resolve(): row.line for row in rows if row.split == "train"}
+    for row in tests:
+        if row.image.resolve() in train_lines:  # the gate would learn the very image it then judges
+            raise benchmark.layout_error(
+                manifest, f"{manifest}:{row.line}: {row.image} is a test image and also a train image "
+                f"(line {train_lines[row.image.resolve()]})"
+            )
     classes = {row.label: ClassInfo(row.label, display_name(row.label)) for row in tests if row.label != GOOD}
     samples = [_sample(base, name, row, classes) for row in tests]
     seen: dict[str, int] = {}
