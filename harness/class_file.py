@@ -216,13 +216,17 @@ def apply_class_file(data: BenchmarkData, user: UserClassFile) -> None:
         ]
 
 
+def reference_file(root: Path, category: str, reference: str) -> Path:
+    """Where a ``reference`` field points: absolute as given, relative from ``root/category/``."""
+    path = Path(reference).expanduser()
+    return path if path.is_absolute() else root / category / path
+
+
 def _reference(user: UserClassFile, root: Path | None, given: UserCategory) -> Path:
     """The fixed reference image: relative paths are from the category's folder under the data root."""
-    path = Path(given.reference).expanduser()
-    if not path.is_absolute():
-        if root is None:
-            raise HarnessError(f"{user.where((given.name,), 'reference')}: a relative reference needs a data root")
-        path = root / given.name / path
+    if root is None and not Path(given.reference).expanduser().is_absolute():
+        raise HarnessError(f"{user.where((given.name,), 'reference')}: a relative reference needs a data root")
+    path = reference_file(root or Path("/"), given.name, given.reference)
     if not path.is_file():
         raise HarnessError(f"{user.where((given.name,), 'reference')}: reference image {path} of category "
                            f"{given.name!r} not found (relative paths are from DATA_ROOT/{given.name}/)")

@@ -184,7 +184,7 @@ def run(**flags: Any) -> None:
         policy=pick("policy"),
         costs=pick("costs"),
         answers=answers_mode,
-        classes=Path(classes).expanduser() if (classes := pick("classes")) else None,
+        classes=Path(classes).expanduser().resolve() if (classes := pick("classes")) else None,
     )
     if resume_id:
         config = _resumed_config(config.results_dir, resume_id, use_cache)
@@ -333,6 +333,8 @@ from harness.commands.score import score as _score_command  # noqa: E402
 cli.add_command(_score_command)
 from harness.commands.cache import cache as _cache_command  # noqa: E402
 cli.add_command(_cache_command)
+from harness.commands.classes import classes as _classes_command  # noqa: E402
+cli.add_command(_classes_command)
 # --- end of command modules ---
 
 

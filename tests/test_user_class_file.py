@@ -21,6 +21,8 @@ from harness.types import TextPart
 from harness_datasets.benchmarks import FolderBenchmark, MVTecADBenchmark
 from harness_datasets.classes import parse_class_file
 
+from conftest import run_cli
+
 CLASS_FILE = """\
 # the user's own descriptions
 [widget]
@@ -171,3 +173,42 @@ def test_a_missing_reference_stops_before_any_model_call(tmp_path, widget_root):
     with pytest.raises(HarnessError, match=r"classes.toml:4: reference image .*missing.png of category 'widget' not found"):
         run_folder(tmp_path, widget_root, "missing")
     assert not (tmp_path / "results" / "missing").exists()
+
+
+# --- harness classes init / check ------------------------------------------------------------
+
+
+def test_init_lists_every_category_and_class_and_check_reports_only_warnings(tmp_path, widget_root, capsys):
+    code, out, _ = run_cli("classes", "init", widget_root, capsys=capsys)
+    written = widget_root / "classes.toml"
+    assert code == 0 and str(written) in out
+    user = read_class_file(written)
+    assert {c: sorted(u.classes) for c, u in user.categories.items()} == {"widget": ["dent", "scratch"]}
+    assert user.categories["widget"].classes["dent"].name == "dent"
+    code, _, err = run_cli("classes", "init", widget_root, capsys=capsys)
+    assert code == 2 and "already exists; pass --force" in err
+    code, out, _ = run_cli("classes", "check", "--data-root", widget_root, capsys=capsys)
+    assert code == 0, "empty fields are warnings"
+    assert f"{written}:9: warning: [widget] has an empty object description" in out
+    assert f"{written}:18: warning: [widget.classes.dent] has an empty description" in out
+    assert "0 error(s), 3 warning(s)" in out
+
+
+def test_check_reports_unknown_categories_classes_and_unlisted_folders_with_lines(tmp_path, widget_root, capsys):
+    mine = tmp_path / "mine.toml"
+    mine.write_text(CLASS_FILE.replace("[widget.classes.scratch]", "[widget.classes.scratches]")
+                    + '\n[gadget]\nobject = "a gadget"\n')
+    (widget_root / "bracket" / "test" / "good").mkdir(parents=True)
+    code, out, err = run_cli("classes", "check", mine, "--data-root", widget_root, capsys=capsys)
+    assert code == 2
+    assert f"{mine}:10: error: unknown class 'scratches' of 'widget'" in out
+    assert f"{mine}:14: error: unknown category 'gadget'" in out
+    assert f"{mine}:2: warning: class folder {widget_root / 'widget' / 'test' / 'scratch'} has no" in out
+    assert f"{mine}: warning: category folder {widget_root / 'bracket'} has no [bracket] table" in out
+    assert "2 error(s), 2 warning(s)" in err
+
+
+def test_a_complete_class_file_checks_clean(tmp_path, widget_root, capsys):
+    (widget_root / "classes.toml").write_text(CLASS_FILE)
+    code, out, _ = run_cli("classes", "check", "--data-root", widget_root, capsys=capsys)
+    assert (code, out.strip()) == (0, f"{widget_root / 'classes.toml'}: ok")
