@@ -61,9 +61,14 @@ def widget_root(tmp_path) -> Path:
     return root
 
 
-def run_folder(tmp_path: Path, root: Path, run_id: str, **config):
+def scripted():
+    """A classifier answering with its first candidate, and a registry holding it as model ``scripted``."""
     classifier, plugin = scripted_classifier(lambda prompt: prompt.candidates[0].name)
-    registry = plugins.load_registry(extra_plugins=[("scripted-test", plugin)])
+    return classifier, plugins.load_registry(extra_plugins=[("scripted-test", plugin)])
+
+
+def run_folder(tmp_path: Path, root: Path, run_id: str, **config):
+    classifier, registry = scripted()
     run_config = RunConfig(benchmark="folder", data_root=root, models=["scripted"], results_dir=tmp_path / "results",
                            run_id=run_id, n_boot=50, **config)
     return Run(run_config, registry).execute(), classifier
@@ -212,3 +217,15 @@ def test_a_complete_class_file_checks_clean(tmp_path, widget_root, capsys):
     (widget_root / "classes.toml").write_text(CLASS_FILE)
     code, out, _ = run_cli("classes", "check", "--data-root", widget_root, capsys=capsys)
     assert (code, out.strip()) == (0, f"{widget_root / 'classes.toml'}: ok")
+
+
+def test_resume_refuses_a_changed_class_file(tmp_path, widget_root):
+    (widget_root / "classes.toml").write_text(CLASS_FILE)
+    run_folder(tmp_path, widget_root, "resumed")
+    (widget_root / "classes.toml").write_text(CLASS_FILE.replace("impact dent", "crater"))
+    classifier, registry = scripted()
+    run, _ = load_run(tmp_path / "results" / "resumed")
+    config = RunConfig.from_json(run["config"], tmp_path / "results", "resumed")
+    with pytest.raises(HarnessError, match="cannot resume resumed: its class file had sha256 .* now"):
+        Run(config, registry).execute(resume=True)
+    assert not classifier.prompts
