@@ -229,3 +229,16 @@ def test_resume_refuses_a_changed_class_file(tmp_path, widget_root):
     with pytest.raises(HarnessError, match="cannot resume resumed: its class file had sha256 .* now"):
         Run(config, registry).execute(resume=True)
     assert not classifier.prompts
+
+
+def test_the_run_config_key_classes_reaches_run_json(tmp_path, widget_root, capsys):
+    mine = tmp_path / "mine.toml"
+    mine.write_text(CLASS_FILE)
+    config = tmp_path / "run.toml"
+    config.write_text(f'benchmark = "folder"\nmodels = "random"\nclasses = "{mine}"\nrun-id = "cfg"\n'
+                      f'results-dir = "{tmp_path / "results"}"\ndata-root = "{widget_root}"\n')
+    code, out, err = run_cli("run", "--config", config, capsys=capsys)
+    assert code == 0, out + err
+    run, _ = load_run(tmp_path / "results" / "cfg")
+    assert run["config"]["classes"] == str(mine)
+    assert run["benchmark"]["class_file"]["sha256"] == hashlib.sha256(CLASS_FILE.encode()).hexdigest()
