@@ -242,3 +242,15 @@ def test_the_run_config_key_classes_reaches_run_json(tmp_path, widget_root, caps
     run, _ = load_run(tmp_path / "results" / "cfg")
     assert run["config"]["classes"] == str(mine)
     assert run["benchmark"]["class_file"]["sha256"] == hashlib.sha256(CLASS_FILE.encode()).hexdigest()
+
+
+def test_compare_notes_runs_shown_different_class_files(tmp_path, widget_root):
+    from harness.compare import check_comparable
+
+    plain, _ = run_folder(tmp_path, widget_root, "plain")
+    mine = tmp_path / "mine.toml"
+    mine.write_text(CLASS_FILE)
+    described, _ = run_folder(tmp_path, widget_root, "described", classes=mine)
+    notes = check_comparable(plain, described, allow_different_manifests=False)
+    digest = hashlib.sha256(CLASS_FILE.encode()).hexdigest()[:12]
+    assert f"different class files (plain: none; described: {digest})" in " ".join(notes)
