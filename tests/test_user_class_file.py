@@ -15,6 +15,7 @@ from harness.images import load_rgb
 from harness.prompts import image_digest
 from harness.results import load_run
 from harness.runner import Run, RunConfig
+from harness.sampling import reference_path
 from harness.testing import scripted_classifier
 from harness.types import TextPart
 
@@ -164,12 +165,20 @@ def test_malformed_class_files_name_file_and_line(tmp_path, text, words):
         assert word in str(error.value)
 
 
+def fix_an_undrawn_reference(root: Path) -> Path:
+    """Write the class file with a reference the seeded draw would not choose; return that image."""
+    drawn = reference_path(FolderBenchmark().load(root).categories[0], seed=0)
+    fixed = next(p for p in sorted((root / "widget" / "train" / "good").iterdir()) if p != drawn)
+    (root / "classes.toml").write_text(CLASS_FILE.replace(
+        'guidance = "Mould', f'reference = "train/good/{fixed.name}"\nguidance = "Mould'))
+    return fixed
+
+
 def test_a_fixed_reference_is_shown_beside_every_query(tmp_path, widget_root):
-    (widget_root / "classes.toml").write_text(CLASS_FILE.replace(
-        'guidance = "Mould', 'reference = "train/good/002.png"\nguidance = "Mould'))
+    fixed = fix_an_undrawn_reference(widget_root)
     _, classifier = run_folder(tmp_path, widget_root, "fixed")
     references = {part.digest for p in classifier.prompts for part in p.images if part.name == "reference"}
-    assert references == {image_digest(load_rgb(widget_root / "widget" / "train" / "good" / "002.png"))}
+    assert references == {image_digest(load_rgb(fixed))}, "the seeded draw would have shown another image"
 
 
 def test_a_missing_reference_stops_before_any_model_call(tmp_path, widget_root):
@@ -254,3 +263,13 @@ def test_compare_notes_runs_shown_different_class_files(tmp_path, widget_root):
     notes = check_comparable(plain, described, allow_different_manifests=False)
     digest = hashlib.sha256(CLASS_FILE.encode()).hexdigest()[:12]
     assert f"different class files (plain: none; described: {digest})" in " ".join(notes)
+
+
+def test_the_report_shows_the_fixed_reference_the_run_used(tmp_path, widget_root):
+    from harness.report.gallery import _Pictures
+
+    fixed = fix_an_undrawn_reference(widget_root)
+    result, _ = run_folder(tmp_path, widget_root, "fixed")
+    pictures = _Pictures(result, None)
+    assert pictures.references == {"widget": fixed}, "the seeded draw would have shown another image"
+    assert not pictures.notes
