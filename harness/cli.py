@@ -65,7 +65,7 @@ CONFIG_KEYS = {
     "benchmark", "data-root", "category", "categories", "gate", "models", "prompt", "seed", "limit",
     "results-dir", "run-id", "shots", "output-formats", "gate-options", "model-options", "prices",
     "allow-partial",
-    "class-order", "repeats", "policy", "costs", "answers",
+    "class-order", "repeats", "policy", "costs", "answers", "classes",
 }
 
 
@@ -123,6 +123,9 @@ def _load_config(path: Path | None) -> dict[str, Any]:
 @click.option("--answers", "answers_mode", type=click.Choice(answers.MODES), default=None,
               help="How replies are read: lenient (every rule of harness/answers.py) or strict (only structured, "
                    "JSON, exact and final-answer readings; anything else is unparseable). [default: lenient]")
+@click.option("--classes", "classes", type=click.Path(path_type=Path), default=None, metavar="FILE",
+              help="Class file (TOML) with your object, class names and descriptions, laid over the benchmark's. "
+                   "[default: DATA_ROOT/classes.toml when present]")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the response cache.")
 @click.option("--resume", "resume_id", default=None, metavar="RUN_ID",
               help="Finish an interrupted run in --results-dir with its recorded config; finished samples are kept, "
@@ -181,6 +184,7 @@ def run(**flags: Any) -> None:
         policy=pick("policy"),
         costs=pick("costs"),
         answers=answers_mode,
+        classes=Path(classes).expanduser().resolve() if (classes := pick("classes")) else None,
     )
     if resume_id:
         config = _resumed_config(config.results_dir, resume_id, use_cache)
@@ -329,6 +333,8 @@ from harness.commands.score import score as _score_command  # noqa: E402
 cli.add_command(_score_command)
 from harness.commands.cache import cache as _cache_command  # noqa: E402
 cli.add_command(_cache_command)
+from harness.commands.classes import classes as _classes_command  # noqa: E402
+cli.add_command(_classes_command)
 # --- end of command modules ---
 
 

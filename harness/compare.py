@@ -107,6 +107,10 @@ def check_comparable(run_a: RunFolder, run_b: RunFolder, allow_different_manifes
                 "their figures are not comparable. Add --common-samples to compare them on the images both scored."
             )
         notes.append(f"different image sets ({'; '.join(differs)}): compared on the images both scored only")
+    class_files = [((r.run.get("benchmark") or {}).get("class_file") or {}).get("sha256") for r in (run_a, run_b)]
+    if class_files[0] != class_files[1]:  # a legitimate comparison (does wording help?), but never silent
+        shown = [f"{r.run_id}: {(h or 'none')[:12]}" for r, h in zip((run_a, run_b), class_files)]
+        notes.append(f"different class files ({'; '.join(shown)}): the models were shown different class descriptions")
     for loaded in (run_a, run_b):
         if loaded.run.get("status") != "finished":
             notes.append(f"run {loaded.run_id} is {loaded.run.get('status')!r}, not finished")

@@ -89,7 +89,7 @@ def rows_from_run(run: dict[str, Any]) -> list[Row]:
         rows.append(
             Row(
                 benchmark=bench["name"],
-                manifest_hash=bench["manifest_hash"],
+                manifest_hash=table_hash(bench),
                 gate=run["config"]["gate"],
                 model=model,
                 prompt=run["config"]["prompt"],
@@ -126,6 +126,15 @@ def rows_from_run(run: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def table_hash(bench: dict[str, Any]) -> str:
+    """What a table is keyed by: the manifest hash, plus the class file's hash when the run had one.
+
+    Runs that showed models different class descriptions must never share a table.
+    """
+    class_file = bench.get("class_file") or {}
+    return bench["manifest_hash"] + (f"+classes-{class_file['sha256'][:12]}" if class_file.get("sha256") else "")
+
+
 def collect(paths: Iterable[Path]) -> list[Row]:
     """Read every run under ``paths``; keep one row per key (`run_identity.preference`), counting the others."""
     by_key: dict[tuple, list[Row]] = {}
@@ -143,7 +152,7 @@ def collect(paths: Iterable[Path]) -> list[Row]:
 
 
 def group(rows: list[Row]) -> dict[tuple[str, str], list[Row]]:
-    """Tables keyed by (benchmark, manifest hash), each ranked by accuracy, best first."""
+    """Tables keyed by (benchmark, `table_hash`), each ranked by accuracy, best first."""
     tables: dict[tuple[str, str], list[Row]] = {}
     for row in rows:
         tables.setdefault((row.benchmark, row.manifest_hash), []).append(row)

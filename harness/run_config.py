@@ -49,6 +49,8 @@ class RunConfig:
     costs: Path | str | None = None
     #: How replies are read: "lenient" or "strict" (only structured, JSON, exact and final-answer readings).
     answers: str = "lenient"
+    #: The user's class file (`harness.class_file`); None: DATA_ROOT/classes.toml when present.
+    classes: Path | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any], results_dir: Path, run_id: str) -> "RunConfig":
@@ -66,6 +68,7 @@ class RunConfig:
             class_order=data.get("class_order", "given"), repeats=data.get("repeats", 1),
             policy=data.get("policy"), costs=data.get("costs"),
             answers=data.get("answers", "lenient"),
+            classes=Path(data["classes"]) if data.get("classes") else None,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -92,4 +95,5 @@ class RunConfig:
             "policy": str(self.policy) if self.policy else None,
             "costs": str(self.costs) if self.costs else None,
             "answers": self.answers,
+            "classes": str(self.classes) if self.classes else None,
         }

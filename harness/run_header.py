@@ -40,6 +40,8 @@ def run_header(runner: Run, run_id: str, data: BenchmarkData, environment: dict[
             "protocol": data.protocol,
             "data_root": str(data.root),
             "manifest_hash": manifest_hash(data),
+            # The user's class file (harness/class_file.py): its descriptions are part of what was asked.
+            "class_file": runner.class_file.describe() if runner.class_file else None,
             "n_samples": len(data.samples),
             "notes": data.notes,
             "support": {c: [s.sample_id for s in samples] for c, samples in runner.support.items()},

@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from harness import __version__, metrics, prechecks, sample_counts
+from harness import __version__, class_file, metrics, prechecks, sample_counts
 from harness.class_order import check_class_order, class_orders, first_repeat, position_bias
 from harness.cache import ResponseCache, default_path as default_cache_path
 from harness.classifiers import Classifier, parse_model_spec
@@ -108,6 +108,7 @@ class Run:
         self._prompt_images: PromptImageStore | None = None  # what redraws each prompt's images (harness.prompt_record)
         self.recorder = RecordBuilder(self.benchmark.name, self.gate, self.prices, self.policy, config.answers)
         self.failfast = FailFast()
+        self.class_file: class_file.UserClassFile | None = None  # read by load_data
 
     def _make_classifier(self, spec: str) -> Classifier:
         plugin, model_id = parse_model_spec(spec)
@@ -156,6 +157,8 @@ class Run:
                 "evaluating the %d present in both", mismatch.difference["missing"], mismatch.difference["extra"],
                 len(data.samples),
             )
+        # The user's descriptions and fixed references, checked before any model call (harness/class_file.py).
+        self.class_file = class_file.apply_to_run(data, self.config.classes, data.root)
         # Checked before any draw, gate fit or model call (harness.sample_counts).
         in_data = sample_counts.defect_counts(data.categories)
         sample_counts.check_shots(data.categories, self.config.shots)
@@ -245,6 +248,7 @@ class Run:
                 f"cannot resume {run_dir.name}: the data at {data.root} is not what the run evaluated "
                 f"(manifest {current}, the run has {recorded})"
             )
+        class_file.check_resumed(run, self.class_file)
         plan = prepare_resume(run_dir, records, retry_errors, resume_number=len(run.get("resumed", [])))
         self.records.extend(plan.kept)
         self.done = {record_key(r) for r in plan.kept}

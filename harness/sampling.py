@@ -17,7 +17,10 @@ def reference_path(category: Category, seed: int) -> Path | None:
     """The training normal a run with ``seed`` shows as the reference for ``category`` (None without any).
 
     Public so that readers of a finished run (``harness report``) can show the same picture.
+    A reference fixed by the class file (``Category.reference``) wins over the seeded draw.
     """
+    if category.reference is not None:
+        return category.reference
     if not category.train_images:
         return None
     return random.Random(f"{seed}:{category.name}").choice(category.train_images)

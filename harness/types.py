@@ -66,6 +66,8 @@ class Category:
     test_samples: list[Sample]
     object_description: str = ""
     guidance: str = ""
+    #: A fixed reference normal (a user class file's ``reference``); None: drawn from train_images.
+    reference: Path | None = None
 
     def class_info(self, key: str) -> ClassInfo:
         if key == GOOD:

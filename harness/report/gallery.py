@@ -34,6 +34,7 @@ from harness.images import load_mask, load_rgb
 from harness.metrics import outcome_of
 from harness.prompt_record import mismatches, redraw
 from harness.run_folder import RunFolder
+from harness.class_file import apply_class_file, read_class_file
 from harness.sampling import reference_path
 from harness.types import GOOD, Sample
 from harness.visual import outline_region
@@ -145,6 +146,9 @@ class _Pictures:
         try:
             benchmark = get_registry().get("benchmarks", name).obj
             data = benchmark.load(self.root, categories)
+            recorded = self.run.run["benchmark"].get("class_file")  # its fixed references (harness/class_file.py)
+            if recorded:
+                apply_class_file(data, read_class_file(Path(recorded["path"])))
         except (HarnessError, OSError) as error:
             self.notes.append(
                 f"Run {self.run.run_id}: benchmark {name!r} could not be loaded from {self.root} ({error}); "

@@ -21,8 +21,9 @@ from harness_datasets.visa_ac import VISA_AC_LAYOUT, is_original_visa, load_orig
 class MVTecStyleBenchmark(Benchmark):
     """A benchmark in the MVTec folder layout whose class names come from a class file.
 
-    ``class_file`` overrides the packaged file (tests, or a user with their own
-    class descriptions); without either, names are derived from folder names.
+    ``class_file`` overrides the packaged file (tests, variants); without either,
+    names are derived from folder names. A user's own class file (``--classes``,
+    ``DATA_ROOT/classes.toml``) is laid over any benchmark by `harness.class_file`.
     """
 
     layout = MVTEC_LAYOUT
