@@ -43,7 +43,7 @@ def _warn_failures(registry: Registry) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="harness")
-@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors (also accepted after the subcommand).")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
     """Evaluate multimodal LLMs on industrial anomaly classification behind a detector gate."""
@@ -342,6 +342,8 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point: turns `HarnessError` into a message and exit code 2."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    if debug:  # documented as an option of every command: accept it after the subcommand too
+        args = ["--debug"] + [arg for arg in args if arg != "--debug"]
     try:
         _add_plugin_commands()
         cli.main(args=args, prog_name="harness", standalone_mode=False)
