@@ -66,7 +66,10 @@ CONFIG_KEYS = {
     "results-dir", "run-id", "shots", "output-formats", "gate-options", "model-options", "prices",
     "allow-partial",
     "class-order", "repeats", "policy", "costs", "answers",
+    "gate-threshold", "no-cache", "output-format",
 }
+# Flags that act on one invocation rather than describe a run: a config file cannot set them.
+CLI_ONLY_FLAGS = {"config", "resume", "retry-errors"}
 
 
 def _load_config(path: Path | None) -> dict[str, Any]:
@@ -80,6 +83,12 @@ def _load_config(path: Path | None) -> dict[str, Any]:
         raise HarnessError(f"{path}: run config not found") from None
     except tomllib.TOMLDecodeError as error:
         raise HarnessError(f"{path}: not valid TOML ({error})") from None
+    cli_only = sorted(set(config) & CLI_ONLY_FLAGS)
+    if cli_only:
+        raise HarnessError(f"{path}: {', '.join(cli_only)} can only be given on the command line "
+                           f"(--{' --'.join(cli_only)}), not in a run config")
+    if "output-format" in config and "output-formats" in config:
+        raise HarnessError(f"{path}: give output-format or output-formats (the same key), not both")
     unknown = sorted(set(config) - CONFIG_KEYS)
     if unknown:
         raise HarnessError(f"{path}: unknown key(s) {', '.join(unknown)}; expected some of {', '.join(sorted(CONFIG_KEYS))}")
@@ -136,11 +145,17 @@ def run(**flags: Any) -> None:
     retry_errors = flags.pop("retry_errors")
     if retry_errors and not resume_id:
         raise HarnessError("--retry-errors asks a finished run's failed samples again: give the run with --resume RUN_ID")
-    gate_threshold = flags.pop("gate_threshold")
-    use_cache = not flags.pop("no_cache")
-    allow_partial = flags.pop("allow_partial")
     config_path = flags.pop("config_path")
     file_config = _load_config(config_path)
+    gate_threshold = flags.pop("gate_threshold")
+    if gate_threshold is None:
+        gate_threshold = file_config.get("gate-threshold")
+    use_cache = not (flags.pop("no_cache") or file_config.get("no-cache", False))
+    allow_partial = flags.pop("allow_partial")
+    if "output-format" in file_config:  # the flag's own name, beside the older plural spelling
+        file_config["output-formats"] = file_config.pop("output-format")
+    if isinstance(file_config.get("output-formats"), str):
+        file_config["output-formats"] = [file_config["output-formats"]]
 
     def pick(name: str, default: Any = None) -> Any:
         value = flags.get(name)
