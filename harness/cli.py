@@ -204,7 +204,7 @@ def run(**flags: Any) -> None:
     runner_progress = _ProgressBar()
     with runner_progress:
         result = Run(config, registry, progress=runner_progress.update).execute(resume=bool(resume_id), retry_errors=retry_errors)
-    rows = leaderboard.rows_from_run(result.run)
+    rows = leaderboard.ranked(leaderboard.rows_from_run(result.run))  # `#` is a rank, not the --models order
     out.print(_rich_table(f"Run {result.run_id}", rows))
     _print_notes(rows)
     for line in class_order.summary_lines(result.run):
