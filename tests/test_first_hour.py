@@ -64,3 +64,17 @@ def test_the_table_after_a_run_ranks_models_by_accuracy_not_by_models_order(tmp_
     first = next(line for line in out.splitlines() if line.startswith("│ 1 "))
     second = next(line for line in out.splitlines() if line.startswith("│ 2 "))
     assert "random:a" in first and "random:b" in second
+
+
+def test_without_category_a_released_benchmark_names_the_category_flags_to_add(tmp_path, capsys):
+    from test_ac_release import released_tree
+
+    root = released_tree(tmp_path / "ac", "mvtec-ac", ["bottle"])  # only bottle on disk, like ../shared/data
+    code, _, err = run_cli("run", "--benchmark", "mvtec-ac", "--data-root", root, "--models", "random",
+                           "--results-dir", tmp_path / "results", capsys=capsys)
+    message = " ".join(err.split())  # rich wraps long lines
+    assert code == 2
+    assert "without --category a run means every released category; add --category bottle" in message
+    code, _, err = run_cli("run", "--benchmark", "mvtec-ac", "--data-root", root, "--models", "random",
+                           "--category", "bottle", "--results-dir", tmp_path / "results", capsys=capsys)
+    assert code == 0, err
