@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from harness.errors import HarnessError
 
 from conftest import run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_debug_works_after_the_subcommand_as_documented(tmp_path, capsys):
@@ -78,3 +83,39 @@ def test_without_category_a_released_benchmark_names_the_category_flags_to_add(t
     code, _, err = run_cli("run", "--benchmark", "mvtec-ac", "--data-root", root, "--models", "random",
                            "--category", "bottle", "--results-dir", tmp_path / "results", capsys=capsys)
     assert code == 0, err
+
+
+def test_the_readme_names_outcomes_as_the_records_spell_them():
+    from harness import metrics
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for outcome in ("correct", "wrong_class", "gate_miss", "gate_false_alarm"):
+        assert outcome in metrics.OUTCOMES and f"`{outcome}`" in readme
+    assert "wrong class, gate miss" not in readme
+
+
+def _jsonl(path, lines: list[dict]):
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def test_score_matches_the_documented_image_forms_and_names_the_expected_ones_for_others(tmp_path, capsys):
+    predictions = _jsonl(tmp_path / "p.jsonl", [
+        {"category": "bottle", "image": "bottle/test/broken_large/000.png", "predicted_label": "broken large"},
+        {"category": "bottle", "image": "test/broken_large/001.png", "predicted_label": "broken large"},
+        {"category": "bottle", "image": "/data/mvtec/bottle/test/broken_large/002.png", "predicted_label": "good"},
+    ])
+    code, _, err = run_cli("score", "--benchmark", "mvtec-ac", "--category", "bottle", "--predictions", predictions,
+                           "--format", "jsonl", "--name", "x", "--results-dir", tmp_path / "r", capsys=capsys)
+    message = " ".join(err.split())
+    assert code == 0, err
+    assert "1 prediction key(s) name no image" in message and "/data/mvtec/bottle" in message
+    assert "'bottle/test/broken_large/000.png' (the path from the data root" in message
+    run = json.loads(next((tmp_path / "r").glob("*/run.json")).read_text())
+    assert run["imported"]["n_scored"] == 2
+
+    only_absolute = _jsonl(tmp_path / "abs.jsonl", [
+        {"category": "bottle", "image": "/data/mvtec/bottle/test/broken_large/002.png", "predicted_label": "good"}])
+    code, _, err = run_cli("score", "--benchmark", "mvtec-ac", "--category", "bottle", "--predictions", only_absolute,
+                           "--format", "jsonl", "--name", "x", "--results-dir", tmp_path / "r", capsys=capsys)
+    assert code == 2 and "absolute paths and paths from other folders match nothing" in " ".join(err.split())

@@ -78,7 +78,7 @@ def _warn(imported) -> None:
     if imported.unmatched:
         shown = ", ".join(imported.unmatched[:SHOW]) + (" ..." if len(imported.unmatched) > SHOW else "")
         err.print(f"[yellow]warning:[/] {len(imported.unmatched)} prediction key(s) name no image of the benchmark "
-                  f"(listed in run.json under imported.unmatched): {shown}", highlight=False)
+                  f"(listed in run.json under imported.unmatched): {shown}\n  {imported.key_forms}", highlight=False)
     unparseable = [r for r in imported.records if r["error"] == "unparseable"]
     if unparseable:
         shown = ", ".join(f"{r['imported_key']}={r['response']!r}" for r in unparseable[:SHOW])
