@@ -117,7 +117,7 @@ def _load_config(path: Path | None) -> dict[str, Any]:
 @click.option("--repeats", type=click.IntRange(min=1), default=None,
               help="Ask every model N times, once per class order (needs --class-order shuffle). [default: 1]")
 @click.option("--results-dir", type=click.Path(path_type=Path), default=None, help="Where run folders go. [default: results]")
-@click.option("--run-id", default=None, help="Name of the run folder. [default: time-benchmark-random]")
+@click.option("--run-id", default=None, help="Name of the run folder. [default: UTC time, benchmark and a random suffix, e.g. 20260101-120000-demo-1a2b3c]")
 @click.option("--output-format", "output_formats", multiple=True, help="Extra result format (e.g. csv), repeatable.")
 @click.option("--prices", type=click.Path(path_type=Path), default=None,
               help="TOML price table (USD per million tokens by model spec) extending the packaged one.")

@@ -119,3 +119,60 @@ def test_score_matches_the_documented_image_forms_and_names_the_expected_ones_fo
     code, _, err = run_cli("score", "--benchmark", "mvtec-ac", "--category", "bottle", "--predictions", only_absolute,
                            "--format", "jsonl", "--name", "x", "--results-dir", tmp_path / "r", capsys=capsys)
     assert code == 2 and "absolute paths and paths from other folders match nothing" in " ".join(err.split())
+
+
+def test_run_id_is_documented_with_its_real_default(capsys):
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "| `--run-id` |" in readme
+    code, out, _ = run_cli("run", "--help", capsys=capsys)
+    assert code == 0 and "time-benchmark-random" not in out and "random suffix" in " ".join(out.split())
+
+
+def test_list_verbose_shows_factory_defaults_not_pydantic_undefined(capsys):
+    code, out, _ = run_cli("list", "--verbose", capsys=capsys)
+    assert code == 0 and "extra_headers (dict, default {})" in out and "PydanticUndefined" not in out
+
+
+@pytest.mark.parametrize("gate", ["oracle", "none"])
+def test_gate_threshold_on_a_gate_without_one_says_so(tmp_path, capsys, gate):
+    code, _, err = run_cli("run", "--gate", gate, "--gate-threshold", "0.5", "--models", "random",
+                           "--results-dir", tmp_path, capsys=capsys)
+    message = " ".join(err.split())
+    assert code == 2 and f"gate '{gate}' has no threshold" in message and "Extra inputs" not in message
+
+
+def test_an_unknown_option_names_the_options_there_are(tmp_path, capsys):
+    config = _write_config(tmp_path / "run.toml", 'models = ["random"]\n[model-options."random"]\nsed = 3\n')
+    code, _, err = run_cli("run", "--config", config, "--results-dir", tmp_path, capsys=capsys)
+    message = " ".join(err.split())
+    assert code == 2 and "sed: not an option of model 'random' (its options: " in message and "seed" in message
+
+
+def test_no_such_policy_lists_policies_only(tmp_path, capsys):
+    code, _, err = run_cli("run", "--models", "random", "--policy", "no-such", "--results-dir", tmp_path,
+                           capsys=capsys)
+    message = " ".join(err.split())
+    assert code == 2 and "shipped policy files: demo, mvtec-ac)" in message and "costs-example" not in message
+
+
+def test_a_missing_data_root_is_named_once(tmp_path, capsys):
+    missing = tmp_path / "nowhere"
+    code, _, err = run_cli("run", "--benchmark", "folder", "--data-root", missing, "--models", "random",
+                           "--results-dir", tmp_path / "r", capsys=capsys)
+    assert code == 2 and "data root does not exist" in err
+    assert "".join(err.split()).count(str(missing).replace(" ", "")) == 1
+
+
+def test_compare_names_the_output_file_and_says_repeats_are_compared_on_repeat_0(tmp_path, capsys):
+    for run_id, seed in (("a", 1), ("b", 2)):
+        config = _write_config(tmp_path / f"{run_id}.toml", (
+            'models = ["random"]\nclass-order = "shuffle"\nrepeats = 2\n'
+            f'[model-options."random"]\nseed = {seed}\n'))
+        code, _, err = run_cli("run", "--config", config, "--run-id", run_id, "--results-dir", tmp_path, capsys=capsys)
+        assert code == 0, err
+    output = tmp_path / "cmp.json"
+    code, out, err = run_cli("compare", "a", "b", "--results-dir", tmp_path, "--output", output, capsys=capsys)
+    text = " ".join(out.split())
+    assert code == 0, err
+    assert "more (all of them in " in text and "with --output FILE" not in text
+    assert "run a asked each model 2 times (--repeats); compared on repeat 0" in text
