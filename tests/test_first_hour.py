@@ -176,3 +176,17 @@ def test_compare_names_the_output_file_and_says_repeats_are_compared_on_repeat_0
     assert code == 0, err
     assert "more (all of them in " in text and "with --output FILE" not in text
     assert "run a asked each model 2 times (--repeats); compared on repeat 0" in text
+
+
+def test_the_readme_act_examples_use_a_policy_for_a_run_a_newcomer_can_make():
+    import tomllib
+
+    using_it = README_TEXT().split("\n## Using it\n", 1)[1].split("\n```\n", 1)[0]
+    act_lines = [line for line in using_it.splitlines() if line.startswith("harness act")]
+    assert act_lines and all("--policy demo" in line for line in act_lines)
+    policy = tomllib.loads((ROOT / "prompts" / "policies" / "demo.toml").read_text(encoding="utf-8"))
+    assert policy["benchmark"] == "demo"
+
+
+def README_TEXT() -> str:  # noqa: N802 (read at call time: other tests may not need it)
+    return (ROOT / "README.md").read_text(encoding="utf-8")
