@@ -43,7 +43,7 @@ def _warn_failures(registry: Registry) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="harness")
-@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors (also accepted after the subcommand).")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
     """Evaluate multimodal LLMs on industrial anomaly classification behind a detector gate."""
@@ -66,7 +66,10 @@ CONFIG_KEYS = {
     "results-dir", "run-id", "shots", "output-formats", "gate-options", "model-options", "prices",
     "allow-partial",
     "class-order", "repeats", "policy", "costs", "answers", "classes",
+    "gate-threshold", "no-cache", "output-format",
 }
+# Flags that act on one invocation rather than describe a run: a config file cannot set them.
+CLI_ONLY_FLAGS = {"config", "resume", "retry-errors"}
 
 
 def _load_config(path: Path | None) -> dict[str, Any]:
@@ -80,6 +83,12 @@ def _load_config(path: Path | None) -> dict[str, Any]:
         raise HarnessError(f"{path}: run config not found") from None
     except tomllib.TOMLDecodeError as error:
         raise HarnessError(f"{path}: not valid TOML ({error})") from None
+    cli_only = sorted(set(config) & CLI_ONLY_FLAGS)
+    if cli_only:
+        raise HarnessError(f"{path}: {', '.join(cli_only)} can only be given on the command line "
+                           f"(--{' --'.join(cli_only)}), not in a run config")
+    if "output-format" in config and "output-formats" in config:
+        raise HarnessError(f"{path}: give output-format or output-formats (the same key), not both")
     unknown = sorted(set(config) - CONFIG_KEYS)
     if unknown:
         raise HarnessError(f"{path}: unknown key(s) {', '.join(unknown)}; expected some of {', '.join(sorted(CONFIG_KEYS))}")
@@ -108,7 +117,7 @@ def _load_config(path: Path | None) -> dict[str, Any]:
 @click.option("--repeats", type=click.IntRange(min=1), default=None,
               help="Ask every model N times, once per class order (needs --class-order shuffle). [default: 1]")
 @click.option("--results-dir", type=click.Path(path_type=Path), default=None, help="Where run folders go. [default: results]")
-@click.option("--run-id", default=None, help="Name of the run folder. [default: time-benchmark-random]")
+@click.option("--run-id", default=None, help="Name of the run folder. [default: UTC time, benchmark and a random suffix, e.g. 20260101-120000-demo-1a2b3c]")
 @click.option("--output-format", "output_formats", multiple=True, help="Extra result format (e.g. csv), repeatable.")
 @click.option("--prices", type=click.Path(path_type=Path), default=None,
               help="TOML price table (USD per million tokens by model spec) extending the packaged one.")
@@ -139,11 +148,17 @@ def run(**flags: Any) -> None:
     retry_errors = flags.pop("retry_errors")
     if retry_errors and not resume_id:
         raise HarnessError("--retry-errors asks a finished run's failed samples again: give the run with --resume RUN_ID")
-    gate_threshold = flags.pop("gate_threshold")
-    use_cache = not flags.pop("no_cache")
-    allow_partial = flags.pop("allow_partial")
     config_path = flags.pop("config_path")
     file_config = _load_config(config_path)
+    gate_threshold = flags.pop("gate_threshold")
+    if gate_threshold is None:
+        gate_threshold = file_config.get("gate-threshold")
+    use_cache = not (flags.pop("no_cache") or file_config.get("no-cache", False))
+    allow_partial = flags.pop("allow_partial")
+    if "output-format" in file_config:  # the flag's own name, beside the older plural spelling
+        file_config["output-formats"] = file_config.pop("output-format")
+    if isinstance(file_config.get("output-formats"), str):
+        file_config["output-formats"] = [file_config["output-formats"]]
 
     def pick(name: str, default: Any = None) -> Any:
         value = flags.get(name)
@@ -193,7 +208,7 @@ def run(**flags: Any) -> None:
     runner_progress = _ProgressBar()
     with runner_progress:
         result = Run(config, registry, progress=runner_progress.update).execute(resume=bool(resume_id), retry_errors=retry_errors)
-    rows = leaderboard.rows_from_run(result.run)
+    rows = leaderboard.ranked(leaderboard.rows_from_run(result.run))  # `#` is a rank, not the --models order
     out.print(_rich_table(f"Run {result.run_id}", rows))
     _print_notes(rows)
     for line in class_order.summary_lines(result.run):
@@ -348,6 +363,8 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point: turns `HarnessError` into a message and exit code 2."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    if debug:  # documented as an option of every command: accept it after the subcommand too
+        args = ["--debug"] + [arg for arg in args if arg != "--debug"]
     try:
         _add_plugin_commands()
         cli.main(args=args, prog_name="harness", standalone_mode=False)

@@ -114,6 +114,10 @@ def check_comparable(run_a: RunFolder, run_b: RunFolder, allow_different_manifes
     for loaded in (run_a, run_b):
         if loaded.run.get("status") != "finished":
             notes.append(f"run {loaded.run_id} is {loaded.run.get('status')!r}, not finished")
+        repeats = (loaded.run.get("config") or {}).get("repeats", 1)
+        if repeats > 1:  # said aloud: the other repeats' answers are not part of the comparison
+            notes.append(f"run {loaded.run_id} asked each model {repeats} times (--repeats); "
+                         "compared on repeat 0 (the given class order) only")
     return notes
 
 

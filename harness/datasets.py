@@ -48,7 +48,7 @@ class Benchmark(ABC):
 
     def layout_error(self, root: Path, problem: str) -> DataLayoutError:
         """An error that says what is wrong at ``root`` and which layout was expected."""
-        message = f"{problem} (data root: {root})"
+        message = problem if str(root) in problem else f"{problem} (data root: {root})"  # name the path once
         if self.layout:
             message += f"\nbenchmark {self.name!r} expects:\n{self.layout}"
         return DataLayoutError(message)

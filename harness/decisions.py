@@ -312,6 +312,14 @@ def shipped_files(plugin_modules: Iterable[tuple[str, Any]]) -> dict[str, tuple[
     return found
 
 
+def _shipped_kind(resource: Any) -> str:
+    """``cost matrix`` for a shipped file with a ``[cost]`` table, else ``policy`` (so each list names its own kind)."""
+    try:
+        return "cost matrix" if "cost" in tomllib.loads(resource.read_text(encoding="utf-8")) else "policy"
+    except (OSError, tomllib.TOMLDecodeError):
+        return "policy"
+
+
 def resolve_file(value: str | Path, plugin_modules: Iterable[tuple[str, Any]], what: str) -> Path:
     """A policy or cost file given as a path, or as the name of a shipped file (``demo``, ``mvtec-ac``).
 
@@ -329,6 +337,7 @@ def resolve_file(value: str | Path, plugin_modules: Iterable[tuple[str, Any]], w
             if isinstance(resource, Path):
                 return resource
             raise HarnessError(f"shipped {what} {text!r} is inside an archive; install the package unzipped")
+        same_kind = sorted(name for name, (_, resource) in shipped.items() if _shipped_kind(resource) == what)
         raise HarnessError(f"{what} {text!r}: no such file, and no shipped {what} of that name "
-                           f"(shipped: {', '.join(sorted(shipped)) or 'none'})")
+                           f"(shipped {what} files: {', '.join(same_kind) or 'none'})")
     raise HarnessError(f"{path}: {what} not found")

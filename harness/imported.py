@@ -12,7 +12,10 @@ Formats:
   predicted display name as the model wrote it (``"broken large"``, ``"good"``).
 - ``jsonl``: one JSON object per line with ``predicted_label`` and either
   ``sample_id`` (the harness's ``bottle/broken_large/000`` or the VELM key) or
-  ``category`` plus ``image`` (relative to the data root, or to the category).
+  ``category`` plus ``image``: the image's path from the data root as the harness
+  records it (``bottle/test/broken_large/000.png``), or from the category folder
+  (``test/broken_large/000.png``); an absolute path, or one from any other folder,
+  names no image and is reported as unmatched with the expected forms (`key_forms`).
 
 A predicted name is read by the same rules as a model's reply
 (`harness.answers.read_answer`, lenient or ``--answers strict``) against the
@@ -71,6 +74,7 @@ class Imported:
     missing: list[str]  # sample ids without a prediction
     unmatched: list[str]  # keys that name no sample
     aliased: list[str] = field(default_factory=list)  # keys matched through a class alias
+    key_forms: str = ""  # the names an image may be given by, with this benchmark's examples (for messages)
 
     def report(self) -> dict[str, Any]:
         """The account of the import that run.json keeps."""
@@ -191,6 +195,19 @@ def _index(data: BenchmarkData, aliases: dict[str, dict[str, str]]) -> tuple[dic
     return index, through_alias
 
 
+def key_forms(data: BenchmarkData) -> str:
+    """The ways a prediction may name an image, with examples from ``data`` (for messages on unmatched keys)."""
+    if not data.samples:
+        return "sample_id, a VELM key, or category + image (the path from the data root)"
+    sample = data.samples[0]
+    inside = PurePosixPath(sample.relpath).relative_to(sample.category) if sample.relpath.startswith(
+        sample.category + "/") else None
+    image = f"image {sample.relpath!r} (the path from the data root" + (f", or {str(inside)!r} from the category folder)"
+                                                                        if inside else ")")
+    return (f"expected sample_id {sample.sample_id!r}, VELM key {velm_key(sample)!r}, or (jsonl) category "
+            f"{sample.category!r} with {image}; absolute paths and paths from other folders match nothing")
+
+
 def _lookup(entry: Entry, index: dict[str, Sample]) -> Sample | None:
     if entry.category is None:
         return index.get(entry.key.casefold())
@@ -244,10 +261,9 @@ def match_predictions(
             )
         chosen.setdefault(sample.sample_id, (entry, sample))
     if not chosen:
-        example = velm_key(data.samples[0]) if data.samples else "<category>_<class>_<NNN>"
         raise HarnessError(
             f"{source}: none of its {len(entries)} prediction(s) names an image of {data.name} "
-            f"(first key: {entries[0].key!r}; expected keys like {example!r})"
+            f"(first key: {unmatched[0] if unmatched else None!r}; {key_forms(data)})"
         )
     model = MODEL_PREFIX + name
     candidates = {c.name: candidates_for(data, c.name, aliases) for c in data.categories}
@@ -259,7 +275,7 @@ def match_predictions(
         entry, _ = chosen[sample.sample_id]
         records.append(_record(data.name, sample, entry, model, candidates[sample.category], answers_mode))
         scored.append(sample)
-    return Imported(records, scored, missing, unmatched, aliased)
+    return Imported(records, scored, missing, unmatched, aliased, key_forms(data))
 
 
 def _record(benchmark: str, sample: Sample, entry: Entry, model: str, candidates: list[ClassInfo],

@@ -156,9 +156,12 @@ def group(rows: list[Row]) -> dict[tuple[str, str], list[Row]]:
     tables: dict[tuple[str, str], list[Row]] = {}
     for row in rows:
         tables.setdefault((row.benchmark, row.manifest_hash), []).append(row)
-    for table in tables.values():
-        table.sort(key=lambda r: (-(r.accuracy if r.accuracy is not None else -1), r.model))
-    return dict(sorted(tables.items()))
+    return {key: ranked(table) for key, table in sorted(tables.items())}
+
+
+def ranked(rows: list[Row]) -> list[Row]:
+    """Rows by accuracy, best first (undefined last, ties by model name): the order the ``#`` column numbers."""
+    return sorted(rows, key=lambda r: (-(r.accuracy if r.accuracy is not None else -1), r.model))
 
 
 COLUMNS = [

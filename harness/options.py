@@ -29,8 +29,11 @@ def validate_options(model: type[OptionsT], values: dict[str, Any] | None, owner
     try:
         return model(**(values or {}))
     except ValidationError as error:
+        known = ", ".join(model.model_fields) or "none: it takes no options"
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(options)'}: {e['msg']}" for e in error.errors()
+            f"{'.'.join(str(p) for p in e['loc']) or '(options)'}: "
+            + (f"not an option of {owner} (its options: {known})" if e["type"] == "extra_forbidden" else e["msg"])
+            for e in error.errors()
         )
         raise HarnessError(f"invalid options for {owner}: {problems}") from None
 
@@ -40,6 +43,7 @@ def describe_options(model: type[Options]) -> list[tuple[str, str, str, str]]:
     rows = []
     for name, field in model.model_fields.items():
         annotation = getattr(field.annotation, "__name__", str(field.annotation))
-        default = "required" if field.is_required() else repr(field.default)
+        # A default_factory field has no `default` (pydantic shows PydanticUndefined): show what the factory makes.
+        default = "required" if field.is_required() else repr(field.get_default(call_default_factory=True))
         rows.append((name, annotation, default, field.description or ""))
     return rows

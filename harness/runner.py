@@ -79,6 +79,9 @@ class Run:
         self.benchmark: Benchmark = benchmark_entry.obj
         gate_entry = registry.get("gates", config.gate)
         gate_class: type[Gate] = gate_entry.obj
+        if "threshold" in config.gate_options and "threshold" not in gate_class.Options.model_fields:
+            raise HarnessError(f"--gate-threshold: gate {config.gate!r} has no threshold (it does not score images); "
+                               "only a scoring gate such as patchcore takes one")
         self.gate = gate_class(validate_options(gate_class.Options, config.gate_options, f"gate {config.gate!r}"))
         self.gate_mode = gate_mode(self.gate)  # how templates word what the gate did
         self.template_entry = registry.get("templates", config.prompt)

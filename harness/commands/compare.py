@@ -49,7 +49,7 @@ def compare(run_a: str, run_b: str, models: tuple[str, ...], results_dir: Path, 
     loaded_a, loaded_b = resolve_run(run_a, results_dir), resolve_run(run_b, results_dir)
     report = compare_runs(loaded_a, loaded_b, models, protocol=protocol,
                           allow_different_manifests=common_samples, seed=seed, n_boot=n_boot)
-    print_report(report, _out)
+    print_report(report, _out, output)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(output, report)
@@ -74,8 +74,8 @@ def _row(name: str, figures: dict[str, Any]) -> list[str]:
     ]
 
 
-def print_report(report: dict[str, Any], console: Console) -> None:
-    """The comparison as rich tables, one per model pair, plus the changed images."""
+def print_report(report: dict[str, Any], console: Console, output: Path | None = None) -> None:
+    """The comparison as rich tables, one per model pair, plus the changed images (all of them in ``output``)."""
     a, b = report["run_a"], report["run_b"]
     console.print(f"A: {a['run_id']} ({a['benchmark']}, manifest {a['manifest_hash']})", highlight=False)
     console.print(f"B: {b['run_id']} ({b['benchmark']}, manifest {b['manifest_hash']})", highlight=False)
@@ -109,4 +109,5 @@ def print_report(report: dict[str, Any], console: Console) -> None:
                 console.print(f"  {item['sample_id']} (true {item['true_label']}): A {item['a']}, B {item['b']}",
                               highlight=False)
             if len(changed) > SHOWN_CHANGES:
-                console.print(f"  ... and {len(changed) - SHOWN_CHANGES} more (all of them with --output FILE)")
+                where = f"in {output}" if output is not None else "with --output FILE"
+                console.print(f"  ... and {len(changed) - SHOWN_CHANGES} more (all of them {where})", highlight=False)

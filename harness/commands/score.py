@@ -31,7 +31,7 @@ err = Console(stderr=True)
               help="With --data-root: proceed on the files shared with the released list when they differ.")
 @click.option("--results-dir", type=click.Path(path_type=Path), default=Path("results"), show_default=True,
               help="Where the run folder goes.")
-@click.option("--run-id", default=None, help="Name of the run folder. [default: time-benchmark-random]")
+@click.option("--run-id", default=None, help="Name of the run folder. [default: UTC time, benchmark and a random suffix, e.g. 20260101-120000-demo-1a2b3c]")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap intervals.")
 @click.option("--answers", "answers_mode", type=click.Choice(answers.MODES), default="lenient", show_default=True,
               help="How predictions are read, as `harness run --answers`: strict keeps only JSON, exact and "
@@ -78,7 +78,7 @@ def _warn(imported) -> None:
     if imported.unmatched:
         shown = ", ".join(imported.unmatched[:SHOW]) + (" ..." if len(imported.unmatched) > SHOW else "")
         err.print(f"[yellow]warning:[/] {len(imported.unmatched)} prediction key(s) name no image of the benchmark "
-                  f"(listed in run.json under imported.unmatched): {shown}", highlight=False)
+                  f"(listed in run.json under imported.unmatched): {shown}\n  {imported.key_forms}", highlight=False)
     unparseable = [r for r in imported.records if r["error"] == "unparseable"]
     if unparseable:
         shown = ", ".join(f"{r['imported_key']}={r['response']!r}" for r in unparseable[:SHOW])

@@ -81,7 +81,8 @@ class ReleasedBenchmark(MVTecStyleBenchmark):
             if release.class_aliases:
                 data.notes["class_aliases"] = release.class_aliases  # other names of class folders, for imports
         if difference:
-            message = difference.report(release, root, len(kept), folder_path)
+            message = difference.report(release, root, len(kept), folder_path,
+                                        found_categories=sorted({path.split("/")[0] for path in kept}))
             if not kept:  # nothing released is there: most likely the wrong folder or layout
                 message += f"\nbenchmark {self.name!r} expects:\n{self.layout}"
             raise ReleaseMismatchError(message, data, difference.to_json())

@@ -158,13 +158,15 @@ class Difference:
         }
 
     def report(
-        self, release: Release, root: Path, kept: int, folder_path: Callable[[str, str], Path] | None = None
+        self, release: Release, root: Path, kept: int, folder_path: Callable[[str, str], Path] | None = None,
+        found_categories: Sequence[str] = (),
     ) -> str:
         """A message naming, per class folder, the files missing and extra, and what to do.
 
         ``folder_path(category, folder)`` says where a class's images were looked
         for (the test folder in the MVTec layout; VisA's own folders when mapped).
-        Extra files are listed first; a category with none of its files is one line.
+        Extra files are listed first; a category with none of its files is one line, which names
+        the ``--category`` flags that select ``found_categories`` (those with released files on disk).
         """
         folder_path = folder_path or (lambda category, folder: root / category / "test" / folder)
         lines = [
@@ -187,8 +189,11 @@ class Difference:
                 details.append(f"  missing in {folder_path(category, folder)}: {len(stems)} of {total} "
                                f"released file(s): {_names(stems, release.files[category][folder])}")
         if absent:
+            have = [c for c in found_categories if c not in absent]
+            advice = ("add " + " ".join(f"--category {c}" for c in have) + " to evaluate only "
+                      + ("it" if len(have) == 1 else "them")) if have else "choose the categories you have with --category"
             details.append(f"  no released file at all of: {', '.join(absent)} "
-                           "(choose the categories you have with --category)")
+                           f"(without --category a run means every released category; {advice})")
         lines += details[:REPORT_LINES]
         if len(details) > REPORT_LINES:
             lines.append(f"  ... and {len(details) - REPORT_LINES} more line(s)")
