@@ -204,8 +204,9 @@ class Dispatcher:
         if gave_up is not None:
             message = f"{gave_up}; last: {message}"
         transient = gave_up is not None or is_timeout  # a timeout is the server's state, not the request's fault
-        # A transient error is never fatal, whatever its status says.
-        fatal = error is not None and not transient and not self._is_transient(error) and self.classifier.is_fatal(error)
+        # A transient error is never fatal, whatever its status says. (An error that reaches here without
+        # ``gave_up`` was not retried, so it is not transient: ``transient`` alone says so.)
+        fatal = error is not None and not transient and self.classifier.is_fatal(error)
         return CallResult(None, kind, redact(message)[:MAX_DETAIL_CHARS], attempts, None, queued_s,
                           transient=transient, fatal=fatal)
 
