@@ -92,6 +92,35 @@ def _load_config(path: Path | None) -> dict[str, Any]:
     unknown = sorted(set(config) - CONFIG_KEYS)
     if unknown:
         raise HarnessError(f"{path}: unknown key(s) {', '.join(unknown)}; expected some of {', '.join(sorted(CONFIG_KEYS))}")
+    return _paths_from_config_folder(config, path)
+
+
+# Keys whose values are paths; `policy` and `costs` may also be the name of a shipped file.
+CONFIG_PATH_KEYS = ("data-root", "results-dir", "prices", "classes")
+CONFIG_FILE_OR_NAME_KEYS = ("policy", "costs")
+
+
+def _paths_from_config_folder(config: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Relative paths in a config are read from the config file's folder, so a config can travel with its data.
+
+    (Flags on the command line are read from the working directory, as usual.)
+    """
+    folder = path.expanduser().absolute().parent
+
+    def anchored(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value  # a wrong type is reported where the key is used
+        given = Path(value).expanduser()
+        return str(given if given.is_absolute() else folder / given)
+
+    for key in CONFIG_PATH_KEYS:
+        if key in config:
+            config[key] = anchored(config[key])
+    for key in CONFIG_FILE_OR_NAME_KEYS:
+        value = config.get(key)
+        # A bare name (no folder, no .toml) is a shipped file's name, as for the flag.
+        if isinstance(value, str) and ("/" in value or "\\" in value or value.endswith(".toml")):
+            config[key] = anchored(value)
     return config
 
 
@@ -371,7 +400,8 @@ def main(argv: list[str] | None = None) -> None:
     except HarnessError as error:
         if debug:
             raise
-        console.print(f"[red]error:[/] {escape(str(error))}", highlight=False)  # messages quote server replies
+        # Not wrapped: a message names files and lines, which must stay whole for copying and grep.
+        console.print(f"[red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)  # messages quote server replies
         sys.exit(error.exit_code)
     except click.exceptions.Abort:
         console.print("aborted")

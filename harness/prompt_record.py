@@ -221,13 +221,15 @@ def mismatches(images: Mapping[str, Image.Image], record: Mapping[str, Any]) -> 
 
 
 def _recorded_root(run_dir: Path) -> Path:
+    from harness.data_location import load_run_benchmark, recorded_data_root
     from harness.results import load_run
 
     run, _ = load_run(run_dir)
-    recorded = (run.get("benchmark") or {}).get("data_root")
-    if not recorded:
-        raise HarnessError(f"{run_dir}: run.json records no data root; pass the data root")
-    return Path(recorded)
+    recorded = recorded_data_root(run)
+    if recorded is not None:
+        return recorded
+    categories = list((run.get("benchmark") or {}).get("categories", {})) or None
+    return load_run_benchmark(run, None, categories).root  # the benchmark found its own data (the demo)
 
 
 def _resolve(stored: str, root: Path) -> Path:

@@ -38,7 +38,9 @@ def run_header(runner: Run, run_id: str, data: BenchmarkData, environment: dict[
         "benchmark": {
             "name": data.name,
             "protocol": data.protocol,
-            "data_root": str(data.root),
+            # Null when the benchmark found its own data (the demo, generated in the cache): a reader
+            # asks the benchmark again (`harness.data_location`) instead of one machine's cache path.
+            "data_root": str(data.root) if config.data_root is not None else None,
             "manifest_hash": manifest_hash(data),
             # The user's class file (harness/class_file.py): its descriptions are part of what was asked.
             "class_file": runner.class_file.describe() if runner.class_file else None,

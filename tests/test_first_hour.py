@@ -35,14 +35,34 @@ def test_a_config_file_sets_the_flags_the_readme_says_it_can(tmp_path, capsys, m
     config = _write_config(tmp_path / "configs" / "run.toml", (
         'benchmark = "demo"\nmodels = ["random"]\nlimit = 2\nno-cache = true\noutput-format = "csv"\n'
         'results-dir = "out"\nrun-id = "from-config"\n'))
-    monkeypatch.chdir(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
     code, _, err = run_cli("run", "--config", config, capsys=capsys)
     assert code == 0, err
-    # results-dir is read from the working directory, not the config file's folder (as documented).
-    run_dir = tmp_path / "out" / "from-config"
+    # results-dir is read from the config file's folder, not the working directory (as documented).
+    assert not (elsewhere / "out").exists()
+    run_dir = tmp_path / "configs" / "out" / "from-config"
     assert (run_dir / "run.json").is_file()
     assert list(run_dir.glob("*.csv")), "output-format = \"csv\" wrote no CSV"
     assert not (tmp_path / "cache" / "responses.sqlite").exists(), "no-cache = true still opened the cache"
+
+
+def test_a_configs_data_root_and_class_file_are_read_from_the_configs_folder(tmp_path, capsys, monkeypatch, small_tree):
+    import shutil
+
+    shutil.copytree(small_tree, tmp_path / "line" / "images")
+    (tmp_path / "line" / "classes.toml").write_text(
+        '[label]\nobject = "a printed paper label on a jar"\n', encoding="utf-8")
+    config = _write_config(tmp_path / "line" / "run.toml", (
+        'benchmark = "folder"\ndata-root = "images"\nclasses = "classes.toml"\ncategories = ["label"]\n'
+        'models = ["random"]\nresults-dir = "runs"\nrun-id = "beside-its-data"\nno-cache = true\n'))
+    monkeypatch.chdir(tmp_path)  # not the config's folder: the relative paths must not be read from here
+    code, _, err = run_cli("run", "--config", config, capsys=capsys)
+    assert code == 0, err
+    run = json.loads((tmp_path / "line" / "runs" / "beside-its-data" / "run.json").read_text())
+    assert Path(run["benchmark"]["data_root"]) == (tmp_path / "line" / "images").resolve()
+    assert Path(run["benchmark"]["class_file"]["path"]) == (tmp_path / "line" / "classes.toml").resolve()
 
 
 def test_a_config_gate_threshold_reaches_the_gate(tmp_path, capsys):
@@ -119,6 +139,21 @@ def test_score_matches_the_documented_image_forms_and_names_the_expected_ones_fo
     code, _, err = run_cli("score", "--benchmark", "mvtec-ac", "--category", "bottle", "--predictions", only_absolute,
                            "--format", "jsonl", "--name", "x", "--results-dir", tmp_path / "r", capsys=capsys)
     assert code == 2 and "absolute paths and paths from other folders match nothing" in " ".join(err.split())
+
+
+def test_score_prints_macro_f1_on_one_scale_in_both_tables(tmp_path, capsys):
+    predictions = _jsonl(tmp_path / "p.jsonl", [
+        {"category": "bottle", "image": f"bottle/test/{label}/00{i}.png", "predicted_label": label.replace("_", " ")}
+        for label in ("broken_large", "contamination") for i in range(3)])
+    code, out, err = run_cli("score", "--benchmark", "mvtec-ac", "--category", "bottle", "--predictions", predictions,
+                             "--format", "jsonl", "--name", "x", "--results-dir", tmp_path / "r", capsys=capsys)
+    assert code == 0, err
+    run = json.loads(next((tmp_path / "r").glob("*/run.json")).read_text())
+    macro_f1 = run["metrics"]["imported:x"]["protocols"]["velm"]["macro_f1"]
+    shown = f"{macro_f1:.3f}"
+    # The run table and the per-category table (its bottle row and its mean row) print the same figure.
+    assert out.count(shown) >= 3, out
+    assert f"{100 * macro_f1:.1f}" not in out.replace(f"{100 * run['metrics']['imported:x']['protocols']['velm']['accuracy']:.1f}", "")
 
 
 def test_run_id_is_documented_with_its_real_default(capsys):

@@ -97,3 +97,21 @@ def test_no_run_left_is_an_error_and_an_unknown_id_still_is(results, tmp_path, c
     assert code == 2 and "unknown run id 'no-such-run'" in err
     with pytest.raises(HarnessError, match="not finished"):  # the library call stays strict without `skipped`
         build_report(["unfinished"], results, tmp_path / "strict.html")
+
+
+def test_a_demo_run_records_no_machine_path_and_its_report_writes_nothing_outside_the_cache(tmp_path, capsys):
+    code, _, err = run_cli("run", "--benchmark", "demo", "--models", "random", "--limit", "2", "--run-id", "demo-run",
+                           "--results-dir", tmp_path / "results", capsys=capsys)
+    assert code == 0, err
+    run_json = tmp_path / "results" / "demo-run" / "run.json"
+    run = json.loads(run_json.read_text())
+    assert run["benchmark"]["data_root"] is None  # the demo lives in whichever cache reads it
+    html = build_report(["demo-run"], tmp_path / "results", tmp_path / "a.html", per_model=2).read_text()
+    assert "could not be loaded" not in html and "<img data-pic=" in html
+
+    # A run from before this change records one machine's cache path; a missing one is reported, never created.
+    gone = tmp_path / "elsewhere" / "demo-v1-seed0"
+    run["benchmark"]["data_root"] = str(gone)
+    run_json.write_text(json.dumps(run))
+    html = build_report(["demo-run"], tmp_path / "results", tmp_path / "b.html", per_model=2).read_text()
+    assert "could not be loaded" in html and not (tmp_path / "elsewhere").exists()

@@ -87,7 +87,8 @@ def _warn(imported) -> None:
 
 
 def _category_table(scores: dict, manifest: str) -> Table:
-    figure = leaderboard.figure_pct  # "n/a" for an undefined figure
+    # As in the run table: accuracies in percent, macro-F1 and kappa on their 0-1 scale ("n/a" when undefined).
+    figure, number = leaderboard.figure_pct, leaderboard.figure_num
     velm = scores["protocols"]["velm"]
     anomalous = scores["protocols"]["anomalous"]
     table = Table(title=f"Per category, protocol velm (manifest {manifest})", title_justify="left")
@@ -97,7 +98,7 @@ def _category_table(scores: dict, manifest: str) -> Table:
     for category, entry in velm["categories"].items():
         anom = anomalous["categories"].get(category, {})
         table.add_row(category, str(entry["n"]), figure(entry["accuracy"]), figure(anom.get("accuracy")),
-                      figure(entry["macro_f1"]), figure(entry["kappa"]))
+                      number(entry["macro_f1"]), number(entry["kappa"]))
     table.add_row("mean", str(velm["n"]), figure(velm["accuracy"]), figure(anomalous["accuracy"]),
-                  figure(velm["macro_f1"]), figure(velm["kappa"]), style="bold")
+                  number(velm["macro_f1"]), number(velm["kappa"]), style="bold")
     return table

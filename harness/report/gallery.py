@@ -29,6 +29,7 @@ from typing import Any
 
 from PIL import Image
 
+from harness.data_location import load_run_benchmark, recorded_data_root
 from harness.errors import BadInputError, HarnessError
 from harness.images import load_mask, load_rgb
 from harness.metrics import outcome_of
@@ -127,8 +128,7 @@ class _Pictures:
 
     def __init__(self, run: RunFolder, data_root: Path | None):
         self.run = run
-        recorded = run.run["benchmark"].get("data_root")
-        self.root = data_root or (Path(recorded) if recorded else None)
+        self.root = data_root or recorded_data_root(run.run)  # None: the benchmark finds its own data
         self.samples: dict[str, Sample] = {}
         self.mode = run_gate_mode(run)
         self.references: dict[str, Path | None] = {}
@@ -139,19 +139,17 @@ class _Pictures:
 
     def _load_benchmark(self) -> None:
         """Masks and references come from the benchmark; without it the gallery shows queries only."""
-        from harness.plugins import get_registry
-
         name = self.run.run["benchmark"]["name"]
         categories = list(self.run.run["benchmark"].get("categories", {})) or None
         try:
-            benchmark = get_registry().get("benchmarks", name).obj
-            data = benchmark.load(self.root, categories)
+            data = load_run_benchmark(self.run.run, self.root, categories)
+            self.root = data.root
             recorded = self.run.run["benchmark"].get("class_file")  # its fixed references (harness/class_file.py)
             if recorded:
                 apply_class_file(data, read_class_file(Path(recorded["path"])))
         except (HarnessError, OSError) as error:
             self.notes.append(
-                f"Run {self.run.run_id}: benchmark {name!r} could not be loaded from {self.root} ({error}); "
+                f"Run {self.run.run_id}: benchmark {name!r} could not be loaded from {self.root or 'where it keeps its data'} ({error}); "
                 "the gallery shows query images only (no reference, no outline). Pass --data-root if the data moved."
             )
             return
