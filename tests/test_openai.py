@@ -36,8 +36,8 @@ from harness.prompts import image_digest
 from harness.results import load_run
 from harness.runner import Run, RunConfig
 from harness.types import ClassInfo, ImagePart, Message, Prompt, TextPart
+from harness.backend_kit import KEYLESS_PLACEHOLDER
 from harness_openai.classifier import (
-    KEYLESS_PLACEHOLDER,
     MalformedResponseError,
     OpenAIClassifier,
     OpenAIOptions,

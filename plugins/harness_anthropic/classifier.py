@@ -61,38 +61,27 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from harness.backend_kit import (
-    class_answer_schema, configured_base_url, describe_hosted, hosted_endpoint, import_sdk, without_endpoint_options,
-    KEYLESS_PLACEHOLDER, http_backend, is_encoded, is_rate_limited_sdk_error, is_sdk_timeout, is_transient_sdk_error,
-    png_base64, scrub_secret, sdk_retry_after,
-)
-from harness.classifiers import Capabilities, Classifier, ClassifierOptions
-from harness.errors import HarnessError
+from harness.backend_kit import class_answer_schema, is_encoded, png_base64
+from harness.classifiers import Capabilities
+from harness.hosted import HostedClassifier, HostedOptions, MalformedResponseError
 from harness.types import ImagePart, Prompt, Response, TextPart
+
+__all__ = ["AnthropicClassifier", "AnthropicOptions", "MalformedResponseError"]
 
 PIP_HINT = "pip install 'anomaly-harness[anthropic]'"
 #: Where the SDK sends requests when neither the base_url option nor ANTHROPIC_BASE_URL says.
 DEFAULT_BASE_URL = "https://api.anthropic.com"
-#: Sent as the key to a keyless server behind ``base_url`` (a local proxy, say).
 #: The last Messages API version that accepts sampling parameters (temperature, top_p, top_k).
 LEGACY_API_VERSION = "2023-06-01"
 #: The tool a structured answer is asked for through.
 TOOL_NAME = "report_defect_class"
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-#: Headers that carry credentials: never accepted as options (options are written to run.json).
-_SECRET_HEADERS = {"authorization", "proxy-authorization", "api-key", "x-api-key", "cookie"}
 
 
-class MalformedResponseError(Exception):
-    """The server answered 200 with a body that is not a message (not JSON, or missing fields)."""
-
-
-class AnthropicOptions(ClassifierOptions):
+class AnthropicOptions(HostedOptions):
     base_url: str | None = Field(
         None, description="API base URL; None: the SDK's default (ANTHROPIC_BASE_URL, else api.anthropic.com)"
     )
@@ -115,7 +104,6 @@ class AnthropicOptions(ClassifierOptions):
     api_version: str | None = Field(
         None, description="the anthropic-version header; None: the SDK's default (2026-10-21 for anthropic 2.x)"
     )
-    max_tokens: int = Field(64, ge=1, description="most tokens the model may generate")
     structured_output: bool = Field(
         False, description=f"answer through a forced tool ({TOOL_NAME}) whose input schema enumerates the candidate class names"
     )
@@ -124,20 +112,10 @@ class AnthropicOptions(ClassifierOptions):
         description="extra HTTP headers, e.g. anthropic-beta (not for credentials: options are recorded in run.json)",
     )
 
-    @field_validator("api_key_env")
-    @classmethod
-    def _env_name(cls, value: str) -> str:
-        # Never echo the value: it may be a key pasted in by mistake.
-        if not _ENV_NAME.match(value):
-            raise ValueError("must be the NAME of an environment variable (letters, digits, '_'), not the key itself")
-        return value
-
     @field_validator("extra_headers")
     @classmethod
-    def _no_credentials(cls, value: dict[str, str]) -> dict[str, str]:
-        secret = sorted(name for name in value if name.lower() in _SECRET_HEADERS)
-        if secret:
-            raise ValueError(f"header(s) {', '.join(secret)} carry credentials; set the key through api_key_env")
+    def _no_version_header(cls, value: dict[str, str]) -> dict[str, str]:
+        # (Credential headers are refused by HostedOptions.)
         if any(name.lower() == "anthropic-version" for name in value):
             raise ValueError("set the API version with the api_version option, not a header")
         return value
@@ -153,7 +131,7 @@ class AnthropicOptions(ClassifierOptions):
         return self
 
 
-class AnthropicClassifier(Classifier):
+class AnthropicClassifier(HostedClassifier):
     """Messages API with base64 image blocks."""
 
     plugin = "anthropic"
@@ -162,49 +140,34 @@ class AnthropicClassifier(Classifier):
     requires_model_id = True
     capabilities = Capabilities(max_images=None)
     options: AnthropicOptions
+    sdk_module = "anthropic"
+    pip_hint = PIP_HINT
+    base_url_env = "ANTHROPIC_BASE_URL"
+    default_base_url = DEFAULT_BASE_URL
 
     def __init__(self, model_id: str | None, options: AnthropicOptions):
         super().__init__(model_id, options)
-        self._anthropic = import_sdk("anthropic", PIP_HINT)
-        self._base_url = configured_base_url(options.base_url, "ANTHROPIC_BASE_URL")  # None: DEFAULT_BASE_URL
-        self._api_version = options.api_version or _sdk_api_version(self._anthropic)
+        self._api_version = options.api_version or _sdk_api_version(self._sdk)
         self._env_api_headers = _env_api_headers()
-        self._key = self._resolve_key()
         self._client: Any = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
-        self._http_backend = http_backend()
 
     # -- configuration
 
-    def endpoint(self) -> dict[str, Any]:
-        """The server and API version that answer (see the module docstring); no credentials."""
-        selectors: dict[str, Any] = {"api_version": self._api_version or f"default of anthropic {self._anthropic.__version__}"}
+    def endpoint_selectors(self) -> dict[str, Any]:
+        """The API version and the ``anthropic-*`` environment headers (see the module docstring)."""
+        selectors: dict[str, Any] = {"api_version": self._api_version or f"default of anthropic {self._sdk.__version__}"}
         if self._env_api_headers:
             selectors["env_headers"] = dict(self._env_api_headers)
-        return hosted_endpoint(self._base_url, DEFAULT_BASE_URL, **selectors)
-
-    def answer_options(self) -> dict[str, Any]:
-        """Answer options without ``base_url`` and ``api_version``: the endpoint holds them, resolved."""
-        return without_endpoint_options(super().answer_options())
-
-    def _resolve_key(self) -> str:
-        key = os.environ.get(self.options.api_key_env)
-        if key:
-            return key
-        if self._base_url:
-            return KEYLESS_PLACEHOLDER
-        raise HarnessError(
-            f"model {self.spec!r}: no API key; set the {self.options.api_key_env} environment variable "
-            "(or the option api_key_env to the variable that holds it)"
-        )
+        return selectors
 
     def _get_client(self) -> Any:
         # One client per event loop: an httpx connection pool belongs to the loop that opened it.
         loop = asyncio.get_running_loop()
         if self._client is None or self._client_loop is not loop:
-            self._client = self._anthropic.AsyncAnthropic(
+            self._client = self._sdk.AsyncAnthropic(
                 # The SDK's aiohttp transport when installed: less client CPU per request (harness.backend_kit).
-                http_client=self._anthropic.DefaultAioHttpClient() if self._http_backend == "aiohttp" else None,
+                http_client=self._sdk.DefaultAioHttpClient() if self._http_backend == "aiohttp" else None,
                 api_key=self._key,  # explicit: the SDK then consults no other credential source
                 base_url=self._base_url or DEFAULT_BASE_URL,  # explicit: the SDK reads no environment variable for it
                 timeout=self.options.timeout_s,
@@ -262,8 +225,8 @@ class AnthropicClassifier(Classifier):
             message = await client.messages.create(**request)
         except json.JSONDecodeError as error:
             raise MalformedResponseError(f"the server's 200 response is not valid JSON ({error})") from None
-        except self._anthropic.AnthropicError as error:
-            scrub_secret(error, self._key)
+        except self._sdk.AnthropicError as error:
+            self.scrub(error)
             raise
         return self.parse_message(message)
 
@@ -293,25 +256,11 @@ class AnthropicClassifier(Classifier):
                         structured=tool_input is not None,
                         served_model=served if isinstance(served, str) and served else None)
 
-    def is_deterministic(self) -> bool:
-        """Only an explicit temperature 0 is greedy; None leaves sampling to the server's default."""
-        return self.options.temperature == 0.0
-
     # -- error semantics
 
-    def should_retry(self, error: BaseException) -> bool:
-        if isinstance(error, (MalformedResponseError, getattr(self._anthropic, "RetryableError", MalformedResponseError))):
-            return True
-        return is_transient_sdk_error(self._anthropic, error)
-
-    def is_rate_limited(self, error: BaseException) -> bool:
-        return is_rate_limited_sdk_error(self._anthropic, error)
-
-    def retry_after(self, error: BaseException) -> float | None:
-        return sdk_retry_after(self._anthropic, error)
-
-    def is_timeout(self, error: BaseException) -> bool:
-        return is_sdk_timeout(self._anthropic, error)
+    def extra_transient_errors(self) -> tuple[type[BaseException], ...]:
+        retryable = getattr(self._sdk, "RetryableError", None)  # raised by the SDK's middleware
+        return (retryable,) if retryable is not None else ()
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
@@ -320,7 +269,7 @@ class AnthropicClassifier(Classifier):
         self._client_loop = None
 
     def describe(self) -> dict[str, Any]:
-        described = describe_hosted(self, self._anthropic, self._http_backend, keyless=self._key == KEYLESS_PLACEHOLDER)
+        described = super().describe()
         described["api_version"] = self.endpoint()["api_version"]
         return described
 

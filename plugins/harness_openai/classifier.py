@@ -57,39 +57,27 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import re
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from harness.backend_kit import (
-    class_answer_schema, configured_base_url, describe_hosted, hosted_endpoint, import_sdk, without_endpoint_options,
-    KEYLESS_PLACEHOLDER, ClientLanes, http_backend, is_encoded, is_rate_limited_sdk_error, is_sdk_timeout,
-    is_transient_sdk_error, png_base64, scrub_secret, sdk_retry_after,
-)
-from harness.classifiers import Capabilities, Classifier, ClassifierOptions
-from harness.errors import HarnessError
+from harness.backend_kit import ClientLanes, class_answer_schema, is_encoded, png_base64
+from harness.classifiers import Capabilities
+from harness.hosted import HostedClassifier, HostedOptions, MalformedResponseError
 from harness.types import ImagePart, Prompt, Response, TextPart
+
+__all__ = ["MalformedResponseError", "OpenAIClassifier", "OpenAIOptions"]
 
 PIP_HINT = "pip install 'anomaly-harness[openai]'"
 #: Where the SDK sends requests when neither the base_url option nor OPENAI_BASE_URL says.
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-#: Sent as the key to a keyless local server (vLLM, Ollama, llama.cpp ignore it).
 #: Name of the function/schema the structured answer is asked for under.
 SCHEMA_NAME = "defect_class"
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-#: Headers that carry credentials: never accepted as options (options are written to run.json).
-_SECRET_HEADERS = {"authorization", "proxy-authorization", "api-key", "x-api-key", "cookie"}
 #: Request options of ``chat.completions.create``: the API key as a bearer token (not the admin key).
 _REQUEST_OPTIONS = {"security": {"bearer_auth": True}}
 
 
-class MalformedResponseError(Exception):
-    """The server answered 200 with a body that is not a chat completion (not JSON, or missing fields)."""
-
-
-class OpenAIOptions(ClassifierOptions):
+class OpenAIOptions(HostedOptions):
     base_url: str | None = Field(
         None,
         description=(
@@ -105,7 +93,6 @@ class OpenAIOptions(ClassifierOptions):
         ),
     )
     temperature: float | None = Field(0.0, ge=0.0, le=2.0, description="sampling temperature; None: the server's default")
-    max_tokens: int = Field(64, ge=1, description="most tokens the model may generate")
     token_limit_field: Literal["auto", "max_tokens", "max_completion_tokens"] = Field(
         "auto",
         description=(
@@ -118,32 +105,12 @@ class OpenAIOptions(ClassifierOptions):
     structured_output: bool = Field(
         False, description="ask for JSON {\"class\": ...} constrained to the candidate class names (response_format json_schema)"
     )
-    extra_headers: dict[str, str] = Field(
-        default_factory=dict,
-        description="extra HTTP headers (not for credentials: options are recorded in run.json; use api_key_env)",
-    )
     extra_body: dict[str, Any] = Field(
         default_factory=dict, description="extra JSON fields merged into each request (server-specific, e.g. vLLM's top_k)"
     )
 
-    @field_validator("api_key_env")
-    @classmethod
-    def _env_name(cls, value: str) -> str:
-        # Never echo the value: it may be a key pasted in by mistake.
-        if not _ENV_NAME.match(value):
-            raise ValueError("must be the NAME of an environment variable (letters, digits, '_'), not the key itself")
-        return value
 
-    @field_validator("extra_headers")
-    @classmethod
-    def _no_credentials(cls, value: dict[str, str]) -> dict[str, str]:
-        secret = sorted(name for name in value if name.lower() in _SECRET_HEADERS)
-        if secret:
-            raise ValueError(f"header(s) {', '.join(secret)} carry credentials; set the key through api_key_env")
-        return value
-
-
-class OpenAIClassifier(Classifier):
+class OpenAIClassifier(HostedClassifier):
     """Chat Completions with image parts; works with any OpenAI-compatible server."""
 
     plugin = "openai"
@@ -152,35 +119,16 @@ class OpenAIClassifier(Classifier):
     requires_model_id = True
     capabilities = Capabilities(max_images=None)
     options: OpenAIOptions
+    sdk_module = "openai"
+    pip_hint = PIP_HINT
+    base_url_env = "OPENAI_BASE_URL"
+    default_base_url = DEFAULT_BASE_URL
 
     def __init__(self, model_id: str | None, options: OpenAIOptions):
         super().__init__(model_id, options)
-        self._openai = import_sdk("openai", PIP_HINT)
-        self._base_url = configured_base_url(options.base_url, "OPENAI_BASE_URL")  # None: DEFAULT_BASE_URL
-        self._key = self._resolve_key()
         self._lanes: ClientLanes | None = None
-        self._http_backend = http_backend()
 
     # -- configuration
-
-    def endpoint(self) -> dict[str, Any]:
-        """The server that answers: ``{"base_url": ...}`` after OPENAI_BASE_URL and the default (no credentials)."""
-        return hosted_endpoint(self._base_url, DEFAULT_BASE_URL)
-
-    def answer_options(self) -> dict[str, Any]:
-        """Answer options without ``base_url``: the endpoint holds it, resolved."""
-        return without_endpoint_options(super().answer_options())
-
-    def _resolve_key(self) -> str:
-        key = os.environ.get(self.options.api_key_env)
-        if key:
-            return key
-        if self._base_url:
-            return KEYLESS_PLACEHOLDER
-        raise HarnessError(
-            f"model {self.spec!r}: no API key; set the {self.options.api_key_env} environment variable "
-            "(or the option api_key_env to the variable that holds it, or base_url for a keyless local server)"
-        )
 
     def _token_field(self) -> str:
         if self.options.token_limit_field != "auto":
@@ -195,8 +143,8 @@ class OpenAIClassifier(Classifier):
         return self._lanes
 
     def _new_client(self) -> Any:
-        return self._openai.AsyncOpenAI(
-            http_client=self._openai.DefaultAioHttpClient() if self._http_backend == "aiohttp" else None,
+        return self._sdk.AsyncOpenAI(
+            http_client=self._sdk.DefaultAioHttpClient() if self._http_backend == "aiohttp" else None,
             api_key=self._key,
             base_url=self._base_url or DEFAULT_BASE_URL,  # explicit: the SDK reads no environment variable for it
             timeout=self.options.timeout_s,
@@ -255,8 +203,8 @@ class OpenAIClassifier(Classifier):
                 # typed-dict annotations cost ~0.8 ms of CPU per request (more with images) and is the
                 # identity for these parameters (tests/test_openai.py compares the bytes on the wire).
                 raw = await client.post("/chat/completions", body=body, cast_to=bytes, options=_REQUEST_OPTIONS)
-        except self._openai.OpenAIError as error:
-            scrub_secret(error, self._key)
+        except self._sdk.OpenAIError as error:
+            self.scrub(error)
             raise
         return self.parse_completion(raw)
 
@@ -286,34 +234,10 @@ class OpenAIClassifier(Classifier):
         return Response(text=content, tokens_in=tokens_in, tokens_out=tokens_out, refused=finish_reason == "content_filter",
                         structured=self.options.structured_output, served_model=served_model)
 
-    def is_deterministic(self) -> bool:
-        """Only an explicit temperature 0 is greedy; None leaves sampling to the server's default."""
-        return self.options.temperature == 0.0
-
-    # -- error semantics
-
-    def should_retry(self, error: BaseException) -> bool:
-        if isinstance(error, MalformedResponseError):
-            return True
-        return is_transient_sdk_error(self._openai, error)
-
-    def is_rate_limited(self, error: BaseException) -> bool:
-        return is_rate_limited_sdk_error(self._openai, error)
-
-    def retry_after(self, error: BaseException) -> float | None:
-        return sdk_retry_after(self._openai, error)
-
-    def is_timeout(self, error: BaseException) -> bool:
-        return is_sdk_timeout(self._openai, error)
-
     async def aclose(self) -> None:
         lanes, self._lanes = self._lanes, None
         if lanes is not None and lanes.loop is asyncio.get_running_loop():
             await lanes.aclose()
-
-    def describe(self) -> dict[str, Any]:
-        return describe_hosted(self, self._openai, self._http_backend, keyless=self._key == KEYLESS_PLACEHOLDER)
-
 
 # ----------------------------------------------------------------------------- helpers
 
