@@ -24,7 +24,7 @@ from harness import __version__, answers, class_order, failfast, leaderboard
 from harness.classifiers import split_model_list
 from harness.errors import HarnessError
 from harness.options import describe_options
-from harness.plugins import Registry, get_registry
+from harness.plugins import PLUGIN_KINDS, Registry, get_registry
 from harness.results import load_run
 from harness.runner import Run, RunConfig
 
@@ -336,19 +336,13 @@ def leaderboard_command(results_dirs: tuple[Path, ...], output: Path | None) -> 
     out.print(f"wrote {output}")
 
 
-_KINDS = [
-    ("benchmarks", "Benchmarks"), ("gates", "Gates"), ("classifiers", "Classifiers"),
-    ("templates", "Prompt templates"), ("writers", "Result writers"),
-]
-
-
 @cli.command(name="list")
 @click.option("--verbose", "-v", is_flag=True, help="Also list each gate's and classifier's options.")
 def list_command(verbose: bool) -> None:
     """Show registered benchmarks, gates, classifiers, templates and writers, with their plugins."""
     registry = get_registry()
     _warn_failures(registry)
-    for kind, title in _KINDS:
+    for kind, title in ((k.table, k.title) for k in PLUGIN_KINDS):
         table = Table(title=title, title_justify="left")
         for column in ("name", "plugin", "version", "description"):
             table.add_column(column)

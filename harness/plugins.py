@@ -71,25 +71,37 @@ class Registry:
         failed = [f.plugin for f in self.failures]
         if failed:
             hint = f" (plugins that failed to load: {', '.join(failed)}; see `harness plugins`)"
-        singular = kind[:-1] if kind.endswith("s") else kind
-        raise UnknownNameError(f"unknown {singular} {name!r}; registered: {known}{hint}")
+        raise UnknownNameError(f"unknown {_KIND_OF_TABLE[kind].singular} {name!r}; registered: {known}{hint}")
 
 
-# Kinds registered through a hook, and the attribute naming each registered object.
-_REGISTRATION_HOOKS = {
-    "benchmarks": "register_benchmarks",
-    "gates": "register_gates",
-    "classifiers": "register_classifiers",
-    "templates": "register_prompt_templates",
-    "writers": "register_result_writers",
-}
+@dataclass(frozen=True)
+class PluginKind:
+    """One kind of thing plugins register: its registry table, hook, labels and naming attribute."""
+
+    table: str  # the Registry attribute, e.g. "gates"
+    hook: str  # the hookspec that registers it
+    singular: str  # "gate", in messages
+    title: str  # "Gates", in `harness list`
+    name_attr: str = "name"  # the attribute naming a registered object
+
+
+#: The kinds, in display order: the one table the registry, `harness list`, `harness plugins` and
+#: `harness.testing.plugin_of` read.
+PLUGIN_KINDS: tuple[PluginKind, ...] = (
+    PluginKind("benchmarks", "register_benchmarks", "benchmark", "Benchmarks"),
+    PluginKind("gates", "register_gates", "gate", "Gates"),
+    PluginKind("classifiers", "register_classifiers", "classifier", "Classifiers", name_attr="plugin"),
+    PluginKind("templates", "register_prompt_templates", "template", "Prompt templates"),
+    PluginKind("writers", "register_result_writers", "writer", "Result writers"),
+)
+_KIND_OF_TABLE = {kind.table: kind for kind in PLUGIN_KINDS}
 
 
 def _name_of(kind: str, obj: Any) -> str:
-    attr = "plugin" if kind == "classifiers" else "name"
+    attr = _KIND_OF_TABLE[kind].name_attr
     name = getattr(obj, attr, None)
     if not isinstance(name, str) or not name:
-        raise PluginError(f"a registered {kind[:-1]} has no {attr!r} attribute: {obj!r}")
+        raise PluginError(f"a registered {_KIND_OF_TABLE[kind].singular} has no {attr!r} attribute: {obj!r}")
     return name
 
 
@@ -154,8 +166,8 @@ def load_registry(
             "Check the spelling against harness/hookspecs.py."
         ) from error
 
-    for kind, hook_name in _REGISTRATION_HOOKS.items():
-        _collect(registry, kind, getattr(pm.hook, hook_name))
+    for kind in PLUGIN_KINDS:
+        _collect(registry, kind.table, getattr(pm.hook, kind.hook))
     return registry
 
 

@@ -93,7 +93,7 @@ def test_every_hook_is_documented():
     assert len(specs) >= 5
     for name, function in specs:
         assert (function.__doc__ or "").strip(), f"hook {name} has no docstring"
-    assert set(plugins._REGISTRATION_HOOKS.values()) <= {name for name, _ in specs}
+    assert {kind.hook for kind in plugins.PLUGIN_KINDS} <= {name for name, _ in specs}
 
 
 # -- overriding and shadowing --------------------------------------------------------------------

@@ -19,13 +19,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from harness.plugins import Registry, get_registry
+from harness.plugins import PLUGIN_KINDS, Registry, get_registry
 
-#: Registry tables in display order, with their singular labels.
-KINDS = (
-    ("benchmarks", "benchmark"), ("gates", "gate"), ("classifiers", "classifier"),
-    ("templates", "template"), ("writers", "writer"),
-)
 LIFECYCLE_HOOKS = ("harness_run_started", "harness_sample_done", "harness_run_finished")
 
 
@@ -44,7 +39,7 @@ class PluginInfo:
 def describe_plugins(registry: Registry) -> list[PluginInfo]:
     """A `PluginInfo` per loaded plugin, sorted by name (``builtin`` first)."""
     infos = {name: PluginInfo(name, dist, version) for name, (dist, version) in registry.plugins.items()}
-    for kind, _ in KINDS:
+    for kind in (k.table for k in PLUGIN_KINDS):
         for name, provided in getattr(registry, kind).items():
             if provided.plugin in infos:
                 infos[provided.plugin].registers.setdefault(kind, []).append(name)
