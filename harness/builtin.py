@@ -1,4 +1,4 @@
-"""The core's own plugin: the gates that need no model, and the CSV result writer.
+"""The core's own plugin: the gates that need no model, the CSV result writer, the core commands.
 
 Registered through the same hooks as every other plugin, ``trylast`` so a
 plugin may replace any of them by registering the same name.
@@ -37,6 +37,15 @@ class CsvWriter(ResultWriter):
                 writer.writerow({**record, "gate_score": gate.get("score"), "gate_flagged": gate.get("flagged"),
                                  "prompt_region": shown.get("region")})
         return path
+
+
+@hookimpl(tryfirst=True)
+def register_commands(cli):
+    # Called before the plugins' implementations, so a plugin's command of the same name wins, as before.
+    from harness.commands import core_commands
+
+    for command in core_commands():
+        cli.add_command(command)
 
 
 @hookimpl(trylast=True)

@@ -358,28 +358,23 @@ def list_command(verbose: bool) -> None:
 
 
 # Core commands defined in harness/commands/ (one module per feature).
-# --- command modules: add one import + add_command pair per module below ---
-from harness.commands.plugins import plugins_command  # noqa: E402
-cli.add_command(plugins_command)
-from harness.commands.report import report as _report_command  # noqa: E402
-cli.add_command(_report_command)
-from harness.commands.compare import compare as _compare_command  # noqa: E402
-cli.add_command(_compare_command)
-from harness.commands.act import act as _act_command, decision_tables  # noqa: E402
-cli.add_command(_act_command)
-from harness.commands.score import score as _score_command  # noqa: E402
-cli.add_command(_score_command)
-from harness.commands.cache import cache as _cache_command  # noqa: E402
-cli.add_command(_cache_command)
-from harness.commands.classes import classes as _classes_command  # noqa: E402
-cli.add_command(_classes_command)
-# --- end of command modules ---
+# The other core commands (report, compare, act, score, plugins, cache, classes) are registered by
+# the core's own plugin through `register_commands`, as any plugin's are (harness/builtin.py).
+from harness.commands.act import decision_tables  # noqa: E402
 
 
 def _add_plugin_commands() -> None:
+    """Every plugin's commands, the core's own first; a plugin whose hook fails is named, not fatal."""
     registry = get_registry()
-    if registry.manager is not None:
-        registry.manager.hook.register_commands(cli=cli)
+    if registry.manager is None:
+        return
+    # pluggy calls implementations from the end of this list; the later call wins a shared name.
+    for impl in reversed(registry.manager.hook.register_commands.get_hookimpls()):
+        try:
+            impl.function(cli=cli)
+        except Exception as error:  # the other plugins' commands, and the core's, must still work
+            console.print(f"[yellow]warning:[/] plugin {impl.plugin_name!r}: register_commands failed "
+                          f"({type(error).__name__}: {escape(str(error))}); its commands are missing", highlight=False)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -129,3 +129,28 @@ def test_plugins_that_failed_to_load_are_listed_with_a_hint(tmp_path, monkeypatc
 def test_describe_plugins_without_entry_points_has_only_the_builtin():
     infos = describe_plugins(load_registry(entry_points=False))
     assert [i.name for i in infos] == ["builtin"]
+
+
+def test_the_core_commands_come_through_register_commands_like_a_plugins():
+    infos = describe_plugins(load_registry(entry_points=False))
+    assert infos[0].registers["commands"] == ["act", "cache", "classes", "compare", "plugins", "report", "score"]
+
+
+def test_a_plugin_command_of_a_core_commands_name_replaces_it(harness_plugins, capsys):
+    @click.command(name="report")
+    def my_report():
+        click.echo("my report")
+
+    harness_plugins.register(plugin_of(commands=[my_report]), name="mine")
+    code, out, _ = run_cli("report", capsys=capsys)
+    assert code == 0 and "my report" in out
+
+
+def test_a_plugin_whose_register_commands_raises_leaves_the_other_commands_working(harness_plugins, capsys):
+    def register_commands(cli):
+        raise RuntimeError("no commands today")
+
+    harness_plugins.register(type("P", (), {"register_commands": staticmethod(hookimpl(register_commands))}), name="bad")
+    code, out, err = run_cli("cache", "--help", capsys=capsys)
+    assert code == 0 and "info" in out
+    assert "plugin 'bad': register_commands failed (RuntimeError: no commands today)" in " ".join(err.split())
