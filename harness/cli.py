@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +19,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from harness import __version__, answers, class_order, failfast, leaderboard
-from harness.classifiers import split_model_list
+from harness import __version__, class_order, failfast, leaderboard
+from harness.run_options import config_values, load_config_file, run_flags
 from harness.errors import HarnessError
 from harness.options import describe_options
 from harness.plugins import PLUGIN_KINDS, Registry, get_registry
@@ -61,109 +60,12 @@ def _configure_logging(debug: bool) -> None:
             logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.INFO)
 
 
-CONFIG_KEYS = {
-    "benchmark", "data-root", "category", "categories", "gate", "models", "prompt", "seed", "limit",
-    "results-dir", "run-id", "shots", "output-formats", "gate-options", "model-options", "prices",
-    "allow-partial",
-    "class-order", "repeats", "policy", "costs", "answers", "classes",
-    "gate-threshold", "no-cache", "output-format",
-}
-# Flags that act on one invocation rather than describe a run: a config file cannot set them.
-CLI_ONLY_FLAGS = {"config", "resume", "retry-errors"}
-
-
-def _load_config(path: Path | None) -> dict[str, Any]:
-    """Read a TOML run config; keys may use dashes or underscores; an unknown key is an error."""
-    if path is None:
-        return {}
-    try:
-        with path.open("rb") as handle:
-            config = {key.replace("_", "-"): value for key, value in tomllib.load(handle).items()}
-    except FileNotFoundError:
-        raise HarnessError(f"{path}: run config not found") from None
-    except tomllib.TOMLDecodeError as error:
-        raise HarnessError(f"{path}: not valid TOML ({error})") from None
-    cli_only = sorted(set(config) & CLI_ONLY_FLAGS)
-    if cli_only:
-        raise HarnessError(f"{path}: {', '.join(cli_only)} can only be given on the command line "
-                           f"(--{' --'.join(cli_only)}), not in a run config")
-    if "output-format" in config and "output-formats" in config:
-        raise HarnessError(f"{path}: give output-format or output-formats (the same key), not both")
-    unknown = sorted(set(config) - CONFIG_KEYS)
-    if unknown:
-        raise HarnessError(f"{path}: unknown key(s) {', '.join(unknown)}; expected some of {', '.join(sorted(CONFIG_KEYS))}")
-    return _paths_from_config_folder(config, path)
-
-
-# Keys whose values are paths; `policy` and `costs` may also be the name of a shipped file.
-CONFIG_PATH_KEYS = ("data-root", "results-dir", "prices", "classes")
-CONFIG_FILE_OR_NAME_KEYS = ("policy", "costs")
-
-
-def _paths_from_config_folder(config: dict[str, Any], path: Path) -> dict[str, Any]:
-    """Relative paths in a config are read from the config file's folder, so a config can travel with its data.
-
-    (Flags on the command line are read from the working directory, as usual.)
-    """
-    folder = path.expanduser().absolute().parent
-
-    def anchored(value: Any) -> Any:
-        if not isinstance(value, str):
-            return value  # a wrong type is reported where the key is used
-        given = Path(value).expanduser()
-        return str(given if given.is_absolute() else folder / given)
-
-    for key in CONFIG_PATH_KEYS:
-        if key in config:
-            config[key] = anchored(config[key])
-    for key in CONFIG_FILE_OR_NAME_KEYS:
-        value = config.get(key)
-        # A bare name (no folder, no .toml) is a shipped file's name, as for the flag.
-        if isinstance(value, str) and ("/" in value or "\\" in value or value.endswith(".toml")):
-            config[key] = anchored(value)
-    return config
-
-
 @cli.command()
-@click.option("--benchmark", "-b", default=None, help="Benchmark name (see `harness list`). [default: demo]")
-@click.option("--data-root", type=click.Path(path_type=Path), default=None, help="Where the benchmark's data lives.")
-@click.option("--category", "categories", multiple=True, help="Evaluate only this category (repeatable).")
-@click.option("--gate", default=None, help="Detector gate: oracle, none, ... [default: oracle]")
+@run_flags
 @click.option("--gate-threshold", type=float, default=None,
               help="Fixed gate threshold instead of the calibrated one (recorded as a user override).")
-@click.option("--models", "-m", default=None, help="Comma-separated model specs: PLUGIN or PLUGIN:MODEL_ID.")
-@click.option("--prompt", default=None, help="Prompt template name. [default: velm]")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
               help="TOML run config: defaults for these flags, plus [gate-options] and [model-options.\"SPEC\"] tables.")
-@click.option("--seed", type=int, default=None, help="Seed for reference choice, subsets, bootstrap. [default: 0]")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N test images per category (seeded subset).")
-@click.option("--shots", type=click.IntRange(min=0), default=None,
-              help="Draw K labelled examples per defect class from the test set (seeded) for few-shot models "
-                   "and prompts; they are scored for no model. [default: 0]")
-@click.option("--class-order", type=click.Choice(["given", "shuffle"]), default=None,
-              help="Candidate class order: given, or shuffle (with --repeats N: repeat 0 in the given order, "
-                   "then N-1 seeded shuffles) to measure position bias. [default: given]")
-@click.option("--repeats", type=click.IntRange(min=1), default=None,
-              help="Ask every model N times, once per class order (needs --class-order shuffle). [default: 1]")
-@click.option("--results-dir", type=click.Path(path_type=Path), default=None, help="Where run folders go. [default: results]")
-@click.option("--run-id", default=None, help="Name of the run folder. [default: UTC time, benchmark and a random suffix, e.g. 20260101-120000-demo-1a2b3c]")
-@click.option("--output-format", "output_formats", multiple=True, help="Extra result format (e.g. csv), repeatable.")
-@click.option("--prices", type=click.Path(path_type=Path), default=None,
-              help="TOML price table (USD per million tokens by model spec) extending the packaged one.")
-@click.option("--policy", default=None, metavar="FILE|NAME",
-              help="Decision policy TOML (or shipped: demo, mvtec-ac): every record gets the action of its "
-                   "predicted and true class; run.json reports action accuracy, escapes, overkill.")
-@click.option("--costs", default=None, metavar="FILE|NAME",
-              help="Cost matrix TOML for --policy (true action x action taken), or shipped: costs-example.")
-@click.option("--allow-partial", is_flag=True,
-              help="When the data root differs from a benchmark's released file list, evaluate only the files "
-                   "present in both (the difference is recorded in run.json) instead of stopping.")
-@click.option("--answers", "answers_mode", type=click.Choice(answers.MODES), default=None,
-              help="How replies are read: lenient (every rule of harness/answers.py) or strict (only structured, "
-                   "JSON, exact and final-answer readings; anything else is unparseable). [default: lenient]")
-@click.option("--classes", "classes", type=click.Path(path_type=Path), default=None, metavar="FILE",
-              help="Class file (TOML) with your object, class names and descriptions, laid over the benchmark's. "
-                   "[default: DATA_ROOT/classes.toml when present]")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the response cache.")
 @click.option("--resume", "resume_id", default=None, metavar="RUN_ID",
               help="Finish an interrupted run in --results-dir with its recorded config; finished samples are kept, "
@@ -178,58 +80,15 @@ def run(**flags: Any) -> None:
     if retry_errors and not resume_id:
         raise HarnessError("--retry-errors asks a finished run's failed samples again: give the run with --resume RUN_ID")
     config_path = flags.pop("config_path")
-    file_config = _load_config(config_path)
+    file_config = load_config_file(config_path)
     gate_threshold = flags.pop("gate_threshold")
     if gate_threshold is None:
         gate_threshold = file_config.get("gate-threshold")
     use_cache = not (flags.pop("no_cache") or file_config.get("no-cache", False))
-    allow_partial = flags.pop("allow_partial")
-    if "output-format" in file_config:  # the flag's own name, beside the older plural spelling
-        file_config["output-formats"] = file_config.pop("output-format")
-    if isinstance(file_config.get("output-formats"), str):
-        file_config["output-formats"] = [file_config["output-formats"]]
-
-    def pick(name: str, default: Any = None) -> Any:
-        value = flags.get(name)
-        if value not in (None, ()):
-            return value
-        return file_config.get(name.replace("_", "-"), default)
-
-    models = pick("models")
-    if isinstance(models, str):
-        models = split_model_list(models)
-    categories = pick("categories") or pick("category")
-    if isinstance(categories, str):
-        categories = [categories]
-    data_root = pick("data_root")
-    # A value from the config file is checked here, naming the file (click checks the flag's).
-    answers_mode = flags.pop("answers_mode") or answers.check_mode(file_config.get("answers", "lenient"),
-                                                                   f"{config_path}: answers")
-    config = RunConfig(
-        benchmark=pick("benchmark", "demo"),
-        models=list(models or []),
-        gate=pick("gate", "oracle"),
-        prompt=pick("prompt", "velm"),
-        data_root=Path(data_root).expanduser() if data_root else None,
-        categories=list(categories) if categories else None,
-        gate_options={**pick("gate_options", {}), **({} if gate_threshold is None else {"threshold": gate_threshold})},
-        model_options={spec: dict(options) for spec, options in pick("model_options", {}).items()},
-        seed=int(pick("seed", 0)),
-        limit=pick("limit"),
-        shots=int(pick("shots", 0)),
-        allow_partial=bool(allow_partial or file_config.get("allow-partial", False)),
-        class_order=pick("class_order", "given"),
-        repeats=int(pick("repeats", 1)),
-        results_dir=Path(pick("results_dir", "results")),
-        run_id=pick("run_id"),
-        output_formats=list(pick("output_formats") or []),
-        use_cache=use_cache,
-        prices=Path(prices) if (prices := pick("prices")) else None,
-        policy=pick("policy"),
-        costs=pick("costs"),
-        answers=answers_mode,
-        classes=Path(classes).expanduser().resolve() if (classes := pick("classes")) else None,
-    )
+    values = config_values(flags, file_config, config_path)
+    if gate_threshold is not None:  # the gate's own option, set by its own flag
+        values["gate_options"] = {**values.get("gate_options", {}), "threshold": gate_threshold}
+    config = RunConfig(**values, use_cache=use_cache)
     if resume_id:
         config = _resumed_config(config.results_dir, resume_id, use_cache)
     registry = get_registry()
