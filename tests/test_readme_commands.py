@@ -238,15 +238,20 @@ def concrete(text: str, run: Run, state: dict) -> list[list[str]]:
             return str(state[key])
 
         words = shlex.split(form)[1:]  # without the leading "harness"
-        words = [state[run.values[w]] if w in run.values and w == "..." else PLACEHOLDER.sub(value, w)
+        # A bare "..." (more of the same) takes its own value when PLAN gives one.
+        words = [str(state[run.values[w]]) if w == "..." and w in run.values else PLACEHOLDER.sub(value, w)
                  for w in words]
         forms.append(words)
     return forms
 
 
 @pytest.fixture
-def sandbox(tmp_path, session_cache, monkeypatch, small_tree):
-    """A checkout-like working directory, loopback hosted APIs, and inputs the commands name."""
+def sandbox(tmp_path, monkeypatch, small_tree):
+    """A checkout-like working directory, loopback hosted APIs, and inputs the commands name.
+
+    HARNESS_CACHE_DIR is the session's cache here (conftest's `private_cache`), so the demo is generated
+    at most once per session; the commands then get a cache of their own that links to it.
+    """
     from harness_datasets import demo
     from harness_datasets.benchmarks import MVTecACBenchmark
 
@@ -354,8 +359,7 @@ def test_documented_commands_run_as_written(sandbox, capsys, monkeypatch):
             skipped.append(text)
             continue
         for argv in concrete(text, entry, state):
-            before = set(p.name for p in (state["cwd"] / "results").glob("*")) if (state["cwd"] / "results").is_dir() \
-                else set()
+            before = {p.name for p in (state["cwd"] / "results").glob("*")}
             monkeypatch.setattr(sys, "stdin", io.StringIO(entry.stdin or ""))
             code, out, err = run_cli(*argv, capsys=capsys)
             shown = "harness " + " ".join(argv)
@@ -363,7 +367,7 @@ def test_documented_commands_run_as_written(sandbox, capsys, monkeypatch):
                 failures.append(f"{shown}: exit {code}, expected {entry.code}\n{out[-1500:]}\n{err[-1500:]}")
                 continue
             if entry.remember:
-                made = sorted(set(p.name for p in (state["cwd"] / "results").glob("*")) - before - {"LEADERBOARD.md"})
+                made = sorted({p.name for p in (state["cwd"] / "results").glob("*")} - before - {"LEADERBOARD.md"})
                 assert len(made) == 1, f"{shown} made run folders {made}, expected one"
                 state[entry.remember] = made[0]
             if entry.check:
