@@ -35,7 +35,7 @@ from harness.types import ClassInfo, Prompt, TextPart, Message
 
 def start_server(latency_s: float) -> tuple[subprocess.Popen, str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "harness.loopback", "--latency-s", str(latency_s), "--answer", "crack",
+        [sys.executable, "-m", "harness.testing.loopback", "--latency-s", str(latency_s), "--answer", "crack",
          "--max-seconds", "900"],
         stdout=subprocess.PIPE, text=True,
     )

@@ -6,7 +6,7 @@
 Starts a loopback server (127.0.0.1, in this process) that speaks the OpenAI
 and Anthropic protocols and fails ``--share`` of all requests with 429
 (Retry-After: 1), 429 without Retry-After, 500, 503, 529 or a dropped
-connection, equally likely (`harness.loopback_faults`: seeded, so a rerun meets the
+connection, equally likely (`harness.testing.loopback_faults`: seeded, so a rerun meets the
 same faults). Every other request is answered with the first class the prompt
 lists. Then runs, as a separate process,
 
@@ -32,9 +32,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from harness.loopback_faults import fault_mix, first_listed_class
-from harness.loopback import LoopbackServer
 from harness.results import load_run
+from harness.testing.loopback import LoopbackServer
+from harness.testing.loopback_faults import fault_mix, first_listed_class
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mvtec_ad"
 

@@ -8,7 +8,7 @@ What is real and what is not:
   choice; nearest labelled example by EfficientNet-Lite0 embedding, 3 shots).
 - ``openai:loopback-random`` and ``anthropic:loopback-random`` are the real
   ``openai`` and ``anthropic`` plugins and SDK clients, talking to the
-  harness's loopback servers (`harness.loopback`) on 127.0.0.1. **No model
+  harness's loopback servers (`harness.testing.loopback`) on 127.0.0.1. **No model
   answers**: each server picks a candidate class at random (seeded by the
   request's content), and now and then refuses, answers vaguely, or fails with
   a 400, so the report has every kind of row and card to show. The model ids
@@ -43,8 +43,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from harness.loopback import Fault, LoopbackServer, Request
-from harness.report.browser import Browser, find_chromium
+from harness.testing.browser import Browser, find_chromium
+from harness.testing.loopback import Fault, LoopbackServer, Request
 
 GATES = ("oracle", "patchcore")
 SIMULATED = {"openai": "openai:loopback-random", "anthropic": "anthropic:loopback-random"}

@@ -17,10 +17,10 @@ import pytest
 
 from conftest import run_cli
 from harness import plugins
-from harness.loopback import Answer, LoopbackServer, Request
 from harness.metrics import answer_rule_counts
 from harness.results import load_run
 from harness.runner import Run, RunConfig
+from harness.testing.loopback import Answer, LoopbackServer, Request
 
 pytest.importorskip("openai")
 

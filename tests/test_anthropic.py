@@ -1,6 +1,6 @@
 """The ``anthropic`` plugin, driven through the real ``anthropic`` SDK against a loopback server.
 
-Nothing here patches the SDK: the client is pointed at `harness.loopback` with
+Nothing here patches the SDK: the client is pointed at `harness.testing.loopback` with
 ``base_url``, and faults are injected on the wire. Retry paths are tested
 through `Dispatcher` with a fast backoff (the Retry-After waits are real);
 answer and permanent-error paths also run end to end through `Run`.
@@ -29,11 +29,11 @@ from harness import plugins
 from harness.dispatch import CallResult, Dispatcher
 from harness.errors import HarnessError
 from harness.failfast import EARLY_STOP_AFTER, EarlyStop
-from harness.loopback import Answer, Fault, LoopbackServer, Request, always, sequence
 from harness.options import validate_options
 from harness.prompts import image_digest
 from harness.results import load_run
 from harness.runner import Run, RunConfig
+from harness.testing.loopback import Answer, Fault, LoopbackServer, Request, always, sequence
 from harness.types import ClassInfo, ImagePart, Message, Prompt, TextPart
 from harness.backend_kit import KEYLESS_PLACEHOLDER
 from harness_anthropic.classifier import (

@@ -22,10 +22,10 @@ from harness.cache import CACHE_FORMAT, ResponseCache, default_path
 from harness.classifiers import ClassifierOptions
 from harness.dispatch import Dispatcher
 from harness.errors import HarnessError
-from harness.loopback import Answer, LoopbackServer
 from harness.results import load_run
 from harness.runner import Run, RunConfig
 from harness.testing import scripted_classifier
+from harness.testing.loopback import Answer, LoopbackServer
 from harness.types import ClassInfo, Message, Prompt, Response, TextPart
 from harness_anthropic.classifier import AnthropicClassifier, AnthropicOptions
 from harness_openai.classifier import OpenAIClassifier, OpenAIOptions

@@ -202,7 +202,7 @@ def test_the_benchmark_walk_through_names_the_file_and_line_of_a_bad_manifest(in
 def test_the_testing_snippets_run(installed, tmp_path, monkeypatch):
     """Both conformance snippets, executed as written (echo from the pip-installed example)."""
     pytest.importorskip("openai")
-    from harness.loopback import LoopbackServer
+    from harness.testing.loopback import LoopbackServer
 
     monkeypatch.syspath_prepend(str(installed))
     snippets = [block for block in CODE_BLOCK.findall(TEXT) if "check_classifier(" in block]

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.conformance import check_classifier
 from harness.errors import UnknownNameError
 from harness.plugins import load_registry
 from harness.testing import install_offline, write_tiny_benchmark
+from harness.testing.conformance import check_classifier
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "harness-echo"

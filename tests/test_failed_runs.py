@@ -1,6 +1,6 @@
 """Runs that cannot succeed: checked before spending, stopped early, and never passed off as results.
 
-Hosted backends are driven through the real SDKs against `harness.loopback`
+Hosted backends are driven through the real SDKs against `harness.testing.loopback`
 servers; the generic early stop is shown with a scripted backend whose errors
 carry an HTTP status, as any SDK's do.
 """
@@ -17,10 +17,10 @@ from harness import plugins
 from harness.dispatch import CallResult
 from harness.errors import HarnessError
 from harness.failfast import EARLY_STOP_AFTER, EarlyStop, FailFast, call_failures, check_answered, NoAnswersError
-from harness.loopback import Fault, LoopbackServer, sequence
 from harness.results import load_run
 from harness.runner import Run, RunConfig
 from harness.testing import scripted_classifier
+from harness.testing.loopback import Fault, LoopbackServer, sequence
 
 KEY = "sk-failed-runs-abcdefghij0123456789"
 SPEC = "openai:gpt-4o"

@@ -14,12 +14,12 @@ import pytest
 pytest.importorskip("openai")
 
 from harness import leaderboard, plugins, run_identity
-from harness.loopback import Answer, LoopbackServer
 from harness.metrics import usage_summary
 from harness.report import build_report
 from harness.results import load_run
 from harness.runner import Run, RunConfig
 from harness.testing import scripted_classifier
+from harness.testing.loopback import Answer, LoopbackServer
 
 
 def run(results: Path, root: Path, run_id: str, second: int, *, models=("random",), registry=None, **config):

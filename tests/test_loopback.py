@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from harness.loopback import (
+from harness.testing.loopback import (
     ANTHROPIC_PATH,
     OPENAI_PATH,
     Answer,
@@ -267,7 +267,7 @@ def test_runs_as_a_separate_process_for_benchmarks():
     import sys
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "harness.loopback", "--answer", "crack", "--max-seconds", "20"],
+        [sys.executable, "-m", "harness.testing.loopback", "--answer", "crack", "--max-seconds", "20"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:

@@ -1,6 +1,6 @@
 """The report renders in a real browser: Debian's headless Chromium, driven over the DevTools protocol.
 
-The driver is `harness.report.browser` (benchmarks/report_demo.py uses it too).
+The driver is `harness.testing.browser` (benchmarks/report_demo.py uses it too).
 ``.ci/run`` installs Debian's ``chromium`` where it can; where there is none,
 these tests skip and say so. Set ``HARNESS_REPORT_SCREENSHOT=path.png`` to keep
 this test's screenshot; the README's docs/report.png comes from benchmarks/report_demo.py.
@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from harness.report import build_report
-from harness.report.browser import Browser, find_chromium
+from harness.testing.browser import Browser, find_chromium
 from test_report import make_runs
 
 websocket = pytest.importorskip("websocket", reason="websocket-client is not installed (pip install -e '.[dev]')")

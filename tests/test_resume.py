@@ -82,7 +82,7 @@ def test_a_finished_run_id_is_not_overwritten(tmp_path, small_tree):
 @pytest.mark.skipif(os.name != "posix", reason="kill -9 needs POSIX signals")
 def test_kill_9_mid_run_against_a_slow_server_then_resume(tmp_path, small_tree):
     pytest.importorskip("openai")
-    server = subprocess.Popen([sys.executable, "-m", "harness.loopback", "--latency-s", "0.05", "--answer", "crack",
+    server = subprocess.Popen([sys.executable, "-m", "harness.testing.loopback", "--latency-s", "0.05", "--answer", "crack",
                                "--max-seconds", "120"], stdout=subprocess.PIPE, text=True)
     try:
         base_url = server.stdout.readline().strip() + "/v1"

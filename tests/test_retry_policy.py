@@ -12,13 +12,13 @@ import pytest
 
 from harness import plugins
 from harness.classifiers import ClassifierOptions
-from harness.conformance import error_from_wire
 from harness.dispatch import CallResult, Dispatcher
-from harness.loopback_faults import fault_mix, first_listed_class
-from harness.loopback import Fault, LoopbackServer
 from harness.retry_policy import RetryBook, loss_probability
 from harness.runner import Run, RunConfig
 from harness.testing import scripted_classifier, tiny_prompt, write_tiny_benchmark
+from harness.testing.conformance import error_from_wire
+from harness.testing.loopback import Fault, LoopbackServer
+from harness.testing.loopback_faults import fault_mix, first_listed_class
 from harness.types import Response
 
 OPENAI_KEY = "sk-retry-policy-openai-0123456789"

@@ -8,9 +8,9 @@ embedded as data URIs and the scripts are inline, so the file opens offline
 and can be mailed as it is.
 
 Modules: `data` (reading runs), `svg` (plots), `gallery` (sample cards and
-thumbnails), `render` (the Jinja2 page; templates in ``templates/``), and
-`browser` (headless Chromium over DevTools, for the browser test and
-benchmarks/report_demo.py; not imported here).
+thumbnails) and `render` (the Jinja2 page; templates in ``templates/``). The
+headless-Chromium driver of the browser test is part of the test kit,
+`harness.testing.browser` (``harness.report.browser`` re-exports it).
 """
 
 from __future__ import annotations

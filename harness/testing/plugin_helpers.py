@@ -1,4 +1,4 @@
-"""The test kit for the harness and for plugins written for it.
+"""Plugins made for a test: a scripted classifier, a plugin object from parts, registries for one test.
 
 - `scripted_classifier`: a classifier whose answers a test scripts (text,
   `Response`, or an exception to raise), registered as a plugin.
@@ -7,19 +7,10 @@
   the duration of a ``with`` block.
 - `PluginRegistrar`: register and unregister plugins one at a time inside a
   test (the ``harness_plugins`` fixture).
-- `write_tiny_benchmark` / `TinyBenchmark`: a 20-image benchmark drawn in 50 ms,
-  with `TINY_TEMPLATE` and `tiny_prompt` (one rendered prompt of it).
-- `LoopbackServer` (re-exported from `harness.loopback`): a fake OpenAI /
-  Anthropic API on 127.0.0.1; `harness.loopback_faults.fault_mix` makes it fail a
-  seeded share of requests with 429, 500, 503, 529 and dropped connections.
-- `check_classifier` (from `harness.conformance`): runs a classifier plugin
-  through the contract.
 - `install_offline`: pip-installs plugin projects into a folder, offline, the
   way a user's ``pip install`` would (for testing packaging and entry points).
 
-The same helpers are pytest fixtures through the ``harness`` pytest plugin
-(`harness.pytest_plugin`), which pytest loads by itself once the harness is
-installed.
+Part of the test kit; import these from `harness.testing`.
 """
 
 from __future__ import annotations
@@ -38,12 +29,11 @@ from harness.classifiers import Capabilities, Classifier, ClassifierOptions
 from harness.hookspecs import hookimpl
 from harness import plugins as _plugins
 from harness.plugins import Registry, load_registry, set_registry
-from harness.tiny_benchmark import TINY_TEMPLATE, TinyBenchmark, tiny_prompt, write_tiny_benchmark
 from harness.types import Prompt, Response
 
 __all__ = [
-    "LoopbackServer", "PluginObject", "PluginRegistrar", "TINY_TEMPLATE", "TinyBenchmark", "check_classifier",
-    "install_offline", "plugin_of", "registry_with", "scripted_classifier", "tiny_prompt", "write_tiny_benchmark",
+    "PluginObject", "PluginRegistrar", "Script", "ScriptResult", "install_offline", "plugin_of", "registry_with",
+    "scripted_classifier",
 ]
 
 ScriptResult = Union[str, Response, BaseException]
@@ -243,16 +233,3 @@ def install_offline(*projects: str | Path, target: str | Path) -> Path:
     if done.returncode != 0:
         raise RuntimeError(f"pip install failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
     return target
-
-
-def __getattr__(name: str) -> Any:
-    # Imported on first use: the loopback server and the conformance check are not needed by most tests.
-    if name == "LoopbackServer":
-        from harness.loopback import LoopbackServer
-
-        return LoopbackServer
-    if name == "check_classifier":
-        from harness.conformance import check_classifier
-
-        return check_classifier
-    raise AttributeError(f"module 'harness.testing' has no attribute {name!r}")
