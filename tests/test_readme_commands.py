@@ -199,6 +199,8 @@ PLAN: dict[str, Run | Covered | Skip] = {
     "harness cache clear": Run(stdin="y\n", check=check_clear_all),
     "harness classes init DATA_ROOT": Run({"DATA_ROOT": "data_root"}, check=check_classes_init),
     "harness classes check --data-root DATA_ROOT": Run({"DATA_ROOT": "data_root"}, check=check_classes_check),
+    "harness classes init DATA_ROOT --benchmark visa-ac": Covered(
+        "tests/test_classes_layouts.py::test_visa_ac_on_a_partial_original_tree_lists_the_released_classes_and_says_it_is_partial"),
     "pip install ./examples/harness-echo":
         Covered("tests/test_example_plugin.py::test_pip_installed_it_with_its_metadata_and_left_the_source_clean"),
     "harness run --benchmark demo --gate oracle --models echo":

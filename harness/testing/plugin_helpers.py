@@ -28,7 +28,7 @@ from typing import Any, Awaitable, Callable, Iterable, Iterator, Union
 from harness.classifiers import Capabilities, Classifier, ClassifierOptions
 from harness.hookspecs import hookimpl
 from harness import plugins as _plugins
-from harness.plugins import Registry, load_registry, set_registry
+from harness.plugins import PLUGIN_KINDS, Registry, load_registry, set_registry
 from harness.types import Prompt, Response
 
 __all__ = [
@@ -98,13 +98,7 @@ def registry_with(*plugins: tuple[str, Any], entry_points: bool = True) -> Itera
 
 
 # Registration hooks by keyword of `plugin_of`.
-_HOOK_OF_KIND = {
-    "benchmarks": "register_benchmarks",
-    "gates": "register_gates",
-    "classifiers": "register_classifiers",
-    "templates": "register_prompt_templates",
-    "writers": "register_result_writers",
-}
+_HOOK_OF_KIND = {kind.table: kind.hook for kind in PLUGIN_KINDS}
 
 
 def plugin_of(
