@@ -157,16 +157,6 @@ def fill_in(text: str) -> str:
     return text
 
 
-def hand_written() -> str:
-    """The class file a manifest's user writes by hand (the form the README shows)."""
-    lines = ["[widget]", f"object = {json.dumps(OBJECT)}", f"guidance = {json.dumps(GUIDANCE)}"]
-    for key, (name, description) in CLASSES.items():
-        lines += ["", f"[widget.classes.{key}]"]
-        lines += [f"name = {json.dumps(name)}"] if name else []
-        lines += [f"description = {json.dumps(description)}"]
-    return "\n".join(lines) + "\n"
-
-
 def offered_class(request: Request) -> str:
     """Answer like a model: one of the candidate names the prompt lists (``1. scorch: ...``), chosen by the request."""
     names = re.findall(r"^\d+\. ([^:\n]+)", "\n".join(request.texts()), re.M)
@@ -211,17 +201,16 @@ def follow_walkthrough(capsys, tmp_path: Path, data: Path, layout: str, server: 
     init, check, run, report = commands
     class_file = (data if data.is_dir() else data.parent) / "classes.toml"  # beside a manifest file
 
-    if layout == "folder":
-        code, out, err = run_cli(*substitute(init, data), capsys=capsys)
-        assert code == 0, err
-        assert str(class_file) in out
-        written = class_file.read_text(encoding="utf-8")
-        assert 'name = "burn mark"' in written, "init derives names from the folders"
-        class_file.write_text(fill_in(written), encoding="utf-8")
-        code, out, err = run_cli(*substitute(check, data), capsys=capsys)
-        assert (code, out.strip()) == (0, f"{class_file}: ok"), out + err
-    else:  # the README: init and check read a folder tree; a manifest's class file is written by hand
-        class_file.write_text(hand_written(), encoding="utf-8")
+    # init and check find the layout themselves (a manifest file or a folder holding one, else a tree).
+    code, out, err = run_cli(*substitute(init, data), capsys=capsys)
+    assert code == 0, err
+    assert str(class_file) in out
+    written = class_file.read_text(encoding="utf-8")
+    assert 'name = "burn mark"' in written, "init derives names from the folders or labels"
+    class_file.write_text(fill_in(written), encoding="utf-8")
+    code, out, err = run_cli(*substitute(check, data), capsys=capsys)
+    assert (code, out.strip()) == (0, f"{class_file}: ok"), out + err
+    if layout != "folder":  # the README: the run names the manifest benchmark
         at = run.index("--benchmark") + 1
         run = run[:at] + ["manifest"] + run[at + 1:]
 

@@ -199,6 +199,13 @@ PLAN: dict[str, Run | Covered | Skip] = {
     "harness cache clear": Run(stdin="y\n", check=check_clear_all),
     "harness classes init DATA_ROOT": Run({"DATA_ROOT": "data_root"}, check=check_classes_init),
     "harness classes check --data-root DATA_ROOT": Run({"DATA_ROOT": "data_root"}, check=check_classes_check),
+    # "Your own images, start to finish": followed in every layout and format, against a loopback server.
+    **{command: Covered("tests/test_own_images_walkthrough.py::test_the_walkthrough_on_every_layout_with_mixed_formats")
+       for command in (
+           "harness classes init DATA", "harness classes check --data-root DATA",
+           "harness run --benchmark folder --data-root DATA --gate patchcore "
+           "--models openai:gpt-4o,anthropic:claude-sonnet-4-5",
+           "harness report RUN_ID -o report.html")},
     "harness classes init DATA_ROOT --benchmark visa-ac": Covered(
         "tests/test_classes_layouts.py::test_visa_ac_on_a_partial_original_tree_lists_the_released_classes_and_says_it_is_partial"),
     "pip install ./examples/harness-echo":
