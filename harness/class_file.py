@@ -217,9 +217,15 @@ def apply_class_file(data: BenchmarkData, user: UserClassFile) -> None:
 
 
 def reference_file(root: Path, category: str, reference: str) -> Path:
-    """Where a ``reference`` field points: absolute as given, relative from ``root/category/``."""
+    """Where a ``reference`` field points: absolute as given; relative from ``root/category/`` when that
+    folder exists (a folder tree), else from ``root`` (a manifest's folder, as its image paths are)."""
     path = Path(reference).expanduser()
-    return path if path.is_absolute() else root / category / path
+    return path if path.is_absolute() else reference_base(root, category) / path
+
+
+def reference_base(root: Path, category: str) -> Path:
+    """The folder a relative ``reference`` starts at: the category's folder, else the data root."""
+    return root / category if (root / category).is_dir() else root
 
 
 def _reference(user: UserClassFile, root: Path | None, given: UserCategory) -> Path:
@@ -229,5 +235,6 @@ def _reference(user: UserClassFile, root: Path | None, given: UserCategory) -> P
     path = reference_file(root or Path("/"), given.name, given.reference)
     if not path.is_file():
         raise HarnessError(f"{user.where((given.name,), 'reference')}: reference image {path} of category "
-                           f"{given.name!r} not found (relative paths are from DATA_ROOT/{given.name}/)")
+                           f"{given.name!r} not found (relative paths are from DATA_ROOT/{given.name}/, or from the data "
+                           "root when that folder does not exist, as for a manifest)")
     return path

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.class_file import DEFAULT_NAME, UserClassFile, read_class_file, reference_file
+from harness.class_file import DEFAULT_NAME, UserClassFile, read_class_file, reference_base, reference_file
 from harness.class_sources import FolderClasses, FoundClasses
 from harness.types import Category
 
@@ -79,9 +79,10 @@ def _category_lines(found: FoundClasses, category: Category) -> list[str]:
                      "# (without it one of train/good/ is drawn with the run's seed).",
                      '# reference = "train/good/000.png"']
     else:
+        base = reference_base(found.root, category.name)
         reference = ["# reference: optional, the normal image shown beside every query; a relative path starts at",
-                     f"# {found.root / category.name}/ (without it a training normal is drawn with the run's seed).",
-                     f"# reference = {json.dumps(_example_reference(found.root / category.name, category))}"]
+                     f"# {base}/ (without it a training normal is drawn with the run's seed).",
+                     f"# reference = {json.dumps(_example_reference(base, category))}"]
     lines = [
         "",
         f"[{key}]",

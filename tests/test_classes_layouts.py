@@ -304,3 +304,24 @@ def test_the_real_mvtec_ad_folder_starts_from_the_shipped_descriptions(tmp_path,
     assert "# shipped: " in (tmp_path / "ad.toml").read_text()
     code, out, _ = run_cli("classes", "check", tmp_path / "ad.toml", "--data-root", root, "-b", "mvtec-ad", capsys=capsys)
     assert code == 0 and out.strip().endswith(f"{tmp_path / 'ad.toml'}: ok")
+
+
+def test_a_manifests_relative_reference_starts_at_the_manifests_folder_when_no_category_folder_exists(tmp_path, capsys):
+    root = tmp_path / "flat"
+    rows = [("img/a.png", "widget", "train", "good"), ("img/b.png", "widget", "train", "good"),
+            ("img/c.png", "widget", "test", "good"), ("img/d.png", "widget", "test", "dent")]
+    for n, (image, *_rest) in enumerate(rows):
+        write_image(root / image, 40 + 20 * n)
+    manifest = root / "manifest.csv"
+    manifest.write_text("image,category,split,label\n" + "".join(",".join(r) + "\n" for r in rows))
+    assert run_cli("classes", "init", manifest, capsys=capsys)[0] == 0
+    written = (root / "classes.toml").read_text()
+    assert '# reference = "img/a.png"' in written  # from the manifest's folder: there is no flat/widget/
+    (root / "classes.toml").write_text('[widget]\nobject = "a widget"\nreference = "img/b.png"\n')
+    classifier, plugin = scripted_classifier(lambda prompt: prompt.candidates[0].name)
+    registry = plugins.load_registry(extra_plugins=[("scripted-test", plugin)])
+    config = RunConfig(benchmark="manifest", data_root=manifest, models=["scripted"],
+                       results_dir=tmp_path / "results", run_id="flat", n_boot=20)
+    Run(config, registry).execute()
+    references = {part.digest for p in classifier.prompts for part in p.images if part.name == "reference"}
+    assert references == {image_digest(load_rgb(root / "img" / "b.png"))}
