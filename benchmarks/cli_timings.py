@@ -77,7 +77,7 @@ def main() -> None:
         load = os.getloadavg()[0]
         wall, _ = timed(demo + ["--class-order", "shuffle", "--repeats", "3", "--run-id", f"bias-{repeat}"], work, env)
         run = json.loads((work / "results" / f"bias-{repeat}" / "run.json").read_text())
-        orders = run["class_order"]["random"]
+        orders = run["class_order"]["models"]["random"]
         figures = (f"accuracy per order {' / '.join(f'{100 * a:.1f}' for a in orders['accuracy_per_order'])}; "
                    f"consistency {100 * orders['consistency']:.1f}%")
         rows.append(("position bias (3 orders)", repeat, wall, load, figures))
