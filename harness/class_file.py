@@ -1,6 +1,7 @@
 """A user's class file: their own object descriptions, class names and descriptions, for any benchmark.
 
-The file has the form of the shipped class files (``prompts/classes/*.toml``)::
+The file has the form of the class files plugins register by name (hook
+``register_class_files``; the ``prompts`` plugin ships ``prompts/classes/*.toml``)::
 
     [widget]
     object = "a grey plastic widget seen from above"
@@ -122,7 +123,14 @@ def read_class_file(path: Path) -> UserClassFile:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise HarnessError(f"class file {path} is not valid TOML: {error}") from None
-    parsed = UserClassFile(path=path, sha256=hashlib.sha256(raw).hexdigest(), categories={}, lines=line_index(text))
+    return class_file_from_data(data, path, hashlib.sha256(raw).hexdigest(), line_index(text))
+
+
+def class_file_from_data(
+    data: dict[str, Any], path: Path, sha256: str = "", lines: dict[tuple[tuple[str, ...], str], int] | None = None
+) -> UserClassFile:
+    """Check parsed TOML of a class file and build its `UserClassFile`; ``path`` and ``lines`` word the messages."""
+    parsed = UserClassFile(path=path, sha256=sha256, categories={}, lines=lines or {})
     for name, table in data.items():
         parsed.categories[name] = _category(parsed, name, table)
     return parsed

@@ -198,7 +198,7 @@ def leaderboard_command(results_dirs: tuple[Path, ...], output: Path | None) -> 
 @cli.command(name="list")
 @click.option("--verbose", "-v", is_flag=True, help="Also list each gate's and classifier's options.")
 def list_command(verbose: bool) -> None:
-    """Show registered benchmarks, gates, classifiers, templates and writers, with their plugins."""
+    """Show what plugins registered (benchmarks, gates, classifiers, templates, writers, policies, class files) and by whom."""
     registry = get_registry()
     _warn_failures(registry)
     for kind, title in ((k.table, k.title) for k in PLUGIN_KINDS):

@@ -45,9 +45,10 @@ have no predicted class. They get severity None and the policy's error action
 (``review`` unless the policy says ``scrap`` or ``rework``), are never scored as
 a correct action, and are counted in ``n_errors``: a failure is never a pass.
 
-Policies and cost matrices are given as a path, or by name when a plugin package
-ships them in its ``policies/`` folder (the ``prompts`` plugin ships ``demo``,
-``mvtec-ac`` and ``costs-example``). Reports are computed in
+Policies and cost matrices are given as a path, or by the name a plugin
+registered them under (hooks ``register_policies`` and ``register_cost_matrices``;
+the ``prompts`` plugin registers the policies ``demo`` and ``mvtec-ac`` and the
+cost matrix ``costs-example``). Reports are computed in
 `harness.decision_report`.
 """
 
@@ -57,9 +58,8 @@ import hashlib
 import math
 import tomllib
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Mapping
 
 from harness.errors import HarnessError
 from harness.types import GOOD
@@ -284,60 +284,24 @@ def load_costs(path: Path) -> CostMatrix:
     return CostMatrix(source=str(path), unit=unit, cost=cost, sha256=sha)
 
 
-# --------------------------------------------------------------------------- shipped files
+# --------------------------------------------------------------------------- registered files
 
 
-#: The folder in a plugin package that holds shipped policy and cost files (``<name>.toml``).
-SHIPPED_FOLDER = "policies"
+def resolve_file(value: str | Path, registered: Mapping[str, Any], what: str) -> Path:
+    """A policy or cost file given as a path, or as a name a plugin registered (``demo``, ``mvtec-ac``).
 
-
-def shipped_files(plugin_modules: Iterable[tuple[str, Any]]) -> dict[str, tuple[str, Any]]:
-    """``{name: (plugin, resource)}`` for every ``policies/<name>.toml`` of the given plugin packages.
-
-    Any plugin package may ship policies this way (the first-party ``prompts``
-    plugin ships ``demo``, ``mvtec-ac`` and ``costs-example``); the first
-    plugin to ship a name wins. ``plugin_modules`` are (plugin name, module)
-    pairs, e.g. ``registry.manager.list_name_plugin()``.
-    """
-    found: dict[str, tuple[str, Any]] = {}
-    for plugin, module in plugin_modules:
-        if not hasattr(module, "__path__"):  # a plain module ships no data folder
-            continue
-        folder = resources.files(module) / SHIPPED_FOLDER
-        if not folder.is_dir():
-            continue
-        for entry in sorted(folder.iterdir(), key=lambda e: e.name):
-            if entry.name.endswith(".toml") and entry.is_file():
-                found.setdefault(entry.name[: -len(".toml")], (plugin, entry))
-    return found
-
-
-def _shipped_kind(resource: Any) -> str:
-    """``cost matrix`` for a shipped file with a ``[cost]`` table, else ``policy`` (so each list names its own kind)."""
-    try:
-        return "cost matrix" if "cost" in tomllib.loads(resource.read_text(encoding="utf-8")) else "policy"
-    except (OSError, tomllib.TOMLDecodeError):
-        return "policy"
-
-
-def resolve_file(value: str | Path, plugin_modules: Iterable[tuple[str, Any]], what: str) -> Path:
-    """A policy or cost file given as a path, or as the name of a shipped file (``demo``, ``mvtec-ac``).
-
-    An existing file always wins; a bare name (no folder, no ``.toml``) is looked up among the
-    shipped files; anything else is a `HarnessError` listing the shipped names.
+    ``registered`` is the registry's table of that kind (``registry.policies`` or
+    ``registry.costs``, each name to a `Provided` `NamedFile`). An existing file
+    always wins; a bare name (no folder, no ``.toml``) is looked up among the
+    registered ones; anything else is a `HarnessError` listing those names.
     """
     path = Path(value).expanduser()
     if path.is_file():
         return path
     text = str(value)
     if "/" not in text and "\\" not in text and not text.endswith(".toml"):
-        shipped = shipped_files(plugin_modules)
-        if text in shipped:
-            resource = shipped[text][1]
-            if isinstance(resource, Path):
-                return resource
-            raise HarnessError(f"shipped {what} {text!r} is inside an archive; install the package unzipped")
-        same_kind = sorted(name for name, (_, resource) in shipped.items() if _shipped_kind(resource) == what)
+        if text in registered:
+            return registered[text].obj.path
         raise HarnessError(f"{what} {text!r}: no such file, and no shipped {what} of that name "
-                           f"(shipped {what} files: {', '.join(same_kind) or 'none'})")
+                           f"(shipped {what} files: {', '.join(sorted(registered)) or 'none'})")
     raise HarnessError(f"{path}: {what} not found")

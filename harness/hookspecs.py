@@ -62,6 +62,33 @@ def register_result_writers(register):
 
 
 @hookspec
+def register_policies(register):
+    """Register decision policies by name: ``register(name, path)`` with the path of a policy TOML file.
+
+    ``harness run --policy NAME`` and ``harness act RUN --policy NAME`` find it
+    (the file form is described in `harness.decisions`).
+    """
+
+
+@hookspec
+def register_cost_matrices(register):
+    """Register cost matrices by name: ``register(name, path)`` with the path of a cost-matrix TOML file.
+
+    ``--costs NAME`` finds it (the file form is described in `harness.decisions`).
+    """
+
+
+@hookspec
+def register_class_files(register):
+    """Register class files by name: ``register(name, path)`` with the path of a class-description TOML file.
+
+    A benchmark reads the class file of its name (``mvtec-ac``, ``visa-ac``, ...)
+    through `harness.class_file.registered_class_file`; the form is that of a
+    user's class file (`harness.class_file`).
+    """
+
+
+@hookspec
 def register_commands(cli):
     """Add click commands to the ``harness`` command group: ``cli.add_command(...)``."""
 

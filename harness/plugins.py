@@ -1,7 +1,8 @@
 """The plugin manager: built-ins and entry points through one door.
 
-Every benchmark, gate, classifier, prompt template and result writer reaches
-the core through a hook in :mod:`harness.hookspecs`. Plugins are discovered in
+Every benchmark, gate, classifier, prompt template, result writer, decision
+policy, cost matrix and class file reaches the core through a hook in
+:mod:`harness.hookspecs`. Plugins are discovered in
 the ``harness`` entry-point group; the core's own built-ins are registered as a
 plugin too (``trylast``, so a plugin may override them by name).
 
@@ -13,7 +14,9 @@ hook the spec does not have (a misspelled name) fails loudly.
 from __future__ import annotations
 
 import importlib.metadata
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable
 
 import pluggy
@@ -36,6 +39,19 @@ class Provided:
 
 
 @dataclass(frozen=True)
+class NamedFile:
+    """A file a plugin registered under a name: a decision policy, a cost matrix or a class file."""
+
+    name: str
+    path: Path
+
+    @property
+    def description(self) -> str:
+        """What `harness list` shows for it: where the file is."""
+        return str(self.path)
+
+
+@dataclass(frozen=True)
 class PluginFailure:
     """A plugin that could not be loaded, and what the user can do about it."""
 
@@ -54,6 +70,9 @@ class Registry:
     classifiers: dict[str, Provided] = field(default_factory=dict)
     templates: dict[str, Provided] = field(default_factory=dict)
     writers: dict[str, Provided] = field(default_factory=dict)
+    policies: dict[str, Provided] = field(default_factory=dict)  # of `NamedFile`s
+    costs: dict[str, Provided] = field(default_factory=dict)  # of `NamedFile`s
+    class_files: dict[str, Provided] = field(default_factory=dict)  # of `NamedFile`s
     failures: list[PluginFailure] = field(default_factory=list)
     #: (kind, name, plugin) of registrations hidden by an earlier one of the same name.
     shadowed: list[tuple[str, str, str]] = field(default_factory=list)
@@ -83,6 +102,9 @@ class PluginKind:
     singular: str  # "gate", in messages
     title: str  # "Gates", in `harness list`
     name_attr: str = "name"  # the attribute naming a registered object
+    #: True: ``register(name, path)`` registers a file under a name (stored as a `NamedFile`),
+    #: instead of ``register(obj)`` with an object that names itself.
+    files: bool = False
 
 
 #: The kinds, in display order: the one table the registry, `harness list`, `harness plugins` and
@@ -93,6 +115,9 @@ PLUGIN_KINDS: tuple[PluginKind, ...] = (
     PluginKind("classifiers", "register_classifiers", "classifier", "Classifiers", name_attr="plugin"),
     PluginKind("templates", "register_prompt_templates", "template", "Prompt templates"),
     PluginKind("writers", "register_result_writers", "writer", "Result writers"),
+    PluginKind("policies", "register_policies", "policy", "Decision policies", files=True),
+    PluginKind("costs", "register_cost_matrices", "cost matrix", "Cost matrices", files=True),
+    PluginKind("class_files", "register_class_files", "class file", "Class files", files=True),
 )
 _KIND_OF_TABLE = {kind.table: kind for kind in PLUGIN_KINDS}
 
@@ -103,6 +128,29 @@ def _name_of(kind: str, obj: Any) -> str:
     if not isinstance(name, str) or not name:
         raise PluginError(f"a registered {_KIND_OF_TABLE[kind].singular} has no {attr!r} attribute: {obj!r}")
     return name
+
+
+def _registered(kind: str, args: tuple[Any, ...], plugin: str, hook: str) -> tuple[str, Any]:
+    """(name, object) of one ``register(...)`` call of a registration hook."""
+    files = _KIND_OF_TABLE[kind].files
+    if len(args) != (2 if files else 1):
+        form = "register(name, path)" if files else "register(obj)"
+        raise PluginError(f"plugin {plugin!r} called {hook}'s register with {len(args)} argument(s); expected {form}")
+    if files:
+        named = _named_file(kind, args[0], args[1], plugin)
+        return named.name, named
+    return _name_of(kind, args[0]), args[0]
+
+
+def _named_file(kind: str, name: Any, path: Any, plugin: str) -> NamedFile:
+    """The `NamedFile` of a ``register(name, path)`` call, or a `PluginError` saying what was expected."""
+    singular = _KIND_OF_TABLE[kind].singular
+    if not isinstance(name, str) or not name:
+        raise PluginError(f"plugin {plugin!r} registered a {singular} with name {name!r}; expected register(name, path)")
+    if not isinstance(path, (str, os.PathLike)):
+        raise PluginError(f"plugin {plugin!r} registered {singular} {name!r} with {path!r}, not a file path "
+                          "(a file inside a zipped package cannot be read; install the package unzipped)")
+    return NamedFile(name, Path(path))
 
 
 def _pip_hint(error: BaseException, distribution: str, plugin_module: str = "") -> str:
@@ -191,8 +239,8 @@ def _collect(registry: Registry, kind: str, hook: Any) -> None:
         plugin_name = impl.plugin_name
         version = registry.plugins.get(plugin_name, ("unknown", "unknown"))[1]
 
-        def register(obj: Any, _plugin: str = plugin_name, _version: str = version) -> None:
-            name = _name_of(kind, obj)
+        def register(*args: Any, _plugin: str = plugin_name, _version: str = version) -> None:
+            name, obj = _registered(kind, args, _plugin, hook.name)
             if name in table:
                 registry.shadowed.append((kind, name, _plugin))
                 return
@@ -216,6 +264,17 @@ def get_registry() -> Registry:
     if _cached is None:
         _cached = load_registry()
     return _cached
+
+
+def registered_class_file(name: str) -> Path | None:
+    """The path of the class file a plugin registered as ``name`` (hook ``register_class_files``); None when none did.
+
+    This is how a benchmark finds its shipped descriptions (the ``prompts``
+    plugin registers ``mvtec-ac``, ``visa-ac``, ...); a later plugin may
+    register the same name to replace them. The file's form is `harness.class_file`'s.
+    """
+    provided = get_registry().class_files.get(name)
+    return provided.obj.path if provided is not None else None
 
 
 def set_registry(registry: Registry | None) -> None:

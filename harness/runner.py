@@ -125,11 +125,10 @@ class Run:
 
     def _load_decisions(self) -> tuple[Policy | None, CostMatrix | None]:
         """The decision policy and cost matrix of ``--policy``/``--costs`` (files or shipped names)."""
-        modules = self.registry.manager.list_name_plugin() if self.registry.manager is not None else []
-        policy = load_policy(resolve_file(self.config.policy, modules, "policy")) if self.config.policy else None
+        policy = load_policy(resolve_file(self.config.policy, self.registry.policies, "policy")) if self.config.policy else None
         if self.config.costs and policy is None:
             raise HarnessError("--costs prices the actions of a decision policy: add --policy FILE")
-        costs = load_costs(resolve_file(self.config.costs, modules, "cost matrix")) if self.config.costs else None
+        costs = load_costs(resolve_file(self.config.costs, self.registry.costs, "cost matrix")) if self.config.costs else None
         return policy, costs
 
     def _check_decisions(self, data: BenchmarkData) -> None:

@@ -18,7 +18,7 @@ from harness.cli import main
 from harness.decision_report import (
     decision_report, group_accuracy, negligible_count, record_decisions, table4, table4_policy, table4_split,
 )
-from harness.decisions import ACTIONS, load_costs, load_policy, resolve_file, shipped_files
+from harness.decisions import ACTIONS, load_costs, load_policy, resolve_file
 from harness.errors import HarnessError
 from harness.images import load_rgb
 from harness.prompts import image_digest
@@ -54,8 +54,9 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def shipped(name: str) -> Path:
-    return resolve_file(name, plugins.get_registry().manager.list_name_plugin(), "policy")
+def shipped(name: str, what: str = "policy") -> Path:
+    registry = plugins.get_registry()
+    return resolve_file(name, registry.policies if what == "policy" else registry.costs, what)
 
 
 def label_sets_of(class_file: str) -> dict[str, list[str]]:
@@ -220,17 +221,18 @@ def test_shipped_policies_fit_their_benchmarks_class_lists(name):
     policy = load_policy(shipped(name))
     assert policy.benchmark == name
     policy.check(labels, name)
-    load_costs(shipped("costs-example")).check(policy, labels)
+    load_costs(shipped("costs-example", "cost matrix")).check(policy, labels)
     # Every category is covered, and each has at least one class a line would ship.
     severities = {c: {policy.decide(c, label).severity for label in ls} for c, ls in labels.items()}
     assert all({"normal", "critical"} <= s for s in severities.values())
     assert policy.error_action in ACTIONS and policy.error_action != "pass"
 
 
-def test_shipped_files_are_found_through_the_plugins():
-    found = shipped_files(plugins.get_registry().manager.list_name_plugin())
-    assert {"demo", "mvtec-ac", "costs-example"} <= set(found)
-    assert found["demo"][0] == "prompts"
+def test_shipped_files_are_registered_by_the_prompts_plugin():
+    registry = plugins.get_registry()
+    assert {"demo", "mvtec-ac"} <= set(registry.policies) and "costs-example" not in registry.policies
+    assert set(registry.costs) >= {"costs-example"}
+    assert registry.policies["demo"].plugin == registry.costs["costs-example"].plugin == "prompts"
 
 
 # --------------------------------------------------------------------------- Table 4

@@ -67,10 +67,10 @@ def act(run_id: str, results_dir: Path, policy: str | None, costs: str | None, t
     label_sets = {c: info["labels"] for c, info in categories.items()}
     stamp = {"run_id": run.get("run_id", run_dir.name), "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     if policy is not None:
-        plugin_modules = _plugin_modules()
-        loaded = load_policy(resolve_file(policy, plugin_modules, "policy"))
+        registry = get_registry()
+        loaded = load_policy(resolve_file(policy, registry.policies, "policy"))
         loaded.check(label_sets, run["benchmark"]["name"], partial=run["config"].get("categories") is not None)
-        matrix = load_costs(resolve_file(costs, plugin_modules, "cost matrix")) if costs else None
+        matrix = load_costs(resolve_file(costs, registry.costs, "cost matrix")) if costs else None
         if matrix is not None:
             matrix.check(loaded, label_sets)
         section = decisions_for_run(records, loaded, matrix, chosen)
@@ -91,11 +91,6 @@ def _models(records: list[dict[str, Any]], wanted: tuple[str, ...], run_dir: Pat
     if unknown:
         raise HarnessError(f"{run_dir}: no records of model(s) {', '.join(unknown)}; the run has {', '.join(present)}")
     return list(wanted) or present
-
-
-def _plugin_modules() -> list[tuple[str, Any]]:
-    registry = get_registry()
-    return registry.manager.list_name_plugin() if registry.manager is not None else []
 
 
 def _count(hits: int, n: int, rate: float | None) -> str:

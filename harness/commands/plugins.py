@@ -2,8 +2,8 @@
 
 For every plugin the registry loaded (the core's ``builtin`` included) it shows
 the distribution name and version and what the plugin registered: benchmarks,
-gates, classifiers, prompt templates, result writers, commands, and the
-lifecycle hooks it listens to. A registration hidden by an earlier one of the
+gates, classifiers, prompt templates, result writers, decision policies, cost
+matrices, class files, commands, and the lifecycle hooks it listens to. A registration hidden by an earlier one of the
 same name is marked ``(overridden)``. Plugins that failed to load are listed
 with the error and what to do about it. ``--json`` prints the same as JSON.
 """

@@ -23,7 +23,7 @@ import tempfile
 import types
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable, Iterator, Union
+from typing import Any, Awaitable, Callable, Iterable, Iterator, Mapping, Union
 
 from harness.classifiers import Capabilities, Classifier, ClassifierOptions
 from harness.hookspecs import hookimpl
@@ -97,8 +97,9 @@ def registry_with(*plugins: tuple[str, Any], entry_points: bool = True) -> Itera
         set_registry(previous)
 
 
-# Registration hooks by keyword of `plugin_of`.
+# Registration hooks by keyword of `plugin_of`, and whether the kind registers (name, path) pairs.
 _HOOK_OF_KIND = {kind.table: kind.hook for kind in PLUGIN_KINDS}
+_FILE_KINDS = {kind.table: kind.files for kind in PLUGIN_KINDS}
 
 
 def plugin_of(
@@ -108,18 +109,24 @@ def plugin_of(
     classifiers: Iterable[Any] = (),
     templates: Iterable[Any] = (),
     writers: Iterable[Any] = (),
+    policies: Mapping[str, str | Path] | None = None,
+    costs: Mapping[str, str | Path] | None = None,
+    class_files: Mapping[str, str | Path] | None = None,
     commands: Iterable[Any] = (),
 ) -> object:
     """A plugin object registering exactly what it is given (only the hooks it needs are defined).
 
-    ``plugin_of(classifiers=[MyClassifier], benchmarks=[TinyBenchmark(root)])``
+    ``plugin_of(classifiers=[MyClassifier], benchmarks=[TinyBenchmark(root)])``; files are given
+    as name -> path: ``plugin_of(policies={"strict": path}, class_files={"mvtec-ac": path})``.
     """
     given = {"benchmarks": list(benchmarks), "gates": list(gates), "classifiers": list(classifiers),
-             "templates": list(templates), "writers": list(writers)}
+             "templates": list(templates), "writers": list(writers),
+             "policies": list((policies or {}).items()), "costs": list((costs or {}).items()),
+             "class_files": list((class_files or {}).items())}
     hooks: dict[str, Any] = {}
     for kind, things in given.items():
         if things:
-            hooks[_HOOK_OF_KIND[kind]] = _registering(_HOOK_OF_KIND[kind], things)
+            hooks[_HOOK_OF_KIND[kind]] = _registering(_HOOK_OF_KIND[kind], things, _FILE_KINDS[kind])
     command_list = list(commands)
     if command_list:
 
@@ -142,10 +149,13 @@ class PluginObject:
         return f"PluginObject({', '.join(sorted(self.__dict__))})"
 
 
-def _registering(hook_name: str, things: list[Any]) -> Callable[..., None]:
+def _registering(hook_name: str, things: list[Any], named_files: bool) -> Callable[..., None]:
     def register_all(register):
         for thing in things:
-            register(thing)
+            if named_files:
+                register(*thing)  # (name, path)
+            else:
+                register(thing)
 
     register_all.__name__ = hook_name
     return hookimpl(register_all)

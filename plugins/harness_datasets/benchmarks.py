@@ -21,20 +21,21 @@ from harness_datasets.visa_ac import VISA_AC_LAYOUT, is_original_visa, load_orig
 class MVTecStyleBenchmark(Benchmark):
     """A benchmark in the MVTec folder layout whose class names come from a class file.
 
-    ``class_file`` overrides the packaged file (tests, variants); without either,
+    ``class_file`` overrides the registered one (tests, variants); without either,
     names are derived from folder names. A user's own class file (``--classes``,
     ``DATA_ROOT/classes.toml``) is laid over any benchmark by `harness.class_file`.
     """
 
     layout = MVTEC_LAYOUT
-    #: Name of the packaged class file (``prompts/classes/<name>.toml``); None for none.
+    #: Name of its registered class file (hook ``register_class_files``; the prompts plugin
+    #: registers ``prompts/classes/<name>.toml``); None for none.
     class_file_name: str | None = None
 
     def __init__(self, class_file: ClassFile | None = None) -> None:
         self._class_file = class_file
 
     def class_file(self) -> ClassFile | None:
-        """The class file in force: the one given to the constructor, else the packaged one."""
+        """The class file in force: the one given to the constructor, else the one registered under its name."""
         if self._class_file is not None:
             return self._class_file
         return load_class_file(self.class_file_name) if self.class_file_name else None

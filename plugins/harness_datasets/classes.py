@@ -1,7 +1,10 @@
-"""Class files: per-category object descriptions and candidate defect classes.
+"""Class files: per-category object descriptions and candidate defect classes of a benchmark.
 
-A class file is a TOML file in the ``harness_prompts`` package, under
-``classes/<name>.toml``, one table per category::
+A benchmark's class file is found by name among the class files plugins
+register (hook ``register_class_files``; the first-party ``prompts`` plugin
+registers ``prompts/classes/<name>.toml``), so a later plugin may replace one.
+Its form is `harness.class_file`'s, which reads and checks it, one table per
+category::
 
     [bottle]
     object = "a round glass bottle photographed from above"
@@ -17,18 +20,16 @@ a model is shown (derived from the key when omitted).
 
 from __future__ import annotations
 
-import functools
-import tomllib
 from dataclasses import dataclass
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
+from harness.class_file import UserClassFile, class_file_from_data, read_class_file
 from harness.errors import HarnessError
+from harness.plugins import registered_class_file
 from harness.types import ClassInfo
 
 from harness_datasets.files import display_name
-
-PROMPTS_PACKAGE = "harness_prompts"
 
 
 @dataclass(frozen=True)
@@ -50,63 +51,36 @@ class ClassFile:
     categories: dict[str, CategoryClasses]
 
 
-def class_file_source(name: str) -> str:
-    """Where the class file called ``name`` lives, as text for messages."""
-    return str(resources.files(PROMPTS_PACKAGE) / "classes" / f"{name}.toml")
-
-
-@functools.cache
 def load_class_file(name: str) -> ClassFile | None:
-    """Read ``classes/<name>.toml`` from the prompts package; None when there is no such file.
+    """The class file a plugin registered as ``name``; None when none did.
 
     A missing file is not an error: loaders then derive names from folder names.
-    A malformed file is, since every run of that benchmark would be wrong.
+    A malformed one is, since every run of that benchmark would be wrong.
+    Read on every call (a few kilobytes): the registry, and so the file, may change between runs.
     """
-    resource = resources.files(PROMPTS_PACKAGE) / "classes" / f"{name}.toml"
-    if not resource.is_file():
-        return None
-    source = str(resource)
-    try:
-        data = tomllib.loads(resource.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as error:
-        raise HarnessError(f"class file {source} is not valid TOML: {error}") from error
-    return parse_class_file(name, data, source)
+    path = registered_class_file(name)
+    return None if path is None else shipped_classes(name, read_class_file(path))
 
 
 def parse_class_file(name: str, data: dict[str, Any], source: str = "<memory>") -> ClassFile:
-    """Build a `ClassFile` from parsed TOML, checking the types of every field."""
+    """Build a `ClassFile` from parsed TOML (checked as `harness.class_file` checks a file)."""
+    return shipped_classes(name, class_file_from_data(data, Path(source)))
+
+
+def shipped_classes(name: str, parsed: UserClassFile) -> ClassFile:
+    """A benchmark's `ClassFile` from a read class file: classes sorted by key, a missing name derived from the key."""
     categories: dict[str, CategoryClasses] = {}
-    for category, table in data.items():
-        where = f"class file {source}, [{category}]"
-        if not isinstance(table, dict):
-            raise HarnessError(f"{where}: expected a table of category fields")
-        classes_table = table.get("classes", {})
-        if not isinstance(classes_table, dict):
-            raise HarnessError(f"{where}: 'classes' must be a table of class tables")
-        classes = {
-            key: _class_info(key, fields, f"{where}.classes.{key}") for key, fields in sorted(classes_table.items())
-        }
+    for category, given in parsed.categories.items():
+        if given.reference:  # a benchmark's own file has no data root to find the image in
+            raise HarnessError(f"{parsed.where((category,), 'reference')}: a benchmark's class file cannot name a "
+                               "reference image; give it in your own class file (--classes FILE)")
         categories[category] = CategoryClasses(
             name=category,
-            object_description=_text(table, "object", where),
-            guidance=_text(table, "guidance", where),
-            classes=classes,
+            object_description=given.object,
+            guidance=given.guidance,
+            classes={
+                key: ClassInfo(key=key, name=fields.name or display_name(key), description=fields.description)
+                for key, fields in sorted(given.classes.items())
+            },
         )
-    return ClassFile(name=name, source=source, categories=categories)
-
-
-def _class_info(key: str, fields: Any, where: str) -> ClassInfo:
-    if not isinstance(fields, dict):
-        raise HarnessError(f"{where}: expected a table with 'name' and 'description'")
-    return ClassInfo(
-        key=key,
-        name=_text(fields, "name", where) or display_name(key),
-        description=_text(fields, "description", where),
-    )
-
-
-def _text(table: dict[str, Any], field: str, where: str) -> str:
-    value = table.get(field, "")
-    if not isinstance(value, str):
-        raise HarnessError(f"{where}: {field!r} must be a string, not {type(value).__name__}")
-    return value.strip()
+    return ClassFile(name=name, source=str(parsed.path), categories=categories)
