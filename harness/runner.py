@@ -13,8 +13,8 @@ run.json round trip), `harness.sampling` (seeded support set, subset and
 reference image), `harness.run_header` (run.json as the run starts),
 `harness.run_records` (one record per answer) and `harness.run_folder` (the
 result). `RunConfig`, `RunResult` and `reference_path` are importable from
-here as before. Image reading and prompt rendering stay in this module:
-`harness.prompt_memo` hashes its source to know when a remembered prompt is stale.
+here as before. A change to how samples are prepared bumps
+`harness.prompt_memo.PREPARATION_VERSION`, wherever that code lives.
 """
 
 from __future__ import annotations
