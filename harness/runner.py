@@ -52,7 +52,7 @@ from harness.results import RunFiles, environment_provenance, load_run, new_run_
 from harness.resume import prepare_resume, record_key
 from harness.run_config import RunConfig
 from harness.run_folder import RunFolder
-from harness.run_header import now_utc, run_header
+from harness.run_header import header_inputs, now_utc, run_header
 from harness.run_records import Prepared, RecordBuilder
 from harness.sampling import draw_support, reference_path, seeded_subset
 from harness.types import GOOD_CLASS, BenchmarkData, Category, GateResult, Sample, SupportExample
@@ -198,7 +198,11 @@ class Run:
         elif (run_dir / "run.json").exists():
             raise HarnessError(f"{run_dir} already holds a run; resume it with --resume {run_id} or pick another --run-id")
         else:
-            run = run_header(self, run_id, data, provenance.result())
+            inputs = header_inputs(
+                self.config, data, plugins=self.registry.plugins, class_file=self.class_file, support=self.support,
+                template=self.template, template_plugin=self.template_entry.plugin, gate=self.gate,
+                classifiers=self.classifiers, prices=self.prices, candidates=self.candidates)
+            run = run_header(inputs, run_id, data, provenance.result())
         files = RunFiles(run_dir)
         files.write_run(run)
         self.failfast.run_dir = run_dir
