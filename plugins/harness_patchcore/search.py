@@ -29,6 +29,11 @@ Distances are computed as ``|q|^2 + |m|^2 - 2 q.m`` in float32, whose
 rounding error grows with the squared norms, so every bound is widened by
 `SLACK` times them: about a hundred times float32's rounding, and still far
 below the gaps the bounds have to separate.
+
+`nearest_centres` finds each point's nearest centre, by groups when the
+centres are many: coreset selection (`memory`) continues from a bank this way.
+The blocked whole search and the greedy loop that picks the group centres
+are `distances`, which imports neither module.
 """
 
 from __future__ import annotations
