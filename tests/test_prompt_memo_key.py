@@ -177,3 +177,38 @@ def test_the_key_does_not_read_source_files(tmp_path, monkeypatch, gate):
     monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: opened.append(self) or real_read_text(self, *a, **k))
     _key(files, gate=gate)
     assert not [p for p in opened if p.suffix == ".py"]
+
+
+def test_a_new_preparation_version_prepares_every_sample_again(tmp_path, monkeypatch):
+    # The version is wired into real runs: after a bump, a re-run decodes every image again
+    # (and, preparation being unchanged in fact, finds every answer in the response cache).
+    import harness.runner
+    from harness import plugins
+    from harness.runner import Run, RunConfig
+    from harness.testing import scripted_classifier
+    from harness_datasets import demo
+
+    tree = tmp_path / "tree"
+    demo.write_demo_tree(tree, seed=0, counts=demo.DemoCounts(train=2, good=1, per_defect=1))
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+    sent, read = [], []
+    _, plugin = scripted_classifier(lambda p: sent.append(p.request_hash) or p.candidates[0].name)
+    registry = plugins.load_registry(extra_plugins=[("scripted-test", plugin)])
+    real_load = harness.runner.load_rgb
+    monkeypatch.setattr(harness.runner, "load_rgb", lambda path: read.append(path) or real_load(path))
+
+    def run(run_id):
+        sent.clear(), read.clear()
+        config = RunConfig(benchmark="folder", data_root=tree, gate="none", models=["scripted"], results_dir=tmp_path / "r",
+                           run_id=run_id, n_boot=20, model_options={"scripted": {"cache": True}})
+        result = Run(config, registry).execute()
+        return {tree / r["image"] for r in result.records}
+
+    images = run("first")
+    assert images <= set(read) and sent
+    run("remembered")
+    assert not images & set(read) and not sent  # the memo answered: no image decoded
+    monkeypatch.setattr(prompt_memo, "PREPARATION_VERSION", prompt_memo.PREPARATION_VERSION + 1)
+    run("bumped")
+    assert images <= set(read), "a new preparation version reused the memo"
+    assert not sent  # the same prompts were prepared: every answer came from the cache
