@@ -9,7 +9,7 @@ skips it), extracts the patch features of its test images, then times, per
 bank size, the search of every test image's patches (784 queries per image)
 against the first n features of the bank:
 
-- whole: `memory.nearest_squared` over the whole bank, on torch's threads;
+- whole: `distances.nearest_squared` over the whole bank, on torch's threads;
 - grouped: `search.ClusteredSearch`, on torch's threads too, with the share
   of the bank it compared.
 
@@ -36,7 +36,7 @@ from harness.plugins import load_registry  # noqa: E402
 
 from harness_patchcore import PatchCoreGate, PatchCoreOptions, features  # noqa: E402
 from harness_patchcore.bank import MemoryBank  # noqa: E402
-from harness_patchcore.memory import nearest_squared  # noqa: E402
+from harness_patchcore.distances import nearest_squared  # noqa: E402
 from harness_patchcore.search import ClusteredSearch  # noqa: E402
 
 

@@ -25,11 +25,10 @@ from harness.cache import ResponseCache, cache_keyer
 from harness.classifiers import Classifier
 from harness.errors import HarnessError
 from harness.failfast import FailFast
-from harness.prompt_memo import KeyOnlyPrompt
 from harness.ratelimit import RateLimiter
 from harness.redact import redact
 from harness.retry_policy import RetryBook
-from harness.types import Prompt, Response
+from harness.types import KeyOnlyPrompt, Prompt, Response
 
 MAX_DETAIL_CHARS = 500
 #: The longest Retry-After the harness honours; a server asking for more gets this.

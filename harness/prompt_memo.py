@@ -5,16 +5,29 @@ keys are hashes of the rendered prompts (their text and their images' pixels).
 Computing them means decoding every image and rendering every prompt again:
 milliseconds per image, most of a cached re-run. The memo maps a *fingerprint*
 of everything that goes into one sample's prompts to what preparing it produced
-last time (the gate's verdict and each prompt's hashes):
+last time (the gate's verdict and each prompt's hashes).
 
-- the identity of every file read (path, size, mtime and ctime in
-  nanoseconds, device and inode): the sample's image and mask, the reference
-  image and the few-shot support samples;
-- the gate (name, options, fitted info), the sample's label and category;
-- the template (name and source hash), the candidate classes in each order
-  shown, the image limits of the models;
-- the source code that turns these into prompts (images, visuals, prompts,
-  gates, prompt records and the runner) and the PIL and Jinja2 versions.
+The fingerprint is the sample's id, category and label, the identity of its
+image and mask files (`file_identity`: path, size, mtime and ctime in
+nanoseconds, device and inode), and the category's *validity key*: a hash of
+`memo_inputs`, which are, by name,
+
+- ``preparation``: `PREPARATION_VERSION`, a number bumped by hand whenever a
+  change to the code that turns files into prompts would prepare the same
+  inputs differently (image decoding and resizing, the visual prompt pictures,
+  template rendering and hashing, the ``none`` and ``oracle`` verdicts, the
+  runner's preparation steps, this memo's entry format). Source text is not
+  hashed: moving or tidying that code keeps the memo, wherever it lives;
+- ``harness``: the harness version (each release starts a fresh memo);
+- ``libraries``: the versions of Pillow, NumPy and Jinja2 (they decode, draw and render);
+- ``gate``: its name, mode, options and fitted info;
+- ``template``: its name and the hash of its source (a template is data);
+- ``category``: name, object description, guidance and classes (key, name and
+  description, as a class file may have set them);
+- ``orders``: the candidate classes in each order shown;
+- ``limits``: the models' image limits;
+- ``reference`` and ``support``: the identity of the reference image, and the
+  label and file identities of each few-shot support sample.
 
 Rewriting a file changes its ctime (which no tool can set back), so a changed
 image always misses the memo and is prepared in full.
@@ -36,13 +49,12 @@ import dataclasses
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from harness import __version__
 from harness.prompt_record import shown_images
-from harness.types import Category, ClassInfo, GateResult, Prompt, Sample
+from harness.types import Category, ClassInfo, GateResult, KeyOnlyPrompt, Prompt, Sample
 
 if TYPE_CHECKING:
     from harness.cache import ResponseCache
@@ -50,9 +62,9 @@ if TYPE_CHECKING:
     from harness.gates import FittedGate, Gate
     from harness.prompts import PromptTemplate
 
-#: Modules whose code decides what a sample's prompts are (a change to any of them misses the memo).
-_CODE_MODULES = ("images", "visual", "prompts", "gates", "runner", "prompt_memo", "prompt_record")
-
+#: The version of sample preparation: bump it when a change to the code that turns a sample's files into
+#: prompts, or to the memo's entries, would give another verdict, prompt or entry for the same inputs.
+PREPARATION_VERSION = 1
 
 def file_identity(path: Path | None) -> list[Any] | None:
     """What says a file is unchanged without reading it: path, size, mtime and ctime (ns), device, inode."""
@@ -65,27 +77,36 @@ def file_identity(path: Path | None) -> list[Any] | None:
     return [str(path), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_dev, stat.st_ino]
 
 
-@lru_cache(maxsize=1)
-def code_identity() -> str:
-    """A hash of the source of the modules that turn files into prompts, and of PIL's and Jinja2's versions."""
+def library_versions() -> list[str]:
+    """The versions of the libraries that decode, draw and render a sample's prompts."""
     import jinja2
+    import numpy
     import PIL
 
-    digest = hashlib.sha256(f"PIL {PIL.__version__} jinja2 {jinja2.__version__}".encode())
-    here = Path(__file__).parent
-    for name in _CODE_MODULES:
-        digest.update((here / f"{name}.py").read_bytes())
-    return digest.hexdigest()
+    return [f"PIL {PIL.__version__}", f"numpy {numpy.__version__}", f"jinja2 {jinja2.__version__}"]
 
 
-@dataclass
-class KeyOnlyPrompt(Prompt):
-    """A prompt known by its template, candidates and hashes only; its messages were not rendered.
+def memo_inputs(gate: Gate, fitted: FittedGate, template: PromptTemplate, category: Category,
+                orders: Sequence[Sequence[ClassInfo]], limits: Sequence[Any], reference: Path | None,
+                support: Sequence[Sample]) -> dict[str, Any]:
+    """What decides one category's prepared prompts, apart from each sample's own files (see the module docstring)."""
+    return {
+        "preparation": PREPARATION_VERSION,
+        "harness": __version__,
+        "libraries": library_versions(),
+        "gate": [gate.name, gate.mode, _jsonable(getattr(gate, "options", None)), _jsonable(fitted.info())],
+        "template": [template.name, template.hash],
+        "category": [category.name, category.object_description, category.guidance, _classes(category.classes)],
+        "orders": [_classes(order) for order in orders],
+        "limits": [str(limit) for limit in limits],
+        "reference": file_identity(reference),
+        "support": [[s.label, file_identity(s.image), file_identity(s.mask)] for s in support],
+    }
 
-    ``shown_digests`` maps the names of the images it showed, in order, to their digests.
-    """
 
-    shown_digests: dict[str, str] = field(default_factory=dict)
+def validity_key(inputs: dict[str, Any]) -> str:
+    """The hash of `memo_inputs` under which a category's memo entries are stored."""
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _classes(infos: Sequence[ClassInfo]) -> list[list[str]]:
@@ -106,17 +127,8 @@ class PromptMemo:
         self.template_name = template.name
         self.limits = sorted({d.classifier.capabilities.max_images for d in self.dispatchers}, key=str)
         self.enabled = not gate.reads_pixels
-        base = {
-            "code": code_identity(),
-            "gate": [gate.name, gate.mode, _jsonable(getattr(gate, "options", None)), _jsonable(fitted.info())],
-            "template": [template.name, template.hash],
-            "category": [category.name, category.object_description, category.guidance, _classes(category.classes)],
-            "orders": [_classes(order) for order in self.orders],
-            "limits": [str(limit) for limit in self.limits],
-            "reference": file_identity(reference),
-            "support": [[s.label, file_identity(s.image), file_identity(s.mask)] for s in support],
-        }
-        self._base = hashlib.sha256(json.dumps(base, sort_keys=True, default=str).encode()).hexdigest()
+        self._base = validity_key(memo_inputs(gate, fitted, template, category, self.orders, self.limits,
+                                              reference, support))
         # One query for the whole category: a sample seen before is then a dictionary look-up.
         self._known = cache.prepared_in(self._base) if self.enabled else {}
 

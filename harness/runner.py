@@ -13,8 +13,8 @@ run.json round trip), `harness.sampling` (seeded support set, subset and
 reference image), `harness.run_header` (run.json as the run starts),
 `harness.run_records` (one record per answer) and `harness.run_folder` (the
 result). `RunConfig`, `RunResult` and `reference_path` are importable from
-here as before. Image reading and prompt rendering stay in this module:
-`harness.prompt_memo` hashes its source to know when a remembered prompt is stale.
+here as before. A change to how samples are prepared bumps
+`harness.prompt_memo.PREPARATION_VERSION`, wherever that code lives.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from harness.results import RunFiles, environment_provenance, load_run, new_run_
 from harness.resume import prepare_resume, record_key
 from harness.run_config import RunConfig
 from harness.run_folder import RunFolder
-from harness.run_header import now_utc, run_header
+from harness.run_header import header_inputs, now_utc, run_header
 from harness.run_records import Prepared, RecordBuilder
 from harness.sampling import draw_support, reference_path, seeded_subset
 from harness.types import GOOD_CLASS, BenchmarkData, Category, GateResult, Sample, SupportExample
@@ -197,7 +197,11 @@ class Run:
         elif (run_dir / "run.json").exists():
             raise HarnessError(f"{run_dir} already holds a run; resume it with --resume {run_id} or pick another --run-id")
         else:
-            run = run_header(self, run_id, data, provenance.result())
+            inputs = header_inputs(
+                self.config, data, plugins=self.registry.plugins, class_file=self.class_file, support=self.support,
+                template=self.template, template_plugin=self.template_entry.plugin, gate=self.gate,
+                classifiers=self.classifiers, prices=self.prices, candidates=self.candidates)
+            run = run_header(inputs, run_id, data, provenance.result())
         files = RunFiles(run_dir)
         files.write_run(run)
         self.failfast.run_dir = run_dir

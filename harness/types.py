@@ -158,6 +158,18 @@ class Prompt:
 
 
 @dataclass
+class KeyOnlyPrompt(Prompt):
+    """A prompt known by its template, candidates and hashes only; its messages were not rendered.
+
+    The prompt memo (harness.prompt_memo) recalls these for a re-run; the dispatcher
+    answers them from the response cache and never sends them. ``shown_digests`` maps
+    the names of the images it showed, in order, to their digests.
+    """
+
+    shown_digests: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
 class Response:
     """What a classifier returned for one prompt."""
 

@@ -244,7 +244,7 @@ def test_the_prefixed_cache_key_equals_the_plain_one(options):
 
 def test_a_key_only_prompt_is_answered_from_the_cache_and_never_sent(tmp_path):
     from harness.errors import HarnessError
-    from harness.prompt_memo import KeyOnlyPrompt
+    from harness.types import KeyOnlyPrompt
 
     cache = ResponseCache(tmp_path / "responses.sqlite")
     calls, script = counting()

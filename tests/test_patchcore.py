@@ -34,7 +34,7 @@ from harness.plugins import load_registry
 from harness.types import Category, ClassInfo, Sample
 from harness.visual import visual_prompt_images
 
-from harness_patchcore import PatchCoreGate, PatchCoreOptions, bank, features, fitting, memory, runtime, search
+from harness_patchcore import PatchCoreGate, PatchCoreOptions, bank, distances, features, fitting, memory, runtime, search
 from harness_patchcore.calibration import QuantileRule, plan
 
 WIDTH, HEIGHT = 240, 160  # not square, on purpose
@@ -511,7 +511,7 @@ def test_cpu_greedy_loop_runs_on_one_thread_and_restores_the_count(monkeypatch):
 def test_nearest_neighbour_search_is_exact_in_chunks(monkeypatch):
     generator = torch.Generator().manual_seed(2)
     bank_features, queries = torch.randn(500, 16, generator=generator), torch.randn(70, 16, generator=generator)
-    monkeypatch.setattr(memory, "MAX_CHUNK_ELEMENTS", 500 * 8)  # chunks of 8 queries
+    monkeypatch.setattr(distances, "MAX_CHUNK_ELEMENTS", 500 * 8)  # chunks of 8 queries
     distance, index = bank.MemoryBank(torch, bank_features).nearest(queries)
     reference = torch.cdist(queries, bank_features)
     assert torch.equal(index, reference.argmin(dim=1))

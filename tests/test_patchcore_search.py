@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the patchcore gate needs torch: pip install 'anomaly-harness[patchcore]'")
 
-from harness_patchcore import bank, memory, search  # noqa: E402
+from harness_patchcore import bank, distances, memory, search  # noqa: E402
 
 
 def whole_bank(features, queries):
@@ -137,13 +137,13 @@ def test_many_centres_are_found_by_groups_and_a_continued_selection_keeps_its_pi
     squared = (points * points).sum(dim=1)
     whole_run = memory.greedy_pruned(torch, points, 600, torch.tensor([11]))
     centres = whole_run[:400]
-    expected = memory.nearest_centres(torch, points, squared, centres)  # below the threshold: one product
+    expected = search.nearest_centres(torch, points, squared, centres)  # below the threshold: one product
 
     monkeypatch.setattr(search, "CLUSTERED_SEARCH_FROM", 100)
     searches = []
     real = search.ClusteredSearch.nearest
     monkeypatch.setattr(search.ClusteredSearch, "nearest", lambda self, *a: searches.append(1) or real(self, *a))
-    found = memory.nearest_centres(torch, points, squared, centres)
+    found = search.nearest_centres(torch, points, squared, centres)
     assert searches, "the grouped search was not used"
     assert torch.allclose(found[0], expected[0], rtol=1e-4, atol=1e-4)
     chosen = points[centres]
@@ -163,3 +163,12 @@ def test_searching_never_changes_torchs_thread_count(monkeypatch):
     memory_bank = bank.MemoryBank(torch, mixture(generator, 1500, 8))
     memory_bank.nearest(mixture(generator, 300, 8))
     assert memory_bank._clustered is not None and changes == []
+
+
+def test_the_group_centres_are_the_plain_greedy_picks_from_row_0():
+    # `search` picks its centres with `distances.greedy_from_first` (it cannot import `memory`,
+    # which searches with it): the picks of `memory.greedy_plain` started from row 0.
+    points = mixture(torch.Generator().manual_seed(21), 900, 6, centres=9)
+    picks = distances.greedy_from_first(torch, points, 40)
+    assert picks[0] == 0 and len(set(picks.tolist())) == 40
+    assert torch.equal(picks, memory.greedy_plain(torch, points, 40, torch.zeros(1, dtype=torch.long)))

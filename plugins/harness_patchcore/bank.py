@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from harness_patchcore.memory import nearest_squared
+from harness_patchcore.distances import nearest_squared
 from harness_patchcore.search import CLUSTERED_SEARCH_FROM, GROUPED_SEARCH_MAX_FRACTION, ClusteredSearch
 
 

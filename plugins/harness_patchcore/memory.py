@@ -1,4 +1,4 @@
-"""Building the memory bank: greedy coreset selection, and the whole-bank nearest-neighbour search, in torch on any device.
+"""Building the memory bank: greedy coreset selection, in torch on any device.
 
 Coreset (paper, Alg. 1): start from a random patch feature, then repeatedly
 add the feature farthest from everything chosen so far (k-center greedy), so
@@ -13,12 +13,11 @@ ties). Selection can also continue from centres already chosen (``initial``):
 calibration builds a bank from part of the training images and the final bank
 extends that one over all of them, instead of selecting again from scratch.
 
-Nearest-neighbour search computes squared distances as
-``|q|^2 + |m|^2 - 2 q.m`` with one matrix product per chunk of queries
-(what ``torch.cdist`` does for large inputs, with the bank's norms computed
-once), so memory stays bounded by ``MAX_CHUNK_ELEMENTS`` whatever the bank size.
-The bank itself is `bank.MemoryBank`; on a CPU it searches a large bank by
-groups (`search.ClusteredSearch`), with the same answers.
+Continuing a selection finds each feature's nearest chosen centre with
+`search.nearest_centres` (by groups on a CPU when the centres are many); the
+blocked distances and the plain loop's steps are `distances`, which both
+modules use. The bank itself is `bank.MemoryBank`; on a CPU it searches a
+large bank by groups (`search.ClusteredSearch`), with the same answers.
 """
 
 from __future__ import annotations
@@ -29,10 +28,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-#: At most this many distances (queries x bank) are held at once during a search. Small enough
-#: for the block to stay in a CPU's cache between the product and the minimum: 784 queries
-#: against 16,386 bank features (152 dimensions) took 53 ms in blocks of 2M distances, 67 ms in one of 13M.
-MAX_CHUNK_ELEMENTS = 1 << 21
+from harness_patchcore.distances import farthest_first
+from harness_patchcore.search import nearest_centres
+
 #: On a CPU, projected features larger than this (bytes) are selected with `greedy_pruned`:
 #: below it they stay in cache and the plain loop, with less bookkeeping, is faster.
 PRUNE_ABOVE_BYTES = 16 << 20
@@ -96,47 +94,6 @@ def selection_space(torch: Any, features: Any, projection_dim: int | None, seed:
         return features @ random_projection(torch, dim, projection_dim, seed + 1, features.device)
 
 
-def nearest_squared(torch: Any, queries: Any, queries_squared: Any, bank_t: Any, bank_squared: Any) -> tuple[Any, Any]:
-    """Every query's squared distance to its nearest bank feature, and which one (its column).
-
-    ``queries`` (Q, D) with their squared norms (Q,); ``bank_t`` the bank
-    transposed (D, K) with its squared norms (K,). Distances are
-    ``|q|^2 + |m|^2 - 2 q.m``, one matrix product per block of at most
-    ``MAX_CHUNK_ELEMENTS`` distances. The block is one reused buffer and the
-    results are written in place: a fresh block per chunk, between small
-    per-chunk results kept alive, fragmented the C heap into gigabytes
-    (a bottle fit: 0.4 -> 4.3 GB).
-    """
-    count, size = queries.shape[0], bank_t.shape[1]
-    chunk = max(1, MAX_CHUNK_ELEMENTS // max(1, size))
-    block = torch.empty(min(chunk, count), size, device=queries.device)
-    nearest = torch.empty(count, device=queries.device)
-    which = torch.empty(count, dtype=torch.long, device=queries.device)
-    for start in range(0, count, chunk):
-        rows = queries[start : start + chunk]
-        part = block[: rows.shape[0]]
-        torch.addmm(bank_squared.unsqueeze(0), rows, bank_t, alpha=-2.0, out=part)
-        torch.min(part, dim=1, out=(nearest[start : start + chunk], which[start : start + chunk]))
-    return nearest.add_(queries_squared), which
-
-
-def nearest_centres(torch: Any, points: Any, squared: Any, centres: Any) -> tuple[Any, Any]:
-    """Every point's squared distance to its nearest centre among rows ``centres``, and which one (its position).
-
-    Many centres on a CPU (a selection continued from a calibration bank's
-    13,093 picks, over bottle's 163,856 training features) are searched by
-    groups, as a large memory bank is: 0.8 s instead of 3.7 s there.
-    """
-    # Imported here: the grouped search itself builds on this module's greedy selection.
-    from harness_patchcore.search import CLUSTERED_SEARCH_FROM, ClusteredSearch
-
-    chosen = points.index_select(0, centres)
-    chosen_squared = squared.index_select(0, centres)
-    if points.device.type == "cpu" and centres.numel() >= CLUSTERED_SEARCH_FROM:
-        return ClusteredSearch(torch, chosen, chosen_squared).nearest(points, squared)
-    return nearest_squared(torch, points, squared, chosen.T, chosen_squared)
-
-
 @contextlib.contextmanager
 def single_thread(torch: Any) -> Iterator[None]:
     """Run torch's CPU operations on one thread inside the block, then restore the thread count.
@@ -170,7 +127,6 @@ def greedy_plain(torch: Any, points: Any, n_select: int, initial: Any) -> Any:
     count = points.shape[0]
     device = points.device
     squared = (points * points).sum(dim=1)
-    distance = torch.empty(count, device=device)
     chosen = torch.empty(n_select, dtype=torch.long, device=device)
     start = initial.numel() - 1
     chosen[:start] = initial[:start]
@@ -178,16 +134,7 @@ def greedy_plain(torch: Any, points: Any, n_select: int, initial: Any) -> Any:
         nearest = nearest_centres(torch, points, squared, initial[:start])[0]
     else:
         nearest = torch.full((count,), float("inf"), device=device)
-    index = initial[start:]
-    for step in range(start, n_select):
-        chosen[step] = index[0]
-        centre = points.index_select(0, index)[0]
-        # |x - c|^2 = |x|^2 - 2 x.c + |c|^2, for every x at once
-        torch.addmv(squared, points, centre, alpha=-2.0, out=distance)
-        distance.add_(squared.index_select(0, index))
-        torch.minimum(nearest, distance, out=nearest)
-        index = torch.argmax(nearest).view(1)
-    return chosen
+    return farthest_first(torch, points, squared, chosen, start, nearest, initial[start:])
 
 
 def greedy_pruned(torch: Any, points: Any, n_select: int, initial: Any) -> Any:

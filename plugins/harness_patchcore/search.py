@@ -29,6 +29,11 @@ Distances are computed as ``|q|^2 + |m|^2 - 2 q.m`` in float32, whose
 rounding error grows with the squared norms, so every bound is widened by
 `SLACK` times them: about a hundred times float32's rounding, and still far
 below the gaps the bounds have to separate.
+
+`nearest_centres` finds each point's nearest centre, by groups when the
+centres are many: coreset selection (`memory`) continues from a bank this way.
+The blocked whole search and the greedy loop that picks the group centres
+are `distances`, which imports neither module.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from harness_patchcore.memory import MAX_CHUNK_ELEMENTS, greedy_plain, nearest_centres, nearest_squared
+from harness_patchcore.distances import MAX_CHUNK_ELEMENTS, greedy_from_first, nearest_squared
 
 #: Banks with at least this many features are searched by groups on a CPU; below it the whole
 #: bank is compared, and grouping gains little. Per bottle test image, the first n features of its
@@ -72,8 +77,7 @@ class ClusteredSearch:
         with torch.inference_mode():
             # k-center greedy from row 0, on torch's threads (`memory.greedy_coreset` would switch to one,
             # and a scoring thread leaves the thread count alone: see `nearest`).
-            start = torch.zeros(1, dtype=torch.long, device=features.device)
-            centre_rows = torch.arange(size) if count >= size else greedy_plain(torch, features, count, start)
+            centre_rows = torch.arange(size) if count >= size else greedy_from_first(torch, features, count)
             member_squared, group = nearest_centres(torch, features, squared, centre_rows)
             # A centre that duplicates another may win no member; an empty group is dropped.
             occupied = torch.bincount(group, minlength=count) > 0
@@ -167,3 +171,17 @@ class ClusteredSearch:
         self._compared += queries.shape[0] * block_t.shape[1]
         value, position = nearest_squared(self.torch, queries, queries_squared, block_t, self.blocks_squared[group])
         return value, position.add_(self.starts[group])
+
+
+def nearest_centres(torch: Any, points: Any, squared: Any, centres: Any) -> tuple[Any, Any]:
+    """Every point's squared distance to its nearest centre among rows ``centres``, and which one (its position).
+
+    Many centres on a CPU (a selection continued from a calibration bank's
+    13,093 picks, over bottle's 163,856 training features) are searched by
+    groups, as a large memory bank is: 0.8 s instead of 3.7 s there.
+    """
+    chosen = points.index_select(0, centres)
+    chosen_squared = squared.index_select(0, centres)
+    if points.device.type == "cpu" and centres.numel() >= CLUSTERED_SEARCH_FROM:
+        return ClusteredSearch(torch, chosen, chosen_squared).nearest(points, squared)
+    return nearest_squared(torch, points, squared, chosen.T, chosen_squared)
