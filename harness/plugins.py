@@ -26,6 +26,7 @@ from harness.errors import PluginError, UnknownNameError
 
 ENTRY_POINT_GROUP = "harness"
 BUILTIN_PLUGIN = "builtin"
+BUILTIN_MODULE = "harness.builtin"
 
 
 @dataclass(frozen=True)
@@ -175,15 +176,17 @@ def load_registry(
 ) -> Registry:
     """Load built-ins, entry-point plugins and ``extra_plugins`` into a fresh registry.
 
-    ``extra_plugins`` are (name, plugin) pairs registered after the entry points,
-    which is how tests register a plugin for one test.
+    The core's own plugin (`harness.builtin`: the oracle and none gates, the CSV writer, the core
+    commands) is found through its entry point like any other, so this module imports none of what
+    it registers; with ``entry_points`` False it is the only entry point loaded. ``extra_plugins``
+    are (name, plugin) pairs registered after the entry points, which is how tests register a
+    plugin for one test.
     """
-    from harness import builtin  # the core's own hook implementations
-
     pm = new_manager()
     registry = Registry(manager=pm)
-    pm.register(builtin, name=BUILTIN_PLUGIN)
-    registry.plugins[BUILTIN_PLUGIN] = ("anomaly-harness", __version__)
+    builtin = _builtin_entry_point()
+    pm.register(builtin.load(), name=BUILTIN_PLUGIN)
+    registry.plugins[BUILTIN_PLUGIN] = (builtin.dist.name if builtin.dist else "anomaly-harness", __version__)
 
     if entry_points:
         for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
@@ -217,6 +220,15 @@ def load_registry(
     for kind in PLUGIN_KINDS:
         _collect(registry, kind.table, getattr(pm.hook, kind.hook))
     return registry
+
+
+def _builtin_entry_point() -> importlib.metadata.EntryPoint:
+    """The entry point of the core's own plugin; a missing one means an install from before it existed."""
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP, name=BUILTIN_PLUGIN):
+        if ep.value == BUILTIN_MODULE:
+            return ep
+    raise PluginError(f"the harness's own plugin (entry point {BUILTIN_PLUGIN} = {BUILTIN_MODULE}) is not installed: "
+                      "reinstall anomaly-harness (make setup, or pip install -e .)")
 
 
 def _register_checked(pm: pluggy.PluginManager, plugin: object, name: str, dist: str) -> None:

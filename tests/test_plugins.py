@@ -433,3 +433,20 @@ def test_one_module_behind_two_entry_points_is_a_plugin_error_not_a_traceback(in
     install("fake-twice", "0.1", {"twice_a": "twice_mod", "twice_b": "twice_mod"}, {"twice_mod": WORKING_PLUGIN})
     with pytest.raises(PluginError, match="'twice_b'.*fake-twice"):
         load_registry()
+
+
+def test_the_cores_own_plugin_comes_through_its_entry_point_and_a_missing_one_says_to_reinstall(monkeypatch):
+    import importlib.metadata
+
+    from harness.errors import PluginError
+
+    registry = plugins.load_registry(entry_points=False)
+    assert registry.plugins["builtin"][0] == "anomaly-harness" and "oracle" in registry.gates
+    real = importlib.metadata.entry_points
+
+    def without_builtin(**selection):
+        return [ep for ep in real(**selection) if ep.name != "builtin"]
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", without_builtin)
+    with pytest.raises(PluginError, match="reinstall anomaly-harness"):
+        plugins.load_registry(entry_points=False)
