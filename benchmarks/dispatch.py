@@ -27,8 +27,8 @@ from pathlib import Path
 from harness import plugins
 from harness.backend_kit import http_backend
 from harness.classifiers import ClassifierOptions
-from harness.dispatch import Dispatcher
-from harness.runner import Run, RunConfig
+from harness.run.dispatch import Dispatcher
+from harness.run.runner import Run, RunConfig
 from harness.testing import scripted_classifier
 from harness.types import ClassInfo, Prompt, TextPart, Message
 

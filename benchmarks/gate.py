@@ -66,7 +66,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 
-from harness.gate_metrics import auroc  # noqa: E402
+from harness.scoring.gate_metrics import auroc  # noqa: E402
 from harness.images import load_mask, load_rgb  # noqa: E402
 from harness.plugins import load_registry  # noqa: E402
 from harness.types import Category  # noqa: E402

@@ -8,7 +8,7 @@
 What is measured: VELM prompts (a normal reference, the query, the query with
 the defect outlined, and the candidate classes) rendered from the demo data
 exactly as ``harness run`` renders them, sent through the harness's own
-dispatcher (``harness.dispatch.Dispatcher``, response cache off) to an
+dispatcher (``harness.run.dispatch.Dispatcher``, response cache off) to an
 ``hf`` classifier, all at once, with the classifier's default concurrency
 (twice the batch size). For each batch size the model is loaded and warmed up
 first (one request, not timed), then the prompts are timed ``--repeats``
@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "plugins"))  # harness_hf before pyproject maps it
 sys.path.insert(0, str(ROOT / "tests"))  # tiny_vlms
 
-from harness.dispatch import Dispatcher  # noqa: E402
+from harness.run.dispatch import Dispatcher  # noqa: E402
 from harness.images import load_mask, load_rgb  # noqa: E402
 from harness.plugins import load_registry  # noqa: E402
 from harness.prompts import render_prompt  # noqa: E402

@@ -21,7 +21,7 @@ import urllib.parse
 from collections import OrderedDict
 from typing import Any, Callable, Iterator
 
-from harness.redact import redact, strip_url_credentials
+from harness.run.redact import redact, strip_url_credentials
 from harness.errors import HarnessError
 from harness.types import ImagePart, Prompt
 

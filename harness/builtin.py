@@ -42,7 +42,7 @@ class CsvWriter(ResultWriter):
 @hookimpl(tryfirst=True)
 def register_commands(cli):
     # Called before the plugins' implementations, so a plugin's command of the same name wins, as before.
-    from harness.commands import core_commands
+    from harness.cli.commands import core_commands
 
     for command in core_commands():
         cli.add_command(command)

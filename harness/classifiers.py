@@ -3,7 +3,7 @@
 A classifier receives a rendered `Prompt` (chat messages with named images and
 the closed set of candidate classes) and returns a `Response` (raw text, token
 usage, optionally per-option scores). It never sees the true label. Retries,
-timeouts and concurrency are the core's job (:mod:`harness.dispatch`); a
+timeouts and concurrency are the core's job (:mod:`harness.run.dispatch`); a
 backend only says which of its errors are transient (`Classifier.should_retry`)
 and which of those are rate limiting or overload (`Classifier.is_rate_limited`).
 """
@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from harness import failfast
+from harness.run import failfast
 from harness.errors import HarnessError
 from harness.options import Options
 from harness.types import Prompt, Response, SupportExample
@@ -108,7 +108,7 @@ class Classifier(ABC):
     def is_fatal(self, error: BaseException) -> bool:
         """True when ``error`` says no request to this model can succeed as configured (a bad key, no access,
         no such model or endpoint). By default: the error carries HTTP status 401, 403 or 404 (the SDKs'
-        ``status_code``). A run whose first requests to a model all fail so stops early (harness/failfast.py)."""
+        ``status_code``). A run whose first requests to a model all fail so stops early (harness/run/failfast.py)."""
         return failfast.http_status(error) in failfast.FATAL_STATUSES
 
     def is_timeout(self, error: BaseException) -> bool:

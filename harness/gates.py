@@ -22,7 +22,7 @@ from PIL import Image
 
 from harness.errors import HarnessError
 from harness.images import load_mask
-from harness.mask_notes import mask_summary
+from harness.run.mask_notes import mask_summary
 from harness.options import Options
 from harness.types import Category, GateResult, Sample
 
@@ -75,7 +75,7 @@ class Gate(ABC):
     #: True when the gate reads ground truth (only the oracle should).
     uses_ground_truth: ClassVar[bool] = False
     #: False when a verdict depends only on the sample's files and label, never on pixel values, so a
-    #: re-run may reuse it while those files are unchanged (harness.prompt_memo).
+    #: re-run may reuse it while those files are unchanged (harness.run.prompt_memo).
     reads_pixels: ClassVar[bool] = True
     #: What a flag means, one of `GATE_MODES`; templates read it as ``gate_mode``. Unless a gate sets
     #: it: ``none`` when it passes all, ``oracle`` when it uses ground truth, else ``detector``.

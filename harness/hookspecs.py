@@ -66,7 +66,7 @@ def register_policies(register):
     """Register decision policies by name: ``register(name, path)`` with the path of a policy TOML file.
 
     ``harness run --policy NAME`` and ``harness act RUN --policy NAME`` find it
-    (the file form is described in `harness.decisions`).
+    (the file form is described in `harness.scoring.decisions`).
     """
 
 
@@ -74,7 +74,7 @@ def register_policies(register):
 def register_cost_matrices(register):
     """Register cost matrices by name: ``register(name, path)`` with the path of a cost-matrix TOML file.
 
-    ``--costs NAME`` finds it (the file form is described in `harness.decisions`).
+    ``--costs NAME`` finds it (the file form is described in `harness.scoring.decisions`).
     """
 
 
@@ -83,8 +83,8 @@ def register_class_files(register):
     """Register class files by name: ``register(name, path)`` with the path of a class-description TOML file.
 
     A benchmark reads the class file of its name (``mvtec-ac``, ``visa-ac``, ...)
-    through `harness.class_file.registered_class_file`; the form is that of a
-    user's class file (`harness.class_file`).
+    through `harness.run.class_file.registered_class_file`; the form is that of a
+    user's class file (`harness.run.class_file`).
     """
 
 

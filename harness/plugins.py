@@ -283,7 +283,7 @@ def registered_class_file(name: str) -> Path | None:
 
     This is how a benchmark finds its shipped descriptions (the ``prompts``
     plugin registers ``mvtec-ac``, ``visa-ac``, ...); a later plugin may
-    register the same name to replace them. The file's form is `harness.class_file`'s.
+    register the same name to replace them. The file's form is `harness.run.class_file`'s.
     """
     provided = get_registry().class_files.get(name)
     return provided.obj.path if provided is not None else None

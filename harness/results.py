@@ -5,7 +5,7 @@ tools read them), versioned by `SCHEMA_VERSION`. Records are appended and
 flushed as each (sample, model) finishes, so a killed run loses nothing that
 finished. ``run.json`` is replaced atomically, never left half-written. Beside
 them, ``prompt_images/`` holds what redraws each prompt's images (the gate's
-regions; see `harness.prompt_record`), written before the records that name it.
+regions; see `harness.run.prompt_record`), written before the records that name it.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from harness.errors import HarnessError
 #: Bump the major part for changes that break readers, the minor part for additions.
 SCHEMA_VERSION = "1.2"  # 1.2: answer_rule, served_model, error_transient, attempts_total, prompt_images; 1.1: repeat, class_order
 # 1.1 also: with ``--policy``, records carry ``severity_true``, ``action_true``, ``severity_predicted``,
-# ``action_predicted`` and run.json a ``decisions`` section (harness/decision_report.py).
+# ``action_predicted`` and run.json a ``decisions`` section (harness/scoring/decision_report.py).
 RUN_FILE = "run.json"
 SAMPLES_FILE = "samples.jsonl"
 

@@ -161,7 +161,7 @@ class Prompt:
 class KeyOnlyPrompt(Prompt):
     """A prompt known by its template, candidates and hashes only; its messages were not rendered.
 
-    The prompt memo (harness.prompt_memo) recalls these for a re-run; the dispatcher
+    The prompt memo (harness.run.prompt_memo) recalls these for a re-run; the dispatcher
     answers them from the response cache and never sends them. ``shown_digests`` maps
     the names of the images it showed, in order, to their digests.
     """
@@ -216,5 +216,5 @@ class Prepared:
     gate: GateResult | None
     bad_input: str | None = None
     prompts: dict[Any, Prompt] = field(default_factory=dict)  # keyed by (repeat, max_images)
-    #: Where the run folder keeps what redraws its prompt images (harness.prompt_record); None: no prompt.
+    #: Where the run folder keeps what redraws its prompt images (harness.run.prompt_record); None: no prompt.
     images: dict[str, Any] | None = None

@@ -13,7 +13,7 @@ pictures from a query image, an optional reference, and the gate's binary
 
 The heat map a prompt shows is drawn from `map_thumbnail`, a small 8-bit copy
 of the anomaly map, so a run folder can keep exactly what the picture was drawn
-from (`harness.prompt_record`) and redraw it pixel for pixel.
+from (`harness.run.prompt_record`) and redraw it pixel for pixel.
 
 Only numpy and PIL: morphology is done with array shifts, the colour ramp is
 written out here.

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from harness import answers
+from harness.scoring import answers
 from harness.cli import main
 from harness.datasets import ReleaseMismatchError, manifest_hash
 from harness.types import GOOD

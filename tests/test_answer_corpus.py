@@ -2,7 +2,7 @@
 
 tests/data/answer_corpus.jsonl holds one reply per line: ``reply``, ``candidates`` (a set of
 tests/data/answer_candidate_sets.json), ``expect`` (a class key or ``error:<kind>``), ``rule`` (the
-`harness.answers.RULES` name that must decide), ``style`` (what kind of reply it is) and, for replies
+`harness.scoring.answers.RULES` name that must decide), ``style`` (what kind of reply it is) and, for replies
 of a schema-constrained backend, ``structured: true``. Every entry is parsed and all mismatches are
 reported at once, so a change to the parser shows its whole effect.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.answers import RULES, STRICT_RULES, read_answer
+from harness.scoring.answers import RULES, STRICT_RULES, read_answer
 from harness.types import ClassInfo
 
 DATA = Path(__file__).parent / "data"

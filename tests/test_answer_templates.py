@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.answers import read_answer
+from harness.scoring.answers import read_answer
 from harness.types import GOOD_CLASS, ClassInfo
 
 NAMES = (

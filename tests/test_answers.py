@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from harness.answers import (
+from harness.scoring.answers import (
     RULES, Reading, check_mode, normalize, parse_answer, parse_option_scores, read_answer, read_option_scores,
 )
 from harness.errors import HarnessError

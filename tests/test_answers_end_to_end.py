@@ -17,9 +17,9 @@ import pytest
 
 from conftest import run_cli
 from harness import plugins
-from harness.metrics import answer_rule_counts
+from harness.scoring.metrics import answer_rule_counts
 from harness.results import load_run
-from harness.runner import Run, RunConfig
+from harness.run.runner import Run, RunConfig
 from harness.testing.loopback import Answer, LoopbackServer, Request
 
 pytest.importorskip("openai")

@@ -26,13 +26,13 @@ pytest.importorskip("anthropic")
 import harness_anthropic
 
 from harness import plugins
-from harness.dispatch import CallResult, Dispatcher
+from harness.run.dispatch import CallResult, Dispatcher
 from harness.errors import HarnessError
-from harness.failfast import EARLY_STOP_AFTER, EarlyStop
+from harness.run.failfast import EARLY_STOP_AFTER, EarlyStop
 from harness.options import validate_options
 from harness.prompts import image_digest
 from harness.results import load_run
-from harness.runner import Run, RunConfig
+from harness.run.runner import Run, RunConfig
 from harness.testing.loopback import Answer, Fault, LoopbackServer, Request, always, sequence
 from harness.types import ClassInfo, ImagePart, Message, Prompt, TextPart
 from harness.backend_kit import KEYLESS_PLACEHOLDER

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from harness.cache import ResponseCache
+from harness.run.cache import ResponseCache
 from harness.classifiers import ClassifierOptions
-from harness.dispatch import Dispatcher
-from harness.ratelimit import RateLimiter
+from harness.run.dispatch import Dispatcher
+from harness.run.ratelimit import RateLimiter
 from harness.testing import scripted_classifier
 from harness.types import ClassInfo, Prompt, Response
 
@@ -144,11 +144,11 @@ def test_the_dispatcher_applies_the_rate_limit():
     assert max(r.queued_s for r in results) >= 0.25  # waiting for the limit counts as queued time
 
 
-# -- re-runs: request keys remembered by file identity (harness.prompt_memo) ----------------------
+# -- re-runs: request keys remembered by file identity (harness.run.prompt_memo) ----------------------
 
 
 def _memo_run(tree, results, run_id, registry, gate="none"):
-    from harness.runner import Run, RunConfig
+    from harness.run.runner import Run, RunConfig
 
     config = RunConfig(benchmark="folder", data_root=tree, gate=gate, models=["scripted"], results_dir=results,
                        run_id=run_id, n_boot=50, model_options={"scripted": {"cache": True}})
@@ -158,7 +158,7 @@ def _memo_run(tree, results, run_id, registry, gate="none"):
 def test_a_rerun_reads_no_image_and_a_changed_image_misses(tmp_path, monkeypatch):
     from PIL import Image
 
-    import harness.runner
+    import harness.run.runner
     from harness import plugins
     from harness_datasets import demo
 
@@ -175,8 +175,8 @@ def test_a_rerun_reads_no_image_and_a_changed_image_misses(tmp_path, monkeypatch
     _, plugin = scripted_classifier(script)
     registry = plugins.load_registry(extra_plugins=[("scripted-test", plugin)])
     read = []
-    real_load = harness.runner.load_rgb
-    monkeypatch.setattr(harness.runner, "load_rgb", lambda path: read.append(path) or real_load(path))
+    real_load = harness.run.runner.load_rgb
+    monkeypatch.setattr(harness.run.runner, "load_rgb", lambda path: read.append(path) or real_load(path))
 
     first = _memo_run(tree, tmp_path / "results", "first", registry)
     test_images = {tree / r["image"] for r in first.records}
@@ -211,12 +211,12 @@ def test_a_rerun_reads_no_image_and_a_changed_image_misses(tmp_path, monkeypatch
 
 
 def test_the_memo_is_not_used_for_gates_that_read_pixels(tmp_path):
-    from harness.cache import ResponseCache
+    from harness.run.cache import ResponseCache
     from harness.gates import Gate, OracleGate, PassThroughGate
 
     assert Gate.reads_pixels and not PassThroughGate.reads_pixels and not OracleGate.reads_pixels
     registry_gate = type("PixelGate", (PassThroughGate,), {"name": "pixels", "reads_pixels": True})
-    from harness.prompt_memo import PromptMemo
+    from harness.run.prompt_memo import PromptMemo
     from harness.types import Category
 
     gate = registry_gate()
@@ -234,7 +234,7 @@ def _template():
 
 @pytest.mark.parametrize("options", [{}, {"temperature": 0.0, "detail": "low", "nested": {"b": [1, 2], "a": None}}])
 def test_the_prefixed_cache_key_equals_the_plain_one(options):
-    from harness.cache import cache_key, cache_keyer
+    from harness.run.cache import cache_key, cache_keyer
 
     for plugin, model, endpoint in (("openai", "gpt-4o", {"base_url": "http://h/v1"}), ("random", None, {})):
         keyer = cache_keyer(plugin, model, options, endpoint=endpoint)

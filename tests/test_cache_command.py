@@ -13,8 +13,8 @@ from conftest import run_cli
 
 from harness import plugins
 from harness.backend_kit import public_base_url
-from harness.cache import default_path
-from harness.runner import Run, RunConfig
+from harness.run.cache import default_path
+from harness.run.runner import Run, RunConfig
 from harness.testing.loopback import Answer, LoopbackServer
 
 SPEC = "openai:gpt-4o-mini"

@@ -18,12 +18,12 @@ pytest.importorskip("anthropic")
 
 from harness import plugins
 from harness.backend_kit import public_base_url
-from harness.cache import CACHE_FORMAT, ResponseCache, default_path
+from harness.run.cache import CACHE_FORMAT, ResponseCache, default_path
 from harness.classifiers import ClassifierOptions
-from harness.dispatch import Dispatcher
+from harness.run.dispatch import Dispatcher
 from harness.errors import HarnessError
 from harness.results import load_run
-from harness.runner import Run, RunConfig
+from harness.run.runner import Run, RunConfig
 from harness.testing import scripted_classifier
 from harness.testing.loopback import Answer, LoopbackServer
 from harness.types import ClassInfo, Message, Prompt, Response, TextPart

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from harness import plugins
-from harness.class_order import check_class_order, class_orders, position_bias
+from harness.scoring.class_order import check_class_order, class_orders, position_bias
 from harness.cli import main
 from harness.errors import HarnessError
 from harness.hookspecs import hookimpl
 from harness.prompts import template_from_text
 from harness.results import load_run
-from harness.runner import Run, RunConfig
+from harness.run.runner import Run, RunConfig
 from harness.testing import scripted_classifier
 from harness.types import ClassInfo
 

@@ -14,13 +14,13 @@ import pytest
 from PIL import Image
 
 from harness import plugins
-from harness.class_file import read_class_file
-from harness.class_sources import detect_benchmark
+from harness.run.class_file import read_class_file
+from harness.run.class_sources import detect_benchmark
 from harness.datasets import Benchmark
 from harness.images import load_rgb
 from harness.prompts import image_digest
-from harness.runner import Run, RunConfig
-from harness.sampling import reference_path
+from harness.run.runner import Run, RunConfig
+from harness.run.sampling import reference_path
 from harness.testing import plugin_of, registry_with, scripted_classifier
 from harness.types import BenchmarkData, Category, ClassInfo, TextPart
 

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from harness import leaderboard, plugins
+from harness.scoring import leaderboard
+from harness import plugins
 from harness.cli import main
-from harness.compare import compare_models, compare_runs, mcnemar_exact, pair_models, paired_bootstrap
+from harness.scoring.compare import compare_models, compare_runs, mcnemar_exact, pair_models, paired_bootstrap
 from harness.errors import HarnessError
 from harness.results import load_run
-from harness.run_folder import RunFolder
-from harness.runner import Run, RunConfig
+from harness.run.run_folder import RunFolder
+from harness.run.runner import Run, RunConfig
 
 
 def record(sample_id: str, category: str, true: str, predicted: str | None, model: str = "m",

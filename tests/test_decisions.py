@@ -15,15 +15,15 @@ import pytest
 
 from harness import plugins
 from harness.cli import main
-from harness.decision_report import (
+from harness.scoring.decision_report import (
     decision_report, group_accuracy, negligible_count, record_decisions, table4, table4_policy, table4_split,
 )
-from harness.decisions import ACTIONS, load_costs, load_policy, resolve_file
+from harness.scoring.decisions import ACTIONS, load_costs, load_policy, resolve_file
 from harness.errors import HarnessError
 from harness.images import load_rgb
 from harness.prompts import image_digest
 from harness.results import load_run
-from harness.runner import Run, RunConfig
+from harness.run.runner import Run, RunConfig
 from harness.testing import scripted_classifier
 from harness.types import GOOD
 

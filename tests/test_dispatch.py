@@ -9,7 +9,7 @@ from typing import Callable
 import pytest
 
 from harness.classifiers import ClassifierOptions
-from harness.dispatch import MAX_DETAIL_CHARS, CallResult, Dispatcher
+from harness.run.dispatch import MAX_DETAIL_CHARS, CallResult, Dispatcher
 from harness.testing import scripted_classifier
 from harness.types import ClassInfo, Message, Prompt, Response, TextPart
 

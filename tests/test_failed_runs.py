@@ -14,11 +14,11 @@ import pytest
 
 from conftest import run_cli
 from harness import plugins
-from harness.dispatch import CallResult
+from harness.run.dispatch import CallResult
 from harness.errors import HarnessError
-from harness.failfast import EARLY_STOP_AFTER, EarlyStop, FailFast, call_failures, check_answered, NoAnswersError
+from harness.run.failfast import EARLY_STOP_AFTER, EarlyStop, FailFast, call_failures, check_answered, NoAnswersError
 from harness.results import load_run
-from harness.runner import Run, RunConfig
+from harness.run.runner import Run, RunConfig
 from harness.testing import scripted_classifier
 from harness.testing.loopback import Fault, LoopbackServer, sequence
 

@@ -106,7 +106,7 @@ def test_without_category_a_released_benchmark_names_the_category_flags_to_add(t
 
 
 def test_the_readme_names_outcomes_as_the_records_spell_them():
-    from harness import metrics
+    from harness.scoring import metrics
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for outcome in ("correct", "wrong_class", "gate_miss", "gate_false_alarm"):

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from harness.gate_metrics import auroc, gate_metrics
+from harness.scoring.gate_metrics import auroc, gate_metrics
 
 
 def record(category, label, score, flagged):
@@ -41,7 +41,7 @@ def test_decisions_per_category_and_their_mean():
 def test_pixel_auroc_by_hand_and_after_shrinking():
     import numpy as np
 
-    from harness.gate_metrics import pixel_auroc, shrink_for_pixel_auroc
+    from harness.scoring.gate_metrics import pixel_auroc, shrink_for_pixel_auroc
 
     mask = np.zeros((4, 4), dtype=bool)
     mask[0, 0] = True
@@ -61,7 +61,7 @@ def test_a_run_reports_pixel_auroc_from_the_gates_maps(tmp_path, small_tree):
     from harness.gates import FittedGate, Gate
     from harness.hookspecs import hookimpl
     from harness.images import load_mask
-    from harness.runner import Run, RunConfig
+    from harness.run.runner import Run, RunConfig
     from harness.types import GateResult
 
     class MaskGate(Gate):

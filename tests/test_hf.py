@@ -27,7 +27,7 @@ from PIL import Image  # noqa: E402
 from harness import plugins  # noqa: E402
 from harness.errors import HarnessError  # noqa: E402
 from harness.results import load_run
-from harness.runner import Run, RunConfig  # noqa: E402
+from harness.run.runner import Run, RunConfig  # noqa: E402
 from harness.types import GOOD, ClassInfo, ImagePart, Message, Prompt, TextPart  # noqa: E402
 
 import harness_hf
@@ -65,7 +65,7 @@ def no_network(monkeypatch):
 
 
 def hf_run(tmp_path, small_tree, model_dir: Path, limit: int = 6, use_cache: bool = False, run_id=None, **options):
-    """Run the tiny model through harness.runner on the small tree's ``tile`` category."""
+    """Run the tiny model through harness.run.runner on the small tree's ``tile`` category."""
     spec = f"hf:{model_dir}"
     registry = plugins.load_registry()
     config = RunConfig(

@@ -151,7 +151,7 @@ def test_vote_majority_tiebreak_and_consistent_scores():
 def test_knn_without_shots_fails_before_the_run_starts(tmp_path, small_tree):
     from harness import plugins
     from harness.errors import HarnessError
-    from harness.runner import Run, RunConfig
+    from harness.run.runner import Run, RunConfig
 
     config = RunConfig(benchmark="folder", data_root=small_tree, models=["knn"], results_dir=tmp_path)
     with pytest.raises(HarnessError, match="--shots"):

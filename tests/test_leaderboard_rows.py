@@ -13,11 +13,13 @@ import pytest
 
 pytest.importorskip("openai")
 
-from harness import leaderboard, plugins, run_identity
-from harness.metrics import usage_summary
+from harness.scoring import leaderboard
+from harness import plugins
+from harness.run import run_identity
+from harness.scoring.metrics import usage_summary
 from harness.report import build_report
 from harness.results import load_run
-from harness.runner import Run, RunConfig
+from harness.run.runner import Run, RunConfig
 from harness.testing import scripted_classifier
 from harness.testing.loopback import Answer, LoopbackServer
 

@@ -8,7 +8,7 @@ from fractions import Fraction as F
 
 import pytest
 
-from harness.metrics import (
+from harness.scoring.metrics import (
     OUTCOMES,
     accuracy,
     bootstrap_accuracy,

@@ -27,13 +27,13 @@ pytest.importorskip("openai")
 import harness_openai
 
 from harness import plugins
-from harness.dispatch import CallResult, Dispatcher
+from harness.run.dispatch import CallResult, Dispatcher
 from harness.errors import HarnessError
-from harness.failfast import EARLY_STOP_AFTER, EarlyStop
+from harness.run.failfast import EARLY_STOP_AFTER, EarlyStop
 from harness.options import validate_options
 from harness.prompts import image_digest
 from harness.results import load_run
-from harness.runner import Run, RunConfig
+from harness.run.runner import Run, RunConfig
 from harness.testing.loopback import Answer, Fault, LoopbackServer, Request, always, sequence
 from harness.types import ClassInfo, ImagePart, Message, Prompt, TextPart
 from harness.backend_kit import KEYLESS_PLACEHOLDER
@@ -386,7 +386,7 @@ def test_401_is_one_attempt_and_the_key_reaches_no_file_or_log(tmp_path, small_t
     monkeypatch.setenv(env_name, key)
     caplog.set_level(logging.DEBUG)
     with LoopbackServer(Fault.unauthorized) as server:  # the 401 body echoes the key it received
-        with pytest.raises(EarlyStop) as stopped:  # every request 401: the run stops early (harness/failfast.py)
+        with pytest.raises(EarlyStop) as stopped:  # every request 401: the run stops early (harness/run/failfast.py)
             run(tmp_path, small_tree, server, api_key_env=env_name)
     assert all(r.api_key == key and r.outcome == "status:401" for r in server.requests)
     assert "openai:gpt-4o" in str(stopped.value) and "401" in str(stopped.value) and key not in str(stopped.value)

@@ -9,7 +9,7 @@ import sys
 import click
 
 import harness
-from harness.commands.plugins import describe_plugins
+from harness.cli.plugins import describe_plugins
 from harness.gates import PassThroughGate
 from harness.hookspecs import hookimpl
 from harness.plugins import load_registry

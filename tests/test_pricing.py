@@ -6,8 +6,8 @@ import pytest
 
 from harness import plugins
 from harness.errors import HarnessError
-from harness.pricing import Price, load_prices, price_for
-from harness.runner import Run, RunConfig
+from harness.run.pricing import Price, load_prices, price_for
+from harness.run.runner import Run, RunConfig
 from harness.testing import scripted_classifier
 from harness.types import Response
 

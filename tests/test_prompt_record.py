@@ -19,11 +19,11 @@ from PIL import Image
 from harness import plugins
 from harness.classifiers import Capabilities
 from harness.errors import BadInputError, HarnessError
-from harness.prompt_record import FOLDER, PromptImageStore, mismatches, redraw
+from harness.run.prompt_record import FOLDER, PromptImageStore, mismatches, redraw
 from harness.prompts import image_digest, template_from_text
 from harness.results import load_run
-from harness.run_records import Prepared
-from harness.runner import Run, RunConfig
+from harness.run.run_records import Prepared
+from harness.run.runner import Run, RunConfig
 from harness.testing import plugin_of, scripted_classifier
 from harness.types import GateResult, ImagePart, Sample, TextPart
 from harness.visual import map_thumbnail

@@ -508,7 +508,7 @@ def test_the_patchcore_gate_is_a_detector():
 
 def test_a_run_words_its_prompts_by_its_gate(tmp_path, small_tree):
     from harness import plugins
-    from harness.runner import Run, RunConfig
+    from harness.run.runner import Run, RunConfig
     from harness.testing import scripted_classifier
 
     seen = {}

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from harness.redact import REDACTED, redact
+from harness.run.redact import REDACTED, redact
 
 OPENAI_KEY = "sk-proj-Ab3dEfGh1JkLmN0pQrStUvWx_yz-0123456789"
 OPENAI_LEGACY_KEY = "sk-" + "A1b2C3d4E5f6G7h8I9j0" * 2 + "kL"

@@ -18,7 +18,7 @@ from harness import plugins
 from harness.errors import HarnessError
 from harness.report import build_report, data, gallery
 from harness.report.svg import nice_ticks, scatter
-from harness.runner import Run, RunConfig
+from harness.run.runner import Run, RunConfig
 from harness.testing import scripted_classifier
 from harness.types import Response
 

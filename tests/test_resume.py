@@ -16,7 +16,7 @@ import pytest
 from harness import plugins
 from harness.errors import HarnessError
 from harness.results import load_run
-from harness.runner import Run, RunConfig
+from harness.run.runner import Run, RunConfig
 from harness.testing import scripted_classifier
 
 

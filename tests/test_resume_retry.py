@@ -13,10 +13,11 @@ from collections import Counter
 
 import pytest
 
-from harness import plugins, resume
+from harness import plugins
+from harness.run import resume
 from harness.results import load_run, read_jsonl
-from harness.resume import SUPERSEDED_FILE, failure_is_transient, record_key
-from harness.runner import Run, RunConfig
+from harness.run.resume import SUPERSEDED_FILE, failure_is_transient, record_key
+from harness.run.runner import Run, RunConfig
 from harness.testing import scripted_classifier, write_tiny_benchmark
 from harness.testing.loopback import Fault, LoopbackServer
 from harness.testing.loopback_faults import fault_mix, first_listed_class

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness import compare, runner
+from harness.scoring import compare
+from harness.run import runner
 from harness.report import data
-from harness.run_folder import RunFolder
+from harness.run.run_folder import RunFolder
 
 
 def write_run(folder: Path, run: dict, records: list[dict]) -> Path:

@@ -1,4 +1,4 @@
-"""run.json's header is a function of explicit inputs (harness.run_header), not of the running object."""
+"""run.json's header is a function of explicit inputs (harness.run.run_header), not of the running object."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 
 from harness.gates import PassThroughGate
 from harness.prompts import template_from_text
-from harness.run_config import RunConfig
-from harness.run_header import HeaderInputs, header_inputs, run_header
+from harness.run.run_config import RunConfig
+from harness.run.run_header import HeaderInputs, header_inputs, run_header
 from harness.types import GOOD_CLASS, BenchmarkData, Category, ClassInfo, Sample
 
 
@@ -60,10 +60,10 @@ def test_repeats_record_each_categorys_orders(tmp_path):
 
 
 def test_the_header_module_names_no_runner_not_even_for_types():
-    # It used to import harness.runner under TYPE_CHECKING to type its argument: an import cycle.
-    import harness.run_header
+    # It used to import harness.run.runner under TYPE_CHECKING to type its argument: an import cycle.
+    import harness.run.run_header
 
-    tree = ast.parse(Path(harness.run_header.__file__).read_text())
+    tree = ast.parse(Path(harness.run.run_header.__file__).read_text())
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    assert "harness.runner" not in imported and "harness.run_config" in imported
+    assert "harness.run.runner" not in imported and "harness.run.run_config" in imported

@@ -6,8 +6,8 @@ import re
 from dataclasses import fields
 from pathlib import Path
 
-from harness.run_config import RunConfig, default_of, recorded_fields
-from harness.run_options import CONFIG_KEYS, config_keys_of, config_values, load_config_file, settable_fields
+from harness.run.run_config import RunConfig, default_of, recorded_fields
+from harness.run.run_options import CONFIG_KEYS, config_keys_of, config_values, load_config_file, settable_fields
 
 from conftest import run_cli
 

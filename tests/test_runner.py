@@ -14,7 +14,7 @@ from harness.hookspecs import hookimpl
 from harness.prompts import image_digest
 from harness.images import load_rgb
 from harness.results import SCHEMA_VERSION, load_run
-from harness.runner import Run, RunConfig
+from harness.run.runner import Run, RunConfig
 from harness.testing import scripted_classifier
 from harness.types import GOOD, ImagePart, Response, TextPart
 

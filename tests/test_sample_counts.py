@@ -11,8 +11,8 @@ import pytest
 from harness import plugins
 from harness.errors import HarnessError
 from harness.results import load_run
-from harness.runner import Run, RunConfig
-from harness.sample_counts import MIN_TO_SCORE, check_shots
+from harness.run.runner import Run, RunConfig
+from harness.scoring.sample_counts import MIN_TO_SCORE, check_shots
 from harness.testing import scripted_classifier
 from harness.types import Category, ClassInfo, Sample
 
@@ -76,9 +76,9 @@ def test_a_class_with_one_image_can_give_no_support():
 
 def test_shots_leaving_one_image_of_a_class_warn_with_the_counts(tmp_path, small_tree, caplog):
     classifier, run = scripted_run(tmp_path, small_tree, shots=1)
-    with caplog.at_level(logging.WARNING, logger="harness.sample_counts"):
+    with caplog.at_level(logging.WARNING, logger="harness.scoring.sample_counts"):
         result = run.execute()
-    (warning,) = [r.getMessage() for r in caplog.records if r.name == "harness.sample_counts"]
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "harness.scoring.sample_counts"]
     assert warning.startswith(f"--shots 1 leaves fewer than {MIN_TO_SCORE} images to score in 15 defect class(es) "
                               "(label/crease 1 of 2, label/ink_smear 1 of 2,")
     # 3 categories x (2 good + 5 classes x 1 left) = 21 scored, 15 anomalous, of 30 anomalous in the data.
@@ -90,9 +90,9 @@ def test_shots_leaving_one_image_of_a_class_warn_with_the_counts(tmp_path, small
 
 def test_limit_with_shots_warns_with_counts_that_match_what_was_scored(tmp_path, small_tree, caplog):
     classifier, run = scripted_run(tmp_path, small_tree, shots=1, limit=3)
-    with caplog.at_level(logging.WARNING, logger="harness.sample_counts"):
+    with caplog.at_level(logging.WARNING, logger="harness.scoring.sample_counts"):
         result = run.execute()
-    (warning,) = [r.getMessage() for r in caplog.records if r.name == "harness.sample_counts"]
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "harness.scoring.sample_counts"]
     assert warning.startswith("--shots 1 --limit 3 leaves fewer than 2 images to score in 15 defect class(es)")
     run_json, records = load_run(result.run_dir)
     scored = Counter((r["category"], r["true_label"]) for r in records if r["true_label"] != "good")
@@ -106,7 +106,7 @@ def test_limit_with_shots_warns_with_counts_that_match_what_was_scored(tmp_path,
 def test_no_warning_without_settings_that_thin_the_data(tmp_path, small_tree, caplog):
     # The data itself has 2 of each class: nothing is short, and a class the data holds few of is not warned about.
     _, run = scripted_run(tmp_path, small_tree)
-    with caplog.at_level(logging.WARNING, logger="harness.sample_counts"):
+    with caplog.at_level(logging.WARNING, logger="harness.scoring.sample_counts"):
         result = run.execute()
-    assert [r for r in caplog.records if r.name == "harness.sample_counts"] == []
+    assert [r for r in caplog.records if r.name == "harness.scoring.sample_counts"] == []
     assert "few_to_score" not in result.run["benchmark"]["notes"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from harness import leaderboard
+from harness.scoring import leaderboard
 
 from conftest import run_cli
 from harness.datasets import manifest_hash

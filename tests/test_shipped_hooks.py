@@ -101,7 +101,7 @@ def test_a_plugin_overrides_a_shipped_policy_name(tmp_path, capsys, harness_plug
 
 
 def test_a_plugins_class_file_for_a_benchmark_reaches_the_prompt(tmp_path, harness_plugins):
-    from harness.runner import Run, RunConfig
+    from harness.run.runner import Run, RunConfig
 
     texts: list[str] = []
 
@@ -196,7 +196,7 @@ def test_a_file_kind_registered_with_one_argument_is_a_plugin_error():
 
 
 def test_a_registered_policy_file_that_is_gone_is_named(tmp_path, harness_plugins):
-    from harness.decisions import load_policy, resolve_file
+    from harness.scoring.decisions import load_policy, resolve_file
 
     registry = harness_plugins.register(plugin_of(policies={"gone": tmp_path / "gone.toml"}), name="lineplug")
     with pytest.raises(HarnessError, match=r"gone\.toml: decision policy not found"):

@@ -105,7 +105,7 @@ def test_importing_the_pytest_plugin_or_the_server_loads_nothing_else_of_the_kit
     assert done.returncode == 0, done.stderr
     loaded = set(ast.literal_eval(done.stdout))  # the printed list of module names
     assert "harness.testing.pytest_plugin" in loaded
-    assert not loaded & {"harness.plugins", "harness.runner", "harness.testing.plugin_helpers",
+    assert not loaded & {"harness.plugins", "harness.run.runner", "harness.testing.plugin_helpers",
                          "harness.testing.conformance", "harness.testing.tiny_benchmark"}, sorted(loaded)
 
 

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import leaderboard, plugins
+from harness.scoring import leaderboard
+from harness import plugins
 from harness.report import build_report
 from harness.results import load_run
-from harness.runner import Run, RunConfig
+from harness.run.runner import Run, RunConfig
 from harness.testing import scripted_classifier
 
 from conftest import run_cli

@@ -1,4 +1,4 @@
-"""A user's class file (harness/class_file.py): their descriptions reach the rendered prompt, run.json and the leaderboard."""
+"""A user's class file (harness/run/class_file.py): their descriptions reach the rendered prompt, run.json and the leaderboard."""
 
 from __future__ import annotations
 
@@ -8,14 +8,15 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from harness import leaderboard, plugins
-from harness.class_file import apply_class_file, read_class_file
+from harness.scoring import leaderboard
+from harness import plugins
+from harness.run.class_file import apply_class_file, read_class_file
 from harness.errors import HarnessError
 from harness.images import load_rgb
 from harness.prompts import image_digest
 from harness.results import load_run
-from harness.runner import Run, RunConfig
-from harness.sampling import reference_path
+from harness.run.runner import Run, RunConfig
+from harness.run.sampling import reference_path
 from harness.testing import scripted_classifier
 from harness.types import TextPart
 
@@ -254,7 +255,7 @@ def test_the_run_config_key_classes_reaches_run_json(tmp_path, widget_root, caps
 
 
 def test_compare_notes_runs_shown_different_class_files(tmp_path, widget_root):
-    from harness.compare import check_comparable
+    from harness.scoring.compare import check_comparable
 
     plain, _ = run_folder(tmp_path, widget_root, "plain")
     mine = tmp_path / "mine.toml"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.report import data, gallery, render
-from harness.run_folder import RunFolder
+from harness.run.run_folder import RunFolder
 
 #: Gallery cards per model unless ``--per-model`` says otherwise.
 DEFAULT_PER_MODEL = 24

@@ -1,7 +1,7 @@
 """What the report shows, gathered from finished run folders (no HTML here).
 
 Everything is read from ``run.json`` and ``samples.jsonl``; leaderboard rows
-come from `harness.leaderboard` so the report and LEADERBOARD.md never
+come from `harness.scoring.leaderboard` so the report and LEADERBOARD.md never
 disagree. Figures of runs over different image sets (manifest hashes) are
 kept apart, as the leaderboard keeps them.
 """
@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import leaderboard
+from harness.scoring import leaderboard
 from harness.errors import HarnessError
-from harness.metrics import ERROR_PREFIX, OUTCOMES
+from harness.scoring.metrics import ERROR_PREFIX, OUTCOMES
 from harness.results import RUN_FILE, load_run, resolve_run_dir
-from harness.run_folder import RunFolder
+from harness.run.run_folder import RunFolder
 
 
 #: The name this module gave `RunFolder` before there was one class for a run folder read.

@@ -2,7 +2,7 @@
 
 Records hold the query image's path (relative to the run's data root), the
 gate's verdict and, when a model was asked, ``prompt_images``: what redraws
-the pictures its prompt showed (`harness.prompt_record`). So a card shows the
+the pictures its prompt showed (`harness.run.prompt_record`). So a card shows the
 outline the model was shown, redrawn from the gate's stored region and checked
 against the digests of what was sent, captioned by the gate's mode: the
 detector's region, the annotated region (oracle), or no outline (gate
@@ -10,7 +10,7 @@ detector's region, the annotated region (oracle), or no outline (gate
 before prompts' images were kept fall back to the ground-truth outline with a
 caption that says so. The benchmark is loaded again (through its plugin) to
 find each sample's ground-truth mask and the reference the run showed
-(`harness.sampling.reference_path`, the same seeded choice). When the
+(`harness.run.sampling.reference_path`, the same seeded choice). When the
 benchmark cannot be loaded, only query images are shown and the report says
 why.
 
@@ -29,14 +29,14 @@ from typing import Any
 
 from PIL import Image
 
-from harness.data_location import load_run_benchmark, recorded_data_root
+from harness.run.data_location import load_run_benchmark, recorded_data_root
 from harness.errors import BadInputError, HarnessError
 from harness.images import load_mask, load_rgb
-from harness.metrics import outcome_of
-from harness.prompt_record import mismatches, redraw
-from harness.run_folder import RunFolder
-from harness.class_file import apply_class_file, read_class_file
-from harness.sampling import reference_path
+from harness.scoring.metrics import outcome_of
+from harness.run.prompt_record import mismatches, redraw
+from harness.run.run_folder import RunFolder
+from harness.run.class_file import apply_class_file, read_class_file
+from harness.run.sampling import reference_path
 from harness.types import GOOD, Sample
 from harness.visual import outline_region
 
@@ -144,7 +144,7 @@ class _Pictures:
         try:
             data = load_run_benchmark(self.run.run, self.root, categories)
             self.root = data.root
-            recorded = self.run.run["benchmark"].get("class_file")  # its fixed references (harness/class_file.py)
+            recorded = self.run.run["benchmark"].get("class_file")  # its fixed references (harness/run/class_file.py)
             if recorded:
                 apply_class_file(data, read_class_file(Path(recorded["path"])))
         except (HarnessError, OSError) as error:

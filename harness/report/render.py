@@ -15,13 +15,15 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
-from harness import __version__, leaderboard, run_identity
-from harness.leaderboard import UNDEFINED, Row, figure_num, note_lines
-from harness.metrics import OUTCOMES
+from harness import __version__
+from harness.scoring import leaderboard
+from harness.run import run_identity
+from harness.scoring.leaderboard import UNDEFINED, Row, figure_num, note_lines
+from harness.scoring.metrics import OUTCOMES
 from harness.report import svg
 from harness.report.data import Group, confusion_tables, gate_and_end_to_end, outcome_counts
 from harness.report.gallery import Gallery
-from harness.run_folder import RunFolder
+from harness.run.run_folder import RunFolder
 
 TEMPLATES = Path(__file__).parent / "templates"
 

@@ -2,7 +2,7 @@
 
 ``check_classifier(MyClassifier, "model-id", options)`` returns a
 `ConformanceReport` (``report.ok``, ``str(report)``, `ConformanceReport.raise_for_failures`).
-It runs real `harness.runner.Run`s of the tiny benchmark (gate ``none``, so
+It runs real `harness.run.runner.Run`s of the tiny benchmark (gate ``none``, so
 every image reaches the classifier) and checks, by name:
 
 - ``declaration``: ``plugin`` (a spec prefix without ``:`` ``,`` or spaces),

@@ -17,7 +17,7 @@ from harness.classifiers import Capabilities, Classifier, ClassifierOptions
 from harness.errors import HarnessError
 from harness.options import validate_options
 from harness.plugins import load_registry
-from harness.runner import Run, RunConfig
+from harness.run.runner import Run, RunConfig
 from harness.testing.conformance_context import (
     TEMPLATE, ConformanceContext, answer_first_candidate, run_or_fail, tiny_plugin,
 )

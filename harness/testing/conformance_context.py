@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 from harness.classifiers import Classifier
 from harness.options import validate_options
 from harness.plugins import load_registry
-from harness.runner import Run, RunConfig
+from harness.run.runner import Run, RunConfig
 from harness.testing.conformance_report import Checker, ConformanceReport
 from harness.testing.plugin_helpers import plugin_of
 from harness.testing.tiny_benchmark import CATEGORIES, TINY_TEMPLATE, TinyBenchmark

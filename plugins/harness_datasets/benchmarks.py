@@ -23,7 +23,7 @@ class MVTecStyleBenchmark(Benchmark):
 
     ``class_file`` overrides the registered one (tests, variants); without either,
     names are derived from folder names. A user's own class file (``--classes``,
-    ``DATA_ROOT/classes.toml``) is laid over any benchmark by `harness.class_file`.
+    ``DATA_ROOT/classes.toml``) is laid over any benchmark by `harness.run.class_file`.
     """
 
     layout = MVTEC_LAYOUT

@@ -3,7 +3,7 @@
 A benchmark's class file is found by name among the class files plugins
 register (hook ``register_class_files``; the first-party ``prompts`` plugin
 registers ``prompts/classes/<name>.toml``), so a later plugin may replace one.
-Its form is `harness.class_file`'s, which reads and checks it, one table per
+Its form is `harness.run.class_file`'s, which reads and checks it, one table per
 category::
 
     [bottle]
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.class_file import UserClassFile, class_file_from_data, read_class_file
+from harness.run.class_file import UserClassFile, class_file_from_data, read_class_file
 from harness.errors import HarnessError
 from harness.plugins import registered_class_file
 from harness.types import ClassInfo
@@ -63,7 +63,7 @@ def load_class_file(name: str) -> ClassFile | None:
 
 
 def parse_class_file(name: str, data: dict[str, Any], source: str = "<memory>") -> ClassFile:
-    """Build a `ClassFile` from parsed TOML (checked as `harness.class_file` checks a file)."""
+    """Build a `ClassFile` from parsed TOML (checked as `harness.run.class_file` checks a file)."""
     return shipped_classes(name, class_file_from_data(data, Path(source)))
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from harness import paths
+from harness.run import paths
 from harness.errors import HarnessError
 from harness.types import GOOD
 

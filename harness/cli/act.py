@@ -1,0 +1,143 @@
+"""``harness act RUN_ID``: apply a decision policy (and the paper's Table 4 experiment) to a finished run.
+
+Nothing of the run is rewritten: the policy report goes to ``decisions.json``
+and the Table 4 report to ``table4.json`` beside ``run.json`` (each replaced
+when the command is run again; they record the policy's path and SHA-256).
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from harness.scoring.decision_report import TABLE4_GROUPS, decisions_for_run, table4_for_run
+from harness.scoring.decisions import SEVERITIES, load_costs, load_policy, resolve_file
+from harness.errors import HarnessError
+from harness.scoring.leaderboard import pct
+from harness.plugins import get_registry
+from harness.results import load_run, resolve_run_dir, write_json_atomic
+
+_out = Console(width=None if sys.stdout.isatty() else 150)
+_err = Console(stderr=True)
+
+DECISIONS_FILE = "decisions.json"
+TABLE4_FILE = "table4.json"
+
+
+@click.command(name="act")
+@click.argument("run_id")
+@click.option("--results-dir", type=click.Path(path_type=Path), default=Path("results"), show_default=True,
+              help="Where RUN_ID is looked up (a run folder path works too).")
+@click.option("--policy", default=None, metavar="FILE|NAME",
+              help="Decision policy TOML, or a shipped one by name (demo, mvtec-ac).")
+@click.option("--costs", default=None, metavar="FILE|NAME",
+              help="Cost matrix TOML (true action x action taken), or a shipped one (costs-example).")
+@click.option("--table4", is_flag=True, help="The VELM paper's Table 4: accuracy for normal / negligible / critical "
+                                              "with 1-2 classes per category marked negligible at random.")
+@click.option("--seeds", type=click.IntRange(min=1), default=5, show_default=True, help="Seeds of --table4 (0..N-1).")
+@click.option("--model", "-m", "models", multiple=True, help="Only this model spec (repeatable). [default: all]")
+def act(run_id: str, results_dir: Path, policy: str | None, costs: str | None, table4: bool, seeds: int,
+        models: tuple[str, ...]) -> None:
+    """Turn a run's predictions into decisions (pass, rework, scrap, review) and report what they cost.
+
+    With --policy: action accuracy, escape rate (a critical defect passed), overkill rate (a good or
+    negligible part scrapped), accuracy per severity and, with --costs, the total cost; written to
+    decisions.json in the run folder. With --table4: written to table4.json.
+    """
+    if policy is None and table4 is False:
+        raise HarnessError("nothing to do: give --policy FILE (and optionally --costs FILE) and/or --table4")
+    if costs is not None and policy is None:
+        raise HarnessError("--costs prices the actions of a decision policy: add --policy FILE")
+    run_dir = resolve_run_dir(run_id, results_dir)
+    run, records = load_run(run_dir)
+    if not records:
+        raise HarnessError(f"{run_dir}: the run has no records in samples.jsonl")
+    if run.get("status") != "finished":
+        _err.print(f"[yellow]note:[/] run {run_dir.name} is {run.get('status')!r}; reporting the {len(records)} records it has")
+    chosen = _models(records, models, run_dir)
+    categories = (run.get("benchmark") or {}).get("categories")
+    if not categories:
+        raise HarnessError(f"{run_dir / 'run.json'}: no benchmark.categories with their labels; cannot check the policy")
+    label_sets = {c: info["labels"] for c, info in categories.items()}
+    stamp = {"run_id": run.get("run_id", run_dir.name), "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    if policy is not None:
+        registry = get_registry()
+        loaded = load_policy(resolve_file(policy, registry.policies, "policy"))
+        loaded.check(label_sets, run["benchmark"]["name"], partial=run["config"].get("categories") is not None)
+        matrix = load_costs(resolve_file(costs, registry.costs, "cost matrix")) if costs else None
+        if matrix is not None:
+            matrix.check(loaded, label_sets)
+        section = decisions_for_run(records, loaded, matrix, chosen)
+        for table in decision_tables(section, f"Decisions for run {stamp['run_id']}"):
+            _out.print(table)
+        write_json_atomic(run_dir / DECISIONS_FILE, {**stamp, "decisions": section})
+        _out.print(f"wrote {run_dir / DECISIONS_FILE}")
+    if table4:
+        section = table4_for_run(records, label_sets, seeds, chosen)
+        _out.print(table4_table(section, f"Table 4 setting for run {stamp['run_id']}"))
+        write_json_atomic(run_dir / TABLE4_FILE, {**stamp, "table4": section})
+        _out.print(f"wrote {run_dir / TABLE4_FILE}")
+
+
+def _models(records: list[dict[str, Any]], wanted: tuple[str, ...], run_dir: Path) -> list[str]:
+    present = list(dict.fromkeys(r["model"] for r in records))
+    unknown = [m for m in wanted if m not in present]
+    if unknown:
+        raise HarnessError(f"{run_dir}: no records of model(s) {', '.join(unknown)}; the run has {', '.join(present)}")
+    return list(wanted) or present
+
+
+def _count(hits: int, n: int, rate: float | None) -> str:
+    return f"{pct(rate)} ({hits}/{n})"
+
+
+def decision_tables(section: dict[str, Any], title: str) -> list[Table]:
+    """Rich tables of a ``decisions`` section: one row per model, then its true x taken action counts."""
+    summary = Table(title=title, title_justify="left", caption=f"policy {section['policy']['path']}; failed answers -> "
+                    f"{section['error_action']}; severity columns: share of images of that true severity "
+                    "predicted with it", caption_justify="left")
+    severity_columns = [s for s in SEVERITIES if any(s in r["severity_accuracy"] for r in section["models"].values())]
+    short = {"normal": "normal %", "negligible": "negl. %", "moderate": "moder. %", "critical": "crit. %"}
+    for column in ("model", "n", "errors", "action acc %", "escapes %", "overkill %", "review %",
+                   *(short[s] for s in severity_columns), "cost", "per image"):
+        summary.add_column(column, overflow="fold", no_wrap=column in ("model", "cost"))
+    for model, r in section["models"].items():
+        cost = r["cost"]
+        summary.add_row(
+            model, str(r["n"]), str(r["n_errors"]), pct(r["action_accuracy"]),
+            _count(r["escapes"], r["n_critical"], r["escape_rate"]),
+            _count(r["overkills"], r["n_acceptable"], r["overkill_rate"]), pct(r["review_rate"]),
+            *(pct(r["severity_accuracy"].get(s)) for s in severity_columns),
+            "-" if cost is None else f"{cost['total']:.2f} {cost['unit']}".strip(),
+            "-" if cost is None else f"{cost['per_image']:.3f}",
+        )
+    tables = [summary]
+    for model, r in section["models"].items():
+        taken = sorted({p for row in r["actions"].values() for p in row})
+        matrix = Table(title=f"{model}: true action (rows) x action taken (columns)", title_justify="left")
+        matrix.add_column("true \\ taken")
+        for column in taken:
+            matrix.add_column(column, justify="right")
+        for true_action, row in r["actions"].items():
+            matrix.add_row(true_action, *(str(row.get(p, 0)) for p in taken))
+        tables.append(matrix)
+    return tables
+
+
+def table4_table(section: dict[str, Any], title: str) -> Table:
+    """A rich table of a ``table4`` section: accuracy per group and their mean, per model."""
+    table = Table(title=title, title_justify="left",
+                  caption=f"mean over {section['seeds']} seeds per category, then over categories; "
+                          "paper (DDAD + GPT-4o, MVTec-AC): 99.3 / 82.0 / 88.2, mean 89.8", caption_justify="left")
+    for column in ("model", *(f"{g} %" for g in TABLE4_GROUPS), "mean %", "std over seeds (n / neg / crit)"):
+        table.add_column(column)
+    for model, r in section["models"].items():
+        std = " / ".join(pct(r["std_over_seeds"][g]) for g in TABLE4_GROUPS)
+        table.add_row(model, *(pct(r["accuracy"][g]) for g in TABLE4_GROUPS), pct(r["mean"]), std)
+    return table

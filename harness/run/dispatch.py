@@ -1,0 +1,216 @@
+"""Calling a classifier: concurrency, per-request timeout, retries, error kinds.
+
+Retries live here, not in the backends: a backend only declares which errors
+are transient (`Classifier.should_retry`) and which of those are rate limiting
+or overload (`Classifier.is_rate_limited`). Rate limiting is retried within a
+time budget, other transient errors a bounded number of times
+(:mod:`harness.run.retry_policy`). A failure becomes an error kind on the record
+(``backend_error`` or ``timeout``) with a redacted message, and says whether it
+was transient (worth asking again on ``--resume``); it is never turned into an
+answer. A permanent one that says no request can succeed (`Classifier.is_fatal`)
+is marked ``fatal``; a run's `harness.run.failfast.FailFast` sees every outcome and,
+once it has stopped the run, no further request is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+from dataclasses import dataclass
+
+from tenacity import AsyncRetrying, RetryError, retry_if_exception, wait_random_exponential
+
+from harness.run.cache import ResponseCache, cache_keyer
+from harness.classifiers import Classifier
+from harness.errors import HarnessError
+from harness.run.failfast import FailFast
+from harness.run.ratelimit import RateLimiter
+from harness.run.redact import redact
+from harness.run.retry_policy import RetryBook
+from harness.types import KeyOnlyPrompt, Prompt, Response
+
+MAX_DETAIL_CHARS = 500
+#: The longest Retry-After the harness honours; a server asking for more gets this.
+MAX_RETRY_AFTER_S = 300.0
+
+
+_heap_frozen = False
+
+
+def freeze_long_lived_objects() -> None:
+    """Exclude the objects that exist now from the cyclic GC, once per process.
+
+    When the first dispatcher is made, the heap holds what lives for the whole run:
+    modules, plugins, SDKs, the benchmark's data. Every few hundred requests the GC's
+    full collection would walk all of it again (tens of milliseconds each, a stall
+    of every request in flight). Frozen, they are skipped. Done once, so whatever
+    garbage exists at that moment is kept at most once.
+    """
+    global _heap_frozen
+    if not _heap_frozen:
+        _heap_frozen = True
+        gc.freeze()
+
+
+@dataclass
+class CallResult:
+    """The outcome of one dispatched request, successful or not."""
+
+    response: Response | None
+    error: str | None  # "backend_error" | "timeout" | None
+    detail: str | None
+    attempts: int
+    latency_s: float | None  # wall time of the successful attempt
+    queued_s: float  # time spent waiting for a concurrency slot and the rate limit
+    cached: bool = False  # answered from the response cache; latency and usage are the original call's
+    #: With an error: True when it was transient (retries ran out, or a timeout), so a resume asks again;
+    #: False when permanent (401, 400, ...). None without an error.
+    transient: bool | None = None
+    #: A permanent error saying no request of this model can succeed as configured (harness/run/failfast.py).
+    fatal: bool = False
+
+
+class Dispatcher:
+    """Sends prompts to one classifier with bounded concurrency and retries."""
+
+    def __init__(
+        self,
+        classifier: Classifier,
+        *,
+        cache: ResponseCache | None = None,
+        wait_initial_s: float = 1.0,
+        wait_max_s: float = 60.0,
+        failfast: FailFast | None = None,
+    ):
+        self.classifier = classifier
+        #: Shared by a run's dispatchers: sees every call's outcome and refuses new requests once stopped.
+        self.failfast = failfast
+        self.options = classifier.options
+        self.cache = cache if cache is not None and classifier.use_cache() else None
+        self._keyed_options = None
+        self._keyer = None
+        # What answers (a server, a checkpoint): fixed when the classifier was made, so read once.
+        self.endpoint = classifier.endpoint() if self.cache is not None else {}
+        self.limiter = RateLimiter(self.options.requests_per_minute, self.options.tokens_per_minute)
+        self._slots = asyncio.Semaphore(self.options.concurrency)
+        self._backoff = wait_random_exponential(multiplier=wait_initial_s, max=wait_max_s)
+        freeze_long_lived_objects()
+
+    def _wait(self, retry_state) -> float:
+        """Exponential backoff with jitter, or the server's Retry-After when it is longer (capped)."""
+        backoff = self._backoff(retry_state)
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        asked = self.classifier.retry_after(error) if error is not None else None
+        if asked is None:
+            return backoff
+        return max(backoff, min(float(asked), MAX_RETRY_AFTER_S))
+
+    def cache_key(self, prompt: Prompt) -> str | None:
+        """The response-cache key of ``prompt`` for this classifier and its endpoint; None when its answers are not cached."""
+        if self.cache is None:
+            return None
+        options = self.classifier.answer_options()  # may change during a run (a kNN's support set does)
+        if options != self._keyed_options:
+            self._keyer = cache_keyer(self.classifier.plugin, self.classifier.model_id, options, endpoint=self.endpoint)
+            self._keyed_options = options
+        return self._keyer(prompt.request_hash)
+
+    def is_cached(self, prompt: Prompt) -> bool:
+        """Whether `call` would answer ``prompt`` from the cache, without asking the classifier."""
+        key = self.cache_key(prompt)
+        return key is not None and self.cache.contains(key)
+
+    async def call(self, prompt: Prompt) -> CallResult:
+        """Answer from the cache when allowed, else call the classifier (and cache a success)."""
+        key = self.cache_key(prompt)
+        if key is not None:
+            hit = self.cache.get(key)  # a primary-key read: microseconds, cheaper than a thread hop
+            if hit is not None:
+                response, latency = hit
+                return self._observed(CallResult(response, None, None, 0, latency, 0.0, cached=True))
+        if isinstance(prompt, KeyOnlyPrompt):
+            # Dispatched only after the cache was seen to hold its answer; here the cache lost it mid-run.
+            raise HarnessError(f"the response cache no longer holds the answer to prompt {prompt.request_hash}; run again")
+        queued_at = time.perf_counter()
+        async with self._slots:
+            if self.failfast is not None:
+                self.failfast.check()  # the run stopped while this request waited for a slot: it is not sent
+            result = await self._call_with_retries(prompt, queued_at)
+        if key is not None and result.response is not None:
+            await asyncio.to_thread(
+                self.cache.put, key, self.classifier.plugin, self.classifier.model_id, result.response, result.latency_s,
+                self.endpoint,
+            )
+        return self._observed(result)
+
+    def _observed(self, result: CallResult) -> CallResult:
+        if self.failfast is not None:
+            self.failfast.observe(self.classifier.spec, result)
+        return result
+
+    async def _call_with_retries(self, prompt: Prompt, queued_at: float) -> CallResult:
+        attempts = 0
+        queued_s = 0.0
+        latency: float | None = None
+        book = RetryBook(self.options.max_attempts, self.options.rate_limit_budget_s)
+
+        def stop(retry_state) -> bool:  # asked after each transient failure, once its next wait is known
+            error = retry_state.outcome.exception()
+            return book.should_stop(self._is_rate_limited(error), retry_state.seconds_since_start, retry_state.upcoming_sleep)
+
+        retrying = AsyncRetrying(
+            stop=stop,
+            wait=self._wait,
+            retry=retry_if_exception(self._is_transient),
+            reraise=False,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    charge = await self.limiter.acquire()
+                    if attempts == 0:
+                        queued_s = time.perf_counter() - queued_at
+                    attempts += 1
+                    started = time.perf_counter()
+                    async with asyncio.timeout(self.options.timeout_s):  # unlike wait_for, no extra task per call
+                        response = await self.classifier.classify(prompt)
+                    latency = time.perf_counter() - started
+                    self.limiter.settle(charge, _total_tokens(response))
+            return CallResult(response, None, None, attempts, latency, queued_s)
+        except RetryError as exhausted:
+            error = exhausted.last_attempt.exception()
+            return self._failure(error, attempts, queued_s, gave_up=book.give_up_message(attempts))
+        except Exception as error:  # a permanent error: recorded, never raised into the run
+            return self._failure(error, attempts, queued_s, gave_up=None)
+
+    def _is_transient(self, error: BaseException) -> bool:
+        return isinstance(error, asyncio.TimeoutError) or self.classifier.should_retry(error)
+
+    def _is_rate_limited(self, error: BaseException | None) -> bool:
+        return error is not None and not isinstance(error, asyncio.TimeoutError) and self.classifier.is_rate_limited(error)
+
+    def _failure(self, error: BaseException | None, attempts: int, queued_s: float, gave_up: str | None) -> CallResult:
+        """The failed call's record fields; ``gave_up`` (the retry book's message) when transient errors ran out."""
+        is_timeout = isinstance(error, asyncio.TimeoutError) or (
+            error is not None and self.classifier.is_timeout(error)
+        )
+        kind = "timeout" if is_timeout else "backend_error"
+        if isinstance(error, asyncio.TimeoutError):
+            message = f"no answer within {self.options.timeout_s:g} s"
+        else:
+            message = f"{type(error).__name__}: {error}"
+        if gave_up is not None:
+            message = f"{gave_up}; last: {message}"
+        transient = gave_up is not None or is_timeout  # a timeout is the server's state, not the request's fault
+        # A transient error is never fatal, whatever its status says. (An error that reaches here without
+        # ``gave_up`` was not retried, so it is not transient: ``transient`` alone says so.)
+        fatal = error is not None and not transient and self.classifier.is_fatal(error)
+        return CallResult(None, kind, redact(message)[:MAX_DETAIL_CHARS], attempts, None, queued_s,
+                          transient=transient, fatal=fatal)
+
+
+def _total_tokens(response: Response) -> int | None:
+    if response.tokens_in is None and response.tokens_out is None:
+        return None
+    return (response.tokens_in or 0) + (response.tokens_out or 0)

@@ -1,0 +1,86 @@
+"""What tells one model's runs apart on the leaderboard, and which of them a table shows.
+
+A leaderboard row stands for (benchmark, manifest hash, gate, model, prompt,
+answer options, seed, answer reading mode: lenient or ``--answers strict``). The answer options are what `Classifier.answer_options`
+returns (every option that can change an answer; concurrency, timeouts and
+other dispatch settings are left out), recorded per model in run.json under
+``provenance.classifiers[spec]`` as ``answer_options`` (redacted, as everything
+in run.json) and ``options_hash``: the first `HASH_CHARS` hex digits of the
+SHA-256 of that JSON with sorted keys, with the model's endpoint beside it (the
+server that answers: see `answer_identity`). Runs with other options, another
+endpoint or another seed are other rows, never replacements. A run folder written before the hash
+existed has none; its rows key on ``None`` and keep working.
+
+Failed calls. A row's failure share is its calls that produced no answer
+(error kinds ``backend_error`` and ``timeout``) over its calls. A run whose
+share exceeds `FAILED_SHARE_LIMIT` never replaces a run of the same key whose
+share does not: among a key's runs, those within the limit come first, then the
+newest (`preference`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from harness.run.redact import redact_value
+
+#: Hex digits of the options hash shown and recorded.
+HASH_CHARS = 8
+#: A run failing more than this share of its calls never replaces one that does not.
+FAILED_SHARE_LIMIT = 0.05
+#: Error kinds (outcomes) of a call that produced no answer.
+CALL_ERRORS = ("backend_error", "timeout")
+
+
+def options_hash(options: dict[str, Any]) -> str:
+    """The short hash of answer options as run.json records them."""
+    text = json.dumps(options, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:HASH_CHARS]
+
+
+#: Endpoint entries that say which files answered, not which model: left out of the options hash so that a
+#: re-saved or copied checkpoint keeps its leaderboard row (the response cache still keys on them).
+VOLATILE_ENDPOINT_ENTRIES = frozenset({"files"})
+
+
+def answer_identity(classifier: Any) -> dict[str, Any]:
+    """``answer_options`` (redacted) and their ``options_hash``, for run.json's provenance of one model.
+
+    The hash also covers the classifier's endpoint (`Classifier.endpoint`: the server that answers, an
+    API version, a checkpoint folder), so a run against another server is another row.
+    """
+    options = json.loads(json.dumps(redact_value(classifier.answer_options()), default=str))
+    endpoint = {k: v for k, v in classifier.endpoint().items() if k not in VOLATILE_ENDPOINT_ENTRIES}
+    material = options if not endpoint else {**options, "endpoint": json.loads(json.dumps(endpoint, default=str))}
+    return {"answer_options": options, "options_hash": options_hash(material)}
+
+
+def options_label(run: dict[str, Any], model: str) -> str:
+    """The seed, the answer options the run set for ``model``, and their hash: how a table tells its rows apart."""
+    provenance = (run.get("provenance") or {}).get("classifiers") or {}
+    identity = provenance.get(model) or {}
+    answer_options = identity.get("answer_options") or {}
+    given = ((run.get("config") or {}).get("model_options") or {}).get(model) or {}
+    chosen = ", ".join(f"{name}={json.dumps(value, default=str)}" for name, value in sorted(given.items())
+                       if name in answer_options)
+    config = run.get("config") or {}
+    strict = ", strict answers" if config.get("answers") == "strict" else ""
+    label = f"seed {config.get('seed', 0)}" + strict + (f", {chosen}" if chosen else "")
+    return label + (f" ({identity['options_hash']})" if identity.get("options_hash") else "")
+
+
+def failed_calls(outcomes: dict[str, int]) -> int:
+    """Calls that produced no answer, from a model's outcome counts."""
+    return sum(int(outcomes.get(kind, 0)) for kind in CALL_ERRORS)
+
+
+def failed_share(failed: int, calls: int | None) -> float:
+    """Failed calls over calls; 0 when no call was made (every image passed by the gate, or imported)."""
+    return failed / calls if calls else 0.0
+
+
+def preference(row: Any) -> tuple[bool, str]:
+    """Sort key of a key's rows, best last: within the failure limit first, then the newest."""
+    return (row.failed_share <= FAILED_SHARE_LIMIT, row.created_at)
