@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import metrics
+from harness.errors import HarnessError
 from harness.results import SAMPLES_FILE, read_jsonl
 from harness.types import Sample
 
@@ -155,11 +156,15 @@ class Record:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Record":
         """A record read back from a line: a missing field is None (a missing ``repeat`` 0); unknown keys go to ``extra``."""
+        if not isinstance(data, dict):
+            raise HarnessError(f"a record is a JSON object, not {type(data).__name__}")
         values: dict[str, Any] = {name: data.get(name) for name in FIELDS if name not in ("decisions", "extra")}
         values["repeat"] = int(data.get("repeat") or 0)
-        gate, prompt = data.get("gate"), data.get("prompt")
-        values["gate"] = GateVerdict.from_json(gate) if isinstance(gate, dict) else None
-        values["prompt"] = PromptRef.from_json(prompt) if isinstance(prompt, dict) else None
+        for name, kind in (("gate", GateVerdict), ("prompt", PromptRef)):
+            value = data.get(name)
+            if value is not None and not isinstance(value, dict):
+                raise HarnessError(f"record {data.get('sample_id')!r}: {name} is {value!r}, expected an object or null")
+            values[name] = None if value is None else kind.from_json(value)
         if any(name in data for name in DECISION_FIELDS):
             values["decisions"] = RecordDecisions(*(data.get(name) for name in DECISION_FIELDS))
         known = set(FIELDS) | set(DECISION_FIELDS)
@@ -190,4 +195,8 @@ def records_from_json(lines: list[dict[str, Any]]) -> list[Record]:
 
 def load_records(run_dir: Path) -> list[Record]:
     """The records of a run folder's samples.jsonl as `Record`s (a killed run's truncated last line skipped)."""
-    return records_from_json(read_jsonl(run_dir / SAMPLES_FILE))
+    path = run_dir / SAMPLES_FILE
+    try:
+        return records_from_json(read_jsonl(path))
+    except HarnessError as error:
+        raise HarnessError(f"{path}: {error}") from None

@@ -10,6 +10,7 @@ import pytest
 
 from harness import plugins
 from harness.builtin import CsvWriter
+from harness.errors import HarnessError
 from harness.imported import match_predictions, read_predictions
 from harness.record import (
     DECISION_FIELDS, JSON_FIELDS, NOT_IMPORTED, RUN_FIELDS, GateVerdict, Record, load_records, records_from_json,
@@ -154,6 +155,15 @@ def test_an_old_run_folder_loads_with_missing_fields_null(tmp_path):
     assert typed.gate == GateVerdict("oracle", 1.0, True, 0.5) and typed.extra == {"someday": [1]}
     assert typed.to_json()["someday"] == [1]
     assert records_from_json(lines) == load_records(run_dir) == [typed]
+
+
+def test_a_line_that_is_no_record_is_an_error_naming_the_file(tmp_path):
+    (tmp_path / SAMPLES_FILE).write_text('{"sample_id": "a", "gate": "oracle"}\n')
+    with pytest.raises(HarnessError, match=r"samples.jsonl: record 'a': gate is 'oracle', expected an object"):
+        load_records(tmp_path)
+    (tmp_path / SAMPLES_FILE).write_text('[1, 2]\n')
+    with pytest.raises(HarnessError, match="samples.jsonl: a record is a JSON object, not list"):
+        load_records(tmp_path)
 
 
 def test_the_readme_names_every_record_field():
