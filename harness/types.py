@@ -2,8 +2,8 @@
 
 Data moves forward only: a benchmark yields `Sample`s, a gate turns each into a
 `GateResult`, flagged samples become a `Prompt`, a classifier answers with a
-`Response`, the answer parser turns that into a `Prediction`, and the runner
-writes one record per (sample, model).
+`Response`, the answer parser reads that (`harness.scoring.answers.Reading`), and the
+runner writes one `harness.record.Record` per (sample, model).
 """
 
 from __future__ import annotations
@@ -184,16 +184,6 @@ class Response:
     served_model: str | None = None
     #: The backend constrained the reply to a JSON schema of the candidates (answer rule ``structured``).
     structured: bool = False
-
-
-@dataclass
-class Prediction:
-    """The parsed outcome for one (sample, model): a class key or an error kind."""
-
-    label: str | None
-    error: str | None = None
-    response: str | None = None
-    detail: str | None = None  # a short, redacted explanation of an error
 
 
 @dataclass

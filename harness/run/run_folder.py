@@ -4,7 +4,8 @@
 ``harness report`` (`harness.report.data.load_runs`) and ``harness compare``
 (`harness.scoring.compare.resolve_run`) read finished runs into one. The old names
 `harness.run.runner.RunResult`, `harness.report.data.LoadedRun` and
-`harness.scoring.compare.LoadedRun` are this class.
+`harness.scoring.compare.LoadedRun` are this class. ``records`` are the lines of
+samples.jsonl as read; `RunFolder.typed_records` gives them as `harness.record.Record`s.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from harness.record import Record, records_from_json
 
 
 @dataclass
@@ -28,6 +31,10 @@ class RunFolder:
     run_dir: Path
     run: dict[str, Any]
     records: list[dict[str, Any]]
+
+    def typed_records(self) -> list[Record]:
+        """The records as `Record`s (a field an old run folder lacks is None, a missing ``repeat`` 0)."""
+        return records_from_json(self.records)
 
     @property
     def gate(self) -> str:

@@ -1,8 +1,8 @@
 """One record per (sample, model, repeat): what a model's answer becomes in samples.jsonl.
 
-The fields are the public contract of `harness.results` (schema
-`SCHEMA_VERSION`); `harness.scoring.metrics` scores them and `metrics.outcome_of`
-attributes each error to the gate or the model.
+The fields are `harness.record.Record`'s, the public contract of
+`harness.results` (schema `SCHEMA_VERSION`); `harness.scoring.metrics` scores them and
+`metrics.outcome_of` attributes each error to the gate or the model.
 """
 
 from __future__ import annotations
@@ -10,13 +10,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from harness.scoring import answers, metrics
+from harness.scoring import answers
 from harness.classifiers import Classifier
 from harness.scoring.decision_report import record_decisions
 from harness.scoring.decisions import Policy
 from harness.run.dispatch import CallResult
 from harness.gates import Gate
 from harness.run.pricing import Price
+from harness.record import GateVerdict, PromptRef, Record, RecordDecisions
 from harness.run.prompt_record import record_field
 from harness.types import GOOD, Prepared, Prompt  # Prepared: importable from here as before
 
@@ -61,46 +62,32 @@ class RecordBuilder:
             predicted, error, rule = reading.key, reading.error, reading.rule
             detail = reading.detail if reading.error is not None else None
         usage = call.response if call is not None and call.response is not None else None
-        record = {
-            "sample_id": sample.sample_id,
-            "benchmark": self.benchmark,
-            "category": sample.category,
-            "image": sample.relpath,
-            "true_label": sample.label,
-            "gate": None if gate is None else {
-                "name": self.gate.name,
-                "score": float(gate.score),
-                "flagged": bool(gate.flagged),
-                "threshold": gate.threshold,
-            },
-            "model": classifier.spec,
-            "served_model": usage.served_model if usage else None,
-            "prompt": None if prompt is None else {"name": prompt.template, "hash": prompt.hash},
-            "prompt_images": record_field(prepared.images, prompt),
-            "repeat": repeat,
-            "class_order": None if prompt is None else [c.key for c in prompt.candidates],
-            "called": call is not None,
-            "response": response_text,
-            "option_scores": option_scores(usage),
-            "predicted_label": predicted,
-            "answer_rule": rule,
-            "correct": error is None and predicted == sample.label,
-            "error": error,
-            "error_detail": detail,
-            "error_transient": None if error is None else bool(transient),
-            "latency_s": call.latency_s if call is not None else None,
-            "queued_s": call.queued_s if call is not None else None,
-            "attempts": call.attempts if call is not None else 0,
-            "attempts_total": (call.attempts if call is not None else 0) + earlier_attempts,
-            "cached": bool(call.cached) if call is not None else False,
-            "tokens_in": usage.tokens_in if usage else None,
-            "tokens_out": usage.tokens_out if usage else None,
-            "cost_usd": self._cost(classifier.spec, usage),
-        }
-        record["outcome"] = metrics.outcome_of(record, self.gate.passes_all)
+        record = Record.of(
+            sample, self.benchmark, classifier.spec, predicted_label=predicted, error=error, error_detail=detail,
+            transient=bool(transient), gate_passes_all=self.gate.passes_all,
+            gate=None if gate is None else GateVerdict(self.gate.name, float(gate.score), bool(gate.flagged),
+                                                       gate.threshold),
+            served_model=usage.served_model if usage else None,
+            prompt=None if prompt is None else PromptRef(prompt.template, prompt.hash),
+            prompt_images=record_field(prepared.images, prompt),
+            repeat=repeat,
+            class_order=None if prompt is None else [c.key for c in prompt.candidates],
+            called=call is not None,
+            response=response_text,
+            option_scores=option_scores(usage),
+            answer_rule=rule,
+            latency_s=call.latency_s if call is not None else None,
+            queued_s=call.queued_s if call is not None else None,
+            attempts=call.attempts if call is not None else 0,
+            attempts_total=(call.attempts if call is not None else 0) + earlier_attempts,
+            cached=bool(call.cached) if call is not None else False,
+            tokens_in=usage.tokens_in if usage else None,
+            tokens_out=usage.tokens_out if usage else None,
+            cost_usd=self._cost(classifier.spec, usage),
+        )
         if self.policy is not None:
-            record.update(record_decisions(record, self.policy))
-        return record
+            record.decisions = RecordDecisions(**record_decisions(record.to_json(), self.policy))
+        return record.to_json()
 
     def _read_answer(self, response, candidates: list) -> answers.Reading:
         """`answers.read_answer`, once per distinct (answer, candidates, structured): it is pure, and models repeat short answers."""

@@ -41,6 +41,7 @@ from harness.scoring import answers, metrics
 from harness.datasets import Benchmark, ReleaseMismatchError, manifest_hash
 from harness.errors import HarnessError
 from harness.run.failfast import call_failures
+from harness.record import Record
 from harness.results import SCHEMA_VERSION, RunFiles, environment_provenance, new_run_id
 from harness.types import GOOD, GOOD_CLASS, BenchmarkData, ClassInfo, Sample
 
@@ -282,38 +283,17 @@ def _record(benchmark: str, sample: Sample, entry: Entry, model: str, candidates
             answers_mode: str) -> dict[str, Any]:
     reading = read_prediction(entry.text, candidates, answers_mode)
     predicted, error = reading.pair
-    record = {
-        "sample_id": sample.sample_id,
-        "benchmark": benchmark,
-        "category": sample.category,
-        "image": sample.relpath,
-        "true_label": sample.label,
-        "gate": None,
-        "model": model,
-        "served_model": None,
-        "prompt": None,
-        "prompt_images": None,  # no prompt of ours was shown
-        "called": False,
-        "response": entry.text,
-        "predicted_label": predicted,
-        "answer_rule": reading.rule,
-        "correct": error is None and predicted == sample.label,
-        "error": error,
-        "error_detail": None if error is None else f"{entry.where}: {entry.text!r} names no class of "
-                                                   f"{sample.category!r} ({reading.detail})",
-        "error_transient": None if error is None else False,  # an answer that names no class: asking again cannot help
-        "latency_s": None,
-        "queued_s": None,
-        "attempts": 0,
-        "attempts_total": 0,
-        "cached": False,
-        "tokens_in": None,
-        "tokens_out": None,
-        "cost_usd": None,
-        "imported_key": entry.key,
-    }
-    record["outcome"] = metrics.outcome_of(record)
-    return record
+    return Record.of(
+        sample, benchmark, model, predicted_label=predicted, error=error,
+        error_detail=None if error is None else f"{entry.where}: {entry.text!r} names no class of "
+                                                f"{sample.category!r} ({reading.detail})",
+        transient=False,  # an answer that names no class: asking again cannot help
+        gate=None, served_model=None, prompt=None,
+        prompt_images=None,  # no prompt of ours was shown
+        repeat=0, class_order=None, called=False, response=entry.text, option_scores=None,
+        answer_rule=reading.rule, latency_s=None, queued_s=None, attempts=0, attempts_total=0, cached=False,
+        tokens_in=None, tokens_out=None, cost_usd=None, imported_key=entry.key,
+    ).to_json()
 
 
 # --------------------------------------------------------------------------- the run

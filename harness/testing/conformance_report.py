@@ -11,14 +11,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from harness.record import RUN_FIELDS
 from harness.types import ERROR_KINDS
 
-#: Fields every sample record must carry (the public record contract).
-RECORD_FIELDS = (
-    "sample_id", "benchmark", "category", "image", "true_label", "gate", "model", "served_model", "prompt",
-    "prompt_images", "response", "predicted_label", "answer_rule", "correct", "error", "latency_s", "attempts",
-    "tokens_in", "tokens_out", "cost_usd", "error_transient", "attempts_total",
-)
+#: Fields every sample record must carry (the public record contract): every field of a `Record` that
+#: `harness run` writes (harness/record.py).
+RECORD_FIELDS = RUN_FIELDS
 
 
 @dataclass

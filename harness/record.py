@@ -1,0 +1,202 @@
+"""`Record`: one line of samples.jsonl, what one model's answer about one sample became.
+
+Both writers of records build them here, through `Record.of`: `harness run`
+(`harness.run.run_records.RecordBuilder`) and `harness score`
+(`harness.scoring.imported`). `Record.to_json` is the line written, key for key and
+in order; `Record.from_json` reads a line back, old run folders included (a
+missing field is None, a missing ``repeat`` 0). The field lists other parts
+check or show (`RUN_FIELDS`, `JSON_FIELDS`) come from the class, so they
+cannot drift from it.
+
+The records that flow through a run (`RunFiles.append_record`, result
+writers, ``harness_sample_done``, `harness.scoring.metrics`) are the `to_json` dicts:
+that form is the public contract of schema `harness.results.SCHEMA_VERSION`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from harness.scoring import metrics
+from harness.errors import HarnessError
+from harness.results import SAMPLES_FILE, read_jsonl
+from harness.types import Sample
+
+
+@dataclass(slots=True, frozen=True)
+class GateVerdict:
+    """What the run's gate said about the sample: its name, score, whether it flagged it, at which threshold."""
+
+    name: str | None
+    score: float | None
+    flagged: bool | None
+    threshold: float | None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "GateVerdict":
+        return cls(data.get("name"), data.get("score"), data.get("flagged"), data.get("threshold"))
+
+
+@dataclass(slots=True, frozen=True)
+class PromptRef:
+    """The prompt a model was shown: template name and the hash of the rendered prompt."""
+
+    name: str | None
+    hash: str | None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "PromptRef":
+        return cls(data.get("name"), data.get("hash"))
+
+
+@dataclass(slots=True, frozen=True)
+class RecordDecisions:
+    """With ``--policy``: severity and action of the true class and of the predicted one (None: a failed record)."""
+
+    severity_true: str | None
+    action_true: str | None
+    severity_predicted: str | None
+    action_predicted: str | None
+
+
+#: The keys of `RecordDecisions`, written flat into the record after ``outcome``.
+DECISION_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(RecordDecisions))
+#: Keys an imported record (``harness score``) does not carry: it has no repeats, class order or option scores.
+NOT_IMPORTED: frozenset[str] = frozenset({"repeat", "class_order", "option_scores"})
+
+
+@dataclass(slots=True)
+class Record:
+    """One (sample, model, repeat): the sample, what was asked, what came back, how it reads and what it cost.
+
+    Field order is the key order of the JSON line.
+    """
+
+    # The sample and its ground truth (`harness.types.Sample`; ``image`` is the path from the data root).
+    sample_id: str
+    benchmark: str
+    category: str
+    image: str
+    true_label: str
+    # What the gate said (None: no gate, as for an imported record) and which model was asked.
+    gate: GateVerdict | None
+    model: str
+    served_model: str | None  # the model name the server reported answering with
+    # What the model was shown (None: no prompt, the gate passed the sample or nothing was asked).
+    prompt: PromptRef | None
+    prompt_images: dict[str, Any] | None  # harness.run.prompt_record's account of the prompt's images
+    repeat: int  # the class-order repeat (0 unless ``--repeats``)
+    class_order: list[str] | None  # the class keys in the order the prompt listed them
+    # What came back and how it reads.
+    called: bool | None
+    response: str | None
+    option_scores: dict[str, float | None] | None  # an option-scoring model's score per class key
+    predicted_label: str | None
+    answer_rule: str | None  # the reading rule that decided (harness.scoring.answers); None when nothing was read
+    correct: bool | None
+    error: str | None  # None or one of harness.types.ERROR_KINDS: a failure is never an answer
+    error_detail: str | None
+    error_transient: bool | None  # whether the failure was transient (asked again by --resume); None without error
+    # What the call took and cost.
+    latency_s: float | None
+    queued_s: float | None
+    attempts: int | None
+    attempts_total: int | None  # with the attempts of the records a resume replaced
+    cached: bool | None
+    tokens_in: int | None
+    tokens_out: int | None
+    cost_usd: float | None
+    # An imported record's key in the predictions file (``harness score``); None for a run's own records.
+    imported_key: str | None = None
+    # Whom an error is attributed to (metrics.OUTCOMES), and with ``--policy`` the decisions.
+    outcome: str | None = None
+    decisions: RecordDecisions | None = None
+    #: Keys of a read line that no field holds (a newer schema's, a plugin's), kept so `to_json` gives them back.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, sample: Sample, benchmark: str, model: str, *, predicted_label: str | None, error: str | None,
+           error_detail: str | None, transient: bool = False, gate_passes_all: bool = False, **rest: Any) -> "Record":
+        """The one way records are made: the sample's fields, ``correct``, ``error_transient`` and ``outcome`` derived.
+
+        ``rest`` gives the other fields (those with no default are required); ``gate_passes_all``: the
+        run's gate flags every image, so a defect named on a good image is the model's mistake
+        (`harness.scoring.metrics.outcome_of`).
+        """
+        record = cls(
+            sample_id=sample.sample_id, benchmark=benchmark, category=sample.category, image=sample.relpath,
+            true_label=sample.label, model=model, predicted_label=predicted_label, error=error,
+            error_detail=error_detail, correct=error is None and predicted_label == sample.label,
+            error_transient=None if error is None else bool(transient), **rest,
+        )
+        record.outcome = metrics.outcome_of(record.to_json(), gate_passes_all)
+        return record
+
+    def to_json(self) -> dict[str, Any]:
+        """The samples.jsonl line as a dict: the keys in field order, decisions flat, an imported record's absent keys left out."""
+        out: dict[str, Any] = {}
+        imported = self.imported_key is not None
+        for name in FIELDS:
+            value = getattr(self, name)
+            if name == "gate" or name == "prompt":
+                out[name] = None if value is None else _as_dict(value)
+            elif name == "decisions":
+                if value is not None:
+                    out.update(_as_dict(value))
+            elif name == "imported_key":
+                if imported:
+                    out[name] = value
+            elif not (imported and name in NOT_IMPORTED):
+                out[name] = value
+        out.update(self.extra)
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Record":
+        """A record read back from a line: a missing field is None (a missing ``repeat`` 0); unknown keys go to ``extra``."""
+        if not isinstance(data, dict):
+            raise HarnessError(f"a record is a JSON object, not {type(data).__name__}")
+        values: dict[str, Any] = {name: data.get(name) for name in FIELDS if name not in ("decisions", "extra")}
+        values["repeat"] = int(data.get("repeat") or 0)
+        for name, kind in (("gate", GateVerdict), ("prompt", PromptRef)):
+            value = data.get(name)
+            if value is not None and not isinstance(value, dict):
+                raise HarnessError(f"record {data.get('sample_id')!r}: {name} is {value!r}, expected an object or null")
+            values[name] = None if value is None else kind.from_json(value)
+        if any(name in data for name in DECISION_FIELDS):
+            values["decisions"] = RecordDecisions(*(data.get(name) for name in DECISION_FIELDS))
+        known = set(FIELDS) | set(DECISION_FIELDS)
+        values["extra"] = {key: value for key, value in data.items() if key not in known}
+        return cls(**values)
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    """A nested record part as its JSON object, keys in field order."""
+    return {f.name: getattr(value, f.name) for f in fields(value)}
+
+
+#: `Record`'s field names in order (``extra`` aside): the key order of a line, before decisions are made flat.
+FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Record) if f.name != "extra")
+
+#: The keys of a samples.jsonl line, in order (decisions flat); `Record.to_json` writes a subset of them.
+JSON_FIELDS: tuple[str, ...] = tuple(
+    key for name in FIELDS for key in (DECISION_FIELDS if name == "decisions" else (name,))
+)
+#: The keys every record of `harness run` carries: all but an imported record's key and the ``--policy`` decisions.
+RUN_FIELDS: tuple[str, ...] = tuple(key for key in JSON_FIELDS if key != "imported_key" and key not in DECISION_FIELDS)
+
+
+def records_from_json(lines: list[dict[str, Any]]) -> list[Record]:
+    """`Record.from_json` of each line, in order."""
+    return [Record.from_json(line) for line in lines]
+
+
+def load_records(run_dir: Path) -> list[Record]:
+    """The records of a run folder's samples.jsonl as `Record`s (a killed run's truncated last line skipped)."""
+    path = run_dir / SAMPLES_FILE
+    try:
+        return records_from_json(read_jsonl(path))
+    except HarnessError as error:
+        raise HarnessError(f"{path}: {error}") from None
