@@ -63,5 +63,13 @@ def register_gates(register):
 
 
 @hookimpl(trylast=True)
+def register_analyses(register):
+    from harness.scoring.analyses import BUILTIN_ANALYSES
+
+    for analysis in BUILTIN_ANALYSES:
+        register(analysis)
+
+
+@hookimpl(trylast=True)
 def register_result_writers(register):
     register(CsvWriter())

@@ -62,6 +62,16 @@ def register_result_writers(register):
 
 
 @hookspec
+def register_analyses(register):
+    """Register analyses: ``register(analysis)`` with an instance of a `harness.analyses.Analysis`.
+
+    Each runs once after a run's last record, reads a `harness.analyses.FinishedRun`, and writes the
+    run.json section named by its ``name`` (the core's own: metrics, decisions, class_order,
+    gate_metrics, call_failures).
+    """
+
+
+@hookspec
 def register_policies(register):
     """Register decision policies by name: ``register(name, path)`` with the path of a policy TOML file.
 

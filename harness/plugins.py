@@ -71,6 +71,7 @@ class Registry:
     classifiers: dict[str, Provided] = field(default_factory=dict)
     templates: dict[str, Provided] = field(default_factory=dict)
     writers: dict[str, Provided] = field(default_factory=dict)
+    analyses: dict[str, Provided] = field(default_factory=dict)
     policies: dict[str, Provided] = field(default_factory=dict)  # of `NamedFile`s
     costs: dict[str, Provided] = field(default_factory=dict)  # of `NamedFile`s
     class_files: dict[str, Provided] = field(default_factory=dict)  # of `NamedFile`s
@@ -116,6 +117,7 @@ PLUGIN_KINDS: tuple[PluginKind, ...] = (
     PluginKind("classifiers", "register_classifiers", "classifier", "Classifiers", name_attr="plugin"),
     PluginKind("templates", "register_prompt_templates", "template", "Prompt templates"),
     PluginKind("writers", "register_result_writers", "writer", "Result writers"),
+    PluginKind("analyses", "register_analyses", "analysis", "Analyses"),
     PluginKind("policies", "register_policies", "policy", "Decision policies", files=True),
     PluginKind("costs", "register_cost_matrices", "cost matrix", "Cost matrices", files=True),
     PluginKind("class_files", "register_class_files", "class file", "Class files", files=True),

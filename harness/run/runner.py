@@ -29,34 +29,33 @@ from typing import Any, Callable
 import numpy as np
 
 from harness import __version__
-from harness.run import class_file, prechecks
-from harness.scoring import metrics, sample_counts
-from harness.scoring.class_order import check_class_order, class_orders, first_repeat, position_bias
-from harness.run.cache import ResponseCache, default_path as default_cache_path
+from harness.analyses import FinishedRun, apply_analyses
 from harness.classifiers import Classifier, parse_model_spec
 from harness.datasets import Benchmark, ReleaseMismatchError, manifest_hash
-from harness.scoring.decision_report import decisions_for_run
-from harness.scoring.decisions import CostMatrix, Policy, load_costs, load_policy, resolve_file
-from harness.run.dispatch import Dispatcher
 from harness.errors import BadInputError, HarnessError
-from harness.run.failfast import EarlyStop, FailFast, call_failures
-from harness.scoring.gate_metrics import gate_metrics, pixel_auroc, shrink_for_pixel_auroc
 from harness.gates import FittedGate, Gate, gate_mode
 from harness.images import load_mask, load_rgb
-from harness.run.mask_notes import add_pixel_auroc_notes
 from harness.options import validate_options
-from harness.plugins import Registry
+from harness.plugins import BUILTIN_PLUGIN, Registry
+from harness.prompts import PromptTemplate, render_prompt
+from harness.results import RunFiles, environment_provenance, load_run, new_run_id, truncate_partial_line
+from harness.run import class_file, prechecks
+from harness.run.cache import ResponseCache, default_path as default_cache_path
+from harness.run.dispatch import Dispatcher
+from harness.run.failfast import EarlyStop, FailFast
 from harness.run.pricing import load_prices, price_for
 from harness.run.prompt_memo import PromptMemo
 from harness.run.prompt_record import PromptImageStore, support_picture, support_visuals
-from harness.prompts import PromptTemplate, render_prompt
-from harness.results import RunFiles, environment_provenance, load_run, new_run_id, truncate_partial_line
 from harness.run.resume import prepare_resume, record_key
 from harness.run.run_config import RunConfig
 from harness.run.run_folder import RunFolder
 from harness.run.run_header import header_inputs, now_utc, run_header
 from harness.run.run_records import Prepared, RecordBuilder
 from harness.run.sampling import draw_support, reference_path, seeded_subset
+from harness.scoring import sample_counts
+from harness.scoring.class_order import check_class_order, class_orders
+from harness.scoring.decisions import CostMatrix, Policy, load_costs, load_policy, resolve_file
+from harness.scoring.gate_metrics import shrink_for_pixel_auroc
 from harness.types import GOOD_CLASS, BenchmarkData, Category, GateResult, Sample, SupportExample
 from harness.visual import resize_for_prompt, visual_prompt_images
 
@@ -213,16 +212,7 @@ class Run:
             pm.hook.harness_run_started(run=run)
         try:
             asyncio.run(self._run_all(data, files, run, cache))
-            run["metrics"] = self._score(data)
-            if self.policy is not None:
-                run["decisions"] = decisions_for_run(first_repeat(self.records), self.policy, self.costs, [c.spec for c in self.classifiers])
-            if self.config.repeats > 1:
-                run["class_order"]["models"] = self._score_class_orders(data)
-            first_model = self.classifiers[0].spec
-            run["gate_metrics"] = gate_metrics([r for r in first_repeat(self.records) if r["model"] == first_model])
-            self._add_pixel_auroc(run["gate_metrics"])
-            add_pixel_auroc_notes(run["gate_metrics"], data.categories, self.gate.name, bool(self.done), self._pixel_pairs)
-            run["call_failures"] = call_failures(self.records, [c.spec for c in self.classifiers])
+            apply_analyses(self._analyses(), self._finished(data), run)
             run["status"] = "finished"
             if cache is not None:
                 run["cache"] = {"path": str(cache.path), "hits": cache.hits, "misses": cache.misses}
@@ -470,37 +460,21 @@ class Run:
         else:
             await asyncio.gather(*jobs)
 
-    def _add_pixel_auroc(self, figures: dict[str, Any]) -> None:
-        """Pixel AUROC per category where the gate mapped every image and masks exist (not across a resume)."""
-        values = []
-        for category, entry in figures["categories"].items():
-            pairs = None if self.done else self._pixel_pairs.get(category)
-            entry["pixel_auroc"] = pixel_auroc(pairs) if pairs else None
-            if entry["pixel_auroc"] is not None:
-                values.append(entry["pixel_auroc"])
-        figures["pixel_auroc"] = float(np.mean(values)) if values and len(values) == len(figures["categories"]) else None
+    # -------------------------------------------------------------- analyses
 
-    # -------------------------------------------------------------- scoring
+    def _finished(self, data: BenchmarkData) -> FinishedRun:
+        """What the analyses read: the finished records and what the run was asked to do."""
+        return FinishedRun(
+            records=self.records, models=[c.spec for c in self.classifiers], categories=data.categories,
+            gate_name=self.gate.name, gate_passes_all=self.gate.passes_all, seed=self.config.seed,
+            n_boot=self.config.n_boot, repeats=self.config.repeats, resumed=bool(self.done),
+            pixel_pairs=self._pixel_pairs, policy=self.policy, costs=self.costs,
+        )
 
-    def _score(self, data: BenchmarkData) -> dict[str, Any]:
-        label_sets = {c.name: c.labels for c in data.categories}
-        scores = {}
-        for classifier in self.classifiers:
-            # Headline figures are repeat 0's (the given class order), comparable with runs without repeats.
-            own = [r for r in first_repeat(self.records) if r["model"] == classifier.spec]
-            scores[classifier.spec] = metrics.score_model(
-                own, label_sets, gate_passes_all=self.gate.passes_all, seed=self.config.seed, n_boot=self.config.n_boot
-            )
-        return scores
-
-    def _score_class_orders(self, data: BenchmarkData) -> dict[str, Any]:
-        """Per model: accuracy per class order, answer consistency across orders, answer positions."""
-        label_sets = {c.name: c.labels for c in data.categories}
-        return {
-            c.spec: position_bias([r for r in self.records if r["model"] == c.spec], label_sets, self.config.repeats,
-                                  seed=self.config.seed, n_boot=self.config.n_boot)
-            for c in self.classifiers
-        }
+    def _analyses(self) -> list:
+        """Registered analyses, the core's own first (their run.json order), then the plugins'."""
+        entries = list(self.registry.analyses.values())
+        return [e.obj for e in entries if e.plugin == BUILTIN_PLUGIN] + [e.obj for e in entries if e.plugin != BUILTIN_PLUGIN]
 
 
 def _in_background(function: Callable[[], Any]) -> Future:

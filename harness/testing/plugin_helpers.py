@@ -109,6 +109,7 @@ def plugin_of(
     classifiers: Iterable[Any] = (),
     templates: Iterable[Any] = (),
     writers: Iterable[Any] = (),
+    analyses: Iterable[Any] = (),
     policies: Mapping[str, str | Path] | None = None,
     costs: Mapping[str, str | Path] | None = None,
     class_files: Mapping[str, str | Path] | None = None,
@@ -120,7 +121,7 @@ def plugin_of(
     as name -> path: ``plugin_of(policies={"strict": path}, class_files={"mvtec-ac": path})``.
     """
     given = {"benchmarks": list(benchmarks), "gates": list(gates), "classifiers": list(classifiers),
-             "templates": list(templates), "writers": list(writers),
+             "templates": list(templates), "writers": list(writers), "analyses": list(analyses),
              "policies": list((policies or {}).items()), "costs": list((costs or {}).items()),
              "class_files": list((class_files or {}).items())}
     hooks: dict[str, Any] = {}
