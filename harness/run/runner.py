@@ -215,7 +215,7 @@ class Run:
             apply_analyses(self._analyses(), self._finished(data), run)
             run["status"] = "finished"
             if cache is not None:
-                run["cache"] = {"path": str(cache.path), "hits": cache.hits, "misses": cache.misses}
+                run["cache"] = {"path": _home_relative(cache.path), "hits": cache.hits, "misses": cache.misses}
         except BaseException as error:
             run["status"] = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
             run["failure"] = f"{type(error).__name__}: {error}"
@@ -489,3 +489,11 @@ def _in_background(function: Callable[[], Any]) -> Future:
 
     threading.Thread(target=work, name="harness-background", daemon=True).start()
     return future
+
+
+def _home_relative(path: Path) -> str:
+    """``~/...`` for a path in the home folder: a published run.json names no user's home."""
+    try:
+        return "~/" + path.absolute().relative_to(Path.home()).as_posix()
+    except ValueError:
+        return str(path)
