@@ -225,3 +225,17 @@ def test_the_readme_act_examples_use_a_policy_for_a_run_a_newcomer_can_make():
 
 def README_TEXT() -> str:  # noqa: N802 (read at call time: other tests may not need it)
     return (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_the_published_demo_runs_name_no_machine_path_and_come_from_a_clean_tree():
+    from harness.results import SCHEMA_VERSION
+
+    published = sorted((ROOT / "results").glob("*/run.json"))
+    assert published, "results/ should hold the published demo runs"
+    for path in published:
+        text = path.read_text(encoding="utf-8")
+        run = json.loads(text)
+        assert run["benchmark"]["name"] == "demo" and run["benchmark"]["data_root"] is None, path
+        assert run["provenance"]["git"]["dirty"] is False, f"{path}: made from a dirty tree"
+        assert run["schema_version"] == SCHEMA_VERSION, path
+        assert str(Path.home()) not in text and "/tmp/" not in text, f"{path} names a machine path"
