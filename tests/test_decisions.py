@@ -18,7 +18,9 @@ from harness.cli import main
 from harness.scoring.decision_report import (
     decision_report, group_accuracy, negligible_count, record_decisions, table4, table4_policy, table4_split,
 )
-from harness.scoring.decisions import ACTIONS, load_costs, load_policy, resolve_file
+from harness.scoring.decisions import (
+    ACTIONS, check_decision_files, load_costs, load_decision_files, load_policy, resolve_file,
+)
 from harness.errors import HarnessError
 from harness.images import load_rgb
 from harness.prompts import image_digest
@@ -210,6 +212,25 @@ def test_a_bad_policy_stops_a_run_before_any_model_is_called(tmp_path, small_tre
 def test_unknown_shipped_name_lists_the_shipped_ones_of_its_kind():
     with pytest.raises(HarnessError, match=r"shipped policy files: demo, mvtec-ac\)"):
         shipped("no-such-policy")
+
+
+def test_run_and_act_read_policy_and_costs_alike(tmp_path):
+    registry = plugins.get_registry()
+    with pytest.raises(HarnessError, match="--costs prices the actions of a decision policy"):
+        load_decision_files(None, "costs-example", registry)
+    assert load_decision_files(None, None, registry) == (None, None)
+    policy, costs = load_decision_files(str(write(tmp_path / "p.toml", TILE_POLICY)), "costs-example", registry)
+    assert policy.source == str(tmp_path / "p.toml") and costs.sha256 == load_costs(shipped("costs-example", "cost matrix")).sha256
+    tile = {"tile": [GOOD, "chip", "crack", "hole", "scratch", "stain"]}
+    check_decision_files(policy, costs, tile, "folder", partial=False)
+    check_decision_files(None, None, {"x": ["nothing", "to", "check"]}, "any", partial=False)
+    # A category the policy names but the run lacks is unknown, unless the run covers only some categories.
+    with pytest.raises(HarnessError, match="tile"):
+        check_decision_files(policy, None, {"other": [GOOD, "dent"]}, "folder", partial=False)
+    check_decision_files(policy, None, {"other": [GOOD, "dent"]}, "folder", partial=True)
+    cheap = load_costs(write(tmp_path / "c.toml", '[cost.pass]\nscrap = 10\n'))
+    with pytest.raises(HarnessError, match="missing cost"):
+        check_decision_files(policy, cheap, tile, "folder", partial=False)
 
 
 # --------------------------------------------------------------------------- shipped files

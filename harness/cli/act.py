@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.scoring.decision_report import TABLE4_GROUPS, decisions_for_run, table4_for_run
-from harness.scoring.decisions import SEVERITIES, load_costs, load_policy, resolve_file
+from harness.scoring.decisions import SEVERITIES, check_decision_files, load_decision_files
 from harness.errors import HarnessError
 from harness.scoring.leaderboard import pct
 from harness.plugins import get_registry
@@ -67,12 +67,9 @@ def act(run_id: str, results_dir: Path, policy: str | None, costs: str | None, t
     label_sets = {c: info["labels"] for c, info in categories.items()}
     stamp = {"run_id": run.get("run_id", run_dir.name), "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     if policy is not None:
-        registry = get_registry()
-        loaded = load_policy(resolve_file(policy, registry.policies, "policy"))
-        loaded.check(label_sets, run["benchmark"]["name"], partial=run["config"].get("categories") is not None)
-        matrix = load_costs(resolve_file(costs, registry.costs, "cost matrix")) if costs else None
-        if matrix is not None:
-            matrix.check(loaded, label_sets)
+        loaded, matrix = load_decision_files(policy, costs, get_registry())
+        check_decision_files(loaded, matrix, label_sets, run["benchmark"]["name"],
+                             partial=run["config"].get("categories") is not None)
         section = decisions_for_run(records, loaded, matrix, chosen)
         for table in decision_tables(section, f"Decisions for run {stamp['run_id']}"):
             _out.print(table)

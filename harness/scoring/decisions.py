@@ -62,6 +62,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from harness.errors import HarnessError
+from harness.plugins import Registry
 from harness.types import GOOD
 
 SEVERITIES: tuple[str, ...] = ("normal", "negligible", "moderate", "critical")
@@ -305,3 +306,30 @@ def resolve_file(value: str | Path, registered: Mapping[str, Any], what: str) ->
         raise HarnessError(f"{what} {text!r}: no such file, and no shipped {what} of that name "
                            f"(shipped {what} files: {', '.join(sorted(registered)) or 'none'})")
     raise HarnessError(f"{path}: {what} not found")
+
+
+def load_decision_files(policy: str | None, costs: str | None, registry: Registry) -> tuple[Policy | None, CostMatrix | None]:
+    """The policy and cost matrix that ``--policy`` and ``--costs`` name (`resolve_file`), None where not given.
+
+    A cost matrix without a policy is refused: it prices the actions of one.
+    Shared by ``harness run`` and ``harness act``, so both read the options alike.
+    """
+    if costs and not policy:
+        raise HarnessError("--costs prices the actions of a decision policy: add --policy FILE")
+    loaded = load_policy(resolve_file(policy, registry.policies, "policy")) if policy else None
+    matrix = load_costs(resolve_file(costs, registry.costs, "cost matrix")) if costs else None
+    return loaded, matrix
+
+
+def check_decision_files(
+    policy: Policy | None, costs: CostMatrix | None, label_sets: dict[str, list[str]], benchmark: str, partial: bool,
+) -> None:
+    """Fail unless the policy fits the benchmark (`Policy.check`) and the costs price its actions (`CostMatrix.check`).
+
+    Nothing to check without a policy. ``partial``: the run covers only some categories.
+    """
+    if policy is None:
+        return
+    policy.check(label_sets, benchmark, partial=partial)
+    if costs is not None:
+        costs.check(policy, label_sets)
