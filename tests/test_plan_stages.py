@@ -73,6 +73,8 @@ def test_a_sample_prepared_in_another_process_gives_the_same_prompts(small_tree,
     assert {key: (p.hash, p.request_hash) for key, p in there.prepared.prompts.items()} == hashes
     # The oracle's map is the true mask: the pair for pixel AUROC travels back with the prompts.
     assert all((a == b).all() for a, b in zip(here.pixel_pair, there.pixel_pair)) and here.pixel_pair[1].any()
+    # A category that already lost its pixel AUROC (a map-less image) reads no more masks.
+    assert prepare_sample(sample, inputs, pixel_pair_wanted=False).pixel_pair is None
 
 
 def test_classify_asks_only_about_flagged_samples_and_builds_the_record(small_tree, tmp_path):

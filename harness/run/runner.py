@@ -247,7 +247,8 @@ class Run:
 
     def _prepare(self, sample: Sample, inputs: CategoryInputs) -> Prepared:
         """The `prepare_sample` stage, its prompt images stored and, when a re-run may reuse it, remembered."""
-        result = prepare_sample(sample, inputs)
+        wanted = self._pixel_pairs.get(sample.category, []) is not None  # None: the category has no pixel AUROC
+        result = prepare_sample(sample, inputs, pixel_pair_wanted=wanted)
         prepared = result.prepared
         if prepared.bad_input is None:
             self._keep_pixel_pair(sample.category, result.pixel_pair)

@@ -12,9 +12,11 @@ the local executor), its folder, the response cache's memo or the progress shown
 between stages (records written, prompt images stored, resume state, early stop, hooks) is the
 executor's. So another executor can run the same stages elsewhere: the inputs of `fit_gate`,
 `read_reference`, `read_support` and `prepare_sample` are plain data (samples, categories, images,
-the template, a fitted gate), and so are their results. `ask_model` and `classify` take a
-`Dispatcher`, which holds the classifier (maybe an SDK client), the response cache, the rate
-limiter and the run's early stop: they belong to the executor that makes the calls.
+the template, a fitted gate), and so are their results; they pickle, except a fitted gate that
+holds a model (PatchCore's holds torch: fit and prepare its category on one worker). `ask_model`
+and `classify` take a `Dispatcher`, which holds the classifier (a hosted one holds its SDK client),
+the response cache, the rate limiter and the run's early stop: they belong to the executor that
+makes the calls.
 
 A change to what `prepare_sample` produces for the same inputs bumps
 `harness.run.prompt_memo.PREPARATION_VERSION`.
@@ -106,15 +108,18 @@ class PreparedSample:
     pixel_pair: PixelPair | None = None
 
 
-def prepare_sample(sample: Sample, inputs: CategoryInputs) -> PreparedSample:
-    """Load, gate, and (when flagged) render the prompt once per class order and distinct image limit."""
+def prepare_sample(sample: Sample, inputs: CategoryInputs, pixel_pair_wanted: bool = True) -> PreparedSample:
+    """Load, gate, and (when flagged) render the prompt once per class order and distinct image limit.
+
+    ``pixel_pair_wanted`` False skips the pixel pair (reading the mask): the category has lost its pixel AUROC already.
+    """
     try:
         image = load_rgb(sample.image)
         gate_result = inputs.fitted.score(sample, image)
     except BadInputError as error:
         return PreparedSample(Prepared(sample, None, bad_input=str(error)))
     prepared = Prepared(sample, gate_result)
-    done = PreparedSample(prepared, pixel_pair(sample, image, gate_result))
+    done = PreparedSample(prepared, pixel_pair(sample, image, gate_result) if pixel_pair_wanted else None)
     if not gate_result.flagged:
         return done
     visuals = visual_prompt_images(image, inputs.reference, gate_result.region, gate_result.anomaly_map)  # at prompt size
