@@ -158,7 +158,7 @@ def _memo_run(tree, results, run_id, registry, gate="none"):
 def test_a_rerun_reads_no_image_and_a_changed_image_misses(tmp_path, monkeypatch):
     from PIL import Image
 
-    import harness.run.runner
+    import harness.run.stages
     from harness import plugins
     from harness_datasets import demo
 
@@ -175,8 +175,8 @@ def test_a_rerun_reads_no_image_and_a_changed_image_misses(tmp_path, monkeypatch
     _, plugin = scripted_classifier(script)
     registry = plugins.load_registry(extra_plugins=[("scripted-test", plugin)])
     read = []
-    real_load = harness.run.runner.load_rgb
-    monkeypatch.setattr(harness.run.runner, "load_rgb", lambda path: read.append(path) or real_load(path))
+    real_load = harness.run.stages.load_rgb
+    monkeypatch.setattr(harness.run.stages, "load_rgb", lambda path: read.append(path) or real_load(path))
 
     first = _memo_run(tree, tmp_path / "results", "first", registry)
     test_images = {tree / r["image"] for r in first.records}

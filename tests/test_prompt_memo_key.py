@@ -156,7 +156,7 @@ def test_moving_or_editing_code_keeps_the_memo(tmp_path):
     files = _files(tmp_path / "files")
     moved = tmp_path / "moved"
     shutil.copytree(REPO / "harness", moved / "harness", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("run/runner", "prompts", "images", "visual", "gates", "run/prompt_memo", "run/prompt_record"):
+    for name in ("run/runner", "run/stages", "run/plan", "prompts", "images", "visual", "gates", "run/prompt_memo", "run/prompt_record"):
         source = moved / "harness" / f"{name}.py"
         source.write_text(source.read_text() + "\n\ndef _moved_here_from_elsewhere():\n    return None\n")
     (moved / "harness" / "preparation_helpers.py").write_text('"""Code moved out of the runner."""\n')
@@ -182,7 +182,7 @@ def test_the_key_does_not_read_source_files(tmp_path, monkeypatch, gate):
 def test_a_new_preparation_version_prepares_every_sample_again(tmp_path, monkeypatch):
     # The version is wired into real runs: after a bump, a re-run decodes every image again
     # (and, preparation being unchanged in fact, finds every answer in the response cache).
-    import harness.run.runner
+    import harness.run.stages
     from harness import plugins
     from harness.run.runner import Run, RunConfig
     from harness.testing import scripted_classifier
@@ -194,8 +194,8 @@ def test_a_new_preparation_version_prepares_every_sample_again(tmp_path, monkeyp
     sent, read = [], []
     _, plugin = scripted_classifier(lambda p: sent.append(p.request_hash) or p.candidates[0].name)
     registry = plugins.load_registry(extra_plugins=[("scripted-test", plugin)])
-    real_load = harness.run.runner.load_rgb
-    monkeypatch.setattr(harness.run.runner, "load_rgb", lambda path: read.append(path) or real_load(path))
+    real_load = harness.run.stages.load_rgb
+    monkeypatch.setattr(harness.run.stages, "load_rgb", lambda path: read.append(path) or real_load(path))
 
     def run(run_id):
         sent.clear(), read.clear()

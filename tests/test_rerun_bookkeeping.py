@@ -35,7 +35,7 @@ def test_git_provenance_names_the_commit_and_whether_tracked_files_changed(tmp_p
 
 def test_a_rerun_from_the_cache_reads_no_image_at_all(tmp_path, monkeypatch):
     """Not the test images, and not the training normal shown as the reference either."""
-    import harness.run.runner
+    import harness.run.stages
     from harness import plugins
     from harness.run.prompt_record import mismatches, redraw
     from harness.run.runner import Run, RunConfig
@@ -47,8 +47,8 @@ def test_a_rerun_from_the_cache_reads_no_image_at_all(tmp_path, monkeypatch):
     classifier, plugin = scripted_classifier(lambda p: p.candidates[0].name)
     registry = plugins.load_registry(extra_plugins=[("scripted-test", plugin)])
     read = []
-    real_load = harness.run.runner.load_rgb
-    monkeypatch.setattr(harness.run.runner, "load_rgb", lambda path: read.append(path) or real_load(path))
+    real_load = harness.run.stages.load_rgb
+    monkeypatch.setattr(harness.run.stages, "load_rgb", lambda path: read.append(path) or real_load(path))
 
     def run(run_id):
         config = RunConfig(benchmark="folder", data_root=tree, gate="none", models=["scripted"],

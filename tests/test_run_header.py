@@ -10,9 +10,10 @@ import pytest
 
 from harness.gates import PassThroughGate
 from harness.prompts import template_from_text
+from harness.run.plan import RunPlan
 from harness.run.run_config import RunConfig
 from harness.run.run_header import HeaderInputs, header_inputs, run_header
-from harness.types import GOOD_CLASS, BenchmarkData, Category, ClassInfo, Sample
+from harness.types import BenchmarkData, Category, ClassInfo, Sample
 
 
 def _data(root: Path) -> BenchmarkData:
@@ -22,12 +23,14 @@ def _data(root: Path) -> BenchmarkData:
 
 
 def _inputs(config: RunConfig, data: BenchmarkData) -> HeaderInputs:
-    return header_inputs(
-        config, data, plugins={"harness-x": ("harness-x-dist", "1.2")}, class_file=None,
-        support={"w": [data.categories[0].test_samples[0]]}, template=template_from_text("t", "[[user]]\nwhich?"),
-        template_plugin="harness-prompts", gate=PassThroughGate(), classifiers=[], prices={"m": None},
-        candidates=lambda c: list(c.classes) + [GOOD_CLASS],
+    plan = RunPlan(
+        config=config, benchmark=None, gate=PassThroughGate(), gate_mode="none",
+        template=template_from_text("t", "[[user]]\nwhich?"), template_plugin="harness-prompts", classifiers=(),
+        prices={"m": None}, policy=None, costs=None, writers={}, analyses=(),
+        plugins={"harness-x": ("harness-x-dist", "1.2")}, data=data, class_file=None,
+        support={"w": [data.categories[0].test_samples[0]]},
     )
+    return header_inputs(plan)
 
 
 def test_the_header_is_made_from_its_inputs_alone(tmp_path):

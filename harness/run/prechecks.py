@@ -1,6 +1,6 @@
 """Checks a run makes before it spends anything: every one fails with a `HarnessError` naming the culprit.
 
-`harness.run.runner.Run` calls these while it resolves its configuration, so a
+`harness.run.plan.resolve_parts` calls these while it resolves a run's configuration, so a
 mistake that would otherwise surface only after the last paid request (an
 unknown ``--output-format``, options for a model spec that is not being run, a
 results folder that cannot be written) stops the run before the first one.

@@ -1,29 +1,24 @@
 """run.json as a run starts: what is evaluated, with what, and the provenance to reproduce it.
 
-A function of explicit inputs: `HeaderInputs`, which the runner resolves once
-(`header_inputs`) from the config, benchmark data, gate, template and models
-it has loaded, and the benchmark data itself. Nothing here reads the running
-object; the runner adds metrics and status as the run goes on.
+A function of explicit inputs: `HeaderInputs`, read once (`header_inputs`) from
+the run's resolved plan (`harness.run.plan.RunPlan`: config, benchmark data,
+gate, template, models, prices), and the benchmark data itself. Nothing here
+reads the running object; the runner adds metrics and status as the run goes on.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from harness.scoring.class_order import class_orders
 from harness.datasets import manifest_hash
 from harness.results import SCHEMA_VERSION, environment_provenance
 from harness.run.run_identity import answer_identity
-from harness.types import BenchmarkData, Category, ClassInfo, Sample
+from harness.types import BenchmarkData
 
 if TYPE_CHECKING:
-    from harness.run.class_file import UserClassFile
-    from harness.classifiers import Classifier
-    from harness.gates import Gate
-    from harness.run.pricing import Price
-    from harness.prompts import PromptTemplate
+    from harness.run.plan import RunPlan
     from harness.run.run_config import RunConfig
 
 
@@ -55,30 +50,25 @@ class HeaderInputs:
     class_orders: dict[str, list[list[str]]] | None
 
 
-def header_inputs(config: RunConfig, data: BenchmarkData, *, plugins: Mapping[str, tuple[str, str]],
-                  class_file: UserClassFile | None, support: Mapping[str, Sequence[Sample]], template: PromptTemplate,
-                  template_plugin: str | None, gate: Gate, classifiers: Sequence[Classifier],
-                  prices: Mapping[str, Price | None], candidates: Callable[[Category], list[ClassInfo]]) -> HeaderInputs:
-    """Resolve what the header records from the run's loaded parts (``candidates``: a category's classes in order)."""
+def header_inputs(plan: RunPlan) -> HeaderInputs:
+    """What the header records, read from the run's resolved plan."""
+    config = plan.config
     orders = None
     if config.repeats > 1:
-        orders = {
-            c.name: [[info.key for info in order] for order in class_orders(candidates(c), config.repeats, config.seed, c.name)]
-            for c in data.categories
-        }
+        orders = {c.name: [[info.key for info in order] for order in plan.orders(c)] for c in plan.data.categories}
     return HeaderInputs(
         config=config,
-        plugins={name: {"distribution": dist, "version": version} for name, (dist, version) in plugins.items()},
-        class_file=class_file.describe() if class_file else None,
-        support={c: [s.sample_id for s in samples] for c, samples in support.items()},
-        template={"name": template.name, "hash": template.hash, "plugin": template_plugin},
-        gate=gate.describe(),
+        plugins={name: {"distribution": dist, "version": version} for name, (dist, version) in plan.plugins.items()},
+        class_file=plan.class_file.describe() if plan.class_file else None,
+        support={c: [s.sample_id for s in samples] for c, samples in plan.support.items()},
+        template={"name": plan.template.name, "hash": plan.template.hash, "plugin": plan.template_plugin},
+        gate=plan.gate.describe(),
         # endpoint: what answered (a server and API version, a checkpoint), as the response cache keys it;
         # answer_options and options_hash tell the leaderboard's rows apart (harness/run/run_identity.py).
-        classifiers={c.spec: {**c.describe(), "endpoint": c.endpoint(), **answer_identity(c)} for c in classifiers},
+        classifiers={c.spec: {**c.describe(), "endpoint": c.endpoint(), **answer_identity(c)} for c in plan.classifiers},
         prices={
             spec: None if price is None else {"input": price.input_per_million, "output": price.output_per_million}
-            for spec, price in prices.items()
+            for spec, price in plan.prices.items()
         },
         class_orders=orders,
     )

@@ -1,0 +1,195 @@
+"""A run's plan: everything resolved once from its config, before the first sample is touched.
+
+`resolve_plan(config, registry)` turns a `RunConfig` into a frozen `RunPlan`. It
+takes two steps, so that each mistake surfaces where it always has:
+
+1. `resolve_parts` looks every name up in the registry and builds what the config
+   alone decides: the benchmark, the gate, the template, the classifiers, the
+   prices, the decision policy and cost matrix, the result writers and the
+   analyses. The checks that need no data run here (`harness.run.prechecks`):
+   a bad flag stops the run before any file is read. `Run.__init__` takes this step.
+2. `load_plan` reads the benchmark's data and lays the run's choices over it:
+   the user's class file, the support sets of ``--shots`` (taken out of the
+   scored test set), the subsets of ``--limit``, and checks the policy and costs
+   against the labels. `Run.execute` takes this step.
+
+Nothing in a plan changes once it is made; the stages (`harness.run.stages`)
+and the run header (`harness.run.run_header.header_inputs`) read it. Its pieces
+are plain data, except the classifiers (they may hold SDK clients and
+connections) and the writers and analyses (plugin objects).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, fields
+from typing import Any
+
+from harness.analyses import Analysis
+from harness.classifiers import Classifier, parse_model_spec
+from harness.datasets import Benchmark, ReleaseMismatchError
+from harness.errors import HarnessError
+from harness.gates import Gate, gate_mode
+from harness.options import validate_options
+from harness.plugins import BUILTIN_PLUGIN, Registry
+from harness.prompts import PromptTemplate
+from harness.run import class_file, prechecks
+from harness.run.pricing import Price, load_prices, price_for
+from harness.run.run_config import RunConfig
+from harness.run.sampling import draw_support, reference_path, seeded_subset
+from harness.scoring import sample_counts
+from harness.scoring.class_order import check_class_order, class_orders
+from harness.scoring.decisions import CostMatrix, Policy, check_decision_files, load_decision_files
+from harness.types import GOOD_CLASS, BenchmarkData, Category, ClassInfo, Sample
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunParts:
+    """What the config alone decides: every registry look-up made, every option validated."""
+
+    config: RunConfig
+    benchmark: Benchmark
+    gate: Gate
+    #: How templates word what the gate did (`harness.gates.gate_mode`, checked).
+    gate_mode: str
+    template: PromptTemplate
+    #: The plugin that registered the template (run.json's provenance names it).
+    template_plugin: str | None
+    #: One per ``--models`` spec, in that order.
+    classifiers: tuple[Classifier, ...]
+    #: Model spec -> its price per million tokens, or None.
+    prices: dict[str, Price | None]
+    policy: Policy | None
+    costs: CostMatrix | None
+    #: ``--output-format`` name -> its result writer, in the order given.
+    writers: dict[str, Any]
+    #: The registered analyses, the core's own first (their run.json order), then the plugins'.
+    analyses: tuple[Analysis, ...]
+    #: Plugin name -> (distribution, version), for the provenance.
+    plugins: dict[str, tuple[str, str]]
+
+    def candidates(self, category: Category) -> list[ClassInfo]:
+        """The candidate classes of a category in the given order (``good`` last when the gate passes all)."""
+        return list(category.classes) + ([GOOD_CLASS] if self.gate.passes_all else [])
+
+    def orders(self, category: Category) -> list[list[ClassInfo]]:
+        """The candidate classes in the order each repeat shows them (repeat 0: the given order)."""
+        return class_orders(self.candidates(category), self.config.repeats, self.config.seed, category.name)
+
+    def reference(self, category: Category):
+        """The training normal shown beside each query of ``category`` (chosen by seed), or None."""
+        return reference_path(category, self.config.seed)
+
+    @property
+    def image_limits(self) -> tuple[Any, ...]:
+        """Each model's image limit (`Capabilities.max_images`), in ``--models`` order."""
+        return tuple(c.capabilities.max_images for c in self.classifiers)
+
+
+@dataclass(frozen=True)
+class RunPlan(RunParts):
+    """`RunParts` with the benchmark's data, as the run evaluates it."""
+
+    #: After the class file, with the support samples taken out and ``--limit`` applied.
+    data: BenchmarkData
+    #: The user's class file, or None.
+    class_file: class_file.UserClassFile | None
+    #: Category -> the support samples drawn by ``--shots`` (none without it).
+    support: dict[str, list[Sample]]
+
+
+def resolve_plan(config: RunConfig, registry: Registry) -> RunPlan:
+    """The whole plan of a run: `resolve_parts`, then `load_plan`."""
+    return load_plan(resolve_parts(config, registry))
+
+
+def resolve_parts(config: RunConfig, registry: Registry) -> RunParts:
+    """Everything the config decides, checked before any data is read or any model asked."""
+    benchmark: Benchmark = registry.get("benchmarks", config.benchmark).obj
+    gate_class: type[Gate] = registry.get("gates", config.gate).obj
+    if "threshold" in config.gate_options and "threshold" not in gate_class.Options.model_fields:
+        raise HarnessError(f"--gate-threshold: gate {config.gate!r} has no threshold (it does not score images); "
+                           "only a scoring gate such as patchcore takes one")
+    gate = gate_class(validate_options(gate_class.Options, config.gate_options, f"gate {config.gate!r}"))
+    mode = gate_mode(gate)
+    template_entry = registry.get("templates", config.prompt)
+    if not config.models:
+        raise HarnessError("no models given; use --models, e.g. --models random")
+    # Everything checkable is checked before the first request (harness/run/prechecks.py).
+    prechecks.check_model_options(config.model_options, config.models)
+    writers = prechecks.resolve_writers(registry, config.output_formats)
+    prechecks.check_results_dir(config.results_dir)
+    classifiers = tuple(_make_classifier(spec, config, registry) for spec in config.models)
+    price_table = load_prices(config.prices)
+    prices = {c.spec: price_for(c.spec, price_table) for c in classifiers}
+    check_class_order(config.class_order, config.repeats)
+    policy, costs = load_decision_files(config.policy, config.costs, registry)
+    entries = list(registry.analyses.values())
+    analyses = [e.obj for e in entries if e.plugin == BUILTIN_PLUGIN] + [e.obj for e in entries if e.plugin != BUILTIN_PLUGIN]
+    return RunParts(
+        config=config, benchmark=benchmark, gate=gate, gate_mode=mode, template=template_entry.obj,
+        template_plugin=template_entry.plugin, classifiers=classifiers, prices=prices, policy=policy, costs=costs,
+        writers=writers, analyses=tuple(analyses), plugins=dict(registry.plugins),
+    )
+
+
+def load_plan(parts: RunParts) -> RunPlan:
+    """Read the benchmark's data and lay the class file, support sets and subsets over it; checked before any model call."""
+    config = parts.config
+    data = _load_data(parts.benchmark, config)
+    # The user's descriptions and fixed references, checked before any model call (harness/run/class_file.py).
+    user_classes = class_file.apply_to_run(data, config.classes, data.root)
+    # Checked before any draw, gate fit or model call (harness.scoring.sample_counts).
+    in_data = sample_counts.defect_counts(data.categories)
+    sample_counts.check_shots(data.categories, config.shots)
+    support: dict[str, list[Sample]] = {}
+    if config.shots:
+        for category in data.categories:
+            drawn = draw_support(category.test_samples, config.shots, config.seed)
+            chosen = {s.sample_id for s in drawn}
+            category.test_samples = [s for s in category.test_samples if s.sample_id not in chosen]
+            support[category.name] = drawn
+    if config.limit is not None:
+        for category in data.categories:
+            category.test_samples = seeded_subset(category.test_samples, config.limit, config.seed)
+    sample_counts.warn_few_to_score(data, in_data, shots=config.shots, limit=config.limit)
+    if not data.samples:
+        raise HarnessError(f"benchmark {data.name!r} has no test images at {data.root}")
+    check_decision_files(parts.policy, parts.costs, {c.name: c.labels for c in data.categories}, data.name,
+                         partial=config.categories is not None)
+    return RunPlan(**{f.name: getattr(parts, f.name) for f in fields(RunParts)},
+                   data=data, class_file=user_classes, support=support)
+
+
+def _make_classifier(spec: str, config: RunConfig, registry: Registry) -> Classifier:
+    plugin, model_id = parse_model_spec(spec)
+    classifier_class: type[Classifier] = registry.get("classifiers", plugin).obj
+    if classifier_class.requires_model_id and not model_id:
+        raise HarnessError(f"model spec {spec!r} needs a model id: {plugin}:MODEL_ID")
+    if classifier_class.needs_support and not config.shots:
+        raise HarnessError(f"model {spec!r} learns from labelled examples: add --shots K (e.g. --shots 3)")
+    options = validate_options(classifier_class.Options, config.model_options.get(spec), f"model {spec!r}")
+    return classifier_class(model_id, options)
+
+
+def _load_data(benchmark: Benchmark, config: RunConfig) -> BenchmarkData:
+    """The benchmark's data as released, or with ``--allow-partial`` the part present on disk."""
+    root = config.data_root
+    if root is None and benchmark.requires_data_root:
+        raise HarnessError(f"benchmark {benchmark.name!r} needs --data-root")
+    try:
+        return benchmark.load(root, config.categories)
+    except ReleaseMismatchError as mismatch:
+        if not config.allow_partial or mismatch.partial is None:
+            raise
+        # The user chose the intersection: say so, and keep the difference for run.json.
+        data = mismatch.partial
+        data.notes["partial"] = mismatch.difference
+        log.warning(
+            "--allow-partial: %d released file(s) missing and %d extra file(s) left out; "
+            "evaluating the %d present in both", mismatch.difference["missing"], mismatch.difference["extra"],
+            len(data.samples),
+        )
+        return data

@@ -1,0 +1,184 @@
+"""The stages of a run: each takes one step for one piece of work and hands its result forward.
+
+    fit_gate          a category's training images        -> FittedGate
+    read_reference    the category's training normal      -> its picture at prompt size, or None
+    read_support      the support samples of --shots      -> SupportExample per sample
+    prepare_sample    one test sample + CategoryInputs    -> PreparedSample (Prepared + pixel pair)
+    ask_model         one Prepared, one model, one repeat -> (Prompt, CallResult), or no call
+    classify          ask_model, then the answer read     -> the record (a dict, `Record.to_json`)
+
+Each is a plain function of its arguments: none reads or writes the run (`harness.run.runner.Run`,
+the local executor), its folder, the response cache's memo or the progress shown. What a run keeps
+between stages (records written, prompt images stored, resume state, early stop, hooks) is the
+executor's. So another executor can run the same stages elsewhere: the inputs of `fit_gate`,
+`read_reference`, `read_support` and `prepare_sample` are plain data (samples, categories, images,
+the template, a fitted gate), and so are their results; they pickle, except a fitted gate that
+holds a model (PatchCore's holds torch: fit and prepare its category on one worker). `ask_model`
+and `classify` take a `Dispatcher`, which holds the classifier (a hosted one holds its SDK client),
+the response cache, the rate limiter and the run's early stop: they belong to the executor that
+makes the calls.
+
+A change to what `prepare_sample` produces for the same inputs bumps
+`harness.run.prompt_memo.PREPARATION_VERSION`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+from harness.errors import BadInputError, HarnessError
+from harness.gates import FittedGate, Gate
+from harness.images import load_mask, load_rgb
+from harness.prompts import PromptTemplate, render_prompt
+from harness.run.dispatch import CallResult, Dispatcher
+from harness.run.prompt_record import support_picture, support_visuals
+from harness.run.run_records import RecordBuilder
+from harness.scoring.gate_metrics import shrink_for_pixel_auroc
+from harness.types import Category, ClassInfo, GateResult, Prepared, Prompt, Sample, SupportExample
+from harness.visual import resize_for_prompt, visual_prompt_images
+
+#: A sample's gate map and true mask, shrunk for pixel AUROC (`shrink_for_pixel_auroc`).
+PixelPair = Any
+
+
+def fit_gate(gate: Gate, category: Category) -> FittedGate:
+    """The gate fitted on ``category``'s training images (never its test samples)."""
+    return gate.fit(category)
+
+
+def read_reference(category: Category, path: Path | None) -> Image.Image | None:
+    """The training normal at ``path`` (the plan's `reference`), at prompt size; None without one.
+
+    Shrunk here, once per category, rather than with every sample's images
+    (the same pixels: `resize_for_prompt` leaves an image that fits alone).
+    """
+    if path is None:
+        return None
+    try:
+        return resize_for_prompt(load_rgb(path))
+    except BadInputError as error:
+        raise HarnessError(f"reference image for category {category.name!r} is unreadable: {error}") from None
+
+
+def read_support(category: Category, support: Sequence[Sample]) -> list[SupportExample]:
+    """Prompt images of ``category``'s support samples, from their ground-truth masks."""
+    examples = []
+    for sample in support:
+        try:
+            visuals = support_visuals(load_rgb(sample.image), sample.mask)
+        except BadInputError as error:
+            raise HarnessError(f"support image for --shots is unreadable: {error}") from None
+        examples.append(SupportExample(category.class_info(sample.label), visuals))
+    return examples
+
+
+@dataclass(frozen=True)
+class CategoryInputs:
+    """What preparing any test sample of one category needs, the same for all of them."""
+
+    category: Category
+    fitted: FittedGate
+    template: PromptTemplate
+    #: How the template words what the gate did (`harness.gates.gate_mode`).
+    gate_mode: str
+    #: The candidate classes in each repeat's order (the plan's `orders`).
+    orders: list[list[ClassInfo]]
+    #: Each model's image limit, in ``--models`` order: one prompt per repeat and distinct limit.
+    image_limits: tuple[Any, ...]
+    #: `read_reference`'s picture, or None.
+    reference: Image.Image | None
+    #: `read_support`'s examples (none without --shots).
+    support: list[SupportExample]
+
+
+@dataclass
+class PreparedSample:
+    """`prepare_sample`'s result: the prepared sample, and its pixel pair for the gate's pixel AUROC.
+
+    ``pixel_pair`` is None when the gate gave no map (or an anomalous sample has no mask):
+    the category then gets no pixel AUROC.
+    """
+
+    prepared: Prepared
+    pixel_pair: PixelPair | None = None
+
+
+def prepare_sample(sample: Sample, inputs: CategoryInputs, pixel_pair_wanted: bool = True) -> PreparedSample:
+    """Load, gate, and (when flagged) render the prompt once per class order and distinct image limit.
+
+    ``pixel_pair_wanted`` False skips the pixel pair (reading the mask): the category has lost its pixel AUROC already.
+    """
+    try:
+        image = load_rgb(sample.image)
+        gate_result = inputs.fitted.score(sample, image)
+    except BadInputError as error:
+        return PreparedSample(Prepared(sample, None, bad_input=str(error)))
+    prepared = Prepared(sample, gate_result)
+    done = PreparedSample(prepared, pixel_pair(sample, image, gate_result) if pixel_pair_wanted else None)
+    if not gate_result.flagged:
+        return done
+    visuals = visual_prompt_images(image, inputs.reference, gate_result.region, gate_result.anomaly_map)  # at prompt size
+    # Labelled in-context examples for templates: images support_1.. and extra.support.
+    support = []
+    for number, example in enumerate(inputs.support, start=1):
+        name = f"support_{number}"
+        visuals[name] = support_picture(example.images)
+        support.append({"name": example.label.name, "key": example.label.key, "image": name})
+    for repeat, candidates in enumerate(inputs.orders):
+        for limit in inputs.image_limits:
+            if (repeat, limit) not in prepared.prompts:
+                prepared.prompts[(repeat, limit)] = render_prompt(
+                    inputs.template, category=inputs.category, candidates=candidates, images=visuals, max_images=limit,
+                    extra={"support": support}, gate_mode=inputs.gate_mode,
+                )
+                _check_order_shown(prepared, repeat, limit, inputs)
+    return done
+
+
+def _check_order_shown(prepared: Prepared, repeat: int, limit, inputs: CategoryInputs) -> None:
+    """A shuffled order must change the prompt; otherwise the template hides the order (and the cache would answer)."""
+    orders = inputs.orders
+    if repeat == 0 or [c.key for c in orders[repeat]] == [c.key for c in orders[0]]:
+        return
+    if prepared.prompts[(repeat, limit)].hash == prepared.prompts[(0, limit)].hash:
+        raise HarnessError(
+            f"prompt template {inputs.template.name!r} renders the same prompt for different class orders "
+            "(it does not list `classes` in the order given), so --class-order shuffle cannot measure position bias"
+        )
+
+
+def pixel_pair(sample: Sample, image: Image.Image | None, gate_result: GateResult) -> PixelPair | None:
+    """A small copy of the gate's map and the true mask; None when there is no map (or no mask to compare)."""
+    score_map = gate_result.score_map if gate_result.score_map is not None else gate_result.anomaly_map
+    if score_map is None or (sample.is_anomalous and sample.mask is None):
+        return None
+    mask = load_mask(sample.mask, image.size)
+    return shrink_for_pixel_auroc(np.asarray(score_map, dtype=np.float32), mask)
+
+
+def asks_a_model(prepared: Prepared) -> bool:
+    """Whether a model is asked about ``prepared``: the image was read and the gate flagged it."""
+    return prepared.bad_input is None and prepared.gate is not None and bool(prepared.gate.flagged)
+
+
+async def ask_model(prepared: Prepared, repeat: int, dispatcher: Dispatcher) -> tuple[Prompt | None, CallResult | None]:
+    """The prompt ``dispatcher``'s model is shown for ``repeat``, and its call; (None, None) when no model is asked."""
+    if not asks_a_model(prepared):
+        return None, None
+    prompt = prepared.prompts[(repeat, dispatcher.classifier.capabilities.max_images)]
+    return prompt, await dispatcher.call(prompt)
+
+
+async def classify(prepared: Prepared, repeat: int, dispatcher: Dispatcher, builder: RecordBuilder,
+                   earlier_attempts: int = 0) -> dict[str, Any]:
+    """One model's record for one prepared sample and repeat: ask (`ask_model`), read the answer, build the record.
+
+    ``earlier_attempts``: the attempts of the records this one replaces (a resume asks again).
+    """
+    prompt, call = await ask_model(prepared, repeat, dispatcher)
+    return builder.record(prepared, dispatcher.classifier, prompt, call, repeat=repeat, earlier_attempts=earlier_attempts)
