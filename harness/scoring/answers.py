@@ -20,7 +20,7 @@
    also "normal", "no defect(s)", "defect-free", "no anomaly/anomalies".
 5. ``number``: the whole reply is an option number (``3``, ``#3``, ``(3)``,
    ``3.``, ``option 3``): the third candidate in the order the prompt listed.
-6. ``final_answer``: the last final-answer line (`harness.scoring.answer_final`:
+6. ``final_answer``: the last final-answer line (`harness.scoring.answer_tokens`:
    "Final answer: X", "**Answer:** X", "Therefore, the defect is X", "I'd go
    with X", "Antwort: X", ...) whose answer is exactly a candidate (as in rule
    4, also without a trailing "defect" or a parenthesis naming no other class),
@@ -62,9 +62,8 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from harness.scoring import answer_vocab
-from harness.scoring.answer_final import final_answers, trimmed
 from harness.scoring.answer_scope import Stances, read_stances
-from harness.scoring.answer_tokens import candidate_forms, phrase, tokenize
+from harness.scoring.answer_tokens import candidate_forms, final_answers, phrase, tokenize, trimmed
 from harness.errors import HarnessError
 from harness.types import GOOD, ClassInfo
 

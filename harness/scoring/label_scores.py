@@ -1,21 +1,89 @@
-"""Label-level scores over plain lists: accuracy, per-class precision/recall/F1, macro-F1, Cohen's kappa, confusion.
+"""Label-level scores: prediction keys and outcomes, accuracy, per-class F1, Cohen's kappa, confusion, bootstrap.
 
-Each function takes the true labels and the *prediction keys*
-(`harness.scoring.outcomes.pred_key`: a class key, or ``error:<kind>`` for a
-failure) of one category's scored images. A figure that is undefined is None,
-never 0 or 1 by accident.
+A record is one dict per (sample, model) as written to ``samples.jsonl``. Its
+*prediction key* is its predicted class key, or ``error:<kind>`` when it
+failed; an error key never equals a class key, so a failure always counts as
+wrong and is never dropped. A figure that is undefined is None, never 0 or 1 by accident.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
-from harness.scoring.outcomes import ERROR_PREFIX
-from harness.types import ERROR_KINDS
+from harness.errors import HarnessError
+from harness.types import ERROR_KINDS, GOOD
+
+#: Every outcome `outcome_of` can return, in the order reports list them.
+OUTCOMES: tuple[str, ...] = ("correct", "wrong_class", "gate_miss", "gate_false_alarm", *ERROR_KINDS)
+
+#: Prefix of the prediction key of a record that failed with an error.
+ERROR_PREFIX = "error:"
+
+
+class ScoringError(HarnessError, ValueError):
+    """Records that cannot be scored against the given label sets (unknown category or label)."""
+
+
+def pred_key(record: dict[str, Any]) -> str:
+    """The prediction key of a record: its predicted class key, or ``error:<kind>``."""
+    error = record.get("error")
+    if error is not None:
+        return ERROR_PREFIX + str(error)
+    label = record.get("predicted_label")
+    if label is None:
+        # A failure must be a recorded error kind, never a missing answer.
+        raise ScoringError(
+            f"record {record.get('sample_id')!r} (model {record.get('model')!r}) has neither "
+            "a predicted_label nor an error"
+        )
+    return str(label)
+
+
+def is_correct(record: dict[str, Any]) -> bool:
+    """Whether a record's prediction equals its true label (an errored record never is).
+
+    Derived from the labels rather than read from the record's ``correct`` field,
+    so that accuracy, the confusion matrix and kappa can never disagree.
+    """
+    return pred_key(record) == record["true_label"]
+
+
+def outcome_of(record: dict[str, Any], gate_passes_all: bool = False) -> str:
+    """Attribute one record to exactly one entry of `OUTCOMES`.
+
+    In order: the error kind if the record failed; ``correct``; ``gate_miss``
+    when an anomalous image was not flagged (so no model ever saw it);
+    ``gate_false_alarm`` when a good image was flagged by a real gate and the
+    model then named a defect; otherwise ``wrong_class``.
+
+    With a pass-through gate (``gate_passes_all``) every image is flagged by
+    construction, so a defect named on a good image is the model's mistake,
+    ``wrong_class``, not the gate's.
+    """
+    error = record.get("error")
+    if error is not None:
+        return str(error)
+    if is_correct(record):
+        return "correct"
+    gate = record.get("gate")
+    # None means "unknown" (no gate result), which blames nobody but the model.
+    flagged = bool(gate["flagged"]) if gate else None
+    true_label = record["true_label"]
+    if true_label != GOOD and flagged is False:
+        return "gate_miss"
+    if true_label == GOOD and flagged and not gate_passes_all and record.get("predicted_label") != GOOD:
+        return "gate_false_alarm"
+    return "wrong_class"
+
+
+def outcome_counts(records: Iterable[dict[str, Any]], gate_passes_all: bool = False) -> dict[str, int]:
+    """``{outcome: count}`` over records, every entry of `OUTCOMES` present (zeros included)."""
+    counts = Counter(outcome_of(r, gate_passes_all) for r in records)
+    return {name: counts.get(name, 0) for name in OUTCOMES}
 
 
 def accuracy(y_true: Sequence[str], y_pred: Sequence[str]) -> float | None:
@@ -126,3 +194,48 @@ def confusion(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str
         row = {p: c for (tt, p), c in pairs.items() if tt == t}
         table[t] = {p: row[p] for p in sorted(row, key=sort_key)}
     return table
+
+
+def percentile(values: Iterable[float], q: float | Sequence[float]) -> float | list[float] | None:
+    """Percentile(s) ``q`` (0-100) of ``values`` with linear interpolation; None when empty."""
+    array = np.asarray(list(values), dtype=float)
+    if array.size == 0:
+        return None
+    result = np.percentile(array, q)
+    return float(result) if np.ndim(result) == 0 else [float(x) for x in result]
+
+
+def bootstrap_accuracy(
+    correct_by_category: dict[str, Sequence[bool]],
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[list[float], dict[str, list[float]]]:
+    """Percentile bootstrap intervals of the mean-over-categories accuracy and of each category's.
+
+    The values may be any per-image numbers, not only hits: `harness.scoring.compare`
+    passes paired differences (B correct - A correct) to get a paired interval.
+
+    Images are resampled with replacement *within* each category, so every
+    resample keeps each category's size and the mean stays over the same
+    categories, as the benchmark figure is. One seeded generator draws the
+    categories in the given order, so equal inputs and seed give equal
+    intervals. Returns ``([lo, hi], {category: [lo, hi]})``; categories with no
+    images must be left out by the caller.
+    """
+    if not correct_by_category:
+        raise ValueError("bootstrap over zero categories is undefined")
+    rng = np.random.default_rng(seed)
+    tail = (1.0 - level) / 2 * 100
+    qs = [tail, 100 - tail]
+    resampled = {}
+    for category, correct in correct_by_category.items():
+        hits = np.asarray(correct, dtype=float)
+        if hits.size == 0:
+            raise ValueError(f"category {category!r} has no images to resample")
+        # (n_boot, n) indices at once: every resample in one vectorised draw.
+        draws = rng.integers(0, hits.size, size=(n_boot, hits.size))
+        resampled[category] = hits[draws].mean(axis=1)
+    means = np.mean(np.stack(list(resampled.values()), axis=1), axis=1)
+    per_category = {c: percentile(acc, qs) for c, acc in resampled.items()}
+    return percentile(means, qs), per_category

@@ -50,7 +50,7 @@ class Row:
     runs: int = 1
     #: (categories where kappa is defined, categories scored) under protocol velm, when run.json says.
     kappa_categories: tuple[int, int] | None = None
-    #: The model's metrics notes: which categories a mean left out, and why (harness.scoring.figure_notes).
+    #: The model's metrics notes: which categories a mean left out, and why (`metrics.protocol_notes`).
     notes: list[str] = field(default_factory=list)
     #: Answer-options hash and seed (part of the key; None in run folders written before they were recorded).
     options_hash: str | None = None

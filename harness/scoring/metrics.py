@@ -1,52 +1,27 @@
-"""Scores for one model's records: the two protocols, per category, then the mean over categories.
+"""Scores for one model's records: the two protocols per category, the mean over categories, and usage.
 
-A record is one dict per (sample, model) as written to ``samples.jsonl``. The
-label-level functions (`accuracy`, `per_class_scores`, `macro_f1`,
-`cohen_kappa`, `confusion`) work on plain lists of true labels and
-*prediction keys*: a record's predicted class key, or ``error:<kind>`` when it
-failed. An error key never equals a class key, so a failure always counts as
-wrong and is never dropped.
-
-Protocols (see DESIGN.md, "Scoring protocols"):
-
-- ``velm``: every test image of a category, over the category's label set
-  including ``good``.
-- ``anomalous``: anomalous images only, over the anomaly classes; a ``good``
-  prediction is then outside the label set and simply wrong.
-
-Either way the benchmark figure is VELM's: score each category first, then take
-the plain (unweighted) mean over categories.
-
-A figure that is undefined for a category is None there, never 0 or 1 by
-accident, and the mean leaves it out and says so (`harness.scoring.figure_notes`):
-
-- accuracy and macro-F1 are undefined only over zero images;
-- Cohen's kappa is undefined when the category's scored images hold fewer than
-  two true classes (see `cohen_kappa` for why that is exactly the right line).
-
-The pieces live beside this module and are re-exported from it, so every
-``harness.scoring.metrics`` name keeps working: `harness.scoring.outcomes`
-(prediction keys, attribution), `harness.scoring.label_scores` (accuracy, F1,
-kappa, confusion), `harness.scoring.intervals` (bootstrap) and
-`harness.scoring.usage` (latency, tokens, cost, answer rules).
+Protocols (DESIGN.md, "Scoring protocols"): ``velm`` scores every test image of a category over its
+label set including ``good``; ``anomalous`` scores anomalous images only, over the anomaly classes (a
+``good`` prediction is then simply wrong). The benchmark figure is VELM's: each category first, then
+the unweighted mean over categories. A figure undefined for a category (accuracy and macro-F1 over
+zero images, kappa with fewer than two true classes) is None there, and the mean leaves it out and
+says so in ``notes``. The label-level pieces live in `harness.scoring.label_scores` and are
+re-exported here, so every ``harness.scoring.metrics`` name keeps working.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
-from harness.scoring import figure_notes
-from harness.scoring.intervals import bootstrap_accuracy, percentile  # noqa: F401 (re-exports)
+from harness.scoring.answers import RULES
 from harness.scoring.label_scores import (  # noqa: F401 (re-exports)
-    accuracy, cohen_kappa, confusion, kappa_is_defined, macro_f1, per_class_scores,
+    ERROR_PREFIX, OUTCOMES, ScoringError, accuracy, bootstrap_accuracy, cohen_kappa, confusion, is_correct,
+    kappa_is_defined, macro_f1, outcome_counts, outcome_of, per_class_scores, percentile, pred_key,
 )
-from harness.scoring.outcomes import (  # noqa: F401 (re-exports)
-    ERROR_PREFIX, OUTCOMES, ScoringError, is_correct, outcome_counts, outcome_of, pred_key,
-)
-from harness.scoring.usage import answer_rule_counts, usage_summary  # noqa: F401 (re-exports)
 from harness.types import ERROR_KINDS, GOOD
 
 PROTOCOLS: tuple[str, ...] = ("velm", "anomalous")
@@ -127,7 +102,7 @@ def score_protocol(
     the category's ``undefined``, and the mean of that figure is over the
     categories where it is defined (``kappa_categories_defined`` of
     ``n_categories``; None when none is). ``notes`` says what was left out
-    (`harness.scoring.figure_notes`). Records are assumed validated (`score_model` does that).
+    (`protocol_notes`). Records are assumed validated (`score_model` does that).
     """
     by_category = _categories(records, label_sets)
     categories: dict[str, dict[str, Any]] = {}
@@ -150,7 +125,7 @@ def score_protocol(
             # Classes of the label set with no scored image and no prediction: F1 0/0, not averaged.
             "macro_f1_absent_classes": [c for c in labels if rs and c not in set(y_true) | set(y_pred)],
         }
-        scores["undefined"] = figure_notes.undefined_reasons(scores, y_true, labels, protocol)
+        scores["undefined"] = undefined_reasons(scores, y_true, labels, protocol)
     scored = [categories[c] for c in correct_by_category]
     result: dict[str, Any] = {
         "n": sum(s["n"] for s in scored),
@@ -163,7 +138,7 @@ def score_protocol(
         "kappa_categories_defined": sum(1 for s in scored if s["kappa"] is not None),
         "categories": categories,
     }
-    for name in figure_notes.MEAN_FIGURES:
+    for name in MEAN_FIGURES:
         defined = [s[name] for s in scored if s[name] is not None]
         result[name] = float(np.mean(defined)) if defined else None
     if scored:
@@ -171,7 +146,7 @@ def score_protocol(
         result["accuracy_ci"] = mean_ci
         for category, ci in per_category.items():
             categories[category]["accuracy_ci"] = ci
-    result["notes"] = figure_notes.protocol_notes(protocol, result)
+    result["notes"] = protocol_notes(protocol, result)
     return result
 
 
@@ -230,3 +205,101 @@ def score_models(records: Iterable[dict[str, Any]], label_sets: dict[str, list[s
     for r in records:
         by_model.setdefault(r["model"], []).append(r)
     return {model: score_model(rs, label_sets, **kwargs) for model, rs in by_model.items()}
+
+
+#: The figures averaged over categories, with the names notes use for them.
+MEAN_FIGURES: dict[str, str] = {"accuracy": "accuracy", "macro_f1": "macro-F1", "kappa": "kappa"}
+
+
+def undefined_reasons(scores: dict[str, Any], y_true: Sequence[str], labels: Sequence[str], protocol: str) -> dict[str, str]:
+    """``{figure: why}`` for each figure of one category's ``scores`` that is None.
+
+    Over zero images every figure is undefined; with images only kappa can be
+    (one true class: see `harness.scoring.metrics.cohen_kappa`).
+    """
+    reasons = {}
+    for figure in MEAN_FIGURES:
+        if scores.get(figure) is not None:
+            continue
+        if not y_true:
+            reasons[figure] = f"no image to score under protocol {protocol}"
+        elif len(labels) == 1:
+            reasons[figure] = f"one true class: {labels[0]!r} is the only class under protocol {protocol}"
+        else:
+            reasons[figure] = f"one true class: all {len(y_true)} scored images are {y_true[0]!r}"
+    return reasons
+
+
+def protocol_notes(protocol: str, result: dict[str, Any]) -> list[str]:
+    """The notes of one protocol's scores (`harness.scoring.metrics.score_protocol`), each prefixed with the protocol."""
+    categories = result["categories"]
+    notes = []
+    if result["excluded"]:
+        notes.append(f"{protocol}: no image to score in {', '.join(result['excluded'])}; left out of every mean")
+    scored = [c for c, entry in categories.items() if entry["n"]]
+    for figure, name in MEAN_FIGURES.items():
+        undefined = [c for c in scored if categories[c][figure] is None]
+        if not undefined:
+            continue
+        kept = len(scored) - len(undefined)
+        covers = f"the mean {name} is over the other {kept}" if kept else f"the mean {name} is undefined"
+        reasons = "; ".join(f"{c}: {categories[c]['undefined'][figure]}" for c in undefined)
+        notes.append(f"{protocol}: {name} is undefined in {len(undefined)} of {len(scored)} categories "
+                     f"and left out of the mean ({reasons}); {covers}")
+    absent = {c: categories[c]["macro_f1_absent_classes"] for c in scored if categories[c].get("macro_f1_absent_classes")}
+    if absent:
+        listed = "; ".join(f"{c}: {', '.join(classes)}" for c, classes in absent.items())
+        notes.append(f"{protocol}: macro-F1 averages only the classes with a scored image or a prediction; "
+                     f"left out ({listed})")
+    return notes
+
+
+def usage_summary(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Latency, tokens, cost and call counts over one model's records.
+
+    Latency percentiles and token means cover only records where a model was
+    called (an image the gate passed costs nothing and would pull them down);
+    values a backend did not report (None) are skipped, and a statistic with
+    nothing to go on is None. Keys: ``calls``, ``attempts`` (all records),
+    ``attempts_total`` (the same with the attempts of records a resume replaced),
+    ``latency_p50`` and ``latency_p95`` (seconds), ``tokens_in_total``,
+    ``tokens_in_mean``, ``tokens_out_total``, ``tokens_out_mean``, ``cost_usd_total``,
+    ``cost_usd_spent`` and ``cost_usd_cached``.
+
+    ``cost_usd_total`` is what the answers cost when they were made (a record's
+    ``cost_usd``, cached or not), comparable across runs; it splits into
+    ``cost_usd_spent``, over the calls this run paid for, and
+    ``cost_usd_cached``, what its answers from the response cache cost when
+    first made (this run paid nothing for them). All three are None when no
+    cost is known; a fully cached re-run spends 0.
+    """
+    records = list(records)
+    called = [r for r in records if r.get("called")]
+    latencies = [r["latency_s"] for r in called if r.get("latency_s") is not None]
+    summary: dict[str, Any] = {
+        "calls": len(called),
+        "attempts": int(sum(r.get("attempts") or 0 for r in records)),
+        "attempts_total": int(sum(r.get("attempts_total", r.get("attempts")) or 0 for r in records)),
+        "latency_p50": percentile(latencies, 50),
+        "latency_p95": percentile(latencies, 95),
+    }
+    for field in ("tokens_in", "tokens_out"):
+        known = [r[field] for r in called if r.get(field) is not None]
+        summary[f"{field}_total"] = int(sum(known)) if known else None
+        summary[f"{field}_mean"] = float(np.mean(known)) if known else None
+    costs = [r["cost_usd"] for r in records if r.get("cost_usd") is not None]
+    summary["cost_usd_total"] = float(sum(costs)) if costs else None
+    for name, from_cache in (("cost_usd_spent", False), ("cost_usd_cached", True)):
+        part = [r["cost_usd"] for r in records if r.get("cost_usd") is not None and bool(r.get("cached")) == from_cache]
+        summary[name] = float(sum(part)) if costs else None
+    return summary
+
+
+def answer_rule_counts(records: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """How many records each answer rule read (`harness.scoring.answers.RULES` order; rules that read none are left out).
+
+    Records no model was asked about (the gate passed them, bad input, a backend
+    error) have no rule and are not counted.
+    """
+    counts = Counter(r.get("answer_rule") for r in records if r.get("answer_rule") is not None)
+    return {rule: counts[rule] for rule in (*RULES, *sorted(set(counts) - set(RULES))) if counts[rule]}
