@@ -1,10 +1,4 @@
-"""The core's own analyses (`harness.analyses`): what every run.json reports beyond its records.
-
-Registered by `harness.builtin` in this order, which is the order of their run.json sections:
-``metrics`` (per model, protocols velm and anomalous, on repeat 0), ``decisions`` (with a policy),
-``class_order`` (position bias, with repeats), ``gate_metrics`` (the detector alone, pixel AUROC
-included) and ``call_failures``.
-"""
+"""The core's own analyses (`harness.analyses`), registered by `harness.builtin` in run.json section order."""
 
 from __future__ import annotations
 

@@ -1,31 +1,17 @@
 """Which candidate classes a reply *asserts*: every mention read in the scope of the cues around it.
 
-`read_stances` is the mention rule of `harness.scoring.answers`. After `harness.scoring.answer_tokens` has turned the
-reply into items (mentions, cues, separators, plain words), it works in three steps:
+`read_stances` (the mention rule of `harness.scoring.answers`) works on the items of
+`harness.scoring.answer_tokens.items_of` in three steps:
 
-1. **Clauses**: sentences (split at ``. ! ?`` and line ends) split into clauses at separators
-   (``, ; : ( ) | = - — →``), contrast words ("but", "however", "sondern", "而是") and
-   concessions ("although", "while"), which open a clause of their own. A comma list of mentions
-   closed by a conjunction ("no scratch, crack, or hole") stays in one clause.
-2. **Stance of each mention**: *refused* > *negated* > *questioned* > *asserted*, the strongest
-   that applies:
-   - a cue before it in its clause that looks forward ("no contamination", "I cannot tell whether
-     it is contamination", "although it resembles a scratch");
-   - a cue after it that looks back, at most `POST_REACH` words away with no conjunction between,
-     and, unless the cue only looks back, no mention after the cue ("contamination is not present",
-     "a scratch can be ruled out", "crack-free", "holeは見られません");
-   - a sentence ending in "?" (questioned), and every mention after a restated option list in its
-     sentence ("The options are A, B and C").
-   A *verdict* overrides: a clause without mentions that opens with "yes", "no", "absent", "not
-   seen" and the like answers the clause before it after ``:``, ``-``, ``|`` or ``(`` ("Scratch:
-   no", "| hole | ✗ |"); at the start of a sentence it answers the question before it ("Is it a
-   scratch? No."); a bare verdict word before ``:`` answers the clauses after it ("Absent: crack,
-   hole").
-3. **Stance of each class**: that of its last mention that is not a question (a model that
-   corrects itself is read by its correction); a class only asked about stays questioned.
-
-`harness.scoring.answers` decides from the result: one asserted class is the answer, several are
-unparseable, none with a refusal phrase anywhere is a refusal.
+1. clauses: sentences split at separators, contrast words and concessions; a comma list of mentions
+   closed by a conjunction ("no scratch, crack, or hole") stays one clause;
+2. the stance of each mention, the strongest that applies (refused > negated > questioned >
+   asserted): a cue before it in its clause that looks forward; a cue after it that looks back (at
+   most `POST_REACH` words, no conjunction between); a sentence ending in "?"; a restated option
+   list before it. A verdict clause ("Scratch: no", "Is it a scratch? No.", "Absent: crack, hole")
+   overrides the clause it answers;
+3. the stance of each class: that of its last mention that is not a question (a model that corrects
+   itself is read by its correction).
 """
 
 from __future__ import annotations
@@ -212,10 +198,7 @@ def _apply_verdicts(sentences: list[tuple[list[_Clause], bool]]) -> None:
 
 
 def read_stances(text_or_tokens: str | Sequence[str], candidates: Sequence[ClassInfo]) -> Stances:
-    """Each mentioned class's stance (asserted, questioned, negated, refused) and the first refusal phrase.
-
-    See the module docstring for how. A class never mentioned is absent from ``by_class``.
-    """
+    """Each mentioned class's stance and the first refusal phrase (see the module docstring)."""
     tokens = tokenize(text_or_tokens) if isinstance(text_or_tokens, str) else list(text_or_tokens)
     items = items_of(tokens, candidates)
     sentences = _sentences(items)

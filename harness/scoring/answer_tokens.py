@@ -1,17 +1,11 @@
-"""Replies and phrases as tokens, and the phrases a reply's tokens are matched against.
+"""Replies as tokens, the phrases matched against them, and the final-answer lines.
 
-`tokenize`: case-folded words, contractions expanded ("can't" -> "cannot",
-"isn't" -> "is not", "I'm" -> "i am"), each Chinese, Japanese or Korean
-character a token, punctuation kept where it separates (``, ; : ( ) | = - — →``)
-or ends a sentence (``. ! ?`` and line ends), markdown and quotes dropped,
-check marks turned into "yes" and "no".
-
-`items_of`: at each token the longest phrase that is a *mention* (a candidate's
-name or key, or its plural; with ``good`` among the candidates also "no
-defect", "defect-free", "looks normal" and kin), a cue of `harness.scoring.answer_vocab`
-(negation, refusal, question, neutral), a contrast word, a separator, a
-sentence end or a plain word. "scratch head" is one mention, never also
-"scratch"; a mention wins over a cue of the same length.
+`tokenize`: case-folded words, contractions expanded, each CJK character a token, separators
+(``, ; : ( ) | = - — →``) and sentence ends kept, check marks turned into "yes" and "no".
+`items_of`: at each token the longest known phrase: a mention of a candidate (name, key, plural,
+and good's phrases), a cue of `harness.scoring.answer_vocab`, a contrast, a separator, an end or a
+plain word; a mention wins over a cue of the same length. `final_answers`: where a reply that
+reasons first states its answer.
 """
 
 from __future__ import annotations
@@ -146,21 +140,10 @@ def items_of(tokens: Sequence[str], candidates: Sequence[ClassInfo]) -> list[Ite
 
 
 # --------------------------------------------------------------------------- final-answer lines
-# Final-answer lines: where a reply that reasons first states its answer.
-#
-# A *marker* opens a segment at the start of a sentence or after a separator
-# (``, ; : -`` ...) or contrast word, in one of three forms (`harness.scoring.answer_vocab`):
-#
-# - a label and its link: "Final answer: X", "**Answer:** X", "The defect is X",
-#   "Antwort: X", "答案：X"; a label alone on its line ("## Final Answer")
-#   takes the next sentence as its answer;
-# - a stated choice: "I'd go with X", "The best match is X";
-# - a connector, optionally with a subject and verb: "Therefore, X",
-#   "Thus the bottle shows X", "In conclusion, it is X".
-#
-# The segment's *answer* runs from the marker to the end of its sentence.
-# `final_answers` yields the answers of all marked segments, last first;
-# `harness.scoring.answers` reads them (exactly, as a number, or by their stances).
+# A marker opens a segment at a sentence start or after a separator or contrast word: a label and its
+# link ("Final answer: X", "The defect is X"; a label alone on its line takes the next sentence), a
+# stated choice ("I'd go with X") or a connector with an optional subject and verb ("Therefore, X",
+# "Thus the bottle shows X"). The segment's answer runs to the end of its sentence.
 
 #: Separators after which a marker may open a segment.
 _OPENERS = SEPARATORS - {")"}

@@ -1,19 +1,11 @@
 """The words `harness.scoring.answer_scope` reads a reply's stance by: cues, boundaries, verdicts, answer markers.
 
-Data only. Every phrase is written in plain lower case as a model would write
-it, after the contraction expansion `answer_scope.tokenize` applies ("can't"
--> "cannot", "isn't" -> "is not", "I'm" -> "i am"); each is tokenised by the
-same tokenizer as replies are, so Chinese and Japanese phrases are written
-without spaces. A longer phrase wins over a shorter one at the same place
-("cannot see" is a negation before "cannot" is a refusal).
-
-Cue kinds: ``neg`` (negation or absence), ``refuse`` (refusal or inability),
-``question`` (asked, supposed, conceded, listed or described: not claimed),
-``neutral`` (a phrase that merely looks like a cue: "no doubt", "cannot rule
-out"). Where a cue reaches (`harness.scoring.answer_scope`): ``pre``, the mentions
-after it in its clause; ``post``, the mention just before it (and the list that
-mention ends); ``both``, forward, and back when no mention follows it in its
-clause; a listing (`LISTINGS`), every mention after it in its sentence.
+Data only, in lower case as a model writes it after `answer_tokens.tokenize` expands contractions
+("can't" -> "cannot"); Chinese and Japanese phrases without spaces. A longer phrase wins over a
+shorter one at the same place. Cue kinds: ``neg``, ``refuse``, ``question`` (asked, supposed,
+conceded or listed: not claimed) and ``neutral`` (looks like a cue: "no doubt"). Reach: ``pre``, the
+mentions after the cue in its clause; ``post``, the mention just before it (and the list it ends);
+``both``, forward, and back when no mention follows in its clause.
 """
 
 from __future__ import annotations

@@ -1,56 +1,17 @@
 """Closed-set answer reading: from a model's reply to one candidate class or an error kind, and the rule that decided.
 
-`read_answer` tries these rules in order; the first that decides gives the
-`Reading` (class key or error kind, the rule's name, a short detail):
+`read_answer` tries the rules of `RULES` in order (README, "How answers are read"); the first that
+decides gives the `Reading`. ``structured`` and ``json`` read an answer field (`ANSWER_FIELDS`) of a
+JSON object (a field naming no candidate, or objects that disagree, are ``unparseable``); ``exact``
+and ``number`` the whole reply; ``final_answer`` the last final-answer line
+(`harness.scoring.answer_tokens.final_answers`) whose answer is exactly a candidate or a number (one
+that is not is read by its stances; one naming no class passes to the line before it); ``mention``,
+``refusal`` and ``none`` the stance of every class the reply mentions
+(`harness.scoring.answer_scope`). The parser never guesses: a class counts only when the reply
+asserts it, and several asserted classes are ``unparseable``.
 
-1. ``structured``: the backend constrained the reply to a JSON schema
-   (`harness.types.Response.structured`) and the reply's answer field (see 3)
-   names a candidate exactly. A field naming no candidate is ``unparseable``;
-   a structured reply that is not such JSON (a server may ignore the schema)
-   goes on to the rules below, which then say what read it.
-2. Empty or only whitespace: ``unparseable``.
-3. ``json``: a JSON object anywhere in the text (also in a code fence) with a
-   ``class``, ``label``, ``answer``, ``defect``, ``class_name``,
-   ``defect_class`` or ``defect_type`` field: its value read by rule 4 (rule
-   ``json``) or rule 5 (rule ``number``). A value naming nothing, or objects
-   that disagree, are ``unparseable`` (the model answered off the list).
-4. ``exact``: the whole reply, without markdown emphasis, quotes, a leading
-   ``Answer:``-style prefix and a leading article, equals a candidate's
-   display name or key after `normalize`; with ``good`` among the candidates
-   also "normal", "no defect(s)", "defect-free", "no anomaly/anomalies".
-5. ``number``: the whole reply is an option number (``3``, ``#3``, ``(3)``,
-   ``3.``, ``option 3``): the third candidate in the order the prompt listed.
-6. ``final_answer``: the last final-answer line (`harness.scoring.answer_tokens`:
-   "Final answer: X", "**Answer:** X", "Therefore, the defect is X", "I'd go
-   with X", "Antwort: X", ...) whose answer is exactly a candidate (as in rule
-   4, also without a trailing "defect" or a parenthesis naming no other class),
-   or a number (rule ``number``). An answer that is not exact is read by its
-   stances (rule 7 on that line alone): one class asserted -> ``mention``;
-   nothing asserted and a refusal -> ``refusal``. An answer naming no class at
-   all passes to the final line before it; one that asserts none or several
-   leaves the decision to rule 7 over the whole reply.
-7. ``mention``: each class the reply mentions has a stance (asserted, negated,
-   refused or questioned; `harness.scoring.answer_scope`): exactly one asserted class
-   is the answer; several asserted classes are ``unparseable``.
-8. ``refusal``: no class asserted and a refusal or inability phrase ("I
-   cannot tell whether ...", "unable to", "I'm sorry") -> ``refused``.
-9. ``none``: anything else is ``unparseable``.
-
-The parser never guesses: a class counts only when the reply asserts it. A
-mention under a negation or absence ("no contamination", "free of
-contamination", "contamination is not present"), a refusal ("I cannot tell
-whether it is contamination") or a question ("is it contamination?") is never
-that class; refusal wins over a mention it scopes. A reply that rejects one
-class and asserts another ("not a scratch but a crack") is read as the other;
-hedges name their class ("probably a crack") unless they name several ("a
-crack or a scratch": unparseable).
-
-Strict mode (``mode="strict"``, ``harness run --answers strict``) keeps only
-readings by ``structured``, ``json``, ``exact`` and ``final_answer`` (and
-``option_score`` from `read_option_scores`, which reads no text); any other
-reading, including a bare option number (a prompt that lists no numbers makes
-"3" a guess) and a refusal read from text, is ``unparseable`` with rule
-``none`` and a detail naming what lenient mode would have read.
+Strict mode (``--answers strict``) keeps only `STRICT_RULES` readings; any other is ``unparseable``
+with rule ``none`` and a detail naming what lenient mode would have read.
 """
 
 from __future__ import annotations
@@ -295,8 +256,7 @@ def read_answer(text: str | None, candidates: Sequence[ClassInfo], *, structured
                 mode: str = "lenient") -> Reading:
     """How ``text`` answers among ``candidates`` (in the order the prompt listed them).
 
-    ``structured``: the backend constrained the reply to a schema (rule 1).
-    ``mode``: ``lenient`` or ``strict`` (see the module docstring).
+    ``structured``: the backend constrained the reply to a schema; ``mode``: ``lenient`` or ``strict``.
     """
     strict = check_mode(mode) == "strict"
     reading = _lenient(text or "", list(candidates), structured)
@@ -307,18 +267,14 @@ def read_answer(text: str | None, candidates: Sequence[ClassInfo], *, structured
 
 
 def parse_answer(text: str | None, candidates: Sequence[ClassInfo]) -> tuple[str | None, str | None]:
-    """(class key, None) for an answer asserting one candidate, else (None, ``unparseable`` or ``refused``).
-
-    The lenient `read_answer` without its rule; see the module docstring for the rules and their order.
-    """
+    """The lenient `read_answer` as (class key, None) or (None, ``unparseable`` or ``refused``)."""
     return read_answer(text, candidates).pair
 
 
 def read_option_scores(scores: dict[str, float], candidates: Sequence[ClassInfo]) -> Reading:
     """The candidate with the highest score, for classifiers that score every option (rule ``option_score``).
 
-    Scores for keys that are not candidates and NaN scores are ignored; no
-    usable score, or a tie for the highest, is ``unparseable``.
+    Non-candidate keys and NaN scores are ignored; no usable score, or a tie, is ``unparseable``.
     """
     usable = {
         c.key: float(scores[c.key])

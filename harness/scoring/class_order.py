@@ -1,27 +1,10 @@
 """Position bias: the candidate classes presented in several seeded orders.
 
-``harness run --class-order shuffle --repeats N`` asks every model about every
-flagged image N times, each time with the candidate classes listed in another
-order. Repeat 0 is always the order the benchmark gives (the order a run
-without these flags uses, so its figures and cached answers are the same);
-repeats 1..N-1 are seeded shuffles, one per (category, repeat), shared by
-every image and model of the category. The orders are distinct while the
-category has enough permutations (k classes have k! orders); a category with
-fewer possible orders than N repeats some of them.
-
-Each (sample, model, repeat) is one record with ``repeat`` and
-``class_order`` (the candidate keys in the order shown). The headline metrics
-of run.json are those of repeat 0; ``class_order`` in run.json adds, per model:
-
-- ``accuracy_per_order``: protocol ``velm`` accuracy (mean over categories) of
-  each repeat, and its min, max and spread;
-- ``consistency``: the share of images the model was asked in every repeat
-  whose answer (class, or error kind) was the same in all N orders; ``1.0``
-  means the order never changed an answer. Images the gate passed are left
-  out: no model saw them, so they would be consistent by construction;
-- ``answer_positions``: how often the class a model named stood at each
-  position of the list it was shown (positions 1, 2, ...); under no position
-  bias it follows the true classes' positions, ``true_positions``.
+``harness run --class-order shuffle --repeats N`` asks every model about every flagged image N
+times. Repeat 0 is the benchmark's order (so headline figures and cached answers match a run
+without repeats); repeats 1..N-1 are seeded shuffles, one per (category, repeat). `position_bias`
+gives per model the accuracy of each order, the share of images answered alike in every order
+(images the gate passed left out), and the positions of the named and of the true classes.
 """
 
 from __future__ import annotations
@@ -54,11 +37,9 @@ def check_class_order(mode: str, repeats: int) -> None:
 
 
 def class_orders(candidates: Sequence[ClassInfo], repeats: int, seed: int, category: str) -> list[list[ClassInfo]]:
-    """The candidate lists of repeats 0..repeats-1: the given order first, then seeded shuffles.
-
-    Each shuffle is seeded by (seed, category, repeat), so adding repeats keeps
-    the earlier ones. A shuffle equal to an order already used is drawn again,
-    while unused orders remain.
+    """The candidate lists of repeats 0..repeats-1: the given order, then shuffles seeded by (seed,
+    category, repeat), so adding repeats keeps the earlier ones; an order already used is drawn again
+    while unused ones remain.
     """
     orders = [list(candidates)]
     used = {tuple(c.key for c in candidates)}

@@ -1,30 +1,11 @@
-"""Paired comparison of two runs: is model B really better than model A on these images?
+"""Paired comparison of two runs (README, "Comparing two runs"): is model B really better than A?
 
-Both runs are scored on the same images, so the honest test is a paired one:
-each image is a pair (A right?, B right?). For each model pair this module
-reports, overall and per category, on the images both runs scored:
-
-- the accuracy of each and the difference B - A. The overall figure is the
-  benchmark figure of `harness.scoring.metrics` (accuracy per category, then the
-  unweighted mean over categories), so it matches run.json and the leaderboard
-  when both runs scored the same images;
-- a paired percentile bootstrap 95% interval of that difference: images are
-  resampled with replacement within each category (as `metrics.bootstrap_accuracy`
-  does) and the *same* draw is applied to both models, which keeps the pairing;
-- an exact McNemar test: of the ``b`` images only A got right and the ``c``
-  images only B got right, under "no difference" each of the ``b + c``
-  discordant images is equally likely to go either way, so
-  ``p = min(1, 2 * P[Binomial(b + c, 1/2) <= min(b, c)])``. It tests the
-  pooled error rates over the images (not the mean over categories);
-- the images whose outcome changed: right -> wrong and wrong -> right.
-
-An errored record (unparseable, refused, ...) counts as wrong, as in `metrics`.
-Runs with position-bias repeats are compared on repeat 0 (the given class order).
-
-Runs over different benchmarks or image sets (manifest hashes) are refused,
-unless the caller restricts the comparison to the images both scored
-(``allow_different_manifests``); images whose true label differs between the
-runs are then left out and counted.
+On the images both runs scored (repeat 0), per model pair, overall and per category: accuracy of A
+and B (overall: the benchmark figure of `harness.scoring.metrics`), their difference with a paired
+bootstrap interval (one draw of images serves both models), an exact McNemar test on the pooled
+discordant images, and the images whose outcome changed. An errored record counts as wrong. Runs
+over different image sets are refused unless ``allow_different_manifests``; images whose true label
+differs between the runs are then left out and counted.
 """
 
 from __future__ import annotations
@@ -48,10 +29,7 @@ LoadedRun = RunFolder
 
 
 def resolve_run(ref: str | Path, results_dir: Path) -> RunFolder:
-    """A run given by id under ``results_dir`` or by folder path, with its records.
-
-    Its ``run_id`` is run.json's, or the folder's name where run.json has none.
-    """
+    """A run given by id under ``results_dir`` or by folder path, with its records."""
     path = resolve_run_dir(ref, results_dir)
     run, records = load_run(path)
     return RunFolder(str(run.get("run_id") or path.name), path, run, records)
@@ -60,9 +38,8 @@ def resolve_run(ref: str | Path, results_dir: Path) -> RunFolder:
 def pair_models(run_a: RunFolder, run_b: RunFolder, picks: Sequence[str] = ()) -> list[tuple[str, str]]:
     """Which model of A is compared with which model of B.
 
-    Each pick is ``SPEC`` (the same model in both runs) or ``SPEC_A=SPEC_B``.
-    Without picks: every model both runs have; failing that, when each run has
-    exactly one model, those two.
+    Each pick is ``SPEC`` (in both runs) or ``SPEC_A=SPEC_B``. Without picks: every model both runs
+    have, else the only model of each.
     """
     models_a, models_b = run_a.models, run_b.models
     pairs = []
@@ -125,11 +102,7 @@ def check_comparable(run_a: RunFolder, run_b: RunFolder, allow_different_manifes
 
 
 def mcnemar_exact(b: int, c: int) -> float:
-    """Two-sided exact McNemar p-value for ``b`` and ``c`` discordant pairs (1.0 when there are none).
-
-    ``p = min(1, 2 * sum_{i <= min(b, c)} C(b + c, i) / 2^(b + c))``, in exact
-    rational arithmetic, so large counts lose no precision before the final float.
-    """
+    """Two-sided exact McNemar p-value for ``b`` and ``c`` discordant pairs, in exact rational arithmetic."""
     if b < 0 or c < 0:
         raise ValueError(f"discordant counts must be non-negative, got b={b}, c={c}")
     n = b + c
@@ -147,9 +120,8 @@ def paired_bootstrap(
 ) -> tuple[list[float], dict[str, list[float]]]:
     """Percentile intervals of accuracy(B) - accuracy(A): the mean over categories, and each category's.
 
-    ``pairs_by_category`` holds (A correct, B correct) per image. Each resample
-    draws images with replacement within each category and scores both models on
-    the same draw. One seeded generator draws the categories in the given order.
+    ``pairs_by_category`` holds (A correct, B correct) per image; it is the within-category bootstrap of
+    each image's difference, so one draw of images serves both models.
     """
     # The paired bootstrap of B - A is the within-category bootstrap of each image's difference
     # (-1, 0 or 1): one draw of images serves both models.

@@ -1,25 +1,13 @@
 """Decision reports: a policy applied to a run's records, and the VELM paper's Table 4 experiment.
 
-`decision_report` turns one model's records into action accuracy, escape and
-overkill rates, accuracy per severity and total cost; `decisions_for_run` does
-that for every model of a run (the ``decisions`` section of run.json, or
-``decisions.json`` written by ``harness act``).
+`decision_report` turns one model's records into action accuracy, escape and overkill rates,
+accuracy per severity and total cost; `decisions_for_run` does it for every model of a run.
 
-`table4` is the paper's "negligible anomaly vs. critical defect" setting: for
-each seed, every category gets 1 of its anomaly classes (2 when it has more
-than 4) marked *negligible* at random, the others *critical*. For each true
-group (normal = ``good``, negligible, critical), the accuracy of a category is
-the share of its images of that group whose *predicted class falls in the same
-group* (so naming the wrong negligible class still counts as right, as the
-decision would be the same). Per group: the mean over seeds per category, then
-the unweighted mean over categories; ``mean`` is the mean of the three groups.
-This follows the authors' evaluation script (``anomaly_vs_defect.py`` of the
-VELM release), with two documented differences: a failed record (no class)
-is wrong for every group (their script counted an unmapped answer as a
-critical defect), and a category with no image of a group is left out of that
-group's mean (their script counted it as 0). The random draw is our own seeded
-one per (seed, category), so a category's split does not depend on which other
-categories a run holds; the paper's exact splits are not reproduced.
+`table4` is the paper's "negligible anomaly vs. critical defect" setting (README, "Act"), following
+the authors' ``anomaly_vs_defect.py`` with two documented differences: a failed record is wrong for
+every group (their script counted an unmapped answer as critical), and a category with no image of
+a group is left out of that group's mean (theirs counted 0). The random draw is our own, seeded per
+(seed, category), so a category's split does not depend on the other categories of a run.
 """
 
 from __future__ import annotations
@@ -48,10 +36,7 @@ def is_failed(record: dict[str, Any]) -> bool:
 
 
 def record_decisions(record: dict[str, Any], policy: Policy) -> dict[str, Any]:
-    """The decision fields of one record: severity and action of its true and of its predicted class.
-
-    A failed record gets ``severity_predicted`` None and the policy's error action (never ``pass``).
-    """
+    """Severity and action of a record's true and predicted class (a failed record: None and the error action)."""
     true = policy.decide(record["category"], record["true_label"])
     predicted = policy.decide(record["category"], None if is_failed(record) else record["predicted_label"])
     return {
@@ -65,21 +50,12 @@ def _rate(hits: int, n: int) -> float | None:
 
 
 def decision_report(records: Iterable[dict[str, Any]], policy: Policy, costs: CostMatrix | None = None) -> dict[str, Any]:
-    """Action accuracy, escape and overkill rates, severity accuracy and cost for one model's records.
+    """Action accuracy, escape and overkill rates, severity accuracy and cost of one model's records.
 
-    All rates are over images (not a mean over categories), since costs add up per part:
-
-    - ``action_accuracy``: share of images whose action taken equals the action their true class
-      calls for; a failed record never counts as correct, whatever its action.
-    - ``escape_rate``: share of images with a *critical* true class whose action taken is ``pass``.
-    - ``overkill_rate``: share of *normal or negligible* images whose action taken is ``scrap``.
-    - ``review_rate``: share of images sent to review (failed records, and classes whose action is review).
-    - ``severity_accuracy[s]``: share of images of true severity ``s`` predicted with severity ``s``.
-    - ``actions``: counts ``{true action: {action taken: n}}``.
-    - ``cost``: ``total`` of ``costs[true action][action taken]`` over images, ``per_image`` and ``unit``
-      (None without a cost matrix).
-
-    ``categories`` repeats the counts and rates per category.
+    Rates are over images, since costs add up per part: ``action_accuracy`` (a failed record is never
+    correct), ``escape_rate`` (critical parts passed), ``overkill_rate`` (normal or negligible parts
+    scrapped), ``review_rate``, ``severity_accuracy``, ``actions`` ({true: {taken: n}}) and ``cost``
+    (None without a cost matrix); ``categories`` repeats them per category.
     """
     rows = [(r, record_decisions(r, policy), is_failed(r)) for r in records if is_scored(r)]
     summary = _summarise(rows, costs)
@@ -183,11 +159,8 @@ def group_accuracy(records: list[dict[str, Any]], policy: Policy) -> dict[str, d
 
 
 def table4(records: list[dict[str, Any]], label_sets: dict[str, list[str]], seeds: int = 5) -> dict[str, Any]:
-    """Table 4 for one model's records over ``seeds`` seeds (0 .. seeds-1); see the module docstring.
-
-    Returns ``accuracy`` ({group: value}), ``mean`` (of the three groups), ``categories``
-    ({category: {group: mean over seeds}}), ``per_seed`` (each seed's mean over categories per group),
-    ``std_over_seeds`` and ``splits`` ({seed: {category: negligible classes}}).
+    """Table 4 for one model's records over seeds 0 .. seeds-1: ``accuracy`` per group, their ``mean``,
+    ``categories``, ``per_seed``, ``std_over_seeds`` and ``splits``.
     """
     if seeds < 1:
         raise ValueError("table4 needs at least one seed")

@@ -1,55 +1,24 @@
 """Act: from a predicted class to a decision on the part, and what wrong decisions cost.
 
-A *decision policy* (a TOML file) gives every (category, class) a severity and
-an action::
+A *decision policy* (TOML; README, "Act") gives every (category, class) a severity and an action::
 
-    benchmark = "demo"               # optional; must match the run's benchmark when given
+    benchmark = "demo"               # optional; must match the run's benchmark
     description = "..."
-
-    [actions]                        # optional; the action each severity calls for (defaults shown)
-    normal = "pass"
-    negligible = "pass"
+    [actions]                        # optional; the action of each severity (`DEFAULT_ACTIONS`)
     moderate = "rework"
-    critical = "scrap"
-
     [errors]                         # optional; what a failed record gets (never "pass")
     action = "review"
-
-    [default]                        # optional global default for anomaly classes not listed
+    [default]                        # optional default for anomaly classes not listed
     severity = "critical"
-
     [categories.tile]
     default = "critical"             # optional per-category default
     classes = { scratch = "negligible", crack = { severity = "critical", action = "scrap" } }
 
-A class entry (or default) is a severity string, or a table with ``severity``
-and an optional ``action`` overriding ``[actions]``. ``good`` is always severity
-``normal``; no anomaly class may be ``normal``. Anything unknown (a key, a
-severity, an action, a category or class the benchmark lacks) is a `HarnessError`
-naming the file and the key.
-
-A *cost matrix* (a TOML file) prices each (true action, action taken) pair::
-
-    unit = "EUR"
-    [cost.scrap]          # the part's true class calls for scrap ...
-    pass = 120            # ... but it was passed (an escape)
-
-Missing diagonal entries are 0; every other pair the policy can produce must be given.
-
-Severities: ``normal`` (a good part), ``negligible`` (a harmless defect: fine to
-ship), ``moderate`` (repairable), ``critical`` (must not ship). Actions: ``pass``,
-``rework``, ``scrap``, ``review`` (a person decides).
-
-Records that failed (``error`` set: unparseable, refused, backend_error, ...)
-have no predicted class. They get severity None and the policy's error action
-(``review`` unless the policy says ``scrap`` or ``rework``), are never scored as
-a correct action, and are counted in ``n_errors``: a failure is never a pass.
-
-Policies and cost matrices are given as a path, or by the name a plugin
-registered them under (hooks ``register_policies`` and ``register_cost_matrices``;
-the ``prompts`` plugin registers the policies ``demo`` and ``mvtec-ac`` and the
-cost matrix ``costs-example``). Reports are computed in
-`harness.scoring.decision_report`.
+``good`` is always severity ``normal``, and no anomaly class may be. A *cost matrix* (TOML) prices
+each (true action, action taken) pair: ``[cost.scrap] pass = 120`` (missing diagonal entries are 0;
+every other pair the policy can produce must be given). Anything unknown is a `HarnessError` naming
+the file and the key. A failed record has no predicted class: severity None, the policy's error
+action, never a pass. Reports are computed in `harness.scoring.decision_report`.
 """
 
 from __future__ import annotations
@@ -116,10 +85,9 @@ class Policy:
         return found
 
     def check(self, label_sets: dict[str, list[str]], benchmark: str, partial: bool = False) -> None:
-        """Fail unless the policy fits the benchmark: its name, categories and classes, and that every class resolves.
+        """Fail unless the policy fits the benchmark: its name, categories and classes, and every class resolves.
 
-        ``partial`` (the run covers only some categories) skips policy categories the run lacks
-        instead of calling them unknown.
+        ``partial`` (the run covers only some categories) skips policy categories the run lacks.
         """
         if self.benchmark is not None and self.benchmark != benchmark:
             raise HarnessError(f"{self.source}: key 'benchmark' is {self.benchmark!r}, but the run's benchmark is {benchmark!r}")
@@ -289,12 +257,10 @@ def load_costs(path: Path) -> CostMatrix:
 
 
 def resolve_file(value: str | Path, registered: Mapping[str, Any], what: str) -> Path:
-    """A policy or cost file given as a path, or as a name a plugin registered (``demo``, ``mvtec-ac``).
+    """A policy or cost file given as a path, or by the name a plugin registered it under.
 
-    ``registered`` is the registry's table of that kind (``registry.policies`` or
-    ``registry.costs``, each name to a `Provided` `NamedFile`). An existing file
-    always wins; a bare name (no folder, no ``.toml``) is looked up among the
-    registered ones; anything else is a `HarnessError` listing those names.
+    ``registered`` is ``registry.policies`` or ``registry.costs``. An existing file wins; a bare name
+    (no folder, no ``.toml``) is looked up; anything else is a `HarnessError` listing the names.
     """
     path = Path(value).expanduser()
     if path.is_file():
@@ -309,10 +275,9 @@ def resolve_file(value: str | Path, registered: Mapping[str, Any], what: str) ->
 
 
 def load_decision_files(policy: str | None, costs: str | None, registry: Registry) -> tuple[Policy | None, CostMatrix | None]:
-    """The policy and cost matrix that ``--policy`` and ``--costs`` name (`resolve_file`), None where not given.
+    """The policy and cost matrix ``--policy`` and ``--costs`` name, None where not given.
 
-    A cost matrix without a policy is refused: it prices the actions of one.
-    Shared by ``harness run`` and ``harness act``, so both read the options alike.
+    A cost matrix without a policy is refused. Shared by ``harness run`` and ``harness act``.
     """
     if costs and not policy:
         raise HarnessError("--costs prices the actions of a decision policy: add --policy FILE")
@@ -324,10 +289,7 @@ def load_decision_files(policy: str | None, costs: str | None, registry: Registr
 def check_decision_files(
     policy: Policy | None, costs: CostMatrix | None, label_sets: dict[str, list[str]], benchmark: str, partial: bool,
 ) -> None:
-    """Fail unless the policy fits the benchmark (`Policy.check`) and the costs price its actions (`CostMatrix.check`).
-
-    Nothing to check without a policy. ``partial``: the run covers only some categories.
-    """
+    """Fail unless the policy fits the benchmark and the costs price its actions (nothing to check without a policy)."""
     if policy is None:
         return
     policy.check(label_sets, benchmark, partial=partial)

@@ -1,8 +1,6 @@
-"""How good the gate was on its own: AUROC and its decisions at the threshold.
+"""How good the gate was on its own: image and pixel AUROC and its decisions at the threshold.
 
-Computed from the records (gate score, flagged, true label), once per run:
-the gate runs once per sample, so one model's records are enough. Shown next
-to the end-to-end figures so a user can tell a gate error from a model error.
+Shown next to the end-to-end figures so a user can tell a gate error from a model error.
 """
 
 from __future__ import annotations
@@ -15,10 +13,7 @@ from harness.types import GOOD
 
 
 def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve via the Mann-Whitney U statistic, ties given their average rank.
-
-    NaN when only one class is present.
-    """
+    """Area under the ROC curve (Mann-Whitney U, ties at their average rank); NaN with one class only."""
     labels = np.asarray(labels, dtype=bool).ravel()
     scores = np.asarray(scores, dtype=np.float64).ravel()
     positives = int(labels.sum())
@@ -56,10 +51,7 @@ def _nan_to_none(value: float) -> float | None:
 
 
 def gate_metrics(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """Image AUROC and threshold decisions, per category and their unweighted mean.
-
-    Records whose image could not be read (no gate result) are left out and counted.
-    """
+    """Image AUROC and threshold decisions per category and their mean; records without a gate result counted."""
     by_category: dict[str, list[dict[str, Any]]] = {}
     unreadable = 0
     for record in records:

@@ -1,30 +1,13 @@
 """Predictions made outside the harness, turned into a normal run (``harness score``).
 
-A prediction file names, per test image, the class some system predicted. It
-becomes one record per image in the same shape `harness run` writes (model
-``imported:<name>``, no gate, no prompt), scored by the same `harness.scoring.metrics`
-code, so published systems sit on the leaderboard beside new runs.
-
-Formats:
-
-- ``velm``: the VELM release's: one JSON object mapping
-  ``<category>_<class folder>_<file stem>`` (``bottle_broken_large_000``) to the
-  predicted display name as the model wrote it (``"broken large"``, ``"good"``).
-- ``jsonl``: one JSON object per line with ``predicted_label`` and either
-  ``sample_id`` (the harness's ``bottle/broken_large/000`` or the VELM key) or
-  ``category`` plus ``image``: the image's path from the data root as the harness
-  records it (``bottle/test/broken_large/000.png``), or from the category folder
-  (``test/broken_large/000.png``); an absolute path, or one from any other folder,
-  names no image and is reported as unmatched with the expected forms (`key_forms`).
-
-A predicted name is read by the same rules as a model's reply
-(`harness.scoring.answers.read_answer`, lenient or ``--answers strict``) against the
-category's classes plus ``good`` (``normal``, the release's name for it, is
-accepted too), and each record's ``answer_rule`` says which rule read it (a
-plain class name: ``exact``); one that names no class is ``unparseable``. A bare
-number is too: the order in which the system saw the classes is unknown. Images with
-no prediction are reported as missing and not scored (the run's manifest hash
-then covers only the scored images); keys that match no image are reported.
+Each prediction becomes a record shaped as `harness run` writes it (model ``imported:<name>``, no
+gate, no prompt), scored by `harness.scoring.metrics`. Formats: ``velm``, the VELM release's one
+JSON object mapping ``<category>_<class folder>_<file stem>`` to a predicted name; ``jsonl``, one
+object per line with ``predicted_label`` and ``sample_id`` (or ``category`` plus ``image``, the path
+from the data root or the category folder). A predicted name is read by `answers.read_answer`
+against the category's classes plus ``good`` (also ``normal``); a bare number is ``unparseable``
+(the order the system saw the classes in is unknown). Images without a prediction and keys that
+match no image are reported, never dropped silently.
 """
 
 from __future__ import annotations

@@ -44,25 +44,16 @@ def pred_key(record: dict[str, Any]) -> str:
 
 
 def is_correct(record: dict[str, Any]) -> bool:
-    """Whether a record's prediction equals its true label (an errored record never is).
-
-    Derived from the labels rather than read from the record's ``correct`` field,
-    so that accuracy, the confusion matrix and kappa can never disagree.
-    """
+    """Whether a record's prediction key equals its true label (from the labels, not its ``correct`` field)."""
     return pred_key(record) == record["true_label"]
 
 
 def outcome_of(record: dict[str, Any], gate_passes_all: bool = False) -> str:
     """Attribute one record to exactly one entry of `OUTCOMES`.
 
-    In order: the error kind if the record failed; ``correct``; ``gate_miss``
-    when an anomalous image was not flagged (so no model ever saw it);
-    ``gate_false_alarm`` when a good image was flagged by a real gate and the
-    model then named a defect; otherwise ``wrong_class``.
-
-    With a pass-through gate (``gate_passes_all``) every image is flagged by
-    construction, so a defect named on a good image is the model's mistake,
-    ``wrong_class``, not the gate's.
+    In order: its error kind; ``correct``; ``gate_miss`` (an anomalous image the gate did not flag);
+    ``gate_false_alarm`` (a good image a real gate flagged and the model named a defect on; with a
+    pass-through gate, ``gate_passes_all``, that is the model's mistake); else ``wrong_class``.
     """
     error = record.get("error")
     if error is not None:
@@ -96,15 +87,10 @@ def accuracy(y_true: Sequence[str], y_pred: Sequence[str]) -> float | None:
 def per_class_scores(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Precision, recall, F1, support and predicted count per class.
 
-    Only classes of ``labels`` that occur among the true labels or the
-    predictions are scored: for a class nobody has and nobody named every
-    figure is 0/0. Precision of a class never predicted and recall of a class
-    with no true image are None (0/0, undefined). F1 is ``2 TP / (support +
-    predicted)``, the harmonic mean of precision and recall where both exist,
-    and defined for every scored class: 0 for a class that is true but never
-    predicted, or predicted but never true. Predictions outside ``labels``
-    (error keys, ``good`` under the anomalous protocol) are misses for their
-    true class and false positives for no class.
+    Only classes of ``labels`` among the true labels or the predictions are scored. Precision of a class
+    never predicted and recall of one never true are None (0/0); F1 is ``2 TP / (support + predicted)``,
+    0 for a class true but never predicted or predicted but never true. Predictions outside ``labels``
+    (error keys, ``good`` under protocol anomalous) are misses for their true class.
     """
     true_counts, pred_counts = Counter(y_true), Counter(y_pred)
     hits = Counter(t for t, p in zip(y_true, y_pred, strict=True) if t == p)
@@ -140,22 +126,11 @@ def kappa_is_defined(y_true: Sequence[str]) -> bool:
 def cohen_kappa(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]) -> float | None:
     """Cohen's kappa between true labels and predictions over ``labels``; None where undefined.
 
-    The confusion matrix has a row per label and a column per label plus one
-    "other" column for errors and predictions outside ``labels``; that column
-    has no row, so it only lowers agreement. ``po = trace / n`` and
-    ``pe = sum_k (row_k / n) * (col_k / n)``; kappa is ``(po - pe) / (1 - pe)``.
-
-    Kappa is undefined (None) when the true labels hold fewer than two classes.
-    With a single true class ``c`` only row ``c`` is filled, so ``pe = col_c / n
-    = po``: the formula is 0/0 when every prediction is ``c`` (``pe == 1``) and
-    exactly 0 otherwise, whatever the predictions (never negative). Either value
-    would be an accident of the data, not a measure of the answers (a
-    single-class category scored 1.0 when every answer parsed and 0.0 after one
-    failure). With two or more true classes ``pe <= max_k row_k / n < 1``, so
-    the formula is always defined; a constant predictor then scores 0, as it
-    should. The rule depends on the truth only, so every model scored on the
-    same images has kappa defined in the same categories and their means stay
-    comparable.
+    Errors and predictions outside ``labels`` fall in an "other" column with no row, which only lowers
+    agreement. Kappa is undefined with fewer than two true classes: with one true class ``pe == po``,
+    so the formula gives 0/0 or exactly 0 whatever the answers, an accident of the data. With two or
+    more ``pe < 1`` always. The rule depends on the truth only, so every model scored on the same
+    images has kappa defined in the same categories.
     """
     if not kappa_is_defined(y_true):
         return None
@@ -175,8 +150,7 @@ def cohen_kappa(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[s
 def confusion(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]) -> dict[str, dict[str, int]]:
     """Confusion counts ``{true_label: {prediction_key: count}}``, zeros left out.
 
-    Rows and columns follow ``labels``; unexpected predicted labels follow, then
-    ``error:<kind>`` columns in the order of `ERROR_KINDS`, so the JSON is stable.
+    Keys follow ``labels``, then unexpected labels, then error keys in `ERROR_KINDS` order (stable JSON).
     """
     order = {label: i for i, label in enumerate(labels)}
     errors = {ERROR_PREFIX + kind: i for i, kind in enumerate(ERROR_KINDS)}
@@ -213,15 +187,9 @@ def bootstrap_accuracy(
 ) -> tuple[list[float], dict[str, list[float]]]:
     """Percentile bootstrap intervals of the mean-over-categories accuracy and of each category's.
 
-    The values may be any per-image numbers, not only hits: `harness.scoring.compare`
-    passes paired differences (B correct - A correct) to get a paired interval.
-
-    Images are resampled with replacement *within* each category, so every
-    resample keeps each category's size and the mean stays over the same
-    categories, as the benchmark figure is. One seeded generator draws the
-    categories in the given order, so equal inputs and seed give equal
-    intervals. Returns ``([lo, hi], {category: [lo, hi]})``; categories with no
-    images must be left out by the caller.
+    Images (any per-image values: `harness.scoring.compare` passes paired differences) are resampled
+    *within* each category, so every resample keeps the categories and their sizes. One seeded generator
+    draws the categories in the given order. Returns ``([lo, hi], {category: [lo, hi]})``.
     """
     if not correct_by_category:
         raise ValueError("bootstrap over zero categories is undefined")

@@ -1,11 +1,8 @@
 """Aggregate finished runs into ranked tables.
 
-One row per (benchmark, manifest hash, gate, model, prompt, answer-options
-hash, seed, answer reading mode) (`harness.run.run_identity`); when several runs share that key one is
-shown and the row says how many there were: the newest of those that failed at
-most `run_identity.FAILED_SHARE_LIMIT` of their calls, else the newest. Rows
-are ranked only against rows of the same benchmark *and* manifest hash: figures
-over different image sets are not comparable, so they get separate tables.
+One row per `Row.key` (`harness.run.run_identity`); of several runs with that key the newest that
+failed at most `run_identity.FAILED_SHARE_LIMIT` of its calls is shown (else the newest), and the
+row counts the others. Rows are ranked only within one benchmark and manifest hash (`table_hash`).
 """
 
 from __future__ import annotations
@@ -127,10 +124,7 @@ def rows_from_run(run: dict[str, Any]) -> list[Row]:
 
 
 def table_hash(bench: dict[str, Any]) -> str:
-    """What a table is keyed by: the manifest hash, plus the class file's hash when the run had one.
-
-    Runs that showed models different class descriptions must never share a table.
-    """
+    """The manifest hash, plus the class file's hash if any: different class descriptions never share a table."""
     class_file = bench.get("class_file") or {}
     return bench["manifest_hash"] + (f"+classes-{class_file['sha256'][:12]}" if class_file.get("sha256") else "")
 

@@ -74,11 +74,8 @@ def protocol_records(records: Iterable[dict[str, Any]], protocol: str) -> list[d
 
 
 def _categories(records: Sequence[dict[str, Any]], label_sets: dict[str, list[str]]) -> dict[str, list[dict]]:
-    """Records grouped by category, in label-set order, only categories that have records.
-
-    Within a category records are in sample order (a stable sort, so repeats of
-    a sample keep theirs): the bootstrap then draws the same intervals whatever
-    order the records finished in, as concurrent model calls make it vary.
+    """Records grouped by category in label-set order, each sorted by sample id (a stable sort), so the
+    bootstrap does not depend on the order concurrent calls finished in.
     """
     grouped: dict[str, list[dict]] = {c: [] for c in label_sets}
     for r in sorted(records, key=lambda r: str(r.get("sample_id", ""))):
@@ -95,14 +92,9 @@ def score_protocol(
 ) -> dict[str, Any]:
     """One protocol's scores: per category, then the unweighted mean over categories.
 
-    A category with no images under the protocol (say, only good images under
-    ``anomalous``) is reported with ``n == 0`` and None scores, listed in
-    ``excluded``, and left out of the mean. A figure undefined in a scored
-    category (kappa with one true class) is None there, with its reason under
-    the category's ``undefined``, and the mean of that figure is over the
-    categories where it is defined (``kappa_categories_defined`` of
-    ``n_categories``; None when none is). ``notes`` says what was left out
-    (`protocol_notes`). Records are assumed validated (`score_model` does that).
+    A category with no images under the protocol has ``n == 0``, is listed in ``excluded`` and left out
+    of the mean; a figure undefined in a category is None with its reason under ``undefined``, and its
+    mean is over the categories where it is defined. Records are assumed validated (`score_model`).
     """
     by_category = _categories(records, label_sets)
     categories: dict[str, dict[str, Any]] = {}
@@ -158,28 +150,11 @@ def score_model(
     seed: int = 0,
     n_boot: int = 1000,
 ) -> dict[str, Any]:
-    """Everything run.json reports for one model, as a JSON-serialisable dict.
+    """Everything run.json reports for one model: ``n``, ``protocols`` (`score_protocol` of each),
+    ``notes``, ``confusion`` (all images), ``outcomes``, ``answer_rules`` and ``usage``.
 
-    ``label_sets`` maps each category to its label list, ``good`` first, then
-    the anomaly class keys. Returns::
-
-        {"n": int,
-         "protocols": {protocol: {"n", "n_categories", "excluded", "accuracy", "accuracy_ci",
-                                  "macro_f1", "kappa", "kappa_categories_defined", "notes",
-                                  "categories": {cat: {"n", "accuracy", "accuracy_ci",
-                                                       "macro_f1", "kappa", "macro_f1_absent_classes",
-                                                       "undefined": {figure: why}}}}},
-         "notes": [str],   # every protocol's notes: what each mean left out, and why
-         "confusion": {cat: {true_label: {prediction_key: count}}},   # all images
-         "outcomes": {outcome: count},
-         "answer_rules": {rule: count},   # see `answer_rule_counts`
-         "usage": see `usage_summary`}
-
-    A figure is None where it is undefined (see `score_protocol`).
-
-    Raises `ScoringError` (a ValueError) when a record's category or true label
-    is not in ``label_sets``, when records of several models are mixed, or when
-    a record has an unknown error kind or neither a label nor an error.
+    Raises `ScoringError` (a ValueError) for a category or true label not in ``label_sets`` (category
+    -> labels, ``good`` first), mixed models, or a record with an unknown error kind or no answer.
     """
     records = list(records)
     _check_records(records, label_sets)
@@ -212,11 +187,7 @@ MEAN_FIGURES: dict[str, str] = {"accuracy": "accuracy", "macro_f1": "macro-F1", 
 
 
 def undefined_reasons(scores: dict[str, Any], y_true: Sequence[str], labels: Sequence[str], protocol: str) -> dict[str, str]:
-    """``{figure: why}`` for each figure of one category's ``scores`` that is None.
-
-    Over zero images every figure is undefined; with images only kappa can be
-    (one true class: see `harness.scoring.metrics.cohen_kappa`).
-    """
+    """``{figure: why}`` for each figure of one category's ``scores`` that is None."""
     reasons = {}
     for figure in MEAN_FIGURES:
         if scores.get(figure) is not None:
@@ -257,21 +228,10 @@ def protocol_notes(protocol: str, result: dict[str, Any]) -> list[str]:
 def usage_summary(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Latency, tokens, cost and call counts over one model's records.
 
-    Latency percentiles and token means cover only records where a model was
-    called (an image the gate passed costs nothing and would pull them down);
-    values a backend did not report (None) are skipped, and a statistic with
-    nothing to go on is None. Keys: ``calls``, ``attempts`` (all records),
-    ``attempts_total`` (the same with the attempts of records a resume replaced),
-    ``latency_p50`` and ``latency_p95`` (seconds), ``tokens_in_total``,
-    ``tokens_in_mean``, ``tokens_out_total``, ``tokens_out_mean``, ``cost_usd_total``,
-    ``cost_usd_spent`` and ``cost_usd_cached``.
-
-    ``cost_usd_total`` is what the answers cost when they were made (a record's
-    ``cost_usd``, cached or not), comparable across runs; it splits into
-    ``cost_usd_spent``, over the calls this run paid for, and
-    ``cost_usd_cached``, what its answers from the response cache cost when
-    first made (this run paid nothing for them). All three are None when no
-    cost is known; a fully cached re-run spends 0.
+    Latency and tokens cover only records where a model was called; unreported values are skipped, and
+    a statistic with nothing to go on is None. ``cost_usd_total`` is what the answers cost when they
+    were made (comparable across runs): ``cost_usd_spent`` (calls this run paid for) plus
+    ``cost_usd_cached`` (answers from the response cache).
     """
     records = list(records)
     called = [r for r in records if r.get("called")]
@@ -296,10 +256,6 @@ def usage_summary(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
 
 def answer_rule_counts(records: Iterable[dict[str, Any]]) -> dict[str, int]:
-    """How many records each answer rule read (`harness.scoring.answers.RULES` order; rules that read none are left out).
-
-    Records no model was asked about (the gate passed them, bad input, a backend
-    error) have no rule and are not counted.
-    """
+    """How many records each answer rule read, in `answers.RULES` order; records without a rule are left out."""
     counts = Counter(r.get("answer_rule") for r in records if r.get("answer_rule") is not None)
     return {rule: counts[rule] for rule in (*RULES, *sorted(set(counts) - set(RULES))) if counts[rule]}

@@ -1,23 +1,10 @@
 """Settings that leave a defect class with nothing, or almost nothing, to score.
 
-``--shots K`` takes K images of every defect class out of a category's test
-set as labelled support (scored for no model), then ``--limit N`` keeps a
-seeded N of what is left. Both are checked as the data is loaded, before the
-gate is fitted or any model is called:
-
-- ``--shots K`` is refused (`HarnessError`, exit 2) when K is at or above the
-  size of some defect class: the support would take all of its test images
-  and nothing of that class would be scored. The message lists those classes
-  with their sizes and gives the largest K that leaves every class one image
-  to score, and the largest that leaves `MIN_TO_SCORE`.
-- Any setting that leaves a defect class with fewer than `MIN_TO_SCORE`
-  images to score (``--shots`` taking all but one, ``--limit`` drawing few or
-  none of a class) is warned about with the counts per class and overall, and
-  recorded in run.json under ``benchmark.notes.few_to_score``.
-
-Leaving one image of a class is a warning, not a refusal, because smoke runs
-use it deliberately: the test kit's tiny benchmark has two images per class
-and checks few-shot classifiers with ``--shots 1``.
+Checked as the data is loaded, before any gate or model runs: ``--shots K`` is refused when the
+support would take every test image of a defect class (the message gives the largest K that works);
+any setting (``--shots``, ``--limit``) that leaves a class fewer than `MIN_TO_SCORE` images draws a
+warning and a ``benchmark.notes.few_to_score`` note. One image left is only a warning, because the
+test kit's tiny benchmark (two images per class) checks few-shot classifiers with ``--shots 1``.
 """
 
 from __future__ import annotations
@@ -74,10 +61,8 @@ def warn_few_to_score(data: BenchmarkData, before: dict[str, Counter], shots: in
                       limit: int | None = None) -> dict[str, Any] | None:
     """Warn when ``--shots``/``--limit`` left a defect class fewer than `MIN_TO_SCORE` images to score.
 
-    ``before`` is `defect_counts` of the data as loaded, ``data`` the test sets
-    after the support draw and the subset. A class the data itself holds fewer
-    images of is not the settings' doing and draws no warning. The note (also
-    returned; None when nothing is short) goes into ``data.notes["few_to_score"]``.
+    ``before`` is `defect_counts` of the data as loaded; a class the data itself holds fewer images of
+    draws no warning. The note (None when nothing is short) also goes into ``data.notes``.
     """
     settings = " ".join(f"--{name} {value}" for name, value in (("shots", shots), ("limit", limit)) if value)
     after = defect_counts(data.categories)
