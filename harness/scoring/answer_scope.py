@@ -52,9 +52,6 @@ class Stances:
         return [key for key, stance in self.by_class.items() if stance == ASSERTED]
 
 
-# --------------------------------------------------------------------------- clauses
-
-
 def _sentences(items: Iterable[Item]) -> list[tuple[list[_Clause], bool]]:
     """Step 1: (clauses, ends with "?") per sentence."""
     sentences: list[tuple[list[_Clause], bool]] = []
@@ -107,9 +104,6 @@ def _merge_lists(clauses: list[_Clause]) -> list[_Clause]:
             merged.append(clauses[i])
             i += 1
     return merged
-
-
-# --------------------------------------------------------------------------- stances
 
 
 def _post_targets(items: list[Item], cue_at: int) -> list[int]:

@@ -39,7 +39,6 @@ NEGATIONS: dict[str, str] = {
         "does not apply", "not apply",
         "nicht", "ist nicht", "nicht vorhanden", "nicht sichtbar", "non", "no es", "no hay", "no está",
     ), BOTH),
-    # Japanese: negation follows what it denies
     # "crack-free"; Japanese and Korean: negation follows what it denies
     **dict.fromkeys(("free", "없", "아니", "ない", "なし", "無い", "無し", "ません", "ありません", "ではない", "じゃない", "ではありません"),
                     POST),

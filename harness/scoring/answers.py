@@ -124,9 +124,6 @@ def _numbered(text: str, candidates: Sequence[ClassInfo]) -> str | None:
     return None
 
 
-# --------------------------------------------------------------------------- JSON
-
-
 def _json_objects(text: str) -> Iterable[dict]:
     decoder = json.JSONDecoder()
     pos = text.find("{")
@@ -181,9 +178,6 @@ def _read_json(text: str, candidates: Sequence[ClassInfo], rule: str) -> Reading
         return Reading(None, UNPARSEABLE, "none", f"JSON answers disagree: {', '.join(map(repr, values))}")
     key, how = readings.pop()
     return Reading(key, None, rule if how == "exact" else "number")
-
-
-# --------------------------------------------------------------------------- free text
 
 
 def _exact_final(answer: list[str], candidates: Sequence[ClassInfo]) -> str | None:

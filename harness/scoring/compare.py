@@ -98,9 +98,6 @@ def check_comparable(run_a: RunFolder, run_b: RunFolder, allow_different_manifes
     return notes
 
 
-# --------------------------------------------------------------------------- statistics
-
-
 def mcnemar_exact(b: int, c: int) -> float:
     """Two-sided exact McNemar p-value for ``b`` and ``c`` discordant pairs, in exact rational arithmetic."""
     if b < 0 or c < 0:
@@ -129,9 +126,6 @@ def paired_bootstrap(
         category: [float(b) - float(a) for a, b in pairs] for category, pairs in pairs_by_category.items()
     }
     return bootstrap_accuracy(differences, n_boot=n_boot, seed=seed, level=level)
-
-
-# --------------------------------------------------------------------------- comparison
 
 
 def _by_sample(records: list[dict[str, Any]], model: str) -> dict[str, dict[str, Any]]:

@@ -18,16 +18,12 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from harness.scoring.class_order import first_repeat
 from harness.scoring.decisions import ACCEPTABLE, SEVERITIES, CostMatrix, Decision, Policy
 from harness.types import GOOD
 
 #: Table 4's groups, in the paper's column order.
 TABLE4_GROUPS: tuple[str, ...] = ("normal", "negligible", "critical")
-
-
-def is_scored(record: dict[str, Any]) -> bool:
-    """Records a report counts: repeat 0 only (class-order repeats ask about the same images again)."""
-    return int(record.get("repeat") or 0) == 0
 
 
 def is_failed(record: dict[str, Any]) -> bool:
@@ -57,7 +53,7 @@ def decision_report(records: Iterable[dict[str, Any]], policy: Policy, costs: Co
     scrapped), ``review_rate``, ``severity_accuracy``, ``actions`` ({true: {taken: n}}) and ``cost``
     (None without a cost matrix); ``categories`` repeats them per category.
     """
-    rows = [(r, record_decisions(r, policy), is_failed(r)) for r in records if is_scored(r)]
+    rows = [(r, record_decisions(r, policy), is_failed(r)) for r in first_repeat(records)]
     summary = _summarise(rows, costs)
     by_category: dict[str, list] = {}
     for row in rows:
@@ -117,9 +113,6 @@ def decisions_for_run(
     }
 
 
-# --------------------------------------------------------------------------- Table 4
-
-
 def negligible_count(n_anomaly_classes: int) -> int:
     """How many anomaly classes Table 4 marks negligible: 1 for up to 4 classes, else 2."""
     return 1 if n_anomaly_classes <= 4 else 2
@@ -147,9 +140,7 @@ def table4_policy(split: dict[str, list[str]], seed: int) -> Policy:
 def group_accuracy(records: list[dict[str, Any]], policy: Policy) -> dict[str, dict[str, float]]:
     """``{category: {group: accuracy}}``: per true group, the share of its images predicted in that group."""
     counts: dict[str, dict[str, list[int]]] = {}
-    for record in records:
-        if not is_scored(record):
-            continue
+    for record in first_repeat(records):
         d = record_decisions(record, policy)
         hit = not is_failed(record) and d["severity_predicted"] == d["severity_true"]
         tally = counts.setdefault(record["category"], {}).setdefault(d["severity_true"], [0, 0])

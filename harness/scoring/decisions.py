@@ -142,9 +142,6 @@ class CostMatrix:
         return {"path": self.source, "sha256": self.sha256, "unit": self.unit, "cost": self.cost}
 
 
-# --------------------------------------------------------------------------- loading
-
-
 def _read_toml(path: Path, what: str) -> tuple[dict[str, Any], str]:
     try:
         raw = Path(path).read_bytes()
@@ -251,9 +248,6 @@ def load_costs(path: Path) -> CostMatrix:
                 raise HarnessError(f"{path}: key {key} must be a finite number, not {value!r}")
         cost[true_action] = {taken: float(value) for taken, value in row.items()}
     return CostMatrix(source=str(path), unit=unit, cost=cost, sha256=sha)
-
-
-# --------------------------------------------------------------------------- registered files
 
 
 def resolve_file(value: str | Path, registered: Mapping[str, Any], what: str) -> Path:

@@ -62,7 +62,6 @@ class Imported:
 
 # --------------------------------------------------------------------------- prediction files
 
-
 FORMATS: tuple[str, ...] = ("velm", "jsonl")
 
 
@@ -74,12 +73,6 @@ class Entry:
     key: str
     text: str | None
     category: str | None = None  # jsonl lines that name the image by category + path
-
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file's bytes, in hex (the run records which prediction file it scored)."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def read_predictions(path: Path, fmt: str) -> list[Entry]:
@@ -224,7 +217,6 @@ def read_prediction(text: str | None, candidates: list[ClassInfo], mode: str = "
     return answers.read_answer(text, candidates, mode=mode)
 
 
-
 def match_predictions(
     data: BenchmarkData, entries: list[Entry], name: str, source: Path,
     aliases: dict[str, dict[str, str]] | None = None, answers_mode: str = "lenient",
@@ -331,7 +323,7 @@ def score_predictions(
     if (run_dir / "run.json").exists():
         raise HarnessError(f"{run_dir} already holds a run; pick another --run-id")
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    digest = file_sha256(predictions)
+    digest = hashlib.sha256(predictions.read_bytes()).hexdigest()
     run = {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,

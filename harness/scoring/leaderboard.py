@@ -226,10 +226,6 @@ def run_cell(row: Row) -> str:
     return row.run_id + (f" (+{row.runs - 1} older)" if row.runs > 1 else "")
 
 
-def _dollars(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
-
-
 def cells(rank: int, row: Row) -> dict[str, str]:
     """The row as display strings, keyed by the names in `COLUMNS`."""
     ci = f" ({pct(row.accuracy_ci[0])}-{pct(row.accuracy_ci[1])})" if row.accuracy_ci else ""
@@ -240,7 +236,7 @@ def cells(rank: int, row: Row) -> dict[str, str]:
         _errors(row.outcomes), failed_cell(row),
         _num(row.gate_auroc), f"{pct(row.gate_false_alarm_rate)}/{pct(row.gate_miss_rate)}",
         _num(row.latency_p50, 2), _num(row.latency_p95, 2), tokens,
-        _dollars(row.cost_usd), _dollars(row.cost_usd_spent), run_cell(row),
+        _num(row.cost_usd, 4), _num(row.cost_usd_spent, 4), run_cell(row),
     ]
     return dict(zip(COLUMNS, values))
 
