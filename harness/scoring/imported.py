@@ -278,9 +278,8 @@ def _record(benchmark: str, sample: Sample, entry: Entry, model: str, candidates
 # --------------------------------------------------------------------------- the run
 
 
-def load_benchmark_data(
-    benchmark: Benchmark, data_root: Path | None, categories: list[str] | None, allow_partial: bool = False
-) -> BenchmarkData:
+def load_benchmark_data(benchmark: Benchmark, data_root: Path | None, categories: list[str] | None,
+                        allow_partial: bool = False) -> BenchmarkData:
     """The test set to score against: the data root's when given, else the benchmark's released file list."""
     if data_root is None:
         data = benchmark.released(categories)
@@ -309,6 +308,7 @@ def score_predictions(
     if not name or "/" in name or name != name.strip():
         raise HarnessError(f"--name {name!r}: give a short name without slashes, e.g. velm-gpt-4o")
     answers.check_mode(answers_mode)
+    config = config or {}
     entries = read_predictions(predictions, fmt)
     imported = match_predictions(data, entries, name, predictions, data.notes.get("class_aliases"), answers_mode)
     scored_ids = {s.sample_id for s in imported.samples}
@@ -325,21 +325,16 @@ def score_predictions(
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     digest = hashlib.sha256(predictions.read_bytes()).hexdigest()
     run = {
-        "schema_version": SCHEMA_VERSION,
-        "run_id": run_id,
-        "status": "finished",
-        "created_at": now,
-        "finished_at": now,
+        "schema_version": SCHEMA_VERSION, "run_id": run_id, "status": "finished", "created_at": now, "finished_at": now,
         "config": {
-            "benchmark": data.name, "data_root": config.get("data_root") if config else None,
-            "categories": config.get("categories") if config else None, "gate": "imported", "gate_options": {},
-            "models": [model], "model_options": {}, "prompt": "imported", "seed": seed, "limit": None,
-            "n_boot": n_boot, "shots": 0, "allow_partial": bool(config and config.get("allow_partial")),
+            "benchmark": data.name, "data_root": config.get("data_root"), "categories": config.get("categories"),
+            "gate": "imported", "gate_options": {}, "models": [model], "model_options": {}, "prompt": "imported",
+            "seed": seed, "limit": None, "n_boot": n_boot, "shots": 0,
+            "allow_partial": bool(config.get("allow_partial")),
             "predictions": str(predictions), "format": fmt, "answers": answers_mode,
         },
         "benchmark": {
-            "name": data.name, "protocol": data.protocol,
-            "data_root": config.get("data_root") if config else None,
+            "name": data.name, "protocol": data.protocol, "data_root": config.get("data_root"),
             "manifest_hash": manifest_hash(scored), "n_samples": len(scored.samples), "support": {},
             "notes": data.notes,
             "categories": {
@@ -348,8 +343,7 @@ def score_predictions(
             },
         },
         "provenance": {
-            **environment_provenance(), "seed": seed, "plugins": plugins or {}, "prompt_template": None,
-            "gate": None,
+            **environment_provenance(), "seed": seed, "plugins": plugins or {}, "prompt_template": None, "gate": None,
             "classifiers": {model: {"imported_from": str(predictions), "format": fmt, "sha256": digest}},
         },
         "imported": {"file": str(predictions), "format": fmt, "sha256": digest, **imported.report()},
