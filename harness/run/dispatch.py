@@ -1,15 +1,20 @@
 """Calling a classifier: concurrency, per-request timeout, retries, error kinds.
 
-Retries live here, not in the backends: a backend only declares which errors
-are transient (`Classifier.should_retry`) and which of those are rate limiting
-or overload (`Classifier.is_rate_limited`). Rate limiting is retried within a
-time budget, other transient errors a bounded number of times
-(:mod:`harness.run.retry_policy`). A failure becomes an error kind on the record
-(``backend_error`` or ``timeout``) with a redacted message, and says whether it
-was transient (worth asking again on ``--resume``); it is never turned into an
-answer. A permanent one that says no request can succeed (`Classifier.is_fatal`)
-is marked ``fatal``; a run's `harness.run.failfast.FailFast` sees every outcome and,
-once it has stopped the run, no further request is sent.
+Retries live here, not in the backends: a backend only declares which errors are transient
+(`Classifier.should_retry`) and which of those are rate limiting or overload
+(`Classifier.is_rate_limited`: 429, 503, 529). Rate limiting is retried for as long as the
+request's ``rate_limit_budget_s`` allows, counted from its first attempt (a busy server says
+"later", and a count would give up on it after seconds); other transient errors until
+``max_attempts`` attempts ended in one (rate-limited attempts do not count). Why 10 by default:
+a server failing a share ``q`` of requests independently loses one in ``q ** max_attempts``
+(`loss_probability`): at q = 1/4, four attempts lose one in 256, ten one in a million. Between
+attempts: exponential backoff with full jitter, or the server's Retry-After when longer (capped).
+
+A failure becomes an error kind on the record (``backend_error`` or ``timeout``) with a redacted
+message, and says whether it was transient (worth asking again on ``--resume``); it is never turned
+into an answer. A permanent one that says no request can succeed (`Classifier.is_fatal`) is marked
+``fatal``; a run's `harness.run.failfast.FailFast` sees every outcome and, once it has stopped the
+run, no further request is sent.
 """
 
 from __future__ import annotations
@@ -27,12 +32,59 @@ from harness.errors import HarnessError
 from harness.run.failfast import FailFast
 from harness.run.ratelimit import RateLimiter
 from harness.run.redact import redact
-from harness.run.retry_policy import RetryBook
 from harness.types import KeyOnlyPrompt, Prompt, Response
 
 MAX_DETAIL_CHARS = 500
 #: The longest Retry-After the harness honours; a server asking for more gets this.
 MAX_RETRY_AFTER_S = 300.0
+
+
+def loss_probability(failure_share: float, max_attempts: int) -> float:
+    """The chance that a request is lost when each attempt fails independently with ``failure_share``.
+
+    >>> round(1 / loss_probability(0.25, 4))
+    256
+    >>> round(1 / loss_probability(0.25, 10))
+    1048576
+    """
+    return failure_share ** max_attempts
+
+
+@dataclass
+class RetryBook:
+    """One request's retries: which failures count against what, and why it stopped.
+
+    `should_stop` is asked once after every transient failure (tenacity's stop
+    callback, after the next wait is known) and keeps the counts.
+    """
+
+    max_attempts: int
+    rate_limit_budget_s: float
+    other_failures: int = 0
+    rate_limited_failures: int = 0
+    #: Seconds since the first attempt when the request stopped on a spent budget; None otherwise.
+    budget_spent_after_s: float | None = None
+
+    def should_stop(self, rate_limited: bool, elapsed_s: float, next_wait_s: float) -> bool:
+        """True when a request must give up after this failure, ``elapsed_s`` after its first attempt began."""
+        if rate_limited:
+            self.rate_limited_failures += 1
+            if elapsed_s + next_wait_s > self.rate_limit_budget_s:
+                self.budget_spent_after_s = elapsed_s
+                return True
+            return False
+        self.other_failures += 1
+        return self.other_failures >= self.max_attempts
+
+    def give_up_message(self, attempts: int) -> str:
+        """The start of the record's error detail once the request gave up (the last error follows)."""
+        if self.budget_spent_after_s is not None:
+            return (
+                f"gave up after {attempts} attempts: rate limited or overloaded for {self.budget_spent_after_s:.1f} s "
+                f"({self.rate_limited_failures} such answers), and the next wait would pass "
+                f"rate_limit_budget_s={self.rate_limit_budget_s:g}"
+            )
+        return f"gave up after {attempts} attempts"
 
 
 _heap_frozen = False

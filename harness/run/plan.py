@@ -6,8 +6,8 @@ takes two steps, so that each mistake surfaces where it always has:
 1. `resolve_parts` looks every name up in the registry and builds what the config
    alone decides: the benchmark, the gate, the template, the classifiers, the
    prices, the decision policy and cost matrix, the result writers and the
-   analyses. The checks that need no data run here (`harness.run.prechecks`):
-   a bad flag stops the run before any file is read. `Run.__init__` takes this step.
+   analyses. The checks that need no data run here (the results folder, the output formats, model
+   options for specs not run): a bad flag stops the run before any file is read. `Run.__init__` takes this step.
 2. `load_plan` reads the benchmark's data and lays the run's choices over it:
    the user's class file, the support sets of ``--shots`` (taken out of the
    scored test set), the subsets of ``--limit``, and checks the policy and costs
@@ -22,18 +22,20 @@ connections) and the writers and analyses (plugin objects).
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from harness.analyses import Analysis
 from harness.classifiers import Classifier, parse_model_spec
 from harness.datasets import Benchmark, ReleaseMismatchError
-from harness.errors import HarnessError
+from harness.errors import HarnessError, UnknownNameError
 from harness.gates import Gate, gate_mode
 from harness.options import validate_options
 from harness.plugins import BUILTIN_PLUGIN, Registry
 from harness.prompts import PromptTemplate
-from harness.run import class_file, prechecks
+from harness.run import class_file
 from harness.run.pricing import Price, load_prices, price_for
 from harness.run.run_config import RunConfig
 from harness.run.sampling import draw_support, reference_path, seeded_subset
@@ -117,10 +119,11 @@ def resolve_parts(config: RunConfig, registry: Registry) -> RunParts:
     template_entry = registry.get("templates", config.prompt)
     if not config.models:
         raise HarnessError("no models given; use --models, e.g. --models random")
-    # Everything checkable is checked before the first request (harness/run/prechecks.py).
-    prechecks.check_model_options(config.model_options, config.models)
-    writers = prechecks.resolve_writers(registry, config.output_formats)
-    prechecks.check_results_dir(config.results_dir)
+    # Everything checkable is checked before the first request. The other checks live where their
+    # subject is read: option values, API keys (each backend), the price table, the decision policy.
+    check_model_options(config.model_options, config.models)
+    writers = resolve_writers(registry, config.output_formats)
+    check_results_dir(config.results_dir)
     classifiers = tuple(_make_classifier(spec, config, registry) for spec in config.models)
     price_table = load_prices(config.prices)
     prices = {c.spec: price_for(c.spec, price_table) for c in classifiers}
@@ -193,3 +196,38 @@ def _load_data(benchmark: Benchmark, config: RunConfig) -> BenchmarkData:
             len(data.samples),
         )
         return data
+
+
+def resolve_writers(registry: Registry, names: list[str]) -> dict[str, Any]:
+    """The result writer of each ``--output-format`` name, in order; an unknown name lists the known ones."""
+    writers = {}
+    for name in names:
+        try:
+            writers[name] = registry.get("writers", name).obj
+        except UnknownNameError as error:
+            raise HarnessError(f"--output-format {name!r}: {error}") from None
+    return writers
+
+
+def check_model_options(model_options: dict[str, Any], models: list[str]) -> None:
+    """Options given for a model spec that is not run would be ignored without a word: refuse them."""
+    strays = [spec for spec in model_options if spec not in models]
+    if strays:
+        raise HarnessError(
+            f"model options are given for {', '.join(repr(s) for s in strays)}, which "
+            f"{'is' if len(strays) == 1 else 'are'} not among the models run ({', '.join(models)}); "
+            "write the table key exactly as the spec in --models (e.g. [model-options.\"openai:gpt-4o\"])"
+        )
+
+
+def check_results_dir(results_dir: Path) -> None:
+    """The results folder exists as a writable folder, or can be created (its nearest existing parent is writable)."""
+    path = Path(results_dir)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise HarnessError(f"--results-dir {path}: {existing} is a file, not a folder; pick another --results-dir")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "the results folder" if existing == path else f"its parent {existing}"
+        raise HarnessError(f"--results-dir {path}: {what} is not writable; pick another --results-dir")
