@@ -1,22 +1,11 @@
 """A run's plan: everything resolved once from its config, before the first sample is touched.
 
-`resolve_plan(config, registry)` turns a `RunConfig` into a frozen `RunPlan`. It
-takes two steps, so that each mistake surfaces where it always has:
-
-1. `resolve_parts` looks every name up in the registry and builds what the config
-   alone decides: the benchmark, the gate, the template, the classifiers, the
-   prices, the decision policy and cost matrix, the result writers and the
-   analyses. The checks that need no data run here (the results folder, the output formats, model
-   options for specs not run): a bad flag stops the run before any file is read. `Run.__init__` takes this step.
-2. `load_plan` reads the benchmark's data and lays the run's choices over it:
-   the user's class file, the support sets of ``--shots`` (taken out of the
-   scored test set), the subsets of ``--limit``, and checks the policy and costs
-   against the labels. `Run.execute` takes this step.
-
-Nothing in a plan changes once it is made; the stages (`harness.run.stages`)
-and the run header (`harness.run.run_header.header_inputs`) read it. Its pieces
-are plain data, except the classifiers (they may hold SDK clients and
-connections) and the writers and analyses (plugin objects).
+`resolve_plan` takes two steps, so that each mistake surfaces where it always has:
+`resolve_parts` (in `Run.__init__`) looks every name up in the registry, builds what the config
+alone decides and runs the checks that need no data, so a bad flag stops the run before any file
+is read; `load_plan` (in `Run.execute`) reads the benchmark's data and lays the class file, the
+``--shots`` support sets and the ``--limit`` subsets over it. A plan never changes once made; its
+pieces are plain data, except the classifiers (SDK clients) and the writers and analyses (plugins).
 """
 
 from __future__ import annotations
@@ -119,8 +108,7 @@ def resolve_parts(config: RunConfig, registry: Registry) -> RunParts:
     template_entry = registry.get("templates", config.prompt)
     if not config.models:
         raise HarnessError("no models given; use --models, e.g. --models random")
-    # Everything checkable is checked before the first request. The other checks live where their
-    # subject is read: option values, API keys (each backend), the price table, the decision policy.
+    # Checked before the first request; option values, API keys and price and policy files where they are read.
     check_model_options(config.model_options, config.models)
     writers = resolve_writers(registry, config.output_formats)
     check_results_dir(config.results_dir)
@@ -142,9 +130,7 @@ def load_plan(parts: RunParts) -> RunPlan:
     """Read the benchmark's data and lay the class file, support sets and subsets over it; checked before any model call."""
     config = parts.config
     data = _load_data(parts.benchmark, config)
-    # The user's descriptions and fixed references, checked before any model call (harness/run/class_file.py).
     user_classes = class_file.apply_to_run(data, config.classes, data.root)
-    # Checked before any draw, gate fit or model call (harness.scoring.sample_counts).
     in_data = sample_counts.defect_counts(data.categories)
     sample_counts.check_shots(data.categories, config.shots)
     support: dict[str, list[Sample]] = {}

@@ -1,18 +1,10 @@
-"""One run, from benchmark to run.json: the local executor of the run's stages.
+"""One run, from benchmark to run.json: the local executor of the run's stages (`harness.run.stages`).
 
-    config -> plan (harness/run/plan.py: resolved once) -> run.json header
-    per category: fit the gate -> per sample: prepare (gate, prompt) -> flagged?
-        no  -> "good" for every model, no call
-        yes -> every model (async): dispatch -> read the answer
-    -> one record per (sample, model, repeat), appended at once -> analyses -> run.json
-
-The steps are the stages of `harness.run.stages`, plain functions of their inputs;
-`Run` is what runs them here: it loops over categories and samples with asyncio,
-keeps the prompt memo, the run folder, resume state, early stop, progress and
-hooks, and applies the analyses (`harness.analyses`) to the finished records.
-The gate and image preparation run in a worker thread while model calls for
-earlier samples are in flight, so a slow gate and slow models overlap.
-
+`Run` resolves the plan (`harness.run.plan`), writes run.json's header, then per category fits
+the gate and, per sample, prepares it (gate, prompts) and asks every model about a flagged one; each
+record is appended at once, and the analyses (`harness.analyses`) finish run.json. It keeps the prompt
+memo, the run folder, resume state, early stop, progress and hooks. Preparation runs in a worker
+thread while earlier samples' model calls are in flight, so a slow gate and slow models overlap.
 `RunConfig`, `RunResult` and `reference_path` are importable from here as before.
 """
 
@@ -83,11 +75,7 @@ class Run:
     # ------------------------------------------------------------------ run
 
     def execute(self, resume: bool = False, retry_errors: bool = False) -> RunResult:
-        """Run (or with ``resume``, finish) the run; records are on disk as each sample finishes.
-
-        A resume also asks again every record whose failure was transient, and with
-        ``retry_errors`` every failed record but ``bad_input`` (harness/run/resume.py).
-        """
+        """Run (or with ``resume``, finish) the run; records are on disk as each sample finishes (see `resume`)."""
         # The provenance (a git process, package metadata) is gathered while the data is listed.
         provenance = None if resume else _in_background(environment_provenance)
         plan = load_plan(self.parts)

@@ -7,19 +7,13 @@
     ask_model         one Prepared, one model, one repeat -> (Prompt, CallResult), or no call
     classify          ask_model, then the answer read     -> the record (a dict, `Record.to_json`)
 
-Each is a plain function of its arguments: none reads or writes the run (`harness.run.runner.Run`,
-the local executor), its folder, the response cache's memo or the progress shown. What a run keeps
-between stages (records written, prompt images stored, resume state, early stop, hooks) is the
-executor's. So another executor can run the same stages elsewhere: the inputs of `fit_gate`,
-`read_reference`, `read_support` and `prepare_sample` are plain data (samples, categories, images,
-the template, a fitted gate), and so are their results; they pickle, except a fitted gate that
-holds a model (PatchCore's holds torch: fit and prepare its category on one worker). `ask_model`
-and `classify` take a `Dispatcher`, which holds the classifier (a hosted one holds its SDK client),
-the response cache, the rate limiter and the run's early stop: they belong to the executor that
-makes the calls.
-
-A change to what `prepare_sample` produces for the same inputs bumps
-`harness.run.prompt_memo.PREPARATION_VERSION`.
+Each is a plain function of its arguments: none touches the run's folder, memo, progress or resume
+state (the executor's, `harness.run.runner.Run`). So another executor can run them elsewhere: the
+inputs and results of the first four are plain data and pickle, except a fitted gate that holds a
+model (PatchCore's holds torch: fit and prepare its category on one worker). `ask_model` and
+`classify` take a `Dispatcher` (the classifier, its SDK client, the cache, the rate limiter, the
+early stop): they belong to the executor that makes the calls. A change to what `prepare_sample`
+produces for the same inputs bumps `harness.run.prompt_memo.PREPARATION_VERSION`.
 """
 
 from __future__ import annotations
@@ -54,8 +48,7 @@ def fit_gate(gate: Gate, category: Category) -> FittedGate:
 def read_reference(category: Category, path: Path | None) -> Image.Image | None:
     """The training normal at ``path`` (the plan's `reference`), at prompt size; None without one.
 
-    Shrunk here, once per category, rather than with every sample's images
-    (the same pixels: `resize_for_prompt` leaves an image that fits alone).
+    Shrunk once per category rather than with every sample (the same pixels: `resize_for_prompt` leaves it alone).
     """
     if path is None:
         return None
@@ -98,11 +91,7 @@ class CategoryInputs:
 
 @dataclass
 class PreparedSample:
-    """`prepare_sample`'s result: the prepared sample, and its pixel pair for the gate's pixel AUROC.
-
-    ``pixel_pair`` is None when the gate gave no map (or an anomalous sample has no mask):
-    the category then gets no pixel AUROC.
-    """
+    """The prepared sample, and its pixel pair for pixel AUROC (None: no map or no mask, no pixel AUROC)."""
 
     prepared: Prepared
     pixel_pair: PixelPair | None = None
@@ -176,9 +165,6 @@ async def ask_model(prepared: Prepared, repeat: int, dispatcher: Dispatcher) -> 
 
 async def classify(prepared: Prepared, repeat: int, dispatcher: Dispatcher, builder: RecordBuilder,
                    earlier_attempts: int = 0) -> dict[str, Any]:
-    """One model's record for one prepared sample and repeat: ask (`ask_model`), read the answer, build the record.
-
-    ``earlier_attempts``: the attempts of the records this one replaces (a resume asks again).
-    """
+    """One model's record for one prepared sample and repeat; ``earlier_attempts``: those of the records it replaces."""
     prompt, call = await ask_model(prepared, repeat, dispatcher)
     return builder.record(prepared, dispatcher.classifier, prompt, call, repeat=repeat, earlier_attempts=earlier_attempts)
