@@ -5,7 +5,7 @@
   its inputs), `runner` (the local executor: runs the stages, writes records), `run_header`
   (run.json's header), `run_records` (one record per sample and model), `run_identity` (the options
   hash), `run_folder`, `resume`;
-- asking the models: `dispatch` (concurrency, retries), `ratelimit`, `failfast`, `cache` and
+- asking the models: `dispatch` (concurrency, retries, rate limits), `failfast`, `cache` and
   `cache_inventory` (the response cache), `prompt_memo`, `pricing`, `redact`;
 - the data around a prompt: `sampling` (reference and subsets), `prompt_record` (every prompt's
   images kept), `class_file`, `class_file_tools` and `class_sources` (users' class descriptions),

@@ -1,8 +1,7 @@
 """What the response cache holds, per (plugin, model, endpoint), and removing part of it.
 
-The logic behind ``harness cache info`` and ``harness cache clear``: which groups
-of entries a ``--model`` / ``--endpoint`` filter selects, and how an endpoint
-(`Classifier.endpoint`, stored as JSON with each entry) is shown.
+The logic of ``harness cache info`` and ``harness cache clear``: which groups a ``--model`` /
+``--endpoint`` filter selects, and how an endpoint is shown.
 """
 
 from __future__ import annotations

@@ -209,7 +209,7 @@ def reference_file(root: Path, category: str, reference: str) -> Path:
 
 
 def reference_base(root: Path, category: str) -> Path:
-    """Where a relative ``reference`` starts: the category's folder (a folder tree), else the data root (a manifest's)."""
+    """Where a relative ``reference`` starts: the category's folder (folder tree), else the data root (manifest)."""
     return root / category if (root / category).is_dir() else root
 
 

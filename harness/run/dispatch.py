@@ -20,9 +20,12 @@ run, no further request is sent.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import time
+from collections import deque
 from dataclasses import dataclass
+from typing import Callable
 
 from tenacity import AsyncRetrying, RetryError, retry_if_exception, wait_random_exponential
 
@@ -30,7 +33,6 @@ from harness.run.cache import ResponseCache, cache_keyer
 from harness.classifiers import Classifier
 from harness.errors import HarnessError
 from harness.run.failfast import FailFast
-from harness.run.ratelimit import RateLimiter
 from harness.run.redact import redact
 from harness.types import KeyOnlyPrompt, Prompt, Response
 
@@ -40,23 +42,13 @@ MAX_RETRY_AFTER_S = 300.0
 
 
 def loss_probability(failure_share: float, max_attempts: int) -> float:
-    """The chance that a request is lost when each attempt fails independently with ``failure_share``.
-
-    >>> round(1 / loss_probability(0.25, 4))
-    256
-    >>> round(1 / loss_probability(0.25, 10))
-    1048576
-    """
+    """The chance that a request is lost when each attempt fails independently with ``failure_share``."""
     return failure_share ** max_attempts
 
 
 @dataclass
 class RetryBook:
-    """One request's retries: which failures count against what, and why it stopped.
-
-    `should_stop` is asked once after every transient failure (tenacity's stop
-    callback, after the next wait is known) and keeps the counts.
-    """
+    """One request's retries: which failures count against what, and why it stopped (see the module docstring)."""
 
     max_attempts: int
     rate_limit_budget_s: float
@@ -87,22 +79,89 @@ class RetryBook:
         return f"gave up after {attempts} attempts"
 
 
-_heap_frozen = False
+WINDOW_S = 60.0
 
 
-def freeze_long_lived_objects() -> None:
-    """Exclude the objects that exist now from the cyclic GC, once per process.
+class RateLimiter:
+    """Waits until a request fits under ``requests_per_minute`` and ``tokens_per_minute``, as providers count them.
 
-    When the first dispatcher is made, the heap holds what lives for the whole run:
-    modules, plugins, SDKs, the benchmark's data. Every few hundred requests the GC's
-    full collection would walk all of it again (tens of milliseconds each, a stall
-    of every request in flight). Frozen, they are skipped. Done once, so whatever
-    garbage exists at that moment is kept at most once.
+    A sliding one-minute window: unlike a token bucket with a minute of burst, it never exceeds the limit
+    over any 60 s. Tokens are known only after a call: a request is charged the last request's count when
+    it starts, corrected by `settle` when it finishes.
     """
-    global _heap_frozen
-    if not _heap_frozen:
-        _heap_frozen = True
-        gc.freeze()
+
+    def __init__(self, requests_per_minute: float | None = None, tokens_per_minute: float | None = None,
+                 clock: Callable[[], float] = time.monotonic, window_s: float = WINDOW_S):
+        self.requests_per_minute = requests_per_minute
+        self.tokens_per_minute = tokens_per_minute
+        self._clock = clock
+        self.window_s = window_s
+        self._starts: deque[float] = deque()
+        self._tokens: deque[list[float]] = deque()  # [start time, tokens charged]
+        self._lock = asyncio.Lock()
+        self.last_tokens = 0.0
+
+    @property
+    def active(self) -> bool:
+        return bool(self.requests_per_minute or self.tokens_per_minute)
+
+    def _forget_old(self, now: float) -> None:
+        while self._starts and now - self._starts[0] >= self.window_s:
+            self._starts.popleft()
+        while self._tokens and now - self._tokens[0][0] >= self.window_s:
+            self._tokens.popleft()
+
+    def _wait_needed(self, now: float, estimate: float) -> float:
+        waits = [0.0]
+        if self.requests_per_minute and len(self._starts) >= self.requests_per_minute:
+            index = len(self._starts) - int(self.requests_per_minute)
+            waits.append(self._starts[index] + self.window_s - now)
+        if self.tokens_per_minute and self._tokens:
+            used = sum(t for _, t in self._tokens)
+            if used + estimate > self.tokens_per_minute:
+                # Wait until enough of the oldest charges leave the window.
+                excess = used + estimate - self.tokens_per_minute
+                freed = 0.0
+                for started, tokens in self._tokens:
+                    freed += tokens
+                    if freed >= excess:
+                        waits.append(started + self.window_s - now)
+                        break
+        return max(waits)
+
+    async def acquire(self) -> list[float] | None:
+        """Wait for room; return the token charge to settle with `settle` (None when unlimited)."""
+        if not self.active:
+            return None
+        async with self._lock:  # one waiter at a time keeps the order fair
+            while True:
+                now = self._clock()
+                self._forget_old(now)
+                wait = self._wait_needed(now, self.last_tokens)
+                if wait <= 0:
+                    break
+                await asyncio.sleep(wait)
+            self._starts.append(now)
+            charge = [now, self.last_tokens]
+            self._tokens.append(charge)
+            return charge
+
+    def settle(self, charge: list[float] | None, tokens_used: int | None) -> None:
+        """Replace a request's estimated tokens with what it actually used."""
+        if charge is None or tokens_used is None:
+            return
+        charge[1] = float(tokens_used)
+        self.last_tokens = float(tokens_used)
+
+
+@functools.cache  # once per process, so whatever garbage exists at that moment is kept at most once
+def freeze_long_lived_objects() -> None:
+    """Exclude the objects that exist now from the cyclic GC.
+
+    When the first dispatcher is made, the heap holds what lives for the whole run (modules, plugins,
+    SDKs, the data); the GC's full collections would walk it all again, stalling every request in flight.
+    """
+    gc.freeze()
 
 
 @dataclass
@@ -116,25 +175,15 @@ class CallResult:
     latency_s: float | None  # wall time of the successful attempt
     queued_s: float  # time spent waiting for a concurrency slot and the rate limit
     cached: bool = False  # answered from the response cache; latency and usage are the original call's
-    #: With an error: True when it was transient (retries ran out, or a timeout), so a resume asks again;
-    #: False when permanent (401, 400, ...). None without an error.
-    transient: bool | None = None
-    #: A permanent error saying no request of this model can succeed as configured (harness/run/failfast.py).
-    fatal: bool = False
+    transient: bool | None = None  # with an error: retries ran out or a timeout, so a resume asks again
+    fatal: bool = False  # a permanent error saying no request of this model can succeed (harness/run/failfast.py)
 
 
 class Dispatcher:
     """Sends prompts to one classifier with bounded concurrency and retries."""
 
-    def __init__(
-        self,
-        classifier: Classifier,
-        *,
-        cache: ResponseCache | None = None,
-        wait_initial_s: float = 1.0,
-        wait_max_s: float = 60.0,
-        failfast: FailFast | None = None,
-    ):
+    def __init__(self, classifier: Classifier, *, cache: ResponseCache | None = None, wait_initial_s: float = 1.0,
+                 wait_max_s: float = 60.0, failfast: FailFast | None = None):
         self.classifier = classifier
         #: Shared by a run's dispatchers: sees every call's outcome and refuses new requests once stopped.
         self.failfast = failfast
@@ -211,12 +260,7 @@ class Dispatcher:
             error = retry_state.outcome.exception()
             return book.should_stop(self._is_rate_limited(error), retry_state.seconds_since_start, retry_state.upcoming_sleep)
 
-        retrying = AsyncRetrying(
-            stop=stop,
-            wait=self._wait,
-            retry=retry_if_exception(self._is_transient),
-            reraise=False,
-        )
+        retrying = AsyncRetrying(stop=stop, wait=self._wait, retry=retry_if_exception(self._is_transient), reraise=False)
         try:
             async for attempt in retrying:
                 with attempt:
@@ -244,9 +288,7 @@ class Dispatcher:
 
     def _failure(self, error: BaseException | None, attempts: int, queued_s: float, gave_up: str | None) -> CallResult:
         """The failed call's record fields; ``gave_up`` (the retry book's message) when transient errors ran out."""
-        is_timeout = isinstance(error, asyncio.TimeoutError) or (
-            error is not None and self.classifier.is_timeout(error)
-        )
+        is_timeout = isinstance(error, asyncio.TimeoutError) or (error is not None and self.classifier.is_timeout(error))
         kind = "timeout" if is_timeout else "backend_error"
         if isinstance(error, asyncio.TimeoutError):
             message = f"no answer within {self.options.timeout_s:g} s"
