@@ -43,23 +43,16 @@ class RunParts:
     config: RunConfig
     benchmark: Benchmark
     gate: Gate
-    #: How templates word what the gate did (`harness.gates.gate_mode`, checked).
-    gate_mode: str
+    gate_mode: str  # how templates word what the gate did (`harness.gates.gate_mode`)
     template: PromptTemplate
-    #: The plugin that registered the template (run.json's provenance names it).
-    template_plugin: str | None
-    #: One per ``--models`` spec, in that order.
-    classifiers: tuple[Classifier, ...]
-    #: Model spec -> its price per million tokens, or None.
-    prices: dict[str, Price | None]
+    template_plugin: str | None  # the plugin that registered the template
+    classifiers: tuple[Classifier, ...]  # one per --models spec, in that order
+    prices: dict[str, Price | None]  # model spec -> its price, or None
     policy: Policy | None
     costs: CostMatrix | None
-    #: ``--output-format`` name -> its result writer, in the order given.
-    writers: dict[str, Any]
-    #: The registered analyses, the core's own first (their run.json order), then the plugins'.
-    analyses: tuple[Analysis, ...]
-    #: Plugin name -> (distribution, version), for the provenance.
-    plugins: dict[str, tuple[str, str]]
+    writers: dict[str, Any]  # --output-format name -> its result writer, in the order given
+    analyses: tuple[Analysis, ...]  # the core's own first (their run.json order), then the plugins'
+    plugins: dict[str, tuple[str, str]]  # plugin name -> (distribution, version)
 
     def candidates(self, category: Category) -> list[ClassInfo]:
         """The candidate classes of a category in the given order (``good`` last when the gate passes all)."""
@@ -83,12 +76,9 @@ class RunParts:
 class RunPlan(RunParts):
     """`RunParts` with the benchmark's data, as the run evaluates it."""
 
-    #: After the class file, with the support samples taken out and ``--limit`` applied.
-    data: BenchmarkData
-    #: The user's class file, or None.
+    data: BenchmarkData  # after the class file, with the support samples taken out and --limit applied
     class_file: class_file.UserClassFile | None
-    #: Category -> the support samples drawn by ``--shots`` (none without it).
-    support: dict[str, list[Sample]]
+    support: dict[str, list[Sample]]  # category -> the support samples drawn by --shots
 
 
 def resolve_plan(config: RunConfig, registry: Registry) -> RunPlan:

@@ -42,9 +42,7 @@ from harness.types import Category, Sample
 #: Samples prepared ahead of the model calls; bounds the images held in memory.
 MAX_SAMPLES_IN_FLIGHT = 64
 
-
-#: What `Run.execute` returns: the run it wrote, as a `RunFolder` (harness/run/run_folder.py).
-RunResult = RunFolder
+RunResult = RunFolder  # what `Run.execute` returns (its old name)
 
 ProgressCallback = Callable[[str, int, int], None]  # (category, done, total)
 
@@ -56,23 +54,18 @@ class Run:
         self.config = config
         self.registry = registry
         self.progress = progress or (lambda category, done, total: None)
-        #: What the config alone decides (harness/run/plan.py); the benchmark data is read by `execute`.
-        self.parts: RunParts = resolve_parts(config, registry)
+        self.parts: RunParts = resolve_parts(config, registry)  # the benchmark data is read by `execute`
         self.classifiers = self.parts.classifiers
         self.records: list[dict[str, Any]] = []
-        #: (sample_id, model, repeat) already recorded; filled when resuming.
-        self.done: set[tuple[str, str, int]] = set()
-        #: (sample_id, model, repeat) -> attempts spent by the records a resume replaces (harness/run/resume.py).
-        self.earlier_attempts: dict[tuple[str, str, int], int] = {}
+        self.done: set[tuple[str, str, int]] = set()  # (sample_id, model, repeat) recorded before a resume
+        self.earlier_attempts: dict[tuple[str, str, int], int] = {}  # attempts of the records a resume replaces
         #: category -> (score map, mask) per image at reduced size, for pixel AUROC; None once an image lacks a map.
         self._pixel_pairs: dict[str, list | None] = {}
         self._memo: PromptMemo | None = None  # the current category's prompt-key memo, when responses are cached
-        self._prompt_images: PromptImageStore | None = None  # what redraws each prompt's images (harness.run.prompt_record)
+        self._prompt_images: PromptImageStore | None = None  # what redraws each prompt's images
         parts = self.parts
         self.recorder = RecordBuilder(parts.benchmark.name, parts.gate, parts.prices, parts.policy, config.answers)
         self.failfast = FailFast()
-
-    # ------------------------------------------------------------------ run
 
     def execute(self, resume: bool = False, retry_errors: bool = False) -> RunResult:
         """Run (or with ``resume``, finish) the run; records are on disk as each sample finishes (see `resume`)."""
@@ -274,8 +267,6 @@ class Run:
             await jobs[0]  # one model, one order: no task to wrap it in
         else:
             await asyncio.gather(*jobs)
-
-    # -------------------------------------------------------------- analyses
 
     def _finished(self, plan: RunPlan) -> FinishedRun:
         """What the analyses read: the finished records and what the run was asked to do."""

@@ -77,16 +77,11 @@ class CategoryInputs:
     category: Category
     fitted: FittedGate
     template: PromptTemplate
-    #: How the template words what the gate did (`harness.gates.gate_mode`).
-    gate_mode: str
-    #: The candidate classes in each repeat's order (the plan's `orders`).
-    orders: list[list[ClassInfo]]
-    #: Each model's image limit, in ``--models`` order: one prompt per repeat and distinct limit.
-    image_limits: tuple[Any, ...]
-    #: `read_reference`'s picture, or None.
-    reference: Image.Image | None
-    #: `read_support`'s examples (none without --shots).
-    support: list[SupportExample]
+    gate_mode: str  # `harness.gates.gate_mode`
+    orders: list[list[ClassInfo]]  # the plan's `orders`
+    image_limits: tuple[Any, ...]  # each model's, in --models order: one prompt per repeat and distinct limit
+    reference: Image.Image | None  # `read_reference`'s picture
+    support: list[SupportExample]  # `read_support`'s examples
 
 
 @dataclass
@@ -100,7 +95,7 @@ class PreparedSample:
 def prepare_sample(sample: Sample, inputs: CategoryInputs, pixel_pair_wanted: bool = True) -> PreparedSample:
     """Load, gate, and (when flagged) render the prompt once per class order and distinct image limit.
 
-    ``pixel_pair_wanted`` False skips the pixel pair (reading the mask): the category has lost its pixel AUROC already.
+    ``pixel_pair_wanted`` False: no pixel pair (no mask read), the category has lost its pixel AUROC already.
     """
     try:
         image = load_rgb(sample.image)
