@@ -80,11 +80,6 @@ def cache_keyer(plugin: str, model_id: str | None, options: dict[str, Any], *, e
     return key
 
 
-def endpoint_text(endpoint: dict[str, Any]) -> str:
-    """How an endpoint is stored in the cache's ``endpoint`` column: compact JSON with sorted keys."""
-    return json.dumps(endpoint, sort_keys=True, separators=(",", ":"), default=str)
-
-
 class ResponseCache:
     """A thread-safe SQLite store of successful responses; failures are never cached."""
 
@@ -153,7 +148,9 @@ class ResponseCache:
             self._db.execute(
                 "INSERT OR REPLACE INTO responses (key, plugin, model, response, latency_s, endpoint) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                (key, plugin, model_id, payload, latency_s, endpoint_text(endpoint or {})),
+                # The endpoint column: compact JSON with sorted keys (`harness cache clear` matches it exactly).
+                (key, plugin, model_id, payload, latency_s,
+                 json.dumps(endpoint or {}, sort_keys=True, separators=(",", ":"), default=str)),
             )
 
     def contains(self, key: str) -> bool:

@@ -241,11 +241,9 @@ class Run:
     def _keep_pixel_pair(self, category: str, pair) -> None:
         """Keep a sample's pixel pair; a category with a map-less image gets no pixel AUROC."""
         pairs = self._pixel_pairs.setdefault(category, [])
-        if pairs is None:
-            return
         if pair is None:
             self._pixel_pairs[category] = None
-        else:
+        elif pairs is not None:
             pairs.append(pair)
 
     async def _classify_and_record(self, prepared: Prepared, dispatchers: list[Dispatcher], files: RunFiles) -> None:

@@ -145,15 +145,10 @@ def pixel_pair(sample: Sample, image: Image.Image | None, gate_result: GateResul
     return shrink_for_pixel_auroc(np.asarray(score_map, dtype=np.float32), mask)
 
 
-def asks_a_model(prepared: Prepared) -> bool:
-    """Whether a model is asked about ``prepared``: the image was read and the gate flagged it."""
-    return prepared.bad_input is None and prepared.gate is not None and bool(prepared.gate.flagged)
-
-
 async def ask_model(prepared: Prepared, repeat: int, dispatcher: Dispatcher) -> tuple[Prompt | None, CallResult | None]:
     """The prompt ``dispatcher``'s model is shown for ``repeat``, and its call; (None, None) when no model is asked."""
-    if not asks_a_model(prepared):
-        return None, None
+    if prepared.bad_input is not None or prepared.gate is None or not prepared.gate.flagged:
+        return None, None  # unreadable, or passed by the gate
     prompt = prepared.prompts[(repeat, dispatcher.classifier.capabilities.max_images)]
     return prompt, await dispatcher.call(prompt)
 
