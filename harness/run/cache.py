@@ -1,13 +1,10 @@
 """A response cache in SQLite, so re-running a finished run costs nothing.
 
-Keyed by the classifier plugin, model id, the options that change an answer, the endpoint that
-answers (`Classifier.endpoint`: base URL and API version, or a checkpoint's files) and the request
-hash (prompt text, template, image contents); never a secret. Each entry stores its endpoint (for
-``harness cache info``). A cached record keeps the latency, tokens and cost of the call that produced
-it, so models are compared by what they cost, not by how warm the cache was. The same file holds the
-prompt-key memo (`harness.run.prompt_memo`). Files from before the endpoint was keyed (format 0)
-lose their stored answers when first opened (nothing says which server gave them); the memo stays.
-Only deterministic requests are cached (`Classifier.use_cache`): replaying a sampled answer hides its variance.
+Keyed by plugin, model id, the options that change an answer, the endpoint that answers
+(`Classifier.endpoint`) and the request hash; never a secret. Only deterministic requests are cached
+(`Classifier.use_cache`): replaying a sampled answer hides its variance. A cached record keeps the
+original call's latency, tokens and cost. The file also holds the prompt memo (`harness.run.prompt_memo`).
+Files from before the endpoint was keyed (format 0) lose their answers when first opened.
 """
 
 from __future__ import annotations

@@ -1,13 +1,10 @@
 """A user's class file: their own object descriptions, class names and descriptions, for any benchmark.
 
-The form (README: "Your own class descriptions") is that of the class files plugins register
-(hook ``register_class_files``): a ``[category]`` table with ``object``, ``guidance`` and
-``reference``, and ``[category.classes.KEY]`` tables with ``name`` and ``description``. A run
+The form (README: "Your own class descriptions") is that of the class files plugins register. A run
 reads ``--classes FILE``, else ``DATA_ROOT/classes.toml``, and lays it over what the benchmark
-loaded: a non-empty field replaces the benchmark's, an empty or missing one keeps it. A class the
-category lacks is an error (a typo would silently drop its description); a category the run did not
-load only a warning (``--category`` may have left it out). TOML parsers give no line numbers, so
-`line_index` finds them by scanning the text.
+loaded: a non-empty field replaces the benchmark's. An unknown class is an error (a typo would drop
+its description silently); a category the run did not load only a warning (``--category``).
+TOML parsers give no line numbers, so `line_index` finds them in the text.
 """
 
 from __future__ import annotations

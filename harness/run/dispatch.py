@@ -1,20 +1,11 @@
-"""Calling a classifier: concurrency, per-request timeout, retries, error kinds.
+"""Calling a classifier: concurrency, per-request timeout, rate limits, retries, error kinds.
 
-Retries live here, not in the backends: a backend only declares which errors are transient
-(`Classifier.should_retry`) and which of those are rate limiting or overload
-(`Classifier.is_rate_limited`: 429, 503, 529). Rate limiting is retried for as long as the
-request's ``rate_limit_budget_s`` allows, counted from its first attempt (a busy server says
-"later", and a count would give up on it after seconds); other transient errors until
-``max_attempts`` attempts ended in one (rate-limited attempts do not count). Why 10 by default:
-a server failing a share ``q`` of requests independently loses one in ``q ** max_attempts``
-(`loss_probability`): at q = 1/4, four attempts lose one in 256, ten one in a million. Between
-attempts: exponential backoff with full jitter, or the server's Retry-After when longer (capped).
-
-A failure becomes an error kind on the record (``backend_error`` or ``timeout``) with a redacted
-message, and says whether it was transient (worth asking again on ``--resume``); it is never turned
-into an answer. A permanent one that says no request can succeed (`Classifier.is_fatal`) is marked
-``fatal``; a run's `harness.run.failfast.FailFast` sees every outcome and, once it has stopped the
-run, no further request is sent.
+Backends only declare which errors are transient and which of those are rate limiting (429, 503,
+529). Rate limiting is retried within ``rate_limit_budget_s`` from the first attempt (a busy server
+says "later"); other transient errors until ``max_attempts`` attempts ended in one: at a failure
+share q, a request is lost with probability q ** max_attempts (`loss_probability`; 10 attempts at
+q = 1/4: one in a million). A failure becomes an error kind on the record, redacted, marked
+transient (asked again on ``--resume``) or ``fatal`` (`harness.run.failfast`); never an answer.
 """
 
 from __future__ import annotations

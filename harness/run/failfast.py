@@ -1,15 +1,10 @@
 """Runs whose requests fail: stop early when none can succeed, and say so on exit.
 
-Early stop: a 401, 403 or 404 (`Classifier.is_fatal`) says the model as configured cannot answer
-anything (a wrong key, no access, a misspelled model or URL). When a model's first
-`EARLY_STOP_AFTER` requests all come back fatal, `FailFast` stops the run with `EarlyStop` (exit
-code 2) instead of sending the rest of the benchmark the same way; what was recorded stays, and
-run.json says ``stopped_early``. Any other outcome among those first requests ends the watch for
-that model. Transient errors never count: they are retried.
-
-On exit: `call_failures` counts per model the calls that produced no answer (run.json
-``call_failures``), `warnings` words them, and `check_answered` raises `NoAnswersError` (exit code
-1) when a model was asked and never answered: its figures would rest on the gate alone.
+When a model's first `EARLY_STOP_AFTER` requests all fail fatally (401, 403, 404: a wrong key, no
+access, a misspelled model or URL), `FailFast` stops the run with `EarlyStop` (exit code 2) instead
+of sending the rest the same way; any other outcome ends the watch for that model. On exit,
+`call_failures` counts the calls that produced no answer, and `check_answered` raises
+`NoAnswersError` (exit code 1) when a model never answered: its figures would rest on the gate alone.
 """
 
 from __future__ import annotations

@@ -1,17 +1,11 @@
 """Request keys remembered by file identity, so re-running a finished run need not decode or render.
 
-A cached re-run is answered from the response cache, but its keys hash the rendered prompts:
-computing them means decoding every image again, most of a cached re-run's time. The memo maps a
-sample's *fingerprint* (id, category, label, `file_identity` of its image and mask, and the
-category's validity key: a hash of `memo_inputs`) to what preparing it gave last time: the gate's
-verdict, each prompt's hashes and the digests of the images it showed. Source text is not hashed:
-`PREPARATION_VERSION` is bumped by hand instead. Rewriting a file changes its ctime (no tool sets
-it back), so a changed image always misses the memo.
-
-Used only where safe: gates that do not read pixels (``none``, ``oracle``), verdicts without maps
-(a map is kept for pixel AUROC), and only when every model still to answer would be answered from
-the cache. A recalled sample carries `KeyOnlyPrompt`s (hashes, no messages) that `Dispatcher.call`
-answers from the cache and never sends.
+A cached re-run's keys hash the rendered prompts, and decoding every image again was most of its
+time. The memo maps a sample's fingerprint (its files' `file_identity` and the category's
+`memo_inputs`) to the gate's verdict, prompt hashes and shown-image digests of last time. A rewritten
+file changes its ctime, so it always misses. Used only for gates that do not read pixels, verdicts
+without maps, and samples every model would answer from the cache: a recalled sample carries
+`KeyOnlyPrompt`s, which `Dispatcher.call` answers from the cache and never sends.
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
 """What tells one model's runs apart on the leaderboard, and which of them a table shows.
 
-A leaderboard row stands for (benchmark, manifest hash, gate, model, prompt, answer options, seed,
-answer mode). The answer options (`Classifier.answer_options`: what can change an answer, not
-dispatch settings) are recorded per model in run.json's ``provenance.classifiers`` with their
-``options_hash``, which also covers the endpoint; other options, endpoint or seed make another row,
-never a replacement (an old run without the hash keys on None). Among a key's runs, those failing at
-most `FAILED_SHARE_LIMIT` of their calls come first, then the newest (`preference`).
+A row stands for (benchmark, manifest hash, gate, model, prompt, answer options, seed, answer mode);
+``options_hash`` covers the answer options and the endpoint, so other options or another server make
+another row, never a replacement. Among a key's runs, those failing at most `FAILED_SHARE_LIMIT` of
+their calls come first, then the newest (`preference`).
 """
 
 from __future__ import annotations

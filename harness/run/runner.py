@@ -1,10 +1,8 @@
 """One run, from benchmark to run.json: the local executor of the run's stages (`harness.run.stages`).
 
-`Run` resolves the plan (`harness.run.plan`), writes run.json's header, then per category fits
-the gate and, per sample, prepares it (gate, prompts) and asks every model about a flagged one; each
-record is appended at once, and the analyses (`harness.analyses`) finish run.json. It keeps the prompt
-memo, the run folder, resume state, early stop, progress and hooks. Preparation runs in a worker
-thread while earlier samples' model calls are in flight, so a slow gate and slow models overlap.
+`Run` resolves the plan, writes run.json's header, then per category fits the gate and, per sample,
+prepares it and asks every model about a flagged one, appending each record at once; the analyses
+finish run.json. Preparation runs in a worker thread while earlier samples' calls are in flight.
 `RunConfig`, `RunResult` and `reference_path` are importable from here as before.
 """
 
