@@ -10,7 +10,7 @@ import pytest
 from harness.run.cache import ResponseCache
 from harness.classifiers import ClassifierOptions
 from harness.run.dispatch import Dispatcher
-from harness.run.ratelimit import RateLimiter
+from harness.run.dispatch import RateLimiter
 from harness.testing import scripted_classifier
 from harness.types import ClassInfo, Prompt, Response
 

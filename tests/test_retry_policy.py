@@ -13,7 +13,7 @@ import pytest
 from harness import plugins
 from harness.classifiers import ClassifierOptions
 from harness.run.dispatch import CallResult, Dispatcher
-from harness.run.retry_policy import RetryBook, loss_probability
+from harness.run.dispatch import RetryBook, loss_probability
 from harness.run.runner import Run, RunConfig
 from harness.testing import scripted_classifier, tiny_prompt, write_tiny_benchmark
 from harness.testing.conformance import error_from_wire

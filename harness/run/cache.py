@@ -1,34 +1,20 @@
 """A response cache in SQLite, so re-running a finished run costs nothing.
 
-Keyed by the classifier plugin, the model id, the options that change an
-answer, the endpoint that answers (`Classifier.endpoint`: for a hosted backend
-the base URL after environment variables and defaults, and the API version; for
-``hf`` the checkpoint's files) and the request hash (prompt text, template and
-image contents). Secrets are never part of a key, and each entry stores its
-endpoint (for `harness cache info`), never a key or a credential. Only
-deterministic requests are cached by default (temperature 0 or no sampling):
-replaying a sampled answer would hide the model's variance.
-
-A cached record keeps the latency, tokens and cost of the call that produced
-it and says ``cached: true``, so a leaderboard still compares models by what
-they cost, not by how warm the cache was.
-
-The same file holds the prompt-key memo (`harness.run.prompt_memo`): which request
-hashes a sample's prompts had, keyed by the identity of every input file, so a
-re-run can find its cached answers without decoding images again.
-
-Cache files written before the endpoint was part of the key (format 0) are
-upgraded when first opened: their stored answers are deleted, since nothing
-says which server gave them (their keys could never match again anyway); the
-prompt memo is kept.
+Keyed by plugin, model id, the options that change an answer, the endpoint that answers
+(`Classifier.endpoint`) and the request hash; never a secret. Only deterministic requests are cached
+(`Classifier.use_cache`): replaying a sampled answer hides its variance. A cached record keeps the
+original call's latency, tokens and cost. The file also holds the prompt memo (`harness.run.prompt_memo`).
+Files from before the endpoint was keyed (format 0) lose their answers when first opened.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import sqlite3
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -91,11 +77,6 @@ def cache_keyer(plugin: str, model_id: str | None, options: dict[str, Any], *, e
     return key
 
 
-def endpoint_text(endpoint: dict[str, Any]) -> str:
-    """How an endpoint is stored in the cache's ``endpoint`` column: compact JSON with sorted keys."""
-    return json.dumps(endpoint, sort_keys=True, separators=(",", ":"), default=str)
-
-
 class ResponseCache:
     """A thread-safe SQLite store of successful responses; failures are never cached."""
 
@@ -120,8 +101,7 @@ class ResponseCache:
         """Bring an older cache file to `CACHE_FORMAT`, once, even with several processes opening it at once."""
         if self._db.execute("PRAGMA user_version").fetchone()[0] == CACHE_FORMAT:
             return  # the usual case: no write lock taken
-        self._db.execute("BEGIN IMMEDIATE")  # one writer at a time: the check and the change are atomic
-        try:
+        with self._transaction():  # one writer at a time: the check and the change are atomic
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version > CACHE_FORMAT:
                 raise HarnessError(
@@ -135,6 +115,13 @@ class ResponseCache:
                 # Keyed without the endpoint: no key can match them again, and nothing says which server answered.
                 self._db.execute("DELETE FROM responses WHERE endpoint IS NULL")
                 self._db.execute(f"PRAGMA user_version = {CACHE_FORMAT}")
+
+    @contextmanager
+    def _transaction(self):
+        """BEGIN IMMEDIATE (one writer at a time) ... COMMIT, or ROLLBACK on any error."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
@@ -153,23 +140,14 @@ class ResponseCache:
     def put(self, key: str, plugin: str, model_id: str | None, response: Response, latency_s: float | None,
             endpoint: dict[str, Any] | None = None) -> None:
         """Store a successful response under ``key``, with the endpoint that answered (`Classifier.endpoint`)."""
-        payload = json.dumps(
-            {
-                "text": response.text,
-                "tokens_in": response.tokens_in,
-                "tokens_out": response.tokens_out,
-                "cost_usd": response.cost_usd,
-                "option_scores": response.option_scores,
-                "refused": response.refused,
-                "served_model": response.served_model,
-                "structured": response.structured,
-            }
-        )
+        payload = json.dumps(dataclasses.asdict(response))
         with self._lock:
             self._db.execute(
                 "INSERT OR REPLACE INTO responses (key, plugin, model, response, latency_s, endpoint) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                (key, plugin, model_id, payload, latency_s, endpoint_text(endpoint or {})),
+                # The endpoint column: compact JSON with sorted keys (`harness cache clear` matches it exactly).
+                (key, plugin, model_id, payload, latency_s,
+                 json.dumps(endpoint or {}, sort_keys=True, separators=(",", ":"), default=str)),
             )
 
     def contains(self, key: str) -> bool:
@@ -210,30 +188,18 @@ class ResponseCache:
     def delete_groups(self, groups: list[tuple[str, str | None, str | None]]) -> int:
         """Delete the responses of each (plugin, model, endpoint column) group; returns how many were deleted."""
         deleted = 0
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for plugin, model, endpoint in groups:
-                    deleted += self._db.execute(
-                        "DELETE FROM responses WHERE plugin = ? AND model IS ? AND endpoint IS ?", (plugin, model, endpoint)
-                    ).rowcount
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._lock, self._transaction():
+            for plugin, model, endpoint in groups:
+                deleted += self._db.execute(
+                    "DELETE FROM responses WHERE plugin = ? AND model IS ? AND endpoint IS ?", (plugin, model, endpoint)
+                ).rowcount
         return deleted
 
     def delete_all(self) -> tuple[int, int]:
         """Delete every response and every memo entry; returns (responses, memo entries) deleted."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                responses = self._db.execute("DELETE FROM responses").rowcount
-                memo = self._db.execute("DELETE FROM prepared_samples").rowcount
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._lock, self._transaction():
+            responses = self._db.execute("DELETE FROM responses").rowcount
+            memo = self._db.execute("DELETE FROM prepared_samples").rowcount
         return responses, memo
 
     def compact(self) -> None:

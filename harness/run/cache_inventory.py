@@ -1,8 +1,7 @@
 """What the response cache holds, per (plugin, model, endpoint), and removing part of it.
 
-The logic behind ``harness cache info`` and ``harness cache clear``: which groups
-of entries a ``--model`` / ``--endpoint`` filter selects, and how an endpoint
-(`Classifier.endpoint`, stored as JSON with each entry) is shown.
+The logic of ``harness cache info`` and ``harness cache clear``: which groups a ``--model`` /
+``--endpoint`` filter selects, and how an endpoint is shown.
 """
 
 from __future__ import annotations
@@ -75,15 +74,12 @@ def open_existing(path: Path) -> ResponseCache:
     return ResponseCache(path)
 
 
-def file_size(path: Path) -> int:
-    """Bytes on disk: the database and its write-ahead log."""
-    wal = path.with_name(path.name + "-wal")
-    return path.stat().st_size + (wal.stat().st_size if wal.is_file() else 0)
-
-
 def take_inventory(cache: ResponseCache) -> Inventory:
+    """What ``cache`` holds; its size counts the database and its write-ahead log."""
     groups = [Group(plugin, model, endpoint, count) for plugin, model, endpoint, count in cache.entry_counts()]
-    return Inventory(str(cache.path), file_size(cache.path), sum(g.entries for g in groups), cache.memo_count(), groups)
+    wal = cache.path.with_name(cache.path.name + "-wal")
+    size = cache.path.stat().st_size + (wal.stat().st_size if wal.is_file() else 0)
+    return Inventory(str(cache.path), size, sum(g.entries for g in groups), cache.memo_count(), groups)
 
 
 def endpoint_label(group: Group) -> str:

@@ -1,28 +1,10 @@
 """A user's class file: their own object descriptions, class names and descriptions, for any benchmark.
 
-The file has the form of the class files plugins register by name (hook
-``register_class_files``; the ``prompts`` plugin ships ``prompts/classes/*.toml``)::
-
-    [widget]
-    object = "a grey plastic widget seen from above"
-    guidance = "optional hints for this category"
-    reference = "train/good/000.png"      # optional: the reference normal shown beside every query
-
-    [widget.classes.dent]
-    name = "dent"
-    description = "a shallow round dent in the surface"
-
-A run reads ``--classes FILE`` (config key ``classes``), else ``DATA_ROOT/classes.toml``
-when present. It is laid over what the benchmark loaded: every field the file
-gives (non-empty) replaces the benchmark's, every field it leaves out or leaves
-empty keeps the benchmark's text (the shipped description, or the name derived
-from the folder). A class the file lists that the category does not have is an
-error (a typo would otherwise silently drop its description); a category the
-file lists that the run did not load is only warned about (``--category`` may
-have left it out). ``harness classes check`` reports all of these with line numbers.
-
-TOML parsers give no line numbers, so `line_index` finds them by scanning the
-text for table headers and keys.
+The form (README: "Your own class descriptions") is that of the class files plugins register. A run
+reads ``--classes FILE``, else ``DATA_ROOT/classes.toml``, and lays it over what the benchmark
+loaded: a non-empty field replaces the benchmark's. An unknown class is an error (a typo would drop
+its description silently); a category the run did not load only a warning (``--category``).
+TOML parsers give no line numbers, so `line_index` finds them in the text.
 """
 
 from __future__ import annotations
@@ -166,18 +148,11 @@ def _text(parsed: UserClassFile, table: tuple[str, ...], fields: dict[str, Any],
     return value.strip()
 
 
-def find_class_file(given: Path | None, data_root: Path | None) -> Path | None:
-    """The class file a run uses: ``--classes`` when given, else ``DATA_ROOT/classes.toml`` when present."""
-    if given is not None:
-        return given
-    if data_root is not None and (data_root / DEFAULT_NAME).is_file():
-        return data_root / DEFAULT_NAME
-    return None
-
-
 def apply_to_run(data: BenchmarkData, given: Path | None, data_root: Path | None) -> UserClassFile | None:
-    """Find, read and apply the run's class file (`find_class_file`); None when there is none."""
-    path = find_class_file(given, data_root)
+    """Read and apply ``--classes`` when given, else ``DATA_ROOT/classes.toml`` when present; None without one."""
+    path = given
+    if path is None and data_root is not None and (data_root / DEFAULT_NAME).is_file():
+        path = data_root / DEFAULT_NAME
     if path is None:
         return None
     user = read_class_file(path)
@@ -225,14 +200,13 @@ def apply_class_file(data: BenchmarkData, user: UserClassFile) -> None:
 
 
 def reference_file(root: Path, category: str, reference: str) -> Path:
-    """Where a ``reference`` field points: absolute as given; relative from ``root/category/`` when that
-    folder exists (a folder tree), else from ``root`` (a manifest's folder, as its image paths are)."""
+    """Where a ``reference`` field points: absolute as given, else from `reference_base`."""
     path = Path(reference).expanduser()
     return path if path.is_absolute() else reference_base(root, category) / path
 
 
 def reference_base(root: Path, category: str) -> Path:
-    """The folder a relative ``reference`` starts at: the category's folder, else the data root."""
+    """Where a relative ``reference`` starts: the category's folder (folder tree), else the data root (manifest)."""
     return root / category if (root / category).is_dir() else root
 
 

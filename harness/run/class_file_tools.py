@@ -1,10 +1,7 @@
 """``harness classes``: write a starting class file from a data root, and check one against it.
 
-Both ask `harness.run.class_sources.find_classes` what the data root holds as a
-run of the benchmark sees it: folders for ``--benchmark folder`` (the default
-for a folder tree), the manifest's rows for ``manifest`` (the default for a
-manifest file), and whatever any other benchmark loads. The file form, and
-how a run lays it over a benchmark, is `harness.run.class_file`.
+Both ask `harness.run.class_sources.find_classes` what the data root holds as a run of the
+benchmark sees it; the file form is `harness.run.class_file`.
 """
 
 from __future__ import annotations
@@ -129,13 +126,9 @@ class Finding:
 def check(path: Path, found: FoundClasses) -> list[Finding]:
     """Every problem of the class file at ``path`` against what the data root holds (``found``).
 
-    Errors: a category or class the file lists that the data root lacks, a
-    fixed reference that does not exist (a run stops on these). Warnings: a
-    category or class of the data root the file does not list, an empty object
-    or description where the benchmark has none either (a run goes on with the
-    derived name and no description). The messages name what is missing in the
-    source's own terms (a folder, a manifest row, a benchmark's class).
-    A file that cannot be parsed raises `HarnessError` naming file and line.
+    Errors (a run stops on them): a category or class the data root lacks, a missing fixed reference.
+    Warnings: a category or class the file does not list, an empty text the benchmark lacks too.
+    An unparseable file raises `HarnessError` naming file and line.
     """
     user = read_class_file(path)
     findings: list[Finding] = []

@@ -1,14 +1,9 @@
-"""What categories and classes a data root holds, as a run of one benchmark sees them (for ``harness classes``).
+"""What categories and classes a data root holds, as a run of one benchmark sees them (``harness classes``).
 
-`find_classes` answers for any benchmark. The ``folder`` benchmark is read
-straight from its folders (``<root>/<category>/test/<class>/``), so that a
-category without training images can still be listed and every message can
-name the folder to create. Every other benchmark (``manifest``, ``mvtec-ad``,
-``visa``, ``visa-ac``, a third party's) is loaded through the plugin registry
-and asked: its categories, its class keys, and the text it already has
-(shipped object and class descriptions), exactly what a run lays a class file
-over. Each kind of source words its messages in its own terms (a folder to
-create, a manifest row to add, a class the benchmark lacks).
+The ``folder`` benchmark is read straight from its folders, so a category without training images
+is still listed and messages can name the folder to create; any other benchmark is loaded through
+the registry and asked (its categories, class keys and shipped text: what a class file lies over).
+Each kind of source words its messages in its own terms (a folder, a manifest row, a class).
 """
 
 from __future__ import annotations
@@ -31,9 +26,7 @@ VISA_SPLIT = Path("split_csv") / "1cls.csv"
 def detect_benchmark(root: Path) -> str:
     """``manifest`` for a manifest file or a folder holding one, else ``folder``.
 
-    A folder counts as a manifest's when it holds manifest.csv or
-    manifest.jsonl, or a single .csv/.jsonl file and no ``<category>/test/``
-    folder (an MVTec tree with one stray CSV stays a folder tree).
+    A folder holds one when it has manifest.csv/.jsonl, or a single .csv/.jsonl and no ``<category>/test/``.
     """
     if root.is_file():
         return "manifest" if root.suffix.lower() in MANIFEST_FILE_SUFFIXES else "folder"
@@ -50,9 +43,7 @@ def detect_benchmark(root: Path) -> str:
 class FoundClasses:
     """The categories of a data root under one benchmark, with the text the benchmark already gives.
 
-    ``root`` is the run's data root (where a relative ``reference`` starts);
-    ``notes`` are things the user should know (a partial release).
-    Subclasses word the messages of `harness.run.class_file_tools.check`.
+    ``notes``: what the user should know (a partial release). Subclasses word `class_file_tools.check`'s messages.
     """
 
     benchmark: str

@@ -1,8 +1,7 @@
 """Where a finished run's images are: the recorded data root, or the benchmark's own place for them.
 
-A run records ``benchmark.data_root`` only when the user gave one. Without one the benchmark found
-its data itself (the demo is generated into ``$HARNESS_CACHE_DIR``), so a reader asks the benchmark
-again: a published demo run then opens on any machine, and nothing is written outside the cache.
+Without a recorded root (the demo, generated into the cache) a reader asks the benchmark again, so a
+published demo run opens anywhere and nothing is written outside the cache.
 """
 
 from __future__ import annotations

@@ -1,23 +1,22 @@
-"""Calling a classifier: concurrency, per-request timeout, retries, error kinds.
+"""Calling a classifier: concurrency, per-request timeout, rate limits, retries, error kinds.
 
-Retries live here, not in the backends: a backend only declares which errors
-are transient (`Classifier.should_retry`) and which of those are rate limiting
-or overload (`Classifier.is_rate_limited`). Rate limiting is retried within a
-time budget, other transient errors a bounded number of times
-(:mod:`harness.run.retry_policy`). A failure becomes an error kind on the record
-(``backend_error`` or ``timeout``) with a redacted message, and says whether it
-was transient (worth asking again on ``--resume``); it is never turned into an
-answer. A permanent one that says no request can succeed (`Classifier.is_fatal`)
-is marked ``fatal``; a run's `harness.run.failfast.FailFast` sees every outcome and,
-once it has stopped the run, no further request is sent.
+Backends only declare which errors are transient and which of those are rate limiting (429, 503,
+529). Rate limiting is retried within ``rate_limit_budget_s`` from the first attempt (a busy server
+says "later"); other transient errors until ``max_attempts`` attempts ended in one: at a failure
+share q, a request is lost with probability q ** max_attempts (`loss_probability`; 10 attempts at
+q = 1/4: one in a million). A failure becomes an error kind on the record, redacted, marked
+transient (asked again on ``--resume``) or ``fatal`` (`harness.run.failfast`); never an answer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import time
+from collections import deque
 from dataclasses import dataclass
+from typing import Callable
 
 from tenacity import AsyncRetrying, RetryError, retry_if_exception, wait_random_exponential
 
@@ -25,9 +24,7 @@ from harness.run.cache import ResponseCache, cache_keyer
 from harness.classifiers import Classifier
 from harness.errors import HarnessError
 from harness.run.failfast import FailFast
-from harness.run.ratelimit import RateLimiter
 from harness.run.redact import redact
-from harness.run.retry_policy import RetryBook
 from harness.types import KeyOnlyPrompt, Prompt, Response
 
 MAX_DETAIL_CHARS = 500
@@ -35,22 +32,127 @@ MAX_DETAIL_CHARS = 500
 MAX_RETRY_AFTER_S = 300.0
 
 
-_heap_frozen = False
+def loss_probability(failure_share: float, max_attempts: int) -> float:
+    """The chance that a request is lost when each attempt fails independently with ``failure_share``."""
+    return failure_share ** max_attempts
 
 
-def freeze_long_lived_objects() -> None:
-    """Exclude the objects that exist now from the cyclic GC, once per process.
+@dataclass
+class RetryBook:
+    """One request's retries: which failures count against what, and why it stopped (see the module docstring)."""
 
-    When the first dispatcher is made, the heap holds what lives for the whole run:
-    modules, plugins, SDKs, the benchmark's data. Every few hundred requests the GC's
-    full collection would walk all of it again (tens of milliseconds each, a stall
-    of every request in flight). Frozen, they are skipped. Done once, so whatever
-    garbage exists at that moment is kept at most once.
+    max_attempts: int
+    rate_limit_budget_s: float
+    other_failures: int = 0
+    rate_limited_failures: int = 0
+    #: Seconds since the first attempt when the request stopped on a spent budget; None otherwise.
+    budget_spent_after_s: float | None = None
+
+    def should_stop(self, rate_limited: bool, elapsed_s: float, next_wait_s: float) -> bool:
+        """True when a request must give up after this failure, ``elapsed_s`` after its first attempt began."""
+        if rate_limited:
+            self.rate_limited_failures += 1
+            if elapsed_s + next_wait_s > self.rate_limit_budget_s:
+                self.budget_spent_after_s = elapsed_s
+                return True
+            return False
+        self.other_failures += 1
+        return self.other_failures >= self.max_attempts
+
+    def give_up_message(self, attempts: int) -> str:
+        """The start of the record's error detail once the request gave up (the last error follows)."""
+        if self.budget_spent_after_s is not None:
+            return (
+                f"gave up after {attempts} attempts: rate limited or overloaded for {self.budget_spent_after_s:.1f} s "
+                f"({self.rate_limited_failures} such answers), and the next wait would pass "
+                f"rate_limit_budget_s={self.rate_limit_budget_s:g}"
+            )
+        return f"gave up after {attempts} attempts"
+
+
+WINDOW_S = 60.0
+
+
+class RateLimiter:
+    """Waits until a request fits under ``requests_per_minute`` and ``tokens_per_minute``, as providers count them.
+
+    A sliding one-minute window: unlike a token bucket with a minute of burst, it never exceeds the limit
+    over any 60 s. Tokens are known only after a call: a request is charged the last request's count when
+    it starts, corrected by `settle` when it finishes.
     """
-    global _heap_frozen
-    if not _heap_frozen:
-        _heap_frozen = True
-        gc.freeze()
+
+    def __init__(self, requests_per_minute: float | None = None, tokens_per_minute: float | None = None,
+                 clock: Callable[[], float] = time.monotonic, window_s: float = WINDOW_S):
+        self.requests_per_minute = requests_per_minute
+        self.tokens_per_minute = tokens_per_minute
+        self._clock = clock
+        self.window_s = window_s
+        self._starts: deque[float] = deque()
+        self._tokens: deque[list[float]] = deque()  # [start time, tokens charged]
+        self._lock = asyncio.Lock()
+        self.last_tokens = 0.0
+
+    @property
+    def active(self) -> bool:
+        return bool(self.requests_per_minute or self.tokens_per_minute)
+
+    def _forget_old(self, now: float) -> None:
+        while self._starts and now - self._starts[0] >= self.window_s:
+            self._starts.popleft()
+        while self._tokens and now - self._tokens[0][0] >= self.window_s:
+            self._tokens.popleft()
+
+    def _wait_needed(self, now: float, estimate: float) -> float:
+        waits = [0.0]
+        if self.requests_per_minute and len(self._starts) >= self.requests_per_minute:
+            index = len(self._starts) - int(self.requests_per_minute)
+            waits.append(self._starts[index] + self.window_s - now)
+        if self.tokens_per_minute and self._tokens:
+            used = sum(t for _, t in self._tokens)
+            if used + estimate > self.tokens_per_minute:
+                # Wait until enough of the oldest charges leave the window.
+                excess = used + estimate - self.tokens_per_minute
+                freed = 0.0
+                for started, tokens in self._tokens:
+                    freed += tokens
+                    if freed >= excess:
+                        waits.append(started + self.window_s - now)
+                        break
+        return max(waits)
+
+    async def acquire(self) -> list[float] | None:
+        """Wait for room; return the token charge to settle with `settle` (None when unlimited)."""
+        if not self.active:
+            return None
+        async with self._lock:  # one waiter at a time keeps the order fair
+            while True:
+                now = self._clock()
+                self._forget_old(now)
+                wait = self._wait_needed(now, self.last_tokens)
+                if wait <= 0:
+                    break
+                await asyncio.sleep(wait)
+            self._starts.append(now)
+            charge = [now, self.last_tokens]
+            self._tokens.append(charge)
+            return charge
+
+    def settle(self, charge: list[float] | None, tokens_used: int | None) -> None:
+        """Replace a request's estimated tokens with what it actually used."""
+        if charge is None or tokens_used is None:
+            return
+        charge[1] = float(tokens_used)
+        self.last_tokens = float(tokens_used)
+
+
+@functools.cache  # once per process, so whatever garbage exists at that moment is kept at most once
+def freeze_long_lived_objects() -> None:
+    """Exclude the objects that exist now from the cyclic GC.
+
+    When the first dispatcher is made, the heap holds what lives for the whole run (modules, plugins,
+    SDKs, the data); the GC's full collections would walk it all again, stalling every request in flight.
+    """
+    gc.freeze()
 
 
 @dataclass
@@ -64,25 +166,15 @@ class CallResult:
     latency_s: float | None  # wall time of the successful attempt
     queued_s: float  # time spent waiting for a concurrency slot and the rate limit
     cached: bool = False  # answered from the response cache; latency and usage are the original call's
-    #: With an error: True when it was transient (retries ran out, or a timeout), so a resume asks again;
-    #: False when permanent (401, 400, ...). None without an error.
-    transient: bool | None = None
-    #: A permanent error saying no request of this model can succeed as configured (harness/run/failfast.py).
-    fatal: bool = False
+    transient: bool | None = None  # with an error: retries ran out or a timeout, so a resume asks again
+    fatal: bool = False  # a permanent error saying no request of this model can succeed (harness/run/failfast.py)
 
 
 class Dispatcher:
     """Sends prompts to one classifier with bounded concurrency and retries."""
 
-    def __init__(
-        self,
-        classifier: Classifier,
-        *,
-        cache: ResponseCache | None = None,
-        wait_initial_s: float = 1.0,
-        wait_max_s: float = 60.0,
-        failfast: FailFast | None = None,
-    ):
+    def __init__(self, classifier: Classifier, *, cache: ResponseCache | None = None, wait_initial_s: float = 1.0,
+                 wait_max_s: float = 60.0, failfast: FailFast | None = None):
         self.classifier = classifier
         #: Shared by a run's dispatchers: sees every call's outcome and refuses new requests once stopped.
         self.failfast = failfast
@@ -159,12 +251,7 @@ class Dispatcher:
             error = retry_state.outcome.exception()
             return book.should_stop(self._is_rate_limited(error), retry_state.seconds_since_start, retry_state.upcoming_sleep)
 
-        retrying = AsyncRetrying(
-            stop=stop,
-            wait=self._wait,
-            retry=retry_if_exception(self._is_transient),
-            reraise=False,
-        )
+        retrying = AsyncRetrying(stop=stop, wait=self._wait, retry=retry_if_exception(self._is_transient), reraise=False)
         try:
             async for attempt in retrying:
                 with attempt:
@@ -192,9 +279,7 @@ class Dispatcher:
 
     def _failure(self, error: BaseException | None, attempts: int, queued_s: float, gave_up: str | None) -> CallResult:
         """The failed call's record fields; ``gave_up`` (the retry book's message) when transient errors ran out."""
-        is_timeout = isinstance(error, asyncio.TimeoutError) or (
-            error is not None and self.classifier.is_timeout(error)
-        )
+        is_timeout = isinstance(error, asyncio.TimeoutError) or (error is not None and self.classifier.is_timeout(error))
         kind = "timeout" if is_timeout else "backend_error"
         if isinstance(error, asyncio.TimeoutError):
             message = f"no answer within {self.options.timeout_s:g} s"

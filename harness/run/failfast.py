@@ -1,27 +1,10 @@
 """Runs whose requests fail: stop early when none can succeed, and say so on exit.
 
-Early stop. A request answered 401, 403 or 404 says that the model, as
-configured, cannot answer anything (a wrong API key, no access, a misspelled
-model name or base URL); the backend says so through `Classifier.is_fatal`, and
-the dispatcher marks such a `CallResult` ``fatal`` and shows every outcome to the
-run's `FailFast` (`FailFast.observe`). When a model's first
-`EARLY_STOP_AFTER` requests of a run all come back fatal, `FailFast` stops the
-whole run with `EarlyStop` (exit code 2: the configuration is at fault) instead
-of sending the rest of the benchmark the same way: the dispatcher sends no
-request after that, the runner prepares no further sample, and what was
-recorded stays in the run folder, whose run.json says ``status: "failed"``, the
-``failure`` and ``stopped_early`` (model, requests, redacted error). Any other outcome among a
-model's first requests (an answer, a cached answer, a transient error given up
-on, a 400 about one request) ends the watch for that model: from then on its
-failures are recorded, as always, and the run goes on. Transient errors never
-count: they are retried by the dispatcher and are not fatal.
-
-On exit. `call_failures` counts, per model, the calls that produced no answer
-(error kinds `CALL_ERRORS`) among all calls; run.json keeps it under
-``call_failures``. `warnings` words it for the terminal, and `check_answered`
-raises `NoAnswersError` (exit code 1) when some model was asked something and
-never answered, because that model's figures then rest on the images the gate
-passed alone.
+When a model's first `EARLY_STOP_AFTER` requests all fail fatally (401, 403, 404: a wrong key, no
+access, a misspelled model or URL), `FailFast` stops the run with `EarlyStop` (exit code 2) instead
+of sending the rest the same way; any other outcome ends the watch for that model. On exit,
+`call_failures` counts the calls that produced no answer, and `check_answered` raises
+`NoAnswersError` (exit code 1) when a model never answered: its figures would rest on the gate alone.
 """
 
 from __future__ import annotations
@@ -104,11 +87,10 @@ def call_failures(records: Iterable[dict[str, Any]], models: Iterable[str]) -> d
     """Per model: ``calls`` (records of a model call, cached ones included), ``failed`` (no answer),
     ``errors`` (failed calls by error kind) and ``example`` (the first failure's redacted detail, or None)."""
     records = list(records)
-    summary: dict[str, dict[str, Any]] = {}
-    kinds: dict[str, Counter] = {}
-    for model in [*models, *(r["model"] for r in records)]:
-        summary.setdefault(model, {"calls": 0, "failed": 0, "errors": {}, "example": None})
-        kinds.setdefault(model, Counter())
+    summary: dict[str, dict[str, Any]] = {
+        model: {"calls": 0, "failed": 0, "errors": Counter(), "example": None}
+        for model in [*models, *(r["model"] for r in records)]
+    }
     for record in records:
         if not record.get("called"):
             continue
@@ -116,11 +98,11 @@ def call_failures(records: Iterable[dict[str, Any]], models: Iterable[str]) -> d
         entry["calls"] += 1
         if record.get("error") in CALL_ERRORS:
             entry["failed"] += 1
-            kinds[record["model"]][record["error"]] += 1
+            entry["errors"][record["error"]] += 1
             if entry["example"] is None and record.get("error_detail"):
                 entry["example"] = str(record["error_detail"])[:EXAMPLE_CHARS]
-    for model, entry in summary.items():
-        entry["errors"] = dict(sorted(kinds[model].items()))
+    for entry in summary.values():
+        entry["errors"] = dict(sorted(entry["errors"].items()))
     return summary
 
 

@@ -1,26 +1,19 @@
 """Saying why a mask-based figure cannot apply, instead of leaving a bare null.
 
-Masks are optional: a user's own dataset often has none. Then the oracle gate
-still flags every anomalous image but has no region to outline, and pixel
-AUROC has no ground truth; run.json says so in ``pixel_auroc_note`` and the
-oracle's per-category gate info says so in ``regions``.
+Masks are optional (a user's own dataset often has none): run.json then says why pixel AUROC is
+null in ``pixel_auroc_note``, and the oracle gate's info says why it outlines no ``regions``.
 """
 
 from __future__ import annotations
 
 from typing import Any, Sequence
 
-from harness.types import Category, Sample
-
-
-def unmasked_defects(category: Category) -> list[Sample]:
-    """The category's anomalous test images that have no mask file."""
-    return [s for s in category.test_samples if s.is_anomalous and s.mask is None]
+from harness.types import Category
 
 
 def mask_summary(category: Category) -> str | None:
     """"k of n anomalous test images have no mask (e.g. PATH)", or None when every one has a mask."""
-    missing = unmasked_defects(category)
+    missing = [s for s in category.test_samples if s.is_anomalous and s.mask is None]
     if not missing:
         return None
     anomalous = sum(1 for s in category.test_samples if s.is_anomalous)

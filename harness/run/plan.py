@@ -1,39 +1,30 @@
 """A run's plan: everything resolved once from its config, before the first sample is touched.
 
-`resolve_plan(config, registry)` turns a `RunConfig` into a frozen `RunPlan`. It
-takes two steps, so that each mistake surfaces where it always has:
-
-1. `resolve_parts` looks every name up in the registry and builds what the config
-   alone decides: the benchmark, the gate, the template, the classifiers, the
-   prices, the decision policy and cost matrix, the result writers and the
-   analyses. The checks that need no data run here (`harness.run.prechecks`):
-   a bad flag stops the run before any file is read. `Run.__init__` takes this step.
-2. `load_plan` reads the benchmark's data and lays the run's choices over it:
-   the user's class file, the support sets of ``--shots`` (taken out of the
-   scored test set), the subsets of ``--limit``, and checks the policy and costs
-   against the labels. `Run.execute` takes this step.
-
-Nothing in a plan changes once it is made; the stages (`harness.run.stages`)
-and the run header (`harness.run.run_header.header_inputs`) read it. Its pieces
-are plain data, except the classifiers (they may hold SDK clients and
-connections) and the writers and analyses (plugin objects).
+`resolve_plan` takes two steps, so that each mistake surfaces where it always has:
+`resolve_parts` (in `Run.__init__`) looks every name up in the registry, builds what the config
+alone decides and runs the checks that need no data, so a bad flag stops the run before any file
+is read; `load_plan` (in `Run.execute`) reads the benchmark's data and lays the class file, the
+``--shots`` support sets and the ``--limit`` subsets over it. A plan never changes once made; its
+pieces are plain data, except the classifiers (SDK clients) and the writers and analyses (plugins).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from harness.analyses import Analysis
 from harness.classifiers import Classifier, parse_model_spec
 from harness.datasets import Benchmark, ReleaseMismatchError
-from harness.errors import HarnessError
+from harness.errors import HarnessError, UnknownNameError
 from harness.gates import Gate, gate_mode
 from harness.options import validate_options
 from harness.plugins import BUILTIN_PLUGIN, Registry
 from harness.prompts import PromptTemplate
-from harness.run import class_file, prechecks
+from harness.run import class_file
 from harness.run.pricing import Price, load_prices, price_for
 from harness.run.run_config import RunConfig
 from harness.run.sampling import draw_support, reference_path, seeded_subset
@@ -52,23 +43,16 @@ class RunParts:
     config: RunConfig
     benchmark: Benchmark
     gate: Gate
-    #: How templates word what the gate did (`harness.gates.gate_mode`, checked).
-    gate_mode: str
+    gate_mode: str  # how templates word what the gate did (`harness.gates.gate_mode`)
     template: PromptTemplate
-    #: The plugin that registered the template (run.json's provenance names it).
-    template_plugin: str | None
-    #: One per ``--models`` spec, in that order.
-    classifiers: tuple[Classifier, ...]
-    #: Model spec -> its price per million tokens, or None.
-    prices: dict[str, Price | None]
+    template_plugin: str | None  # the plugin that registered the template
+    classifiers: tuple[Classifier, ...]  # one per --models spec, in that order
+    prices: dict[str, Price | None]  # model spec -> its price, or None
     policy: Policy | None
     costs: CostMatrix | None
-    #: ``--output-format`` name -> its result writer, in the order given.
-    writers: dict[str, Any]
-    #: The registered analyses, the core's own first (their run.json order), then the plugins'.
-    analyses: tuple[Analysis, ...]
-    #: Plugin name -> (distribution, version), for the provenance.
-    plugins: dict[str, tuple[str, str]]
+    writers: dict[str, Any]  # --output-format name -> its result writer, in the order given
+    analyses: tuple[Analysis, ...]  # the core's own first (their run.json order), then the plugins'
+    plugins: dict[str, tuple[str, str]]  # plugin name -> (distribution, version)
 
     def candidates(self, category: Category) -> list[ClassInfo]:
         """The candidate classes of a category in the given order (``good`` last when the gate passes all)."""
@@ -92,12 +76,9 @@ class RunParts:
 class RunPlan(RunParts):
     """`RunParts` with the benchmark's data, as the run evaluates it."""
 
-    #: After the class file, with the support samples taken out and ``--limit`` applied.
-    data: BenchmarkData
-    #: The user's class file, or None.
+    data: BenchmarkData  # after the class file, with the support samples taken out and --limit applied
     class_file: class_file.UserClassFile | None
-    #: Category -> the support samples drawn by ``--shots`` (none without it).
-    support: dict[str, list[Sample]]
+    support: dict[str, list[Sample]]  # category -> the support samples drawn by --shots
 
 
 def resolve_plan(config: RunConfig, registry: Registry) -> RunPlan:
@@ -117,10 +98,10 @@ def resolve_parts(config: RunConfig, registry: Registry) -> RunParts:
     template_entry = registry.get("templates", config.prompt)
     if not config.models:
         raise HarnessError("no models given; use --models, e.g. --models random")
-    # Everything checkable is checked before the first request (harness/run/prechecks.py).
-    prechecks.check_model_options(config.model_options, config.models)
-    writers = prechecks.resolve_writers(registry, config.output_formats)
-    prechecks.check_results_dir(config.results_dir)
+    # Checked before the first request; option values, API keys and price and policy files where they are read.
+    check_model_options(config.model_options, config.models)
+    writers = resolve_writers(registry, config.output_formats)
+    check_results_dir(config.results_dir)
     classifiers = tuple(_make_classifier(spec, config, registry) for spec in config.models)
     price_table = load_prices(config.prices)
     prices = {c.spec: price_for(c.spec, price_table) for c in classifiers}
@@ -139,9 +120,7 @@ def load_plan(parts: RunParts) -> RunPlan:
     """Read the benchmark's data and lay the class file, support sets and subsets over it; checked before any model call."""
     config = parts.config
     data = _load_data(parts.benchmark, config)
-    # The user's descriptions and fixed references, checked before any model call (harness/run/class_file.py).
     user_classes = class_file.apply_to_run(data, config.classes, data.root)
-    # Checked before any draw, gate fit or model call (harness.scoring.sample_counts).
     in_data = sample_counts.defect_counts(data.categories)
     sample_counts.check_shots(data.categories, config.shots)
     support: dict[str, list[Sample]] = {}
@@ -193,3 +172,38 @@ def _load_data(benchmark: Benchmark, config: RunConfig) -> BenchmarkData:
             len(data.samples),
         )
         return data
+
+
+def resolve_writers(registry: Registry, names: list[str]) -> dict[str, Any]:
+    """The result writer of each ``--output-format`` name, in order; an unknown name lists the known ones."""
+    writers = {}
+    for name in names:
+        try:
+            writers[name] = registry.get("writers", name).obj
+        except UnknownNameError as error:
+            raise HarnessError(f"--output-format {name!r}: {error}") from None
+    return writers
+
+
+def check_model_options(model_options: dict[str, Any], models: list[str]) -> None:
+    """Options given for a model spec that is not run would be ignored without a word: refuse them."""
+    strays = [spec for spec in model_options if spec not in models]
+    if strays:
+        raise HarnessError(
+            f"model options are given for {', '.join(repr(s) for s in strays)}, which "
+            f"{'is' if len(strays) == 1 else 'are'} not among the models run ({', '.join(models)}); "
+            "write the table key exactly as the spec in --models (e.g. [model-options.\"openai:gpt-4o\"])"
+        )
+
+
+def check_results_dir(results_dir: Path) -> None:
+    """The results folder exists as a writable folder, or can be created (its nearest existing parent is writable)."""
+    path = Path(results_dir)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise HarnessError(f"--results-dir {path}: {existing} is a file, not a folder; pick another --results-dir")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "the results folder" if existing == path else f"its parent {existing}"
+        raise HarnessError(f"--results-dir {path}: {what} is not writable; pick another --results-dir")

@@ -1,9 +1,7 @@
-"""Cost per record from a price table kept as data (``harness/prices.toml``).
+"""Cost per record from a price table kept as data (``harness/prices.toml``), extended by a user's TOML file.
 
-Prices are USD per million tokens, keyed by model spec; a key may be an
-fnmatch pattern (``openai:gpt-4o-2024-*``). An exact key wins over a pattern,
-and a longer pattern over a shorter one. Users extend or override the table
-with their own TOML file of the same shape.
+Prices are USD per million tokens, keyed by model spec or an fnmatch pattern (``openai:gpt-4o-*``):
+an exact key wins, then the longest matching pattern.
 """
 
 from __future__ import annotations

@@ -1,46 +1,11 @@
 """Request keys remembered by file identity, so re-running a finished run need not decode or render.
 
-A re-run of a finished run is answered from the response cache, but the cache's
-keys are hashes of the rendered prompts (their text and their images' pixels).
-Computing them means decoding every image and rendering every prompt again:
-milliseconds per image, most of a cached re-run. The memo maps a *fingerprint*
-of everything that goes into one sample's prompts to what preparing it produced
-last time (the gate's verdict and each prompt's hashes).
-
-The fingerprint is the sample's id, category and label, the identity of its
-image and mask files (`file_identity`: path, size, mtime and ctime in
-nanoseconds, device and inode), and the category's *validity key*: a hash of
-`memo_inputs`, which are, by name,
-
-- ``preparation``: `PREPARATION_VERSION`, a number bumped by hand whenever a
-  change to the code that turns files into prompts would prepare the same
-  inputs differently (image decoding and resizing, the visual prompt pictures,
-  template rendering and hashing, the ``none`` and ``oracle`` verdicts, the
-  runner's preparation steps, this memo's entry format). Source text is not
-  hashed: moving or tidying that code keeps the memo, wherever it lives;
-- ``harness``: the harness version (each release starts a fresh memo);
-- ``libraries``: the versions of Pillow, NumPy and Jinja2 (they decode, draw and render);
-- ``gate``: its name, mode, options and fitted info;
-- ``template``: its name and the hash of its source (a template is data);
-- ``category``: name, object description, guidance and classes (key, name and
-  description, as a class file may have set them);
-- ``orders``: the candidate classes in each order shown;
-- ``limits``: the models' image limits;
-- ``reference`` and ``support``: the identity of the reference image, and the
-  label and file identities of each few-shot support sample.
-
-Rewriting a file changes its ctime (which no tool can set back), so a changed
-image always misses the memo and is prepared in full.
-
-It is used only where that is safe: for gates whose verdict does not depend on
-pixels (`Gate.reads_pixels` False: ``none``, ``oracle``), for verdicts without
-maps (a map would have to be kept for pixel AUROC), and only when every model
-still to answer the sample would be answered from the response cache. A sample
-prepared from the memo carries `KeyOnlyPrompt`s (hashes, no messages), which
-`Dispatcher.call` answers from the cache and never sends. They also carry the
-digests of the images each prompt showed, so the record of a recalled sample
-says what was shown as a record of a prepared one does (`harness.run.prompt_record`;
-a remembered sample has no region or map to store).
+A cached re-run's keys hash the rendered prompts, and decoding every image again was most of its
+time. The memo maps a sample's fingerprint (its files' `file_identity` and the category's
+`memo_inputs`) to the gate's verdict, prompt hashes and shown-image digests of last time. A rewritten
+file changes its ctime, so it always misses. Used only for gates that do not read pixels, verdicts
+without maps, and samples every model would answer from the cache: a recalled sample carries
+`KeyOnlyPrompt`s, which `Dispatcher.call` answers from the cache and never sends.
 """
 
 from __future__ import annotations
@@ -62,9 +27,11 @@ if TYPE_CHECKING:
     from harness.gates import FittedGate, Gate
     from harness.prompts import PromptTemplate
 
-#: The version of sample preparation: bump it when a change to the code that turns a sample's files into
-#: prompts, or to the memo's entries, would give another verdict, prompt or entry for the same inputs.
+#: Bump it when a change to what turns a sample's files into prompts (decoding, resizing, the visual
+#: prompt pictures, rendering, hashing, the none/oracle verdicts, preparation steps, this memo's entry
+#: format) would give another verdict, prompt or entry for the same inputs.
 PREPARATION_VERSION = 1
+
 
 def file_identity(path: Path | None) -> list[Any] | None:
     """What says a file is unchanged without reading it: path, size, mtime and ctime (ns), device, inode."""
@@ -77,23 +44,18 @@ def file_identity(path: Path | None) -> list[Any] | None:
     return [str(path), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_dev, stat.st_ino]
 
 
-def library_versions() -> list[str]:
-    """The versions of the libraries that decode, draw and render a sample's prompts."""
+def memo_inputs(gate: Gate, fitted: FittedGate, template: PromptTemplate, category: Category,
+                orders: Sequence[Sequence[ClassInfo]], limits: Sequence[Any], reference: Path | None,
+                support: Sequence[Sample]) -> dict[str, Any]:
+    """What decides one category's prepared prompts, apart from each sample's own files."""
     import jinja2
     import numpy
     import PIL
 
-    return [f"PIL {PIL.__version__}", f"numpy {numpy.__version__}", f"jinja2 {jinja2.__version__}"]
-
-
-def memo_inputs(gate: Gate, fitted: FittedGate, template: PromptTemplate, category: Category,
-                orders: Sequence[Sequence[ClassInfo]], limits: Sequence[Any], reference: Path | None,
-                support: Sequence[Sample]) -> dict[str, Any]:
-    """What decides one category's prepared prompts, apart from each sample's own files (see the module docstring)."""
     return {
         "preparation": PREPARATION_VERSION,
         "harness": __version__,
-        "libraries": library_versions(),
+        "libraries": [f"PIL {PIL.__version__}", f"numpy {numpy.__version__}", f"jinja2 {jinja2.__version__}"],
         "gate": [gate.name, gate.mode, _jsonable(getattr(gate, "options", None)), _jsonable(fitted.info())],
         "template": [template.name, template.hash],
         "category": [category.name, category.object_description, category.guidance, _classes(category.classes)],
@@ -124,7 +86,6 @@ class PromptMemo:
         self.orders = [list(order) for order in orders]
         self.repeats = repeats
         self.done = done
-        self.template_name = template.name
         self.limits = sorted({d.classifier.capabilities.max_images for d in self.dispatchers}, key=str)
         self.enabled = not gate.reads_pixels
         self._base = validity_key(memo_inputs(gate, fitted, template, category, self.orders, self.limits,

@@ -1,32 +1,12 @@
 """What a run folder keeps so that every prompt's images can be drawn again exactly as they were sent.
 
-A prompt's pictures are made from the sample's image file, the category's
-reference normal, the few-shot support samples and the gate's verdict
-(`harness.visual.visual_prompt_images`). The files are in the data root; what
-the gate found is not. So, for each flagged sample, the run keeps the gate's
-part compactly under ``prompt_images/`` in the run folder, each file named by
-its content (so repeats, models, resumes and re-runs share it):
-
-- ``region-<hash>.png``: the gate's region, a 1-bit PNG at the image's size
-  (the mask the outline and the crop were drawn from), when the gate gave one;
-- ``map-<hash>.png``: the 8-bit `harness.visual.map_thumbnail` of the anomaly
-  map, only when a prompt showed the heat map (it is drawn from that);
-- ``support-<hash>.json``: the support samples' image and mask paths, with
-  ``--shots``.
-
-Each record of a model asked about a flagged sample carries ``prompt_images``
-(null otherwise)::
-
-    {"shown": {"reference": "<digest>", "query": "<digest>", "outlined": "<digest>"},
-     "reference": "bottle/train/good/017.png",       # relative to the data root
-     "region": "prompt_images/region-0f3c....png",     # relative to the run folder
-     "anomaly_map": null, "support": null}
-
-``shown`` lists the images of that record's prompt in the order shown, each
-with its `harness.types.ImagePart` digest. `redraw` rebuilds the pictures
-from these and the data; `mismatches` compares them with ``shown``, so a
-redrawn picture is known to be the one sent (or known not to be, when a data
-file changed since).
+A prompt's pictures come from the sample's image, the reference normal, the support samples (all in
+the data root) and the gate's verdict (not). So for each flagged sample the run keeps the gate's part
+under ``prompt_images/``, each file named by its content (shared by repeats, models and resumes):
+``region-<hash>.png`` (the region, 1 bit a pixel), ``map-<hash>.png`` (the anomaly map's thumbnail,
+only when a prompt showed the heat map), ``support-<hash>.json`` (the support samples' paths). Each
+record of a model asked carries ``prompt_images`` (README: "samples.jsonl"); `redraw` rebuilds the
+pictures from it, and `mismatches` compares them with the digests of what was shown.
 """
 
 from __future__ import annotations
@@ -54,14 +34,8 @@ FOLDER = "prompt_images"
 FIELD = "prompt_images"
 
 
-# --- pictures shared by the runner and `redraw` ----------------------------------------------
-
-
 def support_visuals(image: Image.Image, mask: Path | None) -> dict[str, Image.Image]:
-    """The prompt images of one support sample: its query, and its outline and crop from its ground-truth mask.
-
-    A mask file that cannot be read raises `BadInputError`.
-    """
+    """One support sample's prompt images: query, and outline and crop from its mask (unreadable: `BadInputError`)."""
     region = load_mask(mask, image.size) if mask else None
     region = region if region is not None and region.any() else None
     return visual_prompt_images(image, None, region, None)
@@ -80,14 +54,10 @@ def shown_images(prompt: Prompt) -> dict[str, str]:
     return {part.name: part.digest for part in prompt.images}
 
 
-# --- storing ---------------------------------------------------------------------------------
-
-
 class PromptImageStore:
-    """Writes one run's prompt material and says, per prepared sample, where it is.
+    """Writes one run's prompt material and says, per prepared sample, where it is (thread-safe).
 
-    ``data_root`` makes stored paths relative (a path outside it is kept
-    absolute). Safe to call from the worker thread that prepares samples.
+    Stored paths are relative to ``data_root`` (absolute outside it).
     """
 
     def __init__(self, run_dir: Path, data_root: Path):
@@ -109,10 +79,7 @@ class PromptImageStore:
             self._support = self._write("support", "json", data, data)
 
     def keep(self, prepared: Prepared) -> dict[str, Any] | None:
-        """Store what redrawing ``prepared``'s prompts needs; the per-sample part of its records' field.
-
-        None when no model is asked (bad input, or the gate passed it).
-        """
+        """Store what redrawing ``prepared``'s prompts needs; its records' field (None when no model is asked)."""
         gate = prepared.gate
         if prepared.bad_input is not None or gate is None or not gate.flagged:
             return None
@@ -179,18 +146,11 @@ def _png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-# --- redrawing -------------------------------------------------------------------------------
-
-
 def redraw(run_dir: Path, record: Mapping[str, Any], data_root: Path | None = None) -> dict[str, Image.Image]:
     """The pictures of ``record``'s sample as its prompt was given them, drawn again by name.
 
-    ``query`` always; ``reference``, ``outlined``/``crop``, ``heatmap`` and
-    ``support_N`` when the run stored what they are drawn from (whether a
-    prompt showed them is ``record["prompt_images"]["shown"]``). ``data_root``
-    defaults to the one run.json records. A record without stored images is a
-    `HarnessError`; a data or stored file that cannot be read raises
-    `BadInputError` naming it.
+    ``query`` always, the others when the run stored what they are drawn from; ``data_root`` defaults to
+    run.json's. No stored images: `HarnessError`; an unreadable file: `BadInputError` naming it.
     """
     run_dir = Path(run_dir)
     stored = record.get(FIELD)

@@ -29,19 +29,12 @@ _SECRET_ENV_NAMES = tuple(suffix.lstrip("_") for suffix in _SECRET_ENV_SUFFIXES)
 REDACTED = "[REDACTED]"
 
 
-def _secret_env_values() -> list[str]:
-    values = []
-    for name, value in os.environ.items():
-        upper = name.upper()
-        if (upper.endswith(_SECRET_ENV_SUFFIXES) or upper in _SECRET_ENV_NAMES) and len(value) >= 6:
-            values.append(value)
-    return values
-
-
 def redact(text: str, extra_secrets: list[str] | None = None) -> str:
     """Replace API keys (known shapes, secret-looking env values, ``extra_secrets``) with a marker."""
+    from_env = [value for name, value in os.environ.items() if len(value) >= 6 and (
+        name.upper().endswith(_SECRET_ENV_SUFFIXES) or name.upper() in _SECRET_ENV_NAMES)]
     # Longest first, all together: a secret that contains another must not leave its tail behind.
-    for secret in sorted({*(extra_secrets or []), *_secret_env_values()}, key=len, reverse=True):
+    for secret in sorted({*(extra_secrets or []), *from_env}, key=len, reverse=True):
         if secret:
             text = text.replace(secret, REDACTED)
     for pattern in _PATTERNS:

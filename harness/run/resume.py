@@ -1,34 +1,17 @@
 """What ``harness run --resume`` asks again, with exactly one record per (sample, model, repeat) kept.
 
-A resumed run asks again every record whose failure was transient (a timeout,
-or transient errors until the retries ran out: ``error_transient``), and with
-``--retry-errors`` every other failed record too, except ``bad_input`` (the
-image cannot be read: asking again cannot help). Permanent failures (401, 400,
-404, unparseable and refused answers) are kept otherwise.
-
-Before anything is asked, the records to ask again leave ``samples.jsonl``:
-
-1. they are added to ``superseded.jsonl`` in the run folder, the history of
-   replaced records (one JSON object per line: ``resume``, the number of the
-   resume that replaced it, 0 for the first; ``why``, ``transient`` or
-   ``retry_errors``; ``record``), kept for audit and for ``attempts_total``;
-2. ``samples.jsonl`` is rewritten without them.
-
-Each file is replaced atomically (a temporary file in the run folder, fsync,
-rename, fsync of the folder), so a reader or a kill sees the old file or the
-new one, never a part; a stale temporary file is simply overwritten. A kill
-between the two steps leaves a record in both files: the next resume finds it
-still in ``samples.jsonl``, takes its entry out of ``superseded.jsonl`` and
-decides again, so no record is ever held twice. A kill after step 2 leaves
-those (sample, model, repeat) without a record: the next resume asks them like
-any missing sample, and ``superseded.jsonl`` still holds their earlier attempts.
-
-A new record's ``attempts`` are its own call's; ``attempts_total`` adds the
-``attempts_total`` of the record it replaces (the latest in ``superseded.jsonl``).
+A resume asks again every record whose failure was transient (``error_transient``), and with
+``--retry-errors`` every other failed record but ``bad_input`` (asking again cannot read the image).
+Before anything is asked, those records 1. are added to ``superseded.jsonl`` (one line each:
+``resume`` number, ``why``, ``record``), 2. leave ``samples.jsonl``. Each file is replaced
+atomically, so a kill leaves the old file or the new one. A kill between the steps leaves a record
+in both: the next resume finds it still in ``samples.jsonl`` and drops its history entry, so no
+record is held twice. A new record's ``attempts_total`` adds that of the record it replaces.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections import Counter
@@ -52,8 +35,7 @@ def record_key(record: dict[str, Any]) -> Key:
 def failure_is_transient(record: dict[str, Any]) -> bool:
     """True when the record's failure was transient, so asking again may succeed.
 
-    Records written before ``error_transient`` existed: a ``timeout``, and a
-    ``backend_error`` whose detail starts with "gave up after" (retries ran out).
+    Records from before ``error_transient``: a ``timeout``, or a ``backend_error`` that "gave up after" retries.
     """
     error = record.get("error")
     if error is None:
@@ -104,10 +86,7 @@ class ResumePlan:
 def prepare_resume(run_dir: Path, records: list[dict[str, Any]], retry_errors: bool, resume_number: int) -> ResumePlan:
     """Decide what to ask again, move it from samples.jsonl to superseded.jsonl, and return the plan.
 
-    ``records`` are samples.jsonl's records in file order; a key recorded twice
-    (runs from before this rule) keeps its first record, and the rewrite drops
-    the rest. ``resume_number`` (0 for a run's first resume) is written with
-    each superseded record, to say which resume replaced it.
+    A key recorded twice (older runs) keeps its first record. ``resume_number``: 0 for a run's first resume.
     """
     plan = ResumePlan(kept=[])
     current: dict[Key, dict[str, Any]] = {}
@@ -148,18 +127,9 @@ def write_jsonl_atomic(path: Path, records: Iterable[dict[str, Any]]) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
-    _fsync_folder(path.parent)
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (POSIX); elsewhere the rename alone is what we have."""
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
+    with contextlib.suppress(OSError):  # makes the rename durable on POSIX; elsewhere the rename is what we have
+        descriptor = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)

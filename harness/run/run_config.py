@@ -1,10 +1,8 @@
 """`RunConfig`: everything that decides what a run computes, and its run.json round trip.
 
-Each field is declared once, here, with what the command line and a config file need to know
-about it (`Setting`): `harness.run.run_options` makes the ``harness run`` flags, the config-file keys
-and their defaults from these fields, and ``to_json`` / ``from_json`` (what run.json records under
-``config``, options redacted) walk the same fields, so ``harness run --resume`` finishes a run
-exactly as it was started.
+Each field is declared once with its `Setting`: `harness.run.run_options` makes the ``harness run``
+flags and config-file keys from it, and ``to_json`` / ``from_json`` walk the same fields, so
+``harness run --resume`` finishes a run exactly as it was started.
 """
 
 from __future__ import annotations
@@ -19,30 +17,22 @@ from harness.run.redact import redact_value
 
 @dataclass(frozen=True)
 class Setting:
-    """How one `RunConfig` field is set and recorded.
+    """How one `RunConfig` field is set (its flag, its config key) and whether run.json records it."""
 
-    ``help`` is the flag's help (None: no flag, e.g. values only a config file or code sets);
-    ``flag`` the option's names when they are not ``--field-name``; ``type``, ``minimum``,
-    ``choices``, ``multiple``, ``is_flag`` and ``metavar`` shape the flag; ``default_text`` the default shown in
-    help when the field's default is not what a user should read; ``path`` whether the value is a
-    path (relative paths in a config file are read from its folder); ``recorded`` whether run.json
-    keeps it (the run's folder, id, extra formats and the cache switch are not what it computes).
-    """
-
-    help: str | None = None
-    flag: tuple[str, ...] = ()
+    help: str | None = None  # the flag's help; None: no flag (a config file or code sets it)
+    flag: tuple[str, ...] = ()  # the option's names when not --field-name
     type: type | None = None  # int for whole numbers; None: text
     minimum: int | None = None
     choices: tuple[str, ...] = ()
     multiple: bool = False
     is_flag: bool = False
     metavar: str | None = None
-    default_text: str | None = None
-    path: bool = False
+    default_text: str | None = None  # the default shown in help, when the value is not what a user should read
+    path: bool = False  # relative paths in a config file are read from its folder
     absolute: bool = False  # a path recorded absolute, so a resume from elsewhere finds it
     split_commas: bool = False  # "a,b" on the command line or in a file is the list [a, b]
     config_key: bool | None = None  # settable in a config file; None: when it has a flag
-    recorded: bool = True
+    recorded: bool = True  # the run's folder, id, extra formats and cache switch are not what it computes
     to_json: Callable[[Any], Any] | None = None
 
 
@@ -79,21 +69,17 @@ class RunConfig:
     #: Backoff between retries of transient errors: initial wait and cap, in seconds.
     retry_initial_s: float = setting(1.0)
     retry_max_s: float = setting(60.0)
-    #: Labelled examples per anomaly class drawn from the test set (seeded); excluded from scoring.
     shots: int = setting(0, help="Draw K labelled examples per defect class from the test set (seeded) for few-shot "
                                  "models and prompts; they are scored for no model.", type=int, minimum=0)
-    #: Evaluate the files a data root shares with a benchmark's released list when they differ.
     allow_partial: bool = setting(
         False, help="When the data root differs from a benchmark's released file list, evaluate only the files "
                     "present in both (the difference is recorded in run.json) instead of stopping.",
         is_flag=True)
-    #: Candidate class order: "given", or "shuffle" with ``repeats`` >= 2 orders (harness/scoring/class_order.py).
     class_order: str = setting(
         "given", help="Candidate class order: given, or shuffle (with --repeats N: repeat 0 in the given order, "
                       "then N-1 seeded shuffles) to measure position bias.", choices=("given", "shuffle"))
     repeats: int = setting(1, help="Ask every model N times, once per class order (needs --class-order shuffle).",
                            type=int, minimum=1)
-    #: Decision policy and cost matrix (paths or shipped names, harness/scoring/decisions.py); None for none.
     policy: Path | str | None = setting(
         None, help="Decision policy TOML (or shipped: demo, mvtec-ac): every record gets the action of its predicted "
                    "and true class; run.json reports action accuracy, escapes, overkill.",
@@ -101,12 +87,10 @@ class RunConfig:
     costs: Path | str | None = setting(
         None, help="Cost matrix TOML for --policy (true action x action taken), or shipped: costs-example.",
         metavar="FILE|NAME", to_json=_text)
-    #: How replies are read: "lenient" or "strict" (only structured, JSON, exact and final-answer readings).
     answers: str = setting(
         "lenient", help="How replies are read: lenient (every rule of harness/scoring/answers.py) or strict (only structured, "
                         "JSON, exact and final-answer readings; anything else is unparseable).",
         choices=ANSWER_MODES)
-    #: The user's class file (`harness.run.class_file`); None: DATA_ROOT/classes.toml when present.
     classes: Path | None = setting(
         None, help="Class file (TOML) with your object, class names and descriptions, laid over the benchmark's.",
         default_text="DATA_ROOT/classes.toml when present", path=True, absolute=True, metavar="FILE", to_json=_text)

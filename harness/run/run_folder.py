@@ -1,11 +1,7 @@
 """`RunFolder`: a run folder that has been read (run.json and the records of samples.jsonl).
 
-`harness.run.runner.Run.execute` returns one for the run it just wrote;
-``harness report`` (`harness.report.data.load_runs`) and ``harness compare``
-(`harness.scoring.compare.resolve_run`) read finished runs into one. The old names
-`harness.run.runner.RunResult`, `harness.report.data.LoadedRun` and
-`harness.scoring.compare.LoadedRun` are this class. ``records`` are the lines of
-samples.jsonl as read; `RunFolder.typed_records` gives them as `harness.record.Record`s.
+`Run.execute` returns one; ``harness report`` and ``harness compare`` read finished runs into one
+(the old names `RunResult` and `LoadedRun` are this class).
 """
 
 from __future__ import annotations
@@ -19,13 +15,7 @@ from harness.record import Record, records_from_json
 
 @dataclass
 class RunFolder:
-    """One run: its id, its folder, its run.json and its records.
-
-    ``run_id`` is set by whoever reads the folder, as that reader always has:
-    the runner knows the id it wrote, the report takes run.json's ``run_id``
-    (the folder name if the key is missing), and compare takes run.json's
-    ``run_id`` or, when that is empty, the folder name.
-    """
+    """One run: its id (as its reader names it), its folder, its run.json and its records (as read)."""
 
     run_id: str
     run_dir: Path

@@ -1,9 +1,6 @@
 """run.json as a run starts: what is evaluated, with what, and the provenance to reproduce it.
 
-A function of explicit inputs: `HeaderInputs`, read once (`header_inputs`) from
-the run's resolved plan (`harness.run.plan.RunPlan`: config, benchmark data,
-gate, template, models, prices), and the benchmark data itself. Nothing here
-reads the running object; the runner adds metrics and status as the run goes on.
+A function of explicit inputs (`HeaderInputs`, read from the plan), not of the running object.
 """
 
 from __future__ import annotations
@@ -32,22 +29,14 @@ class HeaderInputs:
     """What run.json's header records beyond the benchmark data, resolved once as the run starts."""
 
     config: RunConfig
-    #: Plugin name -> {"distribution", "version"}.
-    plugins: dict[str, dict[str, str]]
-    #: The user's class file as `UserClassFile.describe` gives it; None without one.
-    class_file: dict[str, Any] | None
-    #: Category -> the ids of the support samples drawn by --shots.
-    support: dict[str, list[str]]
-    #: The prompt template's name, hash and plugin.
-    template: dict[str, Any]
-    #: `Gate.describe` (fitted categories are added as the run goes).
-    gate: dict[str, Any]
-    #: Model spec -> its description, endpoint and answer identity.
-    classifiers: dict[str, dict[str, Any]]
-    #: Model spec -> prices in USD per million tokens, or None.
-    prices: dict[str, dict[str, float] | None]
-    #: Category -> candidate keys per repeat; None with a single repeat (no class_order section).
-    class_orders: dict[str, list[list[str]]] | None
+    plugins: dict[str, dict[str, str]]  # name -> {"distribution", "version"}
+    class_file: dict[str, Any] | None  # `UserClassFile.describe`
+    support: dict[str, list[str]]  # category -> the ids of the --shots support samples
+    template: dict[str, Any]  # name, hash, plugin
+    gate: dict[str, Any]  # `Gate.describe`; fitted categories are added as the run goes
+    classifiers: dict[str, dict[str, Any]]  # spec -> description, endpoint, answer identity
+    prices: dict[str, dict[str, float] | None]  # spec -> USD per million tokens
+    class_orders: dict[str, list[list[str]]] | None  # category -> keys per repeat; None with one repeat
 
 
 def header_inputs(plan: RunPlan) -> HeaderInputs:
@@ -63,8 +52,6 @@ def header_inputs(plan: RunPlan) -> HeaderInputs:
         support={c: [s.sample_id for s in samples] for c, samples in plan.support.items()},
         template={"name": plan.template.name, "hash": plan.template.hash, "plugin": plan.template_plugin},
         gate=plan.gate.describe(),
-        # endpoint: what answered (a server and API version, a checkpoint), as the response cache keys it;
-        # answer_options and options_hash tell the leaderboard's rows apart (harness/run/run_identity.py).
         classifiers={c.spec: {**c.describe(), "endpoint": c.endpoint(), **answer_identity(c)} for c in plan.classifiers},
         prices={
             spec: None if price is None else {"input": price.input_per_million, "output": price.output_per_million}
@@ -88,11 +75,9 @@ def run_header(inputs: HeaderInputs, run_id: str, data: BenchmarkData,
         "benchmark": {
             "name": data.name,
             "protocol": data.protocol,
-            # Null when the benchmark found its own data (the demo, generated in the cache): a reader
-            # asks the benchmark again (`harness.run.data_location`) instead of one machine's cache path.
+            # Null when the benchmark found its own data (the demo): readers ask it again, not one machine's cache.
             "data_root": str(data.root) if config.data_root is not None else None,
             "manifest_hash": manifest_hash(data),
-            # The user's class file (harness/run/class_file.py): its descriptions are part of what was asked.
             "class_file": inputs.class_file,
             "n_samples": len(data.samples),
             "notes": data.notes,
@@ -113,12 +98,8 @@ def run_header(inputs: HeaderInputs, run_id: str, data: BenchmarkData,
             "price_table": str(config.prices) if config.prices else "harness/prices.toml",
         },
         "metrics": {},
-        **({"class_order": class_order_header(inputs)} if inputs.class_orders is not None else {}),
+        **({"class_order": {
+            "mode": config.class_order, "repeats": config.repeats,
+            "repeat_0": "the given order; repeats 1.. are seeded shuffles", "orders": inputs.class_orders, "models": {},
+        }} if inputs.class_orders is not None else {}),
     }
-
-
-def class_order_header(inputs: HeaderInputs) -> dict[str, Any]:
-    """run.json's record of the orders shown: candidate keys per category and repeat."""
-    config = inputs.config
-    return {"mode": config.class_order, "repeats": config.repeats,
-            "repeat_0": "the given order; repeats 1.. are seeded shuffles", "orders": inputs.class_orders, "models": {}}

@@ -1,21 +1,9 @@
 """What tells one model's runs apart on the leaderboard, and which of them a table shows.
 
-A leaderboard row stands for (benchmark, manifest hash, gate, model, prompt,
-answer options, seed, answer reading mode: lenient or ``--answers strict``). The answer options are what `Classifier.answer_options`
-returns (every option that can change an answer; concurrency, timeouts and
-other dispatch settings are left out), recorded per model in run.json under
-``provenance.classifiers[spec]`` as ``answer_options`` (redacted, as everything
-in run.json) and ``options_hash``: the first `HASH_CHARS` hex digits of the
-SHA-256 of that JSON with sorted keys, with the model's endpoint beside it (the
-server that answers: see `answer_identity`). Runs with other options, another
-endpoint or another seed are other rows, never replacements. A run folder written before the hash
-existed has none; its rows key on ``None`` and keep working.
-
-Failed calls. A row's failure share is its calls that produced no answer
-(error kinds ``backend_error`` and ``timeout``) over its calls. A run whose
-share exceeds `FAILED_SHARE_LIMIT` never replaces a run of the same key whose
-share does not: among a key's runs, those within the limit come first, then the
-newest (`preference`).
+A row stands for (benchmark, manifest hash, gate, model, prompt, answer options, seed, answer mode);
+``options_hash`` covers the answer options and the endpoint, so other options or another server make
+another row, never a replacement. Among a key's runs, those failing at most `FAILED_SHARE_LIMIT` of
+their calls come first, then the newest (`preference`).
 """
 
 from __future__ import annotations
@@ -46,11 +34,7 @@ VOLATILE_ENDPOINT_ENTRIES = frozenset({"files"})
 
 
 def answer_identity(classifier: Any) -> dict[str, Any]:
-    """``answer_options`` (redacted) and their ``options_hash``, for run.json's provenance of one model.
-
-    The hash also covers the classifier's endpoint (`Classifier.endpoint`: the server that answers, an
-    API version, a checkpoint folder), so a run against another server is another row.
-    """
+    """``answer_options`` (redacted) and their ``options_hash`` (with the endpoint: another server, another row)."""
     options = json.loads(json.dumps(redact_value(classifier.answer_options()), default=str))
     endpoint = {k: v for k, v in classifier.endpoint().items() if k not in VOLATILE_ENDPOINT_ENTRIES}
     material = options if not endpoint else {**options, "endpoint": json.loads(json.dumps(endpoint, default=str))}

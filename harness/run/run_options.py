@@ -1,12 +1,9 @@
 """The ``harness run`` flags and config-file keys, made from `RunConfig`'s fields.
 
-One declaration per setting (`harness.run.run_config`): from it come the click option (name, type,
-help with its default), the config-file key (the field's name with dashes, and each flag's name),
-the default, and the reading of a config file: relative paths there are read from the file's
-folder, so a config can travel with its data (flags stay relative to the working directory).
-A few flags act on one invocation or on another setting and are declared in `harness.cli`:
-``--config``, ``--gate-threshold`` (the gate's ``threshold`` option), ``--no-cache``, ``--resume``
-and ``--retry-errors``.
+From each field's `Setting` come the click option, the config-file keys (the name with dashes, and
+the flag's name) and the default. Relative paths in a config file are read from its folder, so a
+config can travel with its data (flags stay relative to the working directory). ``--config``,
+``--gate-threshold``, ``--no-cache``, ``--resume`` and ``--retry-errors`` are declared in `harness.cli`.
 """
 
 from __future__ import annotations
@@ -47,9 +44,6 @@ def config_keys_of(item: Field) -> list[str]:
 CONFIG_KEYS = frozenset(key for item in settable_fields() for key in config_keys_of(item)) | EXTRA_CONFIG_KEYS
 
 
-# --- flags
-
-
 def run_flags(command: Callable) -> Callable:
     """Decorate the ``run`` command with one click option per flagged `RunConfig` field."""
     for item in reversed([f for f in settable_fields() if _setting(f).help is not None]):
@@ -83,9 +77,6 @@ def _default_help(item: Field) -> str:
     default = default_of(item)
     unset = default is None or default is False or (isinstance(default, (list, dict)) and not default)
     return "" if unset else f" [default: {default}]"
-
-
-# --- config files
 
 
 def load_config_file(path: Path | None) -> dict[str, Any]:
@@ -133,9 +124,6 @@ def _paths_from_config_folder(config: dict[str, Any], path: Path) -> dict[str, A
                 if "/" in value or "\\" in value or value.endswith(".toml"):
                     config[key] = anchored(value)
     return config
-
-
-# --- both together
 
 
 def config_values(flags: dict[str, Any], file_config: dict[str, Any], config_path: Path | None) -> dict[str, Any]:

@@ -1,8 +1,6 @@
 """One record per (sample, model, repeat): what a model's answer becomes in samples.jsonl.
 
-The fields are `harness.record.Record`'s, the public contract of
-`harness.results` (schema `SCHEMA_VERSION`); `harness.scoring.metrics` scores them and
-`metrics.outcome_of` attributes each error to the gate or the model.
+The fields are `harness.record.Record`'s; `harness.scoring.metrics` scores them.
 """
 
 from __future__ import annotations
@@ -36,10 +34,7 @@ class RecordBuilder:
 
     def record(self, prepared: Prepared, classifier: Classifier, prompt: Prompt | None,
                call: CallResult | None, repeat: int = 0, earlier_attempts: int = 0) -> dict[str, Any]:
-        """The record of ``classifier``'s answer (``call``) to ``prompt``; no call: the gate passed the sample.
-
-        ``earlier_attempts``: the attempts of the records this one replaces (a resume asked again), for ``attempts_total``.
-        """
+        """The record of ``classifier``'s answer (``call``) to ``prompt``; no call: the gate passed the sample."""
         sample, gate = prepared.sample, prepared.gate
         predicted, error, detail, response_text, rule = None, None, None, None, None
         transient = None  # only a failed call can be transient; an answer the parser rejects is not
@@ -90,7 +85,7 @@ class RecordBuilder:
         return record.to_json()
 
     def _read_answer(self, response, candidates: list) -> answers.Reading:
-        """`answers.read_answer`, once per distinct (answer, candidates, structured): it is pure, and models repeat short answers."""
+        """`answers.read_answer`, once per distinct reading: it is pure, and models repeat short answers."""
         key = (response.text, tuple(candidates), response.structured)
         reading = self._read.get(key)
         if reading is None:

@@ -1,18 +1,8 @@
-"""One run, from benchmark to run.json: the local executor of the run's stages.
+"""One run, from benchmark to run.json: the local executor of the run's stages (`harness.run.stages`).
 
-    config -> plan (harness/run/plan.py: resolved once) -> run.json header
-    per category: fit the gate -> per sample: prepare (gate, prompt) -> flagged?
-        no  -> "good" for every model, no call
-        yes -> every model (async): dispatch -> read the answer
-    -> one record per (sample, model, repeat), appended at once -> analyses -> run.json
-
-The steps are the stages of `harness.run.stages`, plain functions of their inputs;
-`Run` is what runs them here: it loops over categories and samples with asyncio,
-keeps the prompt memo, the run folder, resume state, early stop, progress and
-hooks, and applies the analyses (`harness.analyses`) to the finished records.
-The gate and image preparation run in a worker thread while model calls for
-earlier samples are in flight, so a slow gate and slow models overlap.
-
+`Run` resolves the plan, writes run.json's header, then per category fits the gate and, per sample,
+prepares it and asks every model about a flagged one, appending each record at once; the analyses
+finish run.json. Preparation runs in a worker thread while earlier samples' calls are in flight.
 `RunConfig`, `RunResult` and `reference_path` are importable from here as before.
 """
 
@@ -50,9 +40,7 @@ from harness.types import Category, Sample
 #: Samples prepared ahead of the model calls; bounds the images held in memory.
 MAX_SAMPLES_IN_FLIGHT = 64
 
-
-#: What `Run.execute` returns: the run it wrote, as a `RunFolder` (harness/run/run_folder.py).
-RunResult = RunFolder
+RunResult = RunFolder  # what `Run.execute` returns (its old name)
 
 ProgressCallback = Callable[[str, int, int], None]  # (category, done, total)
 
@@ -64,30 +52,21 @@ class Run:
         self.config = config
         self.registry = registry
         self.progress = progress or (lambda category, done, total: None)
-        #: What the config alone decides (harness/run/plan.py); the benchmark data is read by `execute`.
-        self.parts: RunParts = resolve_parts(config, registry)
+        self.parts: RunParts = resolve_parts(config, registry)  # the benchmark data is read by `execute`
         self.classifiers = self.parts.classifiers
         self.records: list[dict[str, Any]] = []
-        #: (sample_id, model, repeat) already recorded; filled when resuming.
-        self.done: set[tuple[str, str, int]] = set()
-        #: (sample_id, model, repeat) -> attempts spent by the records a resume replaces (harness/run/resume.py).
-        self.earlier_attempts: dict[tuple[str, str, int], int] = {}
+        self.done: set[tuple[str, str, int]] = set()  # (sample_id, model, repeat) recorded before a resume
+        self.earlier_attempts: dict[tuple[str, str, int], int] = {}  # attempts of the records a resume replaces
         #: category -> (score map, mask) per image at reduced size, for pixel AUROC; None once an image lacks a map.
         self._pixel_pairs: dict[str, list | None] = {}
         self._memo: PromptMemo | None = None  # the current category's prompt-key memo, when responses are cached
-        self._prompt_images: PromptImageStore | None = None  # what redraws each prompt's images (harness.run.prompt_record)
+        self._prompt_images: PromptImageStore | None = None  # what redraws each prompt's images
         parts = self.parts
         self.recorder = RecordBuilder(parts.benchmark.name, parts.gate, parts.prices, parts.policy, config.answers)
         self.failfast = FailFast()
 
-    # ------------------------------------------------------------------ run
-
     def execute(self, resume: bool = False, retry_errors: bool = False) -> RunResult:
-        """Run (or with ``resume``, finish) the run; records are on disk as each sample finishes.
-
-        A resume also asks again every record whose failure was transient, and with
-        ``retry_errors`` every failed record but ``bad_input`` (harness/run/resume.py).
-        """
+        """Run (or with ``resume``, finish) the run; records are on disk as each sample finishes (see `resume`)."""
         # The provenance (a git process, package metadata) is gathered while the data is listed.
         provenance = None if resume else _in_background(environment_provenance)
         plan = load_plan(self.parts)
@@ -260,11 +239,9 @@ class Run:
     def _keep_pixel_pair(self, category: str, pair) -> None:
         """Keep a sample's pixel pair; a category with a map-less image gets no pixel AUROC."""
         pairs = self._pixel_pairs.setdefault(category, [])
-        if pairs is None:
-            return
         if pair is None:
             self._pixel_pairs[category] = None
-        else:
+        elif pairs is not None:
             pairs.append(pair)
 
     async def _classify_and_record(self, prepared: Prepared, dispatchers: list[Dispatcher], files: RunFiles) -> None:
@@ -286,8 +263,6 @@ class Run:
             await jobs[0]  # one model, one order: no task to wrap it in
         else:
             await asyncio.gather(*jobs)
-
-    # -------------------------------------------------------------- analyses
 
     def _finished(self, plan: RunPlan) -> FinishedRun:
         """What the analyses read: the finished records and what the run was asked to do."""

@@ -1,8 +1,6 @@
 """Seeded choices of which images a run uses: the reference normal, the support set, the subset.
 
-Each choice depends only on the seed and the names involved (never on the
-order anything else ran in), so a run, its resume and a later report agree on
-the same pictures.
+Each depends only on the seed and the names involved, so a run, its resume and a report agree.
 """
 
 from __future__ import annotations
@@ -14,11 +12,7 @@ from harness.types import Category, Sample
 
 
 def reference_path(category: Category, seed: int) -> Path | None:
-    """The training normal a run with ``seed`` shows as the reference for ``category`` (None without any).
-
-    Public so that readers of a finished run (``harness report``) can show the same picture.
-    A reference fixed by the class file (``Category.reference``) wins over the seeded draw.
-    """
+    """The training normal a run with ``seed`` shows beside ``category``'s queries: the class file's, else drawn."""
     if category.reference is not None:
         return category.reference
     if not category.train_images:

@@ -7,19 +7,13 @@
     ask_model         one Prepared, one model, one repeat -> (Prompt, CallResult), or no call
     classify          ask_model, then the answer read     -> the record (a dict, `Record.to_json`)
 
-Each is a plain function of its arguments: none reads or writes the run (`harness.run.runner.Run`,
-the local executor), its folder, the response cache's memo or the progress shown. What a run keeps
-between stages (records written, prompt images stored, resume state, early stop, hooks) is the
-executor's. So another executor can run the same stages elsewhere: the inputs of `fit_gate`,
-`read_reference`, `read_support` and `prepare_sample` are plain data (samples, categories, images,
-the template, a fitted gate), and so are their results; they pickle, except a fitted gate that
-holds a model (PatchCore's holds torch: fit and prepare its category on one worker). `ask_model`
-and `classify` take a `Dispatcher`, which holds the classifier (a hosted one holds its SDK client),
-the response cache, the rate limiter and the run's early stop: they belong to the executor that
-makes the calls.
-
-A change to what `prepare_sample` produces for the same inputs bumps
-`harness.run.prompt_memo.PREPARATION_VERSION`.
+Each is a plain function of its arguments: none touches the run's folder, memo, progress or resume
+state (the executor's, `harness.run.runner.Run`). So another executor can run them elsewhere: the
+inputs and results of the first four are plain data and pickle, except a fitted gate that holds a
+model (PatchCore's holds torch: fit and prepare its category on one worker). `ask_model` and
+`classify` take a `Dispatcher` (the classifier, its SDK client, the cache, the rate limiter, the
+early stop): they belong to the executor that makes the calls. A change to what `prepare_sample`
+produces for the same inputs bumps `harness.run.prompt_memo.PREPARATION_VERSION`.
 """
 
 from __future__ import annotations
@@ -54,8 +48,7 @@ def fit_gate(gate: Gate, category: Category) -> FittedGate:
 def read_reference(category: Category, path: Path | None) -> Image.Image | None:
     """The training normal at ``path`` (the plan's `reference`), at prompt size; None without one.
 
-    Shrunk here, once per category, rather than with every sample's images
-    (the same pixels: `resize_for_prompt` leaves an image that fits alone).
+    Shrunk once per category rather than with every sample (the same pixels: `resize_for_prompt` leaves it alone).
     """
     if path is None:
         return None
@@ -84,25 +77,16 @@ class CategoryInputs:
     category: Category
     fitted: FittedGate
     template: PromptTemplate
-    #: How the template words what the gate did (`harness.gates.gate_mode`).
-    gate_mode: str
-    #: The candidate classes in each repeat's order (the plan's `orders`).
-    orders: list[list[ClassInfo]]
-    #: Each model's image limit, in ``--models`` order: one prompt per repeat and distinct limit.
-    image_limits: tuple[Any, ...]
-    #: `read_reference`'s picture, or None.
-    reference: Image.Image | None
-    #: `read_support`'s examples (none without --shots).
-    support: list[SupportExample]
+    gate_mode: str  # `harness.gates.gate_mode`
+    orders: list[list[ClassInfo]]  # the plan's `orders`
+    image_limits: tuple[Any, ...]  # each model's, in --models order: one prompt per repeat and distinct limit
+    reference: Image.Image | None  # `read_reference`'s picture
+    support: list[SupportExample]  # `read_support`'s examples
 
 
 @dataclass
 class PreparedSample:
-    """`prepare_sample`'s result: the prepared sample, and its pixel pair for the gate's pixel AUROC.
-
-    ``pixel_pair`` is None when the gate gave no map (or an anomalous sample has no mask):
-    the category then gets no pixel AUROC.
-    """
+    """The prepared sample, and its pixel pair for pixel AUROC (None: no map or no mask, no pixel AUROC)."""
 
     prepared: Prepared
     pixel_pair: PixelPair | None = None
@@ -111,7 +95,7 @@ class PreparedSample:
 def prepare_sample(sample: Sample, inputs: CategoryInputs, pixel_pair_wanted: bool = True) -> PreparedSample:
     """Load, gate, and (when flagged) render the prompt once per class order and distinct image limit.
 
-    ``pixel_pair_wanted`` False skips the pixel pair (reading the mask): the category has lost its pixel AUROC already.
+    ``pixel_pair_wanted`` False: no pixel pair (no mask read), the category has lost its pixel AUROC already.
     """
     try:
         image = load_rgb(sample.image)
@@ -161,24 +145,16 @@ def pixel_pair(sample: Sample, image: Image.Image | None, gate_result: GateResul
     return shrink_for_pixel_auroc(np.asarray(score_map, dtype=np.float32), mask)
 
 
-def asks_a_model(prepared: Prepared) -> bool:
-    """Whether a model is asked about ``prepared``: the image was read and the gate flagged it."""
-    return prepared.bad_input is None and prepared.gate is not None and bool(prepared.gate.flagged)
-
-
 async def ask_model(prepared: Prepared, repeat: int, dispatcher: Dispatcher) -> tuple[Prompt | None, CallResult | None]:
     """The prompt ``dispatcher``'s model is shown for ``repeat``, and its call; (None, None) when no model is asked."""
-    if not asks_a_model(prepared):
-        return None, None
+    if prepared.bad_input is not None or prepared.gate is None or not prepared.gate.flagged:
+        return None, None  # unreadable, or passed by the gate
     prompt = prepared.prompts[(repeat, dispatcher.classifier.capabilities.max_images)]
     return prompt, await dispatcher.call(prompt)
 
 
 async def classify(prepared: Prepared, repeat: int, dispatcher: Dispatcher, builder: RecordBuilder,
                    earlier_attempts: int = 0) -> dict[str, Any]:
-    """One model's record for one prepared sample and repeat: ask (`ask_model`), read the answer, build the record.
-
-    ``earlier_attempts``: the attempts of the records this one replaces (a resume asks again).
-    """
+    """One model's record for one prepared sample and repeat; ``earlier_attempts``: those of the records it replaces."""
     prompt, call = await ask_model(prepared, repeat, dispatcher)
     return builder.record(prepared, dispatcher.classifier, prompt, call, repeat=repeat, earlier_attempts=earlier_attempts)
