@@ -1,30 +1,24 @@
 """``harness act RUN_ID``: apply a decision policy (and the paper's Table 4 experiment) to a finished run.
 
-Nothing of the run is rewritten: the policy report goes to ``decisions.json``
-and the Table 4 report to ``table4.json`` beside ``run.json`` (each replaced
-when the command is run again; they record the policy's path and SHA-256).
+Nothing of the run is rewritten: the reports go to ``decisions.json`` and ``table4.json`` beside ``run.json``.
 """
 
 from __future__ import annotations
 
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from harness.cli.main import console as _err, out as _out
 from harness.scoring.decision_report import TABLE4_GROUPS, decisions_for_run, table4_for_run
 from harness.scoring.decisions import SEVERITIES, check_decision_files, load_decision_files
 from harness.errors import HarnessError
 from harness.scoring.leaderboard import pct
 from harness.plugins import get_registry
 from harness.results import load_run, resolve_run_dir, write_json_atomic
-
-_out = Console(width=None if sys.stdout.isatty() else 150)
-_err = Console(stderr=True)
 
 DECISIONS_FILE = "decisions.json"
 TABLE4_FILE = "table4.json"
