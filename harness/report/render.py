@@ -1,8 +1,7 @@
 """Turn gathered report data into one HTML page (Jinja2 with autoescaping on).
 
-All text from run files (model names, raw answers, error details) is escaped by
-Jinja2's autoescape; the only markup inserted unescaped is the SVG this package
-draws itself (`harness.report.svg`, which escapes its labels).
+Text from run files is escaped by autoescape; the only markup inserted unescaped is the SVG of
+`harness.report.svg`, which escapes its labels.
 """
 
 from __future__ import annotations
@@ -18,10 +17,10 @@ from markupsafe import Markup
 from harness import __version__
 from harness.scoring import leaderboard
 from harness.run import run_identity
-from harness.scoring.leaderboard import UNDEFINED, Row, figure_num, note_lines
+from harness.scoring.leaderboard import UNDEFINED, figure_num, note_lines
 from harness.scoring.metrics import OUTCOMES
 from harness.report import svg
-from harness.report.data import Group, confusion_tables, gate_and_end_to_end, outcome_counts
+from harness.report.data import Group, confusion_tables, cost_per_1000, gate_and_end_to_end, outcome_counts
 from harness.report.gallery import Gallery
 from harness.run.run_folder import RunFolder
 
@@ -61,10 +60,6 @@ def outcome_name(outcome: str) -> str:
 def sort_key(value: float | None) -> str:
     """A ``data-sort`` value: numbers as they are, missing ones as an empty string (sorted last)."""
     return "" if value is None else repr(float(value))
-
-
-def cost_per_1000(row: Row) -> float | None:
-    return None if row.cost_usd is None or not row.n else 1000 * row.cost_usd / row.n
 
 
 def plots(group: Group) -> dict[str, Markup]:
