@@ -5,14 +5,15 @@ Nothing of the run is rewritten: the reports go to ``decisions.json`` and ``tabl
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import click
+from rich.console import Console
 from rich.table import Table
 
-from harness.cli.main import console as _err, out as _out
 from harness.scoring.decision_report import TABLE4_GROUPS, decisions_for_run, table4_for_run
 from harness.scoring.decisions import SEVERITIES, check_decision_files, load_decision_files
 from harness.errors import HarnessError
@@ -22,6 +23,9 @@ from harness.results import load_run, resolve_run_dir, write_json_atomic
 
 DECISIONS_FILE = "decisions.json"
 TABLE4_FILE = "table4.json"
+# Not harness.cli.main's consoles: main imports this module (decision_tables).
+_out = Console(width=None if sys.stdout.isatty() else 150)
+_err = Console(stderr=True)
 
 
 @click.command(name="act")

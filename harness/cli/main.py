@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from harness import __version__
+from harness.cli.act import decision_tables
 from harness.scoring import class_order, leaderboard
 from harness.run import failfast
 from harness.run.run_options import config_values, load_config_file, run_flags
@@ -109,8 +110,6 @@ def run(**flags: Any) -> None:
     for line in class_order.summary_lines(result.run):
         out.print(f"position bias: {line}", highlight=False)
     if result.run.get("decisions"):
-        from harness.cli.act import decision_tables  # act imports this module's consoles
-
         for table in decision_tables(result.run["decisions"], "Decisions"):
             out.print(table)
     out.print(f"results: {result.run_dir}/run.json and samples.jsonl")
