@@ -1,7 +1,5 @@
-"""The core's own plugin: the gates that need no model, the CSV result writer, the core commands.
-
-Registered through the same hooks as every other plugin, ``trylast`` so a
-plugin may replace any of them by registering the same name.
+"""The core's own plugin: the gates that need no model, the CSV result writer, the core commands,
+registered ``trylast`` so a plugin may replace any of them by name.
 """
 
 from __future__ import annotations
