@@ -24,26 +24,17 @@ class ClassifierOptions(Options):
 
     concurrency: int = Field(4, ge=1, description="requests in flight at once for this model")
     timeout_s: float = Field(120.0, gt=0, description="per-request timeout in seconds")
-    max_attempts: int = Field(
-        10, ge=1,
-        description=(
-            "most attempts per request that end in a transient error other than rate limiting or overload "
-            "(5xx, dropped connection, timeout, malformed reply); 10 loses one request in a million when "
-            "a quarter of all requests fail that way (4 lost one in 256)"
-        ),
-    )
-    rate_limit_budget_s: float = Field(
-        600.0, gt=0,
-        description=(
-            "seconds a request keeps retrying while the server answers rate limited or overloaded "
-            "(429, 503, 529), counted from its first attempt; those answers do not count against max_attempts"
-        ),
-    )
+    max_attempts: int = Field(10, ge=1, description=(
+        "most attempts per request that end in a transient error other than rate limiting or overload "
+        "(5xx, dropped connection, timeout, malformed reply); 10 loses one request in a million when "
+        "a quarter of all requests fail that way (4 lost one in 256)"))
+    rate_limit_budget_s: float = Field(600.0, gt=0, description=(
+        "seconds a request keeps retrying while the server answers rate limited or overloaded "
+        "(429, 503, 529), counted from its first attempt; those answers do not count against max_attempts"))
     requests_per_minute: float | None = Field(None, gt=0, description="most requests started in any 60 s window")
     tokens_per_minute: float | None = Field(None, gt=0, description="most tokens (in + out) in any 60 s window")
-    cache: bool | None = Field(
-        None, description="reuse cached answers: None caches deterministic requests only, True always, False never"
-    )
+    cache: bool | None = Field(None, description=(
+        "reuse cached answers: None caches deterministic requests only, True always, False never"))
 
 
 #: Options that change how requests are sent, not what is answered; left out of cache keys.

@@ -96,10 +96,7 @@ def erode(mask: np.ndarray, iterations: int = 1) -> np.ndarray:
     """Binary erosion with a 3x3 cross; outside the array counts as background."""
     out = mask.astype(bool)
     for _ in range(iterations):
-        result = out.copy()
-        for dy, dx in _CROSS:
-            result &= _shifted(out, dy, dx, False)
-        out = result
+        out = np.logical_and.reduce([out] + [_shifted(out, dy, dx, False) for dy, dx in _CROSS])
     return out
 
 
@@ -108,10 +105,8 @@ def dilate(mask: np.ndarray, iterations: int = 1) -> np.ndarray:
     iterations every added pixel is within Chebyshev distance ``k`` of the mask."""
     out = mask.astype(bool)
     for i in range(iterations):
-        result = out.copy()
-        for dy, dx in _SQUARE if i % 2 == 0 else _CROSS:
-            result |= _shifted(out, dy, dx, False)
-        out = result
+        shape = _SQUARE if i % 2 == 0 else _CROSS
+        out = np.logical_or.reduce([out] + [_shifted(out, dy, dx, False) for dy, dx in shape])
     return out
 
 

@@ -56,15 +56,17 @@ def score(benchmark: str, predictions: Path, fmt: str, name: str, data_root: Pat
 
 def _warn(imported) -> None:
     """Say what was not scored: images without a prediction, keys naming no image, unparseable names."""
+    def first(names: list[str]) -> str:
+        return ", ".join(names[:SHOW]) + (" ..." if len(names) > SHOW else "")
+
     if imported.missing:
-        shown = ", ".join(imported.missing[:SHOW]) + (" ..." if len(imported.missing) > SHOW else "")
         err.print(f"[yellow]warning:[/] {len(imported.missing)} image(s) have no prediction and are not scored "
-                  f"(listed in run.json under imported.missing; the manifest hash covers only scored images): {shown}",
-                  highlight=False)
+                  "(listed in run.json under imported.missing; the manifest hash covers only scored images): "
+                  f"{first(imported.missing)}", highlight=False)
     if imported.unmatched:
-        shown = ", ".join(imported.unmatched[:SHOW]) + (" ..." if len(imported.unmatched) > SHOW else "")
         err.print(f"[yellow]warning:[/] {len(imported.unmatched)} prediction key(s) name no image of the benchmark "
-                  f"(listed in run.json under imported.unmatched): {shown}\n  {imported.key_forms}", highlight=False)
+                  f"(listed in run.json under imported.unmatched): {first(imported.unmatched)}\n  {imported.key_forms}",
+                  highlight=False)
     unparseable = [r for r in imported.records if r["error"] == "unparseable"]
     if unparseable:
         shown = ", ".join(f"{r['imported_key']}={r['response']!r}" for r in unparseable[:SHOW])
