@@ -27,10 +27,6 @@ class GateVerdict:
     flagged: bool | None
     threshold: float | None
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "GateVerdict":
-        return cls(data.get("name"), data.get("score"), data.get("flagged"), data.get("threshold"))
-
 
 @dataclass(slots=True, frozen=True)
 class PromptRef:
@@ -38,10 +34,6 @@ class PromptRef:
 
     name: str | None
     hash: str | None
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "PromptRef":
-        return cls(data.get("name"), data.get("hash"))
 
 
 @dataclass(slots=True, frozen=True)
@@ -154,7 +146,7 @@ class Record:
             value = data.get(name)
             if value is not None and not isinstance(value, dict):
                 raise HarnessError(f"record {data.get('sample_id')!r}: {name} is {value!r}, expected an object or null")
-            values[name] = None if value is None else kind.from_json(value)
+            values[name] = None if value is None else kind(*(value.get(f.name) for f in fields(kind)))
         if any(name in data for name in DECISION_FIELDS):
             values["decisions"] = RecordDecisions(*(data.get(name) for name in DECISION_FIELDS))
         known = set(FIELDS) | set(DECISION_FIELDS)
