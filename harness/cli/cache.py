@@ -1,4 +1,4 @@
-"""``harness cache``: what the response cache (`harness.run.cache`) holds (``info``) and removing entries (``clear``)."""
+"""``harness cache``: what the response cache (`harness.run.cache`) holds (``info``), removing entries (``clear``)."""
 
 from __future__ import annotations
 
