@@ -180,16 +180,9 @@ def image_digest(image: Any) -> str:
     return sha16(header + image.tobytes())
 
 
-def render_prompt(
-    template: PromptTemplate,
-    *,
-    category: Category,
-    candidates: list[ClassInfo],
-    images: Mapping[str, Any],
-    max_images: int | None = None,
-    extra: dict | None = None,
-    gate_mode: str = "detector",
-) -> Prompt:
+def render_prompt(template: PromptTemplate, *, category: Category, candidates: list[ClassInfo],
+                  images: Mapping[str, Any], max_images: int | None = None, extra: dict | None = None,
+                  gate_mode: str = "detector") -> Prompt:
     """Render ``template`` into a `Prompt` for one sample.
 
     ``candidates`` are numbered 1..n in order. ``images`` maps names (``query``, ``reference``,
@@ -211,10 +204,8 @@ def render_prompt(
     if max_images is not None and len(used) > max_images:
         keep = _images_to_keep(used, max_images)
         dropped = {name for name in used if name not in keep}
-        log.info(
-            "prompt template %s shows %d images, more than max_images=%d: dropping %s",
-            template.name, len(used), max_images, ", ".join(sorted(dropped)),
-        )
+        log.info("prompt template %s shows %d images, more than max_images=%d: dropping %s",
+                 template.name, len(used), max_images, ", ".join(sorted(dropped)))
         messages, used = _render_messages(template, category, candidates, provided, dropped, extra, gate_mode)
         if len(used) > max_images:  # the same image placed several times
             raise TemplateError(
@@ -231,17 +222,11 @@ def render_prompt(
         for role, parts in messages
     ]
     canonical = [[role, [[kind, p] for kind, p in parts]] for role, parts in messages]
-    prompt_hash = sha16(
-        json.dumps([template.name, template.hash, canonical], ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    )
+    canonical_json = json.dumps([template.name, template.hash, canonical], ensure_ascii=False, separators=(",", ":"))
+    prompt_hash = sha16(canonical_json.encode("utf-8"))
     request_hash = sha16("\n".join([prompt_hash, *(digests[name] for name in used)]).encode("ascii"))
-    return Prompt(
-        template=template.name,
-        messages=parts_messages,
-        candidates=list(candidates),
-        hash=prompt_hash,
-        request_hash=request_hash,
-    )
+    return Prompt(template=template.name, messages=parts_messages, candidates=list(candidates), hash=prompt_hash,
+                  request_hash=request_hash)
 
 
 def _images_to_keep(used: list[str], limit: int) -> set[str]:
@@ -258,15 +243,9 @@ def _images_to_keep(used: list[str], limit: int) -> set[str]:
     return keep
 
 
-def _render_messages(
-    template: PromptTemplate,
-    category: Category,
-    candidates: list[ClassInfo],
-    provided: Mapping[str, Any],
-    dropped: set[str],
-    extra: dict | None,
-    gate_mode: str,
-) -> tuple[list[tuple[str, list[tuple[str, str]]]], list[str]]:
+def _render_messages(template: PromptTemplate, category: Category, candidates: list[ClassInfo],
+                     provided: Mapping[str, Any], dropped: set[str], extra: dict | None,
+                     gate_mode: str) -> tuple[list[tuple[str, list[tuple[str, str]]]], list[str]]:
     """Render to [(role, [(kind, text-or-image-name)])] and the image names in order of use."""
     compiled = compile_template(template)
     available = [name for name in provided if name not in dropped]

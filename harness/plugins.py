@@ -150,10 +150,7 @@ def _pip_hint(error: BaseException, distribution: str, plugin_module: str = "") 
     return f"reinstall {distribution}, or uninstall it to silence this message"
 
 
-def load_registry(
-    extra_plugins: Iterable[tuple[str, object]] = (),
-    entry_points: bool = True,
-) -> Registry:
+def load_registry(extra_plugins: Iterable[tuple[str, object]] = (), entry_points: bool = True) -> Registry:
     """Load the core's own plugin, the entry-point plugins (unless ``entry_points`` is False) and then
     ``extra_plugins``, (name, plugin) pairs (how tests register one), into a fresh registry.
 

@@ -149,12 +149,8 @@ def outline_mask(mask: np.ndarray, width: int) -> np.ndarray:
 # --- the pictures ----------------------------------------------------------------------------
 
 
-def outline_region(
-    image: ImageLike,
-    region: np.ndarray,
-    color: tuple[int, int, int] = (255, 0, 0),
-    width: int | None = None,
-) -> Image.Image:
+def outline_region(image: ImageLike, region: np.ndarray, color: tuple[int, int, int] = (255, 0, 0),
+                   width: int | None = None) -> Image.Image:
     """A copy of ``image`` with the contour of ``region`` drawn in ``color`` (not filled; an empty region:
     an unchanged copy). ``width`` defaults to `default_outline_width`."""
     rgb = _as_rgb(image)
@@ -166,12 +162,8 @@ def outline_region(
     return Image.fromarray(pixels)
 
 
-def crop_box(
-    size: tuple[int, int],
-    region: np.ndarray,
-    margin: float = 0.25,
-    min_size: int | None = None,
-) -> tuple[int, int, int, int] | None:
+def crop_box(size: tuple[int, int], region: np.ndarray, margin: float = 0.25,
+             min_size: int | None = None) -> tuple[int, int, int, int] | None:
     """The box (left, top, right, bottom; exclusive) that `crop_region` crops, or None for an empty region.
 
     The region's bounding box grows by ``margin`` times its size on each side, then to a square of
@@ -208,12 +200,7 @@ def _fit_span(centre: float, length: float, limit: int, lo: int, hi: int) -> tup
     return start, start + n
 
 
-def crop_region(
-    image: ImageLike,
-    region: np.ndarray,
-    margin: float = 0.25,
-    min_size: int | None = None,
-) -> Image.Image:
+def crop_region(image: ImageLike, region: np.ndarray, margin: float = 0.25, min_size: int | None = None) -> Image.Image:
     """A square-ish close-up of ``region`` with a margin (see `crop_box`); ValueError for an empty region."""
     rgb = _as_rgb(image)
     box = crop_box(rgb.size, region, margin=margin, min_size=min_size)
@@ -285,13 +272,8 @@ def resize_for_prompt(image: ImageLike, max_side: int = 768) -> Image.Image:
     return pil if size is None else pil.resize(size, Image.Resampling.LANCZOS)
 
 
-def visual_prompt_images(
-    query: ImageLike,
-    reference: ImageLike | None = None,
-    region: np.ndarray | None = None,
-    anomaly_map: np.ndarray | None = None,
-    max_side: int | None = 768,
-) -> dict[str, Image.Image]:
+def visual_prompt_images(query: ImageLike, reference: ImageLike | None = None, region: np.ndarray | None = None,
+                         anomaly_map: np.ndarray | None = None, max_side: int | None = 768) -> dict[str, Image.Image]:
     """The named images a prompt template may show: ``query``; ``reference`` when given; ``outlined`` and
     ``crop`` when ``region`` has a pixel; ``heatmap`` (from the map's `map_thumbnail`) when ``anomaly_map``
     is given. Drawn at full resolution, then shrunk to ``max_side`` (None: full size)."""

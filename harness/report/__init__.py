@@ -16,14 +16,8 @@ from harness.run.run_folder import RunFolder
 DEFAULT_PER_MODEL = 24
 
 
-def build_report(
-    run_ids: list[str],
-    results_dir: Path,
-    output: Path,
-    per_model: int = DEFAULT_PER_MODEL,
-    data_root: Path | None = None,
-    skipped: list[str] | None = None,
-) -> Path:
+def build_report(run_ids: list[str], results_dir: Path, output: Path, per_model: int = DEFAULT_PER_MODEL,
+                 data_root: Path | None = None, skipped: list[str] | None = None) -> Path:
     """Write the report of ``run_ids`` (folders under ``results_dir``) to ``output``; return ``output``.
 
     An unknown run id is a `HarnessError`. So is a run that cannot be shown, unless ``skipped`` is

@@ -42,12 +42,7 @@ def _fmt(value: float) -> str:
     return f"{value:.2g}"
 
 
-def scatter(
-    points: list[tuple[str, float, float, bool, str]],
-    x_title: str,
-    y_title: str,
-    caption: str,
-) -> str:
+def scatter(points: list[tuple[str, float, float, bool, str]], x_title: str, y_title: str, caption: str) -> str:
     """An SVG scatter of ``(tag, x, y, on_front, name)``, y in [0, 1] shown as percent, with a dashed
     step line through the Pareto front. ``tag`` (the rank) labels the dot, nearly coinciding dots
     share one; ``name`` is its tooltip, ``caption`` the SVG's title. No points: the SVG says so."""
