@@ -154,10 +154,8 @@ def _git_commit(source: Path | None = None) -> dict[str, Any] | None:
     try:
         # One process for both facts: the header line ``# branch.oid`` names the commit, and
         # every other line is a changed tracked file. Never cached: the tree may change between runs.
-        status = subprocess.run(
-            ["git", "-C", str(source), "status", "--porcelain=v2", "--branch", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=5,
-        )
+        status = subprocess.run(["git", "-C", str(source), "status", "--porcelain=v2", "--branch",
+                                 "--untracked-files=no"], capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
     if status.returncode != 0:
@@ -178,10 +176,7 @@ def environment_provenance() -> dict[str, Any]:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
-        "torch": _version_or_none("torch"),
-        "transformers": _version_or_none("transformers"),
-        "numpy": _version_or_none("numpy"),
-        "pillow": _version_or_none("pillow"),
+        **{name: _version_or_none(name) for name in ("torch", "transformers", "numpy", "pillow")},
     }
 
 

@@ -105,12 +105,8 @@ def run_sections(run: RunFolder) -> dict[str, Any]:
 
 
 def picture_table(galleries: list[Gallery]) -> tuple[dict[int, str], Markup]:
-    """Each distinct picture once: ``id(picture) -> key`` for the cards and the JSON that maps keys to data URIs.
-
-    The same query, outline and reference appear on the cards of every model that
-    got the sample wrong; embedding each once keeps the file a fraction of the size.
-    The page's script puts the data URIs into the ``<img data-pic>`` elements.
-    """
+    """Each distinct picture once (a query recurs on the card of every model that got it wrong): ``id(picture)
+    -> key`` for the cards, and the JSON of keys to data URIs that the page's script puts into ``<img data-pic>``."""
     keys: dict[str, str] = {}
     by_picture: dict[int, str] = {}
     for g in galleries:
@@ -124,12 +120,8 @@ def picture_table(galleries: list[Gallery]) -> tuple[dict[int, str], Markup]:
 
 
 def environment() -> Environment:
-    env = Environment(
-        loader=FileSystemLoader(str(TEMPLATES)),
-        autoescape=select_autoescape(["html", "j2"], default_for_string=True),
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), trim_blocks=True, lstrip_blocks=True,
+                      autoescape=select_autoescape(["html", "j2"], default_for_string=True))
     env.filters.update(pct=pct, num=num, seconds=seconds, outcome_name=outcome_name, sort_key=sort_key,
                        figure_pct=figure_pct, figure_num=figure_num)
     env.globals.update(outcome_colours=OUTCOME_COLOURS, cost_per_1000=cost_per_1000, note_lines=note_lines,
