@@ -1,14 +1,9 @@
 """Analyses: figures computed from a run's finished records, each written to one section of run.json.
 
-Every figure a run reports beyond its records comes from an `Analysis`: the standard metrics, the
-gate's metrics, position bias, decisions and call failures are the core's own (registered by
-`harness.builtin`, `harness.scoring.analyses`), and a plugin adds one through the
-``register_analyses`` hook. An analysis reads a `FinishedRun` and changes nothing in it: a record is
-written once, when its sample finishes, and every analysis sees the same finished list.
-
-Each analysis runs once, after the last record, in registration order; it returns the value of its
-run.json section, or None to write nothing (decisions without a policy, say). When the run header
-already holds a section of that name (``class_order``), a returned mapping is merged into it.
+Every figure beyond the records comes from one: the core's own (metrics, gate metrics, position bias,
+decisions, call failures: `harness.scoring.analyses`) and a plugin's (``register_analyses``). Each
+runs once after the last record, in registration order, reads a `FinishedRun` without changing it and
+returns its section (None: none); a mapping is merged into a section the run header already holds.
 """
 
 from __future__ import annotations
@@ -21,13 +16,9 @@ from harness.types import Category
 
 @dataclass(frozen=True)
 class FinishedRun:
-    """What an analysis may read: the records and what the run was asked to do.
-
-    ``records`` are every record, all repeats; ``models`` the model specs in ``--models`` order;
-    ``categories`` the evaluated categories (labels, masks); ``pixel_pairs`` per category the
-    shrunk (anomaly map, true mask) pairs the gate produced, None for a category where some image
-    had no map, empty when the run was resumed (maps are not stored); ``policy`` and ``costs`` the
-    decision policy and cost matrix objects, or None.
+    """What an analysis may read: every record (all repeats), the model specs in ``--models`` order, the
+    evaluated categories, ``pixel_pairs`` per category (the gate's shrunk (anomaly map, true mask) pairs;
+    None where an image had no map, empty after a resume) and the decision policy and costs, or None.
     """
 
     records: list[dict[str, Any]]

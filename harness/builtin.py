@@ -1,7 +1,5 @@
-"""The core's own plugin: the gates that need no model, the CSV result writer, the core commands.
-
-Registered through the same hooks as every other plugin, ``trylast`` so a
-plugin may replace any of them by registering the same name.
+"""The core's own plugin: the gates that need no model, the CSV result writer, the core commands,
+registered ``trylast`` so a plugin may replace any of them by name.
 """
 
 from __future__ import annotations
@@ -50,9 +48,16 @@ class CsvWriter(ResultWriter):
 @hookimpl(tryfirst=True)
 def register_commands(cli):
     # Called before the plugins' implementations, so a plugin's command of the same name wins, as before.
-    from harness.cli.commands import core_commands
+    # Imported here, at registration: the modules import the CLI, which imports the registry.
+    from harness.cli.act import act
+    from harness.cli.cache import cache
+    from harness.cli.classes import classes
+    from harness.cli.compare import compare
+    from harness.cli.plugins import plugins_command
+    from harness.cli.report import report
+    from harness.cli.score import score
 
-    for command in core_commands():
+    for command in (plugins_command, report, compare, act, score, cache, classes):  # `harness --help` order
         cli.add_command(command)
 
 

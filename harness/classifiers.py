@@ -1,11 +1,8 @@
 """The classifier protocol: what a backend plugin implements.
 
-A classifier receives a rendered `Prompt` (chat messages with named images and
-the closed set of candidate classes) and returns a `Response` (raw text, token
-usage, optionally per-option scores). It never sees the true label. Retries,
-timeouts and concurrency are the core's job (:mod:`harness.run.dispatch`); a
-backend only says which of its errors are transient (`Classifier.should_retry`)
-and which of those are rate limiting or overload (`Classifier.is_rate_limited`).
+A classifier turns a rendered `Prompt` into a `Response` and never sees the true label. Retries,
+timeouts and concurrency are the core's job (:mod:`harness.run.dispatch`); a backend only says which
+of its errors are transient (`Classifier.should_retry`) and which of those are rate limits.
 """
 
 from __future__ import annotations
@@ -27,26 +24,17 @@ class ClassifierOptions(Options):
 
     concurrency: int = Field(4, ge=1, description="requests in flight at once for this model")
     timeout_s: float = Field(120.0, gt=0, description="per-request timeout in seconds")
-    max_attempts: int = Field(
-        10, ge=1,
-        description=(
-            "most attempts per request that end in a transient error other than rate limiting or overload "
-            "(5xx, dropped connection, timeout, malformed reply); 10 loses one request in a million when "
-            "a quarter of all requests fail that way (4 lost one in 256)"
-        ),
-    )
-    rate_limit_budget_s: float = Field(
-        600.0, gt=0,
-        description=(
-            "seconds a request keeps retrying while the server answers rate limited or overloaded "
-            "(429, 503, 529), counted from its first attempt; those answers do not count against max_attempts"
-        ),
-    )
+    max_attempts: int = Field(10, ge=1, description=(
+        "most attempts per request that end in a transient error other than rate limiting or overload "
+        "(5xx, dropped connection, timeout, malformed reply); 10 loses one request in a million when "
+        "a quarter of all requests fail that way (4 lost one in 256)"))
+    rate_limit_budget_s: float = Field(600.0, gt=0, description=(
+        "seconds a request keeps retrying while the server answers rate limited or overloaded "
+        "(429, 503, 529), counted from its first attempt; those answers do not count against max_attempts"))
     requests_per_minute: float | None = Field(None, gt=0, description="most requests started in any 60 s window")
     tokens_per_minute: float | None = Field(None, gt=0, description="most tokens (in + out) in any 60 s window")
-    cache: bool | None = Field(
-        None, description="reuse cached answers: None caches deterministic requests only, True always, False never"
-    )
+    cache: bool | None = Field(None, description=(
+        "reuse cached answers: None caches deterministic requests only, True always, False never"))
 
 
 #: Options that change how requests are sent, not what is answered; left out of cache keys.
@@ -93,12 +81,8 @@ class Classifier(ABC):
         return False
 
     def is_rate_limited(self, error: BaseException) -> bool:
-        """True when transient ``error`` says the server is rate limiting or overloaded (429, 503, 529).
-
-        Such errors are retried for up to ``rate_limit_budget_s`` seconds instead of counting
-        against ``max_attempts``: a busy server is not a broken one. Asked only for errors that
-        `should_retry` calls transient.
-        """
+        """True when transient ``error`` says the server is rate limiting or overloaded (429, 503, 529): retried
+        for up to ``rate_limit_budget_s`` instead of counting against ``max_attempts``."""
         return False
 
     def retry_after(self, error: BaseException) -> float | None:
@@ -106,9 +90,8 @@ class Classifier(ABC):
         return None
 
     def is_fatal(self, error: BaseException) -> bool:
-        """True when ``error`` says no request to this model can succeed as configured (a bad key, no access,
-        no such model or endpoint). By default: the error carries HTTP status 401, 403 or 404 (the SDKs'
-        ``status_code``). A run whose first requests to a model all fail so stops early (harness/run/failfast.py)."""
+        """True when ``error`` says no request to this model can succeed as configured (by default: HTTP 401,
+        403 or 404); a run whose first requests to a model all fail so stops early (harness/run/failfast.py)."""
         return failfast.http_status(error) in failfast.FATAL_STATUSES
 
     def is_timeout(self, error: BaseException) -> bool:
@@ -125,14 +108,9 @@ class Classifier(ABC):
     def endpoint(self) -> dict[str, Any]:
         """What answers this classifier's requests, beyond its options; part of cache keys and provenance.
 
-        A hosted backend names the server it actually talks to, after environment
-        variables and defaults are applied (``base_url``, normalised and without
-        credentials), and anything else that selects what answers (an API version,
-        a deployment). A local model whose files could change under the same name
-        names the resolved files (``checkpoint`` and a fingerprint). Never a secret:
-        it is written to run.json and the response cache. Fixed when the classifier
-        is made. Default: ``{}`` (the model id and options say everything).
-        `harness cache` shows and filters by the ``base_url`` or ``checkpoint`` entry.
+        A hosted backend names the server it talks to after environment and defaults (``base_url``,
+        without credentials) and any selector (an API version); a local model its resolved files
+        (``checkpoint`` and a fingerprint). Never a secret; fixed when made. Default: ``{}``.
         """
         return {}
 

@@ -1,8 +1,5 @@
-"""The benchmark protocol and what the core does with any benchmark.
-
-A benchmark plugin turns a data root into a `BenchmarkData`: categories, each
-with training normals, test samples and candidate classes (display names and
-descriptions). The core never parses a dataset layout itself.
+"""The benchmark protocol: a plugin turns a data root into a `BenchmarkData` (categories with training
+normals, test samples and candidate classes); the core never parses a dataset layout itself.
 """
 
 from __future__ import annotations
@@ -19,11 +16,8 @@ MANIFEST_HASH_LENGTH = 16
 
 
 class Benchmark(ABC):
-    """A dataset layout plus class lists plus a default scoring protocol.
-
-    Subclasses set ``name`` and ``description`` and implement `load`.
-    ``layout`` describes the expected folder layout; it is quoted in errors.
-    """
+    """A dataset layout plus class lists plus a default scoring protocol: subclasses set ``name``,
+    ``description`` and ``layout`` (the expected folders, quoted in errors) and implement `load`."""
 
     name: str = ""
     description: str = ""
@@ -37,13 +31,8 @@ class Benchmark(ABC):
         """Read the data root; raise `DataLayoutError` naming the path and the expected layout."""
 
     def released(self, categories: Sequence[str] | None = None) -> BenchmarkData | None:
-        """The test set as published, built from facts without reading any image; None when not known.
-
-        Benchmarks with a fixed released file list (MVTec-AC, MVTec-AD, VisA-AC)
-        return samples whose ``relpath`` and label are exactly what a complete
-        data root gives, so predictions made elsewhere can be scored
-        (`harness score`) under the same manifest hash as a full run.
-        """
+        """The test set as published, built without reading any image (None: not known), so predictions
+        made elsewhere can be scored (`harness score`) under the manifest hash of a complete data root."""
         return None
 
     def layout_error(self, root: Path, problem: str) -> DataLayoutError:
@@ -55,12 +44,10 @@ class Benchmark(ABC):
 
 
 class ReleaseMismatchError(DataLayoutError):
-    """A data root whose test files differ from the benchmark's released list.
+    """A data root whose test files differ from the benchmark's released list (the message names how).
 
-    The message names the differences. ``partial`` is the benchmark loaded on
-    the files present in both (None when there are none), which a run may use
-    when the user allows it (``--allow-partial``); ``difference`` is the
-    JSON-serialisable account of what differs, recorded in run.json then.
+    ``partial``: the benchmark on the files in both (None: none), which ``--allow-partial`` runs on;
+    ``difference``: the JSON account of what differs, then recorded in run.json.
     """
 
     def __init__(self, message: str, partial: BenchmarkData | None, difference: dict[str, Any]) -> None:
@@ -70,11 +57,7 @@ class ReleaseMismatchError(DataLayoutError):
 
 
 def manifest_hash(data: BenchmarkData) -> str:
-    """A short hash of exactly what is evaluated: every test image path and its label.
-
-    Two runs with the same manifest hash scored the same images with the same
-    ground truth, so their figures may be ranked together.
-    """
+    """A short hash of every test image path and its label: runs with the same one may be ranked together."""
     digest = hashlib.sha256()
     for sample in sorted(data.samples, key=lambda s: (s.category, s.relpath)):
         digest.update(f"{sample.category}\t{sample.relpath}\t{sample.label}\n".encode())

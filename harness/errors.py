@@ -1,9 +1,4 @@
-"""Exceptions a user can act on.
-
-`HarnessError` and its subclasses are expected failures caused by input or
-configuration: the CLI prints their message and exits with code 2, without a
-traceback unless ``--debug`` is given.
-"""
+"""Exceptions a user can act on: the CLI prints a `HarnessError`'s message and exits with code 2."""
 
 
 class HarnessError(Exception):
@@ -25,8 +20,5 @@ class PluginError(HarnessError):
 
 
 class BadInputError(Exception):
-    """One sample's input is unusable (unreadable or corrupt image).
-
-    Not a `HarnessError`: the run records the sample with error ``bad_input``
-    and goes on.
-    """
+    """One sample's input is unusable (an unreadable image): not a `HarnessError`, the run records
+    ``bad_input`` and goes on."""

@@ -1,15 +1,8 @@
 """The gate protocol, and the two gates that need no model: ``oracle`` and ``none``.
 
-A gate is the "vision expert" in front of the classifiers: fitted on the
-training normals of one category, it scores each test sample and decides
-whether it is flagged as anomalous. Only flagged samples reach a classifier;
-the others are predicted ``good`` without any model call.
-
-A gate's `Gate.mode` tells prompt templates what happened to an image before
-the model sees it (`GATE_MODES`): a detector flagged it (``detector``), the
-ground truth says it is defective (``oracle``), or nothing judged it at all
-(``none``). Templates word the prompt by it, so no prompt claims a detection
-that did not happen.
+A gate, fitted on one category's training normals, flags test samples as anomalous; only flagged ones
+reach a classifier, the others are predicted ``good``. Its `Gate.mode` tells templates what happened
+to an image (`GATE_MODES`), so no prompt claims a detection that did not happen.
 """
 
 from __future__ import annotations
@@ -41,20 +34,15 @@ class FittedGate(ABC):
         return {}
 
 
-#: What a gate's verdict means, as templates see it (``gate_mode``):
-#: ``detector`` -- a detector decided from the pixels that the image is anomalous, and its region
-#: (when there is one) is what it found; ``oracle`` -- the image is known to be defective from its
-#: label, and the region is the annotated defect; ``none`` -- nothing judged the image: every image
-#: passes through, so it may be normal (``good`` is a candidate class).
+#: What a flag means, as templates see it (``gate_mode``): ``detector`` -- a detector found the image
+#: anomalous (the region is what it found); ``oracle`` -- its label says defective (the region is the
+#: annotated defect); ``none`` -- nothing judged it, it may be normal (``good`` is a candidate).
 GATE_MODES: tuple[str, ...] = ("detector", "oracle", "none")
 
 
 class _DerivedMode:
-    """`Gate.mode` of a class that does not set it: derived from ``passes_all`` and ``uses_ground_truth``.
-
-    A descriptor, so a subclass inherits an explicit ``mode`` its parent set,
-    and otherwise gets the mode its own flags imply.
-    """
+    """`Gate.mode` of a class that does not set it, from its ``passes_all`` and ``uses_ground_truth`` (a
+    descriptor, so a subclass inherits an explicit ``mode`` its parent set)."""
 
     def __get__(self, instance: Any, owner: type) -> str:
         if getattr(owner, "passes_all", False):
@@ -104,11 +92,8 @@ def gate_mode(gate: Gate | type[Gate]) -> str:
 
 
 class OracleGate(Gate):
-    """Flags exactly the anomalous samples; its map is the ground-truth mask.
-
-    This is the upper bound of any gate (VELM's "ground-truth masks" setting):
-    it isolates the classifier's share of the errors.
-    """
+    """Flags exactly the anomalous samples, its map the ground-truth mask: the upper bound of any gate
+    (VELM's "ground-truth masks" setting), isolating the classifier's share of the errors."""
 
     name = "oracle"
     description = "flags exactly the anomalous images; the region is the ground-truth mask"
@@ -135,13 +120,8 @@ class _FittedOracle(FittedGate):
         if region is not None and not region.any():
             region = None
         anomaly_map = region.astype("float32") if region is not None else None
-        return GateResult(
-            score=1.0 if flagged else 0.0,
-            flagged=flagged,
-            threshold=0.5,
-            anomaly_map=anomaly_map,
-            region=region,
-        )
+        return GateResult(score=1.0 if flagged else 0.0, flagged=flagged, threshold=0.5, anomaly_map=anomaly_map,
+                          region=region)
 
     def info(self) -> dict[str, Any]:
         return {"threshold": 0.5, "threshold_source": "ground truth (oracle)", "regions": self._regions}

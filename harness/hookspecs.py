@@ -1,15 +1,8 @@
-"""The plugin API: every hook a plugin may implement.
+"""The plugin API: every hook a plugin may implement (docs/plugins.md says more).
 
-A plugin is a module (or object) with functions decorated by
-``harness.hookimpl`` whose names match the hooks below. It is found through
-the ``harness`` entry-point group of its distribution::
-
-    [project.entry-points.harness]
-    my_plugin = "my_package.my_module"
-
-Registration hooks receive a ``register`` callable; call it once per thing the
-plugin provides. Lifecycle hooks observe a run and must not change it.
-Built-in implementations are ``trylast`` so a plugin can override them by name.
+A plugin is a module (or object) with functions decorated by `hookimpl` whose names are hooks below,
+found through the ``harness`` entry-point group of its distribution. Registration hooks receive a
+``register`` callable, called once per thing provided; lifecycle hooks observe a run, never change it.
 """
 
 from __future__ import annotations
@@ -22,29 +15,18 @@ hookimpl = pluggy.HookimplMarker("harness")
 
 @hookspec
 def register_benchmarks(register):
-    """Register benchmarks: ``register(benchmark)`` with a `harness.datasets.Benchmark`.
-
-    A benchmark names a dataset layout, its class lists with display names and
-    descriptions, and its default scoring protocol.
-    """
+    """Register benchmarks: ``register(benchmark)`` with a `harness.datasets.Benchmark`."""
 
 
 @hookspec
 def register_gates(register):
-    """Register detector gates: ``register(gate_class)`` with a `harness.gates.Gate` subclass.
-
-    A gate is fitted on the training normals of one category and then scores
-    test samples: anomaly score, flagged or not, threshold, optional anomaly map.
-    """
+    """Register detector gates: ``register(gate_class)`` with a `harness.gates.Gate` subclass."""
 
 
 @hookspec
 def register_classifiers(register):
-    """Register classifier backends: ``register(classifier_class)`` with a `harness.classifiers.Classifier` subclass.
-
-    The class attribute ``plugin`` is the prefix of model specs it serves
-    (``openai`` serves ``openai:gpt-4o``).
-    """
+    """Register classifier backends: ``register(classifier_class)`` with a `harness.classifiers.Classifier`
+    subclass, whose ``plugin`` is the prefix of the model specs it serves (``openai:gpt-4o``)."""
 
 
 @hookspec
@@ -54,48 +36,31 @@ def register_prompt_templates(register):
 
 @hookspec
 def register_result_writers(register):
-    """Register extra result formats: ``register(writer)`` with a `harness.results.ResultWriter`.
-
-    ``run.json`` and ``samples.jsonl`` are always written; a writer adds a
-    format that a user asks for with ``harness run --output-format NAME``.
-    """
+    """Register extra result formats (``harness run --output-format NAME``): ``register(writer)`` with a
+    `harness.results.ResultWriter`."""
 
 
 @hookspec
 def register_analyses(register):
-    """Register analyses: ``register(analysis)`` with an instance of a `harness.analyses.Analysis`.
-
-    Each runs once after a run's last record, reads a `harness.analyses.FinishedRun`, and writes the
-    run.json section named by its ``name`` (the core's own: metrics, decisions, class_order,
-    gate_metrics, call_failures).
-    """
+    """Register analyses: ``register(analysis)`` with a `harness.analyses.Analysis`, which reads the
+    finished run once and writes the run.json section named by its ``name``."""
 
 
 @hookspec
 def register_policies(register):
-    """Register decision policies by name: ``register(name, path)`` with the path of a policy TOML file.
-
-    ``harness run --policy NAME`` and ``harness act RUN --policy NAME`` find it
-    (the file form is described in `harness.scoring.decisions`).
-    """
+    """Register decision policies (``--policy NAME``): ``register(name, path)`` with a policy TOML file
+    (the form is `harness.scoring.decisions`'s)."""
 
 
 @hookspec
 def register_cost_matrices(register):
-    """Register cost matrices by name: ``register(name, path)`` with the path of a cost-matrix TOML file.
-
-    ``--costs NAME`` finds it (the file form is described in `harness.scoring.decisions`).
-    """
+    """Register cost matrices (``--costs NAME``): ``register(name, path)`` with a cost-matrix TOML file."""
 
 
 @hookspec
 def register_class_files(register):
-    """Register class files by name: ``register(name, path)`` with the path of a class-description TOML file.
-
-    A benchmark reads the class file of its name (``mvtec-ac``, ``visa-ac``, ...)
-    through `harness.run.class_file.registered_class_file`; the form is that of a
-    user's class file (`harness.run.class_file`).
-    """
+    """Register class files: ``register(name, path)`` with a class-description TOML file (the form of a
+    user's class file, `harness.run.class_file`); a benchmark reads the one of its name."""
 
 
 @hookspec

@@ -1,12 +1,8 @@
-"""Reading images and masks, with errors that name the file.
+"""Reading images and masks (any format Pillow decodes), with errors that name the file.
 
-Any format Pillow decodes is accepted; the loaders document PNG, JPEG, BMP and
-TIFF. Greyscale images (8-bit ``L``, 16-bit ``I;16``, 32-bit ``I``, float
-``F``) become grey RGB; colour images with alpha or a palette become RGB.
-High-bit-depth greyscale is scaled to 8 bits over its type's full range
-(16-bit: value / 257), never clipped: Pillow's own conversion saturates every
-value above 255 to white. Float images are read as 0..1 when they lie there,
-otherwise like 16-bit values.
+Greyscale becomes grey RGB, alpha and palettes RGB. High-bit-depth greyscale is scaled to 8 bits over
+its type's full range (16-bit: value / 257), never clipped as Pillow's conversion would (to white);
+float images are read as 0..1 when they lie there, otherwise like 16-bit values.
 """
 
 from __future__ import annotations
@@ -17,6 +13,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from harness.errors import BadInputError
+from harness.visual import as_mask
 
 #: Full-scale value of the high-bit-depth greyscale modes, by Pillow mode.
 #: Pillow opens 16-bit PNGs and TIFFs as ``I;16`` (older versions: ``I``), so ``I`` is read as 16-bit too.
@@ -50,12 +47,10 @@ def load_rgb(path: Path) -> Image.Image:
 
 
 def mask_pixels(mask: Image.Image) -> np.ndarray:
-    """The defect pixels of a mask image in any mode, as a boolean HxW array.
+    """The defect pixels of a mask image in any mode (0/255, 0/65535 or 0/1), as a boolean HxW array.
 
-    Masks are binary images: 0/255 (MVTec), 0/65535 (16-bit) or 0/1 label
-    images. A mask whose largest value is 1 counts every non-zero pixel;
-    otherwise a pixel is a defect above half of full scale, which also keeps
-    JPEG noise around black out of the region.
+    A mask whose largest value is 1 counts every non-zero pixel; otherwise a defect is above half of
+    full scale, which also keeps JPEG noise around black out of the region.
     """
     grey = np.asarray(to_8bit(mask).convert("L"))
     raw = np.asarray(mask)
@@ -66,8 +61,8 @@ def mask_pixels(mask: Image.Image) -> np.ndarray:
 
 def load_mask(path: Path | None, size: tuple[int, int]) -> np.ndarray:
     """A boolean HxW mask for an image of ``size`` (width, height); all False when there is none."""
-    width, height = size
     if path is None:
+        width, height = size
         return np.zeros((height, width), dtype=bool)
     try:
         with Image.open(path) as mask:
@@ -77,7 +72,4 @@ def load_mask(path: Path | None, size: tuple[int, int]) -> np.ndarray:
         raise BadInputError(f"{path}: mask file not found") from error
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise BadInputError(f"{path}: not a readable mask ({error})") from error
-    if pixels.shape != (height, width):
-        resized = Image.fromarray(pixels.astype(np.uint8) * 255).resize(size, Image.Resampling.NEAREST)
-        pixels = np.asarray(resized) > 127
-    return pixels
+    return as_mask(pixels, size)  # resized nearest-neighbour when its size differs

@@ -1,9 +1,5 @@
-"""Typed, validated, documented options for gates and classifiers.
-
-Options are pydantic models: each field has a type, a default and a
-description, so `harness list --verbose` can document them and a run config
-with a typo fails with a message that names the field. (pydantic comes with the
-openai and anthropic SDKs already; the core uses it directly for this.)
+"""Typed, validated, documented options for gates and classifiers: pydantic models whose fields have a
+type, a default and a description (`harness list --verbose`), so a typo fails naming the field.
 """
 
 from __future__ import annotations

@@ -1,14 +1,7 @@
-"""The plugin manager: built-ins and entry points through one door.
-
-Every benchmark, gate, classifier, prompt template, result writer, decision
-policy, cost matrix and class file reaches the core through a hook in
-:mod:`harness.hookspecs`. Plugins are discovered in
-the ``harness`` entry-point group; the core's own built-ins are registered as a
-plugin too (``trylast``, so a plugin may override them by name).
-
-A plugin that fails to import is recorded in `Registry.failures` with the
-reason and a pip hint, and the others still load. A plugin that implements a
-hook the spec does not have (a misspelled name) fails loudly.
+"""The plugin registry: everything a run uses arrives through a hook of :mod:`harness.hookspecs`,
+from the ``harness`` entry-point group, the core's own built-ins included (``trylast``, so a plugin may
+override them by name). A plugin that fails to import is recorded in `Registry.failures` with a pip
+hint and the others still load; one implementing a hook that does not exist fails loudly.
 """
 
 from __future__ import annotations
@@ -125,35 +118,26 @@ PLUGIN_KINDS: tuple[PluginKind, ...] = (
 _KIND_OF_TABLE = {kind.table: kind for kind in PLUGIN_KINDS}
 
 
-def _name_of(kind: str, obj: Any) -> str:
-    attr = _KIND_OF_TABLE[kind].name_attr
-    name = getattr(obj, attr, None)
-    if not isinstance(name, str) or not name:
-        raise PluginError(f"a registered {_KIND_OF_TABLE[kind].singular} has no {attr!r} attribute: {obj!r}")
-    return name
-
-
 def _registered(kind: str, args: tuple[Any, ...], plugin: str, hook: str) -> tuple[str, Any]:
-    """(name, object) of one ``register(...)`` call of a registration hook."""
-    files = _KIND_OF_TABLE[kind].files
-    if len(args) != (2 if files else 1):
-        form = "register(name, path)" if files else "register(obj)"
+    """(name, object) of one ``register(...)`` call of a registration hook, or a `PluginError` saying what
+    was expected."""
+    spec = _KIND_OF_TABLE[kind]
+    if len(args) != (2 if spec.files else 1):
+        form = "register(name, path)" if spec.files else "register(obj)"
         raise PluginError(f"plugin {plugin!r} called {hook}'s register with {len(args)} argument(s); expected {form}")
-    if files:
-        named = _named_file(kind, args[0], args[1], plugin)
-        return named.name, named
-    return _name_of(kind, args[0]), args[0]
-
-
-def _named_file(kind: str, name: Any, path: Any, plugin: str) -> NamedFile:
-    """The `NamedFile` of a ``register(name, path)`` call, or a `PluginError` saying what was expected."""
-    singular = _KIND_OF_TABLE[kind].singular
+    if not spec.files:
+        name = getattr(args[0], spec.name_attr, None)
+        if not isinstance(name, str) or not name:
+            raise PluginError(f"a registered {spec.singular} has no {spec.name_attr!r} attribute: {args[0]!r}")
+        return name, args[0]
+    name, path = args
     if not isinstance(name, str) or not name:
-        raise PluginError(f"plugin {plugin!r} registered a {singular} with name {name!r}; expected register(name, path)")
+        raise PluginError(f"plugin {plugin!r} registered a {spec.singular} with name {name!r}; "
+                          "expected register(name, path)")
     if not isinstance(path, (str, os.PathLike)):
-        raise PluginError(f"plugin {plugin!r} registered {singular} {name!r} with {path!r}, not a file path "
+        raise PluginError(f"plugin {plugin!r} registered {spec.singular} {name!r} with {path!r}, not a file path "
                           "(a file inside a zipped package cannot be read; install the package unzipped)")
-    return NamedFile(name, Path(path))
+    return name, NamedFile(name, Path(path))
 
 
 def _pip_hint(error: BaseException, distribution: str, plugin_module: str = "") -> str:
@@ -166,25 +150,15 @@ def _pip_hint(error: BaseException, distribution: str, plugin_module: str = "") 
     return f"reinstall {distribution}, or uninstall it to silence this message"
 
 
-def new_manager() -> pluggy.PluginManager:
+def load_registry(extra_plugins: Iterable[tuple[str, object]] = (), entry_points: bool = True) -> Registry:
+    """Load the core's own plugin, the entry-point plugins (unless ``entry_points`` is False) and then
+    ``extra_plugins``, (name, plugin) pairs (how tests register one), into a fresh registry.
+
+    The core's plugin (`harness.builtin`) is found through its entry point too, so this module imports
+    none of what it registers.
+    """
     pm = pluggy.PluginManager("harness")
     pm.add_hookspecs(hookspecs)
-    return pm
-
-
-def load_registry(
-    extra_plugins: Iterable[tuple[str, object]] = (),
-    entry_points: bool = True,
-) -> Registry:
-    """Load built-ins, entry-point plugins and ``extra_plugins`` into a fresh registry.
-
-    The core's own plugin (`harness.builtin`: the oracle and none gates, the CSV writer, the core
-    commands) is found through its entry point like any other, so this module imports none of what
-    it registers; with ``entry_points`` False it is the only entry point loaded. ``extra_plugins``
-    are (name, plugin) pairs registered after the entry points, which is how tests register a
-    plugin for one test.
-    """
-    pm = new_manager()
     registry = Registry(manager=pm)
     builtin = _builtin_entry_point()
     pm.register(builtin.load(), name=BUILTIN_PLUGIN)
@@ -281,12 +255,8 @@ def get_registry() -> Registry:
 
 
 def registered_class_file(name: str) -> Path | None:
-    """The path of the class file a plugin registered as ``name`` (hook ``register_class_files``); None when none did.
-
-    This is how a benchmark finds its shipped descriptions (the ``prompts``
-    plugin registers ``mvtec-ac``, ``visa-ac``, ...); a later plugin may
-    register the same name to replace them. The file's form is `harness.run.class_file`'s.
-    """
+    """The path of the class file a plugin registered as ``name`` (``register_class_files``), else None:
+    how a benchmark finds its shipped descriptions (the form is `harness.run.class_file`'s)."""
     provided = get_registry().class_files.get(name)
     return provided.obj.path if provided is not None else None
 

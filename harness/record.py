@@ -1,16 +1,9 @@
 """`Record`: one line of samples.jsonl, what one model's answer about one sample became.
 
-Both writers of records build them here, through `Record.of`: `harness run`
-(`harness.run.run_records.RecordBuilder`) and `harness score`
-(`harness.scoring.imported`). `Record.to_json` is the line written, key for key and
-in order; `Record.from_json` reads a line back, old run folders included (a
-missing field is None, a missing ``repeat`` 0). The field lists other parts
-check or show (`RUN_FIELDS`, `JSON_FIELDS`) come from the class, so they
-cannot drift from it.
-
-The records that flow through a run (`RunFiles.append_record`, result
-writers, ``harness_sample_done``, `harness.scoring.metrics`) are the `to_json` dicts:
-that form is the public contract of schema `harness.results.SCHEMA_VERSION`.
+`harness run` and `harness score` both make records through `Record.of`; `Record.to_json` is the line
+written, key for key and in order (the public contract of `harness.results.SCHEMA_VERSION`, and the
+dict result writers and hooks see); `Record.from_json` reads one back, old run folders included. The
+field lists (`RUN_FIELDS`, `JSON_FIELDS`) come from the class, so they cannot drift from it.
 """
 
 from __future__ import annotations
@@ -34,10 +27,6 @@ class GateVerdict:
     flagged: bool | None
     threshold: float | None
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "GateVerdict":
-        return cls(data.get("name"), data.get("score"), data.get("flagged"), data.get("threshold"))
-
 
 @dataclass(slots=True, frozen=True)
 class PromptRef:
@@ -45,10 +34,6 @@ class PromptRef:
 
     name: str | None
     hash: str | None
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "PromptRef":
-        return cls(data.get("name"), data.get("hash"))
 
 
 @dataclass(slots=True, frozen=True)
@@ -119,12 +104,9 @@ class Record:
     @classmethod
     def of(cls, sample: Sample, benchmark: str, model: str, *, predicted_label: str | None, error: str | None,
            error_detail: str | None, transient: bool = False, gate_passes_all: bool = False, **rest: Any) -> "Record":
-        """The one way records are made: the sample's fields, ``correct``, ``error_transient`` and ``outcome`` derived.
-
-        ``rest`` gives the other fields (those with no default are required); ``gate_passes_all``: the
-        run's gate flags every image, so a defect named on a good image is the model's mistake
-        (`harness.scoring.metrics.outcome_of`).
-        """
+        """The one way records are made: the sample's fields, ``correct``, ``error_transient`` and ``outcome``
+        derived; ``rest`` gives the others. ``gate_passes_all``: a defect named on a good image is the model's
+        mistake (`harness.scoring.metrics.outcome_of`)."""
         record = cls(
             sample_id=sample.sample_id, benchmark=benchmark, category=sample.category, image=sample.relpath,
             true_label=sample.label, model=model, predicted_label=predicted_label, error=error,
@@ -164,7 +146,7 @@ class Record:
             value = data.get(name)
             if value is not None and not isinstance(value, dict):
                 raise HarnessError(f"record {data.get('sample_id')!r}: {name} is {value!r}, expected an object or null")
-            values[name] = None if value is None else kind.from_json(value)
+            values[name] = None if value is None else kind(*(value.get(f.name) for f in fields(kind)))
         if any(name in data for name in DECISION_FIELDS):
             values["decisions"] = RecordDecisions(*(data.get(name) for name in DECISION_FIELDS))
         known = set(FIELDS) | set(DECISION_FIELDS)

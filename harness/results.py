@@ -1,11 +1,6 @@
-"""Result files: ``results/<run-id>/run.json`` and ``samples.jsonl``.
-
-These files are a public contract (leaderboards, scripts and other people's
-tools read them), versioned by `SCHEMA_VERSION`. Records are appended and
-flushed as each (sample, model) finishes, so a killed run loses nothing that
-finished. ``run.json`` is replaced atomically, never left half-written. Beside
-them, ``prompt_images/`` holds what redraws each prompt's images (the gate's
-regions; see `harness.run.prompt_record`), written before the records that name it.
+"""Result files: ``results/<run-id>/run.json`` and ``samples.jsonl``, a public contract versioned by
+`SCHEMA_VERSION`. Records are appended and flushed as each finishes, so a killed run loses nothing
+finished; ``run.json`` is replaced atomically. (``prompt_images/``: `harness.run.prompt_record`.)
 """
 
 from __future__ import annotations
@@ -52,13 +47,8 @@ def new_run_id(benchmark: str, now: datetime | None = None) -> str:
 
 
 def write_json_atomic(path: Path, data: dict[str, Any], durable: bool = True) -> None:
-    """Write JSON to a temporary file beside ``path`` and rename it over ``path``.
-
-    Readers see the old or the new file, never a part, whatever happens to the
-    process. ``durable`` also syncs the data to disk before the rename, so the
-    new file survives a power loss too; ``False`` suits interim states that a
-    later durable write replaces.
-    """
+    """Write JSON to a temporary file beside ``path`` and rename it over ``path``: readers see the old or the
+    new file, never a part. ``durable`` also syncs it to disk first (to survive a power loss)."""
     tmp = path.with_name(path.name + ".tmp")
     text = json.dumps(data, indent=2, sort_keys=False, default=str) + "\n"  # one write, not a chunk per token
     with tmp.open("w", encoding="utf-8") as handle:
@@ -134,10 +124,8 @@ def find_run_dirs(paths: Iterable[Path]) -> list[Path]:
 
 
 def resolve_run_dir(ref: str | Path, results_dir: Path) -> Path:
-    """The folder of a run given by id (``results_dir/ref``) or by its folder path.
-
-    An id that names no run is a `HarnessError` listing the newest runs in ``results_dir``.
-    """
+    """The folder of a run given by id (``results_dir/ref``) or by path; else a `HarnessError` listing the
+    newest runs in ``results_dir``."""
     for candidate in (results_dir / str(ref), Path(ref)):
         if (candidate / RUN_FILE).is_file():
             return candidate
@@ -152,11 +140,8 @@ def resolve_run_dir(ref: str | Path, results_dir: Path) -> Path:
 
 @functools.lru_cache(maxsize=None)
 def _version_or_none(distribution: str) -> str | None:
-    """The installed version of ``distribution``, looked up once per process.
-
-    A lookup scans every path entry's metadata (milliseconds each); a package
-    upgraded while the process runs would not be re-imported either.
-    """
+    """The installed version of ``distribution``, looked up once per process (a lookup scans every path
+    entry's metadata; a package upgraded meanwhile would not be re-imported either)."""
     try:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
@@ -169,10 +154,8 @@ def _git_commit(source: Path | None = None) -> dict[str, Any] | None:
     try:
         # One process for both facts: the header line ``# branch.oid`` names the commit, and
         # every other line is a changed tracked file. Never cached: the tree may change between runs.
-        status = subprocess.run(
-            ["git", "-C", str(source), "status", "--porcelain=v2", "--branch", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=5,
-        )
+        status = subprocess.run(["git", "-C", str(source), "status", "--porcelain=v2", "--branch",
+                                 "--untracked-files=no"], capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
     if status.returncode != 0:
@@ -193,18 +176,13 @@ def environment_provenance() -> dict[str, Any]:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
-        "torch": _version_or_none("torch"),
-        "transformers": _version_or_none("transformers"),
-        "numpy": _version_or_none("numpy"),
-        "pillow": _version_or_none("pillow"),
+        **{name: _version_or_none(name) for name in ("torch", "transformers", "numpy", "pillow")},
     }
 
 
 def truncate_partial_line(run_dir: Path) -> bool:
-    """Cut a half-written last line (a run killed mid-write) off samples.jsonl; True if one was cut.
-
-    Appending after such a line would glue the next record onto it.
-    """
+    """Cut a half-written last line (a run killed mid-write) off samples.jsonl, which the next record would
+    be glued onto; True if one was cut."""
     path = run_dir / SAMPLES_FILE
     if not path.is_file():
         return False

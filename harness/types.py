@@ -1,9 +1,6 @@
-"""The values that flow through a run, from benchmark to record.
-
-Data moves forward only: a benchmark yields `Sample`s, a gate turns each into a
-`GateResult`, flagged samples become a `Prompt`, a classifier answers with a
-`Response`, the answer parser reads that (`harness.scoring.answers.Reading`), and the
-runner writes one `harness.record.Record` per (sample, model).
+"""The values that flow through a run, forward only: a benchmark yields `Sample`s, a gate gives each a
+`GateResult`, a flagged one becomes a `Prompt`, a classifier answers with a `Response`, and the runner
+writes one `harness.record.Record` per (sample, model).
 """
 
 from __future__ import annotations
@@ -36,12 +33,8 @@ GOOD_CLASS = ClassInfo(GOOD, "good", "a normal part with no defect")
 
 @dataclass(frozen=True)
 class Sample:
-    """One test image with its ground truth.
-
-    ``label`` is the class folder key (``good`` for normal images); ``image``
-    and ``mask`` are absolute paths; ``relpath`` is the image path relative to
-    the data root, which is what records and manifest hashes use.
-    """
+    """One test image with its ground truth: ``label`` is the class key (``good`` for normal images),
+    ``image`` and ``mask`` absolute paths, ``relpath`` the image path from the data root (for records)."""
 
     sample_id: str
     category: str
@@ -102,11 +95,9 @@ class BenchmarkData:
 class GateResult:
     """What a gate says about one sample.
 
-    ``anomaly_map`` is an HxW float array in [0, 1] aligned with the image, or
-    None when the gate does not localise (or found nothing to localise).
-    ``region`` is the binary region used for visual prompts, when there is one.
-    ``score_map`` is the unnormalised per-pixel score at the image's size, when
-    the gate has one (pixel AUROC ranks it; ``anomaly_map`` may be clipped for display).
+    ``anomaly_map``: an HxW float array in [0, 1] aligned with the image, None when the gate does not
+    localise; ``region``: the binary region of visual prompts; ``score_map``: the unnormalised
+    per-pixel score at the image's size, which pixel AUROC ranks (``anomaly_map`` may be clipped).
     """
 
     score: float
@@ -139,11 +130,9 @@ class Message:
 
 @dataclass
 class Prompt:
-    """A rendered prompt: chat messages plus the closed set of candidate classes.
+    """A rendered prompt: chat messages plus the closed set of candidate classes, never the true label.
 
-    ``hash`` identifies the rendered prompt (template, text and image names);
-    ``request_hash`` adds the image contents, so it identifies the exact request.
-    A prompt never carries the sample's true label or its id.
+    ``hash`` identifies the rendered prompt; ``request_hash`` adds the image contents (the exact request).
     """
 
     template: str
@@ -159,12 +148,8 @@ class Prompt:
 
 @dataclass
 class KeyOnlyPrompt(Prompt):
-    """A prompt known by its template, candidates and hashes only; its messages were not rendered.
-
-    The prompt memo (harness.run.prompt_memo) recalls these for a re-run; the dispatcher
-    answers them from the response cache and never sends them. ``shown_digests`` maps
-    the names of the images it showed, in order, to their digests.
-    """
+    """A prompt known by its template, candidates and hashes only (recalled by `harness.run.prompt_memo`,
+    answered from the response cache, never sent); ``shown_digests``: its image names, in order, to digests."""
 
     shown_digests: dict[str, str] = field(default_factory=dict)
 
@@ -188,11 +173,8 @@ class Response:
 
 @dataclass
 class SupportExample:
-    """A labelled few-shot example (``--shots``): drawn from the test set and never scored.
-
-    ``images`` holds "query" and, when the example has a mask, "outlined" and
-    "crop" made from its ground-truth region.
-    """
+    """A labelled few-shot example (``--shots``), drawn from the test set and never scored: ``images`` holds
+    "query" and, with a mask, "outlined" and "crop" of its ground-truth region."""
 
     label: ClassInfo
     images: dict[str, Any]

@@ -1,22 +1,9 @@
-"""Visual prompt images: the pictures a classifier is shown besides the query.
+"""Visual prompt images: what a classifier is shown besides the query, drawn from the gate's binary
+``region`` and float ``anomaly_map`` (`harness.types.GateResult`): the region outlined in red
+(`outline_region`, never filled, so the defect stays visible), a close-up (`crop_region`), a heat
+map (`heatmap_overlay`), and all of them by name for a template (`visual_prompt_images`).
 
-VELM shows a model a normal reference image, the query image and the query
-with the detected anomalous region outlined in red. This module makes those
-pictures from a query image, an optional reference, and the gate's binary
-``region`` and float ``anomaly_map`` (see `harness.types.GateResult`):
-
-- `outline_region`: the region's contour drawn in red on a copy (never filled,
-  so the defect itself stays visible),
-- `crop_region`: a square-ish close-up of the region with a margin,
-- `heatmap_overlay`: the anomaly map as a colour ramp blended over the image,
-- `visual_prompt_images`: all of the above by name, ready for a template.
-
-The heat map a prompt shows is drawn from `map_thumbnail`, a small 8-bit copy
-of the anomaly map, so a run folder can keep exactly what the picture was drawn
-from (`harness.run.prompt_record`) and redraw it pixel for pixel.
-
-Only numpy and PIL: morphology is done with array shifts, the colour ramp is
-written out here.
+Only numpy and PIL: morphology is done with array shifts, the colour ramp is written out here.
 """
 
 from __future__ import annotations
@@ -55,11 +42,9 @@ def _as_rgb(image: ImageLike) -> Image.Image:
 
 
 def as_mask(region: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """A boolean HxW mask for an image of ``size`` (width, height).
+    """A boolean HxW mask for an image of ``size`` (width, height), resized nearest-neighbour if need be.
 
-    Booleans are used as they are; floats are thresholded at 0.5, integers at
-    0 (so 0/1 and 0/255 masks both work). A mask of another size is resized
-    with nearest-neighbour sampling.
+    Booleans are used as they are; floats are thresholded at 0.5, integers at 0 (0/1 and 0/255 both work).
     """
     region = np.asarray(region)
     if region.ndim == 3 and region.shape[2] == 1:
@@ -111,25 +96,17 @@ def erode(mask: np.ndarray, iterations: int = 1) -> np.ndarray:
     """Binary erosion with a 3x3 cross; outside the array counts as background."""
     out = mask.astype(bool)
     for _ in range(iterations):
-        result = out.copy()
-        for dy, dx in _CROSS:
-            result &= _shifted(out, dy, dx, False)
-        out = result
+        out = np.logical_and.reduce([out] + [_shifted(out, dy, dx, False) for dy, dx in _CROSS])
     return out
 
 
 def dilate(mask: np.ndarray, iterations: int = 1) -> np.ndarray:
-    """Binary dilation, alternating a 3x3 square and a cross (an octagon, close to a disc).
-
-    After ``k`` iterations every added pixel is within Chebyshev distance ``k``
-    of the original mask.
-    """
+    """Binary dilation, alternating a 3x3 square and a cross (an octagon, close to a disc); after ``k``
+    iterations every added pixel is within Chebyshev distance ``k`` of the mask."""
     out = mask.astype(bool)
     for i in range(iterations):
-        result = out.copy()
-        for dy, dx in _SQUARE if i % 2 == 0 else _CROSS:
-            result |= _shifted(out, dy, dx, False)
-        out = result
+        shape = _SQUARE if i % 2 == 0 else _CROSS
+        out = np.logical_or.reduce([out] + [_shifted(out, dy, dx, False) for dy, dx in shape])
     return out
 
 
@@ -145,12 +122,8 @@ def default_outline_width(size: tuple[int, int]) -> int:
 
 
 def outline_mask(mask: np.ndarray, width: int) -> np.ndarray:
-    """The pixels an outline of ``width`` covers: the boundary and ``width - 1`` px outward.
-
-    The line runs on the region's edge and outside it, so the region's interior
-    (the defect) is never painted over. Every outline pixel is within Chebyshev
-    distance ``width - 1`` of a boundary pixel.
-    """
+    """The pixels an outline of ``width`` covers: the boundary and ``width - 1`` px outward, so the
+    region's interior (the defect) is never painted over."""
     if width < 1:
         raise ValueError(f"outline width must be at least 1, got {width}")
     mask = mask.astype(bool)
@@ -176,18 +149,10 @@ def outline_mask(mask: np.ndarray, width: int) -> np.ndarray:
 # --- the pictures ----------------------------------------------------------------------------
 
 
-def outline_region(
-    image: ImageLike,
-    region: np.ndarray,
-    color: tuple[int, int, int] = (255, 0, 0),
-    width: int | None = None,
-) -> Image.Image:
-    """A copy of ``image`` with the contour of ``region`` drawn in ``color``.
-
-    ``width`` defaults to `default_outline_width` (about 0.5% of the shorter
-    side, at least 2 px). The region is not filled. An empty region gives an
-    unchanged copy.
-    """
+def outline_region(image: ImageLike, region: np.ndarray, color: tuple[int, int, int] = (255, 0, 0),
+                   width: int | None = None) -> Image.Image:
+    """A copy of ``image`` with the contour of ``region`` drawn in ``color`` (not filled; an empty region:
+    an unchanged copy). ``width`` defaults to `default_outline_width`."""
     rgb = _as_rgb(image)
     mask = as_mask(region, rgb.size)
     if width is None:
@@ -197,20 +162,13 @@ def outline_region(
     return Image.fromarray(pixels)
 
 
-def crop_box(
-    size: tuple[int, int],
-    region: np.ndarray,
-    margin: float = 0.25,
-    min_size: int | None = None,
-) -> tuple[int, int, int, int] | None:
+def crop_box(size: tuple[int, int], region: np.ndarray, margin: float = 0.25,
+             min_size: int | None = None) -> tuple[int, int, int, int] | None:
     """The box (left, top, right, bottom; exclusive) that `crop_region` crops, or None for an empty region.
 
-    The region's bounding box grows by ``margin`` times its width (height) on
-    the left and right (top and bottom), then to a square of its longer side,
-    then to at least ``min_size`` (default: an eighth of the image's shorter
-    side, at least 32 px) -- never beyond the image. A box that would stick out
-    of the image is shifted back inside rather than cut, so it stays square
-    whenever the image allows.
+    The region's bounding box grows by ``margin`` times its size on each side, then to a square of
+    its longer side, then to at least ``min_size`` (default: an eighth of the image's shorter side,
+    at least 32 px), never beyond the image: a box sticking out is shifted back inside, not cut.
     """
     width, height = size
     mask = as_mask(region, size)
@@ -242,16 +200,8 @@ def _fit_span(centre: float, length: float, limit: int, lo: int, hi: int) -> tup
     return start, start + n
 
 
-def crop_region(
-    image: ImageLike,
-    region: np.ndarray,
-    margin: float = 0.25,
-    min_size: int | None = None,
-) -> Image.Image:
-    """A square-ish close-up of ``region`` with a margin, clamped to the image (see `crop_box`).
-
-    Raises ValueError for an empty region: there is nothing to crop.
-    """
+def crop_region(image: ImageLike, region: np.ndarray, margin: float = 0.25, min_size: int | None = None) -> Image.Image:
+    """A square-ish close-up of ``region`` with a margin (see `crop_box`); ValueError for an empty region."""
     rgb = _as_rgb(image)
     box = crop_box(rgb.size, region, margin=margin, min_size=min_size)
     if box is None:
@@ -269,10 +219,8 @@ def heat_colors(values: np.ndarray) -> np.ndarray:
 
 
 def heatmap_overlay(image: ImageLike, anomaly_map: np.ndarray, alpha: float = 0.5) -> Image.Image:
-    """``image`` blended with a colour ramp of ``anomaly_map`` (floats in [0, 1]; resized to fit).
-
-    ``alpha`` is the weight of the colour map: 0 gives the image, 1 the map.
-    """
+    """``image`` blended with a colour ramp of ``anomaly_map`` (floats in [0, 1]; resized to fit);
+    ``alpha`` is the colour map's weight."""
     rgb = _as_rgb(image)
     amap = np.asarray(anomaly_map, dtype=np.float32)
     if amap.ndim != 2:
@@ -293,55 +241,42 @@ MAP_SIDE = 128
 def map_thumbnail(anomaly_map: np.ndarray, max_side: int = MAP_SIDE) -> np.ndarray:
     """The anomaly map as a small uint8 array: at most ``max_side`` on its longer side, 0..255 for 0..1.
 
-    Values are clipped to [0, 1] (NaN as 0), shrunk with PIL's bilinear filter
-    (never enlarged) and rounded to 1/255 steps. The result can be stored
-    exactly (an 8-bit PNG) and is a fixed point: the thumbnail of
-    ``thumbnail / 255`` is the same thumbnail, so a heat map drawn again from a
-    stored one is the same picture.
+    Clipped to [0, 1] (NaN as 0), shrunk bilinearly (never enlarged), rounded to 1/255 steps: a run
+    folder stores it exactly (`harness.run.prompt_record`), and the thumbnail of ``thumbnail / 255``
+    is the same thumbnail, so a heat map redrawn from a stored one is the same picture.
     """
     amap = np.clip(np.nan_to_num(np.asarray(anomaly_map, dtype=np.float32)), 0.0, 1.0)
     if amap.ndim != 2:
         raise ValueError(f"an anomaly map must be a 2-D array, got shape {amap.shape}")
-    height, width = amap.shape
-    longest = max(width, height)
-    if longest > max_side:
-        scale = max_side / longest
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    size = _shrunk_size((amap.shape[1], amap.shape[0]), max_side)
+    if size is not None:
         amap = np.clip(np.asarray(Image.fromarray(amap).resize(size, Image.Resampling.BILINEAR)), 0.0, 1.0)
     return np.round(amap * 255.0).astype(np.uint8)
 
 
-def resize_for_prompt(image: ImageLike, max_side: int = 768) -> Image.Image:
-    """Shrink so the longer side is at most ``max_side``, keeping the aspect ratio; never upscale.
-
-    An image that already fits is returned as it is (not copied).
-    """
-    pil = image if isinstance(image, Image.Image) else _as_rgb(image)
-    width, height = pil.size
+def _shrunk_size(size: tuple[int, int], max_side: int) -> tuple[int, int] | None:
+    """``size`` scaled so its longer side is ``max_side``, or None when it already fits."""
+    width, height = size
     longest = max(width, height)
     if longest <= max_side:
-        return pil
+        return None
     scale = max_side / longest
-    new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return pil.resize(new_size, Image.Resampling.LANCZOS)
+    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def visual_prompt_images(
-    query: ImageLike,
-    reference: ImageLike | None = None,
-    region: np.ndarray | None = None,
-    anomaly_map: np.ndarray | None = None,
-    max_side: int | None = 768,
-) -> dict[str, Image.Image]:
-    """The named images a prompt template may show.
+def resize_for_prompt(image: ImageLike, max_side: int = 768) -> Image.Image:
+    """Shrink so the longer side is at most ``max_side``, keeping the aspect ratio; an image that fits is
+    returned as it is (not copied)."""
+    pil = image if isinstance(image, Image.Image) else _as_rgb(image)
+    size = _shrunk_size(pil.size, max_side)
+    return pil if size is None else pil.resize(size, Image.Resampling.LANCZOS)
 
-    Always ``query``; ``reference`` when given; ``outlined`` and ``crop`` when
-    ``region`` has at least one pixel; ``heatmap`` when ``anomaly_map`` is
-    given. Everything is drawn at full resolution, then each picture is shrunk
-    with `resize_for_prompt` to ``max_side`` (None keeps full size), so a crop
-    keeps the detail of the original. The heat map is drawn from the map's
-    `map_thumbnail` (so it depends only on what a run folder stores).
-    """
+
+def visual_prompt_images(query: ImageLike, reference: ImageLike | None = None, region: np.ndarray | None = None,
+                         anomaly_map: np.ndarray | None = None, max_side: int | None = 768) -> dict[str, Image.Image]:
+    """The named images a prompt template may show: ``query``; ``reference`` when given; ``outlined`` and
+    ``crop`` when ``region`` has a pixel; ``heatmap`` (from the map's `map_thumbnail`) when ``anomaly_map``
+    is given. Drawn at full resolution, then shrunk to ``max_side`` (None: full size)."""
     query_rgb = _as_rgb(query)
     images: dict[str, Image.Image] = {"query": query_rgb}
     if reference is not None:

@@ -1,6 +1,6 @@
-"""The ``harness`` command line: the group and ``run``/``list``/``leaderboard`` (`harness.cli.main`), and the
-other core commands, one module each (report, compare, act, score, plugins, cache, classes), which
-the core's own plugin registers through ``register_commands`` (`harness.cli.commands`).
+"""The ``harness`` command line: the group and ``run``/``list``/``leaderboard`` (`harness.cli.main`), and
+one module per other core command (report, compare, act, score, plugins, cache, classes), which the
+core's own plugin (`harness.builtin`) registers through ``register_commands`` as any plugin would.
 """
 
 from harness.cli.main import cli, main

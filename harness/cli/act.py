@@ -1,8 +1,6 @@
 """``harness act RUN_ID``: apply a decision policy (and the paper's Table 4 experiment) to a finished run.
 
-Nothing of the run is rewritten: the policy report goes to ``decisions.json``
-and the Table 4 report to ``table4.json`` beside ``run.json`` (each replaced
-when the command is run again; they record the policy's path and SHA-256).
+Nothing of the run is rewritten: the reports go to ``decisions.json`` and ``table4.json`` beside ``run.json``.
 """
 
 from __future__ import annotations
@@ -23,11 +21,11 @@ from harness.scoring.leaderboard import pct
 from harness.plugins import get_registry
 from harness.results import load_run, resolve_run_dir, write_json_atomic
 
-_out = Console(width=None if sys.stdout.isatty() else 150)
-_err = Console(stderr=True)
-
 DECISIONS_FILE = "decisions.json"
 TABLE4_FILE = "table4.json"
+# Not harness.cli.main's consoles: main imports this module (decision_tables).
+_out = Console(width=None if sys.stdout.isatty() else 150)
+_err = Console(stderr=True)
 
 
 @click.command(name="act")

@@ -1,10 +1,4 @@
-"""``harness cache``: what the response cache holds (``info``) and removing entries from it (``clear``).
-
-The cache is ``$HARNESS_CACHE_DIR/responses.sqlite`` (`harness.run.cache`). ``info``
-shows its size and entries per (model, endpoint); ``clear`` removes the entries
-of a model spec and/or an endpoint, or, without a filter and after a
-confirmation (or ``--yes``), every entry and the prompt memo.
-"""
+"""``harness cache``: what the response cache (`harness.run.cache`) holds (``info``), removing entries (``clear``)."""
 
 from __future__ import annotations
 
@@ -12,13 +6,11 @@ import json
 import sys
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from harness.cli.main import out as _out
 from harness.run.cache import default_path
 from harness.run.cache_inventory import Inventory, endpoint_label, open_existing, select, take_inventory
-
-_out = Console(width=None if sys.stdout.isatty() else 150)
 
 
 @click.group(name="cache")

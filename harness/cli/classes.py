@@ -1,7 +1,6 @@
-"""``harness classes``: start a class file from a data root (``init``) and check one against it (``check``).
+"""``harness classes``: start a class file from a data root (``init``), check one against it (``check``).
 
-The logic is `harness.run.class_file_tools`, what a data root holds `harness.run.class_sources`;
-the file form is `harness.run.class_file`.
+The logic is `harness.run.class_file_tools`; the file form is `harness.run.class_file`.
 """
 
 from __future__ import annotations

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,12 +9,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from harness.cli.main import out as _out
 from harness.scoring.compare import compare_runs, resolve_run
 from harness.scoring.leaderboard import pct
 from harness.scoring.metrics import PROTOCOLS
 from harness.results import write_json_atomic
-
-_out = Console(width=None if sys.stdout.isatty() else 150)
 
 #: Changed images listed per direction in the terminal; --output has them all.
 SHOWN_CHANGES = 15

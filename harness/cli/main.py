@@ -1,8 +1,6 @@
-"""The ``harness`` command line.
+"""The ``harness`` group and its ``run``, ``list`` and ``leaderboard`` commands; `main`, the entry point.
 
-User errors (bad input, unknown names, bad options) print one clear message
-and exit with code 2; a traceback appears only with ``--debug``. Plugins add
-commands through the ``register_commands`` hook.
+User errors print one clear message and exit with code 2; a traceback appears only with ``--debug``.
 """
 
 from __future__ import annotations
@@ -20,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from harness import __version__
+from harness.cli.act import decision_tables
 from harness.scoring import class_order, leaderboard
 from harness.run import failfast
 from harness.run.run_options import config_values, load_config_file, run_flags
@@ -95,20 +94,27 @@ def run(**flags: Any) -> None:
         config = _resumed_config(config.results_dir, resume_id, use_cache)
     registry = get_registry()
     _warn_failures(registry)
-    runner_progress = _ProgressBar()
-    with runner_progress:
-        result = Run(config, registry, progress=runner_progress.update).execute(resume=bool(resume_id), retry_errors=retry_errors)
+    progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=console, transient=False)
+    bars: dict[str, Any] = {}  # one progress line per category
+
+    def update(category: str, done: int, total: int) -> None:
+        if category not in bars:
+            bars[category] = progress.add_task(category, total=total)
+        progress.update(bars[category], completed=done, total=total)
+
+    with progress:
+        result = Run(config, registry, progress=update).execute(resume=bool(resume_id), retry_errors=retry_errors)
     rows = leaderboard.ranked(leaderboard.rows_from_run(result.run))  # `#` is a rank, not the --models order
-    out.print(_rich_table(f"Run {result.run_id}", rows))
-    _print_notes(rows)
+    print_table(f"Run {result.run_id}", rows)
     for line in class_order.summary_lines(result.run):
         out.print(f"position bias: {line}", highlight=False)
     if result.run.get("decisions"):
         for table in decision_tables(result.run["decisions"], "Decisions"):
             out.print(table)
     out.print(f"results: {result.run_dir}/run.json and samples.jsonl")
-    tables = leaderboard.group(leaderboard.collect([config.results_dir]))
-    board = _write_leaderboard(tables, config.results_dir / "LEADERBOARD.md")
+    board = write_leaderboard(leaderboard.group(leaderboard.collect([config.results_dir])),
+                              config.results_dir / "LEADERBOARD.md")
     out.print(f"leaderboard: {board}")
     failures = result.run.get("call_failures") or {}
     for line in failfast.warnings(failures):
@@ -127,46 +133,21 @@ def _resumed_config(results_dir: Path, run_id: str, use_cache: bool) -> RunConfi
     return config
 
 
-class _ProgressBar:
-    """A rich progress bar with one line per category."""
-
-    def __init__(self) -> None:
-        self.progress = Progress(
-            SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), console=console, transient=False,
-        )
-        self.tasks: dict[str, Any] = {}
-
-    def __enter__(self) -> "_ProgressBar":
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.progress.__exit__(*exc)
-
-    def update(self, category: str, done: int, total: int) -> None:
-        if category not in self.tasks:
-            self.tasks[category] = self.progress.add_task(category, total=total)
-        self.progress.update(self.tasks[category], completed=done, total=total)
-
-
-def _rich_table(title: str, rows: list[leaderboard.Row]) -> Table:
+def print_table(title: str, rows: list[leaderboard.Row]) -> None:
+    """The leaderboard rows as a table, then what its means left out (undefined figures), one note a line."""
     table = Table(title=title, title_justify="left")
     for column in leaderboard.TERMINAL_COLUMNS:
         table.add_column(column, overflow="fold")
     for rank, row in enumerate(rows, start=1):
         values = leaderboard.cells(rank, row)
         table.add_row(*(values[c] for c in leaderboard.TERMINAL_COLUMNS))
-    return table
-
-
-def _print_notes(rows: list[leaderboard.Row]) -> None:
-    """What the means under a table left out (undefined figures), one line per note."""
+    out.print(table)
     for line in leaderboard.note_lines(rows):
         out.print(f"note: {line}", highlight=False)
 
 
-def _write_leaderboard(tables: dict, output: Path) -> Path:
+def write_leaderboard(tables: dict, output: Path) -> Path:
+    """Write LEADERBOARD.md of grouped rows (`leaderboard.group`) to ``output``."""
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(leaderboard.render_markdown(tables), encoding="utf-8")
     return output
@@ -188,12 +169,11 @@ def leaderboard_command(results_dirs: tuple[Path, ...], output: Path | None) -> 
     if not tables:
         out.print("No finished runs found in " + ", ".join(str(p) for p in paths))
     for (benchmark, manifest), table_rows in tables.items():
-        out.print(_rich_table(leaderboard.table_title(benchmark, manifest), table_rows))
-        _print_notes(table_rows)
+        print_table(leaderboard.table_title(benchmark, manifest), table_rows)
     if len({b for b, _ in tables}) < len(tables):
         out.print("[yellow]note:[/] some benchmark has runs over different image sets (manifest hashes); "
                   "they are shown as separate tables and never ranked together.")
-    _write_leaderboard(tables, output)
+    write_leaderboard(tables, output)
     out.print(f"wrote {output}")
 
 
@@ -216,12 +196,6 @@ def list_command(verbose: bool) -> None:
         out.print(table)
     for kind, name, plugin in registry.shadowed:
         out.print(f"[yellow]note:[/] {kind[:-1]} {name!r} from plugin {plugin!r} is overridden by an earlier registration")
-
-
-# Core commands defined in harness/commands/ (one module per feature).
-# The other core commands (report, compare, act, score, plugins, cache, classes) are registered by
-# the core's own plugin through `register_commands`, as any plugin's are (harness/builtin.py).
-from harness.cli.act import decision_tables  # noqa: E402
 
 
 def _add_plugin_commands() -> None:

@@ -1,24 +1,18 @@
-"""``harness plugins``: which plugins are installed, from which distribution, and what each registers.
-
-For every plugin the registry loaded (the core's ``builtin`` included) it shows
-the distribution name and version and what the plugin registered: benchmarks,
-gates, classifiers, prompt templates, result writers, decision policies, cost
-matrices, class files, commands, and the lifecycle hooks it listens to. A registration hidden by an earlier one of the
-same name is marked ``(overridden)``. Plugins that failed to load are listed
-with the error and what to do about it. ``--json`` prints the same as JSON.
+"""``harness plugins``: each loaded plugin (``builtin`` included), its distribution and version, what it
+registers by kind (a registration hidden by an earlier one marked ``(overridden)``), its commands and the
+lifecycle hooks it listens to; then the plugins that failed to load, with a hint. ``--json``: the same as JSON.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from harness.cli.main import out
 from harness.plugins import PLUGIN_KINDS, Registry, get_registry
 
 LIFECYCLE_HOOKS = ("harness_run_started", "harness_sample_done", "harness_run_finished")
@@ -93,7 +87,6 @@ def plugins_command(as_json: bool) -> None:
         }
         click.echo(json.dumps(payload, indent=2))
         return
-    out = Console(width=None if sys.stdout.isatty() else 150)
     table = Table(title="Plugins", title_justify="left")
     for column in ("plugin", "distribution", "version", "registers"):
         table.add_column(column, overflow="fold")

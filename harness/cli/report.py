@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.markup import escape
 
+from harness.cli.main import console
 from harness.errors import HarnessError
 from harness.report import DEFAULT_PER_MODEL, build_report
 
@@ -33,7 +33,6 @@ def report(run_ids: tuple[str, ...], results_dir: Path, output: Path, per_model:
         raise HarnessError(f"--per-model must be 0 or more, got {per_model}")
     skipped: list[str] = []
     written = build_report(list(run_ids), results_dir, output, per_model=per_model, data_root=data_root, skipped=skipped)
-    console = Console(stderr=True)
     for message in skipped:  # a run that cannot be shown is left out; the others still make the report
         console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)  # paths kept whole
     size_kb = written.stat().st_size / 1024

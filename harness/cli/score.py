@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from harness.cli.main import console as err, out, print_table, write_leaderboard
+from harness.plugins import get_registry
 from harness.scoring import answers, leaderboard
 from harness.scoring.imported import FORMATS, SHOW, load_benchmark_data, score_predictions
-from harness.plugins import get_registry
-
-out = Console(width=None if sys.stdout.isatty() else 150)
-err = Console(stderr=True)
 
 
 @click.command(name="score")
@@ -52,33 +48,25 @@ def score(benchmark: str, predictions: Path, fmt: str, name: str, data_root: Pat
     _warn(imported)
     model = next(iter(run["metrics"]))
     out.print(_category_table(run["metrics"][model], run["benchmark"]["manifest_hash"]))
-    rows = leaderboard.rows_from_run(run)
-    table = Table(title=f"Run {run['run_id']}", title_justify="left")
-    for column in leaderboard.TERMINAL_COLUMNS:
-        table.add_column(column, overflow="fold")
-    for rank, row in enumerate(rows, start=1):
-        cells = leaderboard.cells(rank, row)
-        table.add_row(*(cells[c] for c in leaderboard.TERMINAL_COLUMNS))
-    out.print(table)
-    for line in leaderboard.note_lines(rows):
-        out.print(f"note: {line}", highlight=False)
+    print_table(f"Run {run['run_id']}", leaderboard.rows_from_run(run))
     out.print(f"results: {run_dir}/run.json and samples.jsonl")
-    board = results_dir / "LEADERBOARD.md"
-    board.write_text(leaderboard.render_markdown(leaderboard.group(leaderboard.collect([results_dir]))), encoding="utf-8")
+    board = write_leaderboard(leaderboard.group(leaderboard.collect([results_dir])), results_dir / "LEADERBOARD.md")
     out.print(f"leaderboard: {board}")
 
 
 def _warn(imported) -> None:
     """Say what was not scored: images without a prediction, keys naming no image, unparseable names."""
+    def first(names: list[str]) -> str:
+        return ", ".join(names[:SHOW]) + (" ..." if len(names) > SHOW else "")
+
     if imported.missing:
-        shown = ", ".join(imported.missing[:SHOW]) + (" ..." if len(imported.missing) > SHOW else "")
         err.print(f"[yellow]warning:[/] {len(imported.missing)} image(s) have no prediction and are not scored "
-                  f"(listed in run.json under imported.missing; the manifest hash covers only scored images): {shown}",
-                  highlight=False)
+                  "(listed in run.json under imported.missing; the manifest hash covers only scored images): "
+                  f"{first(imported.missing)}", highlight=False)
     if imported.unmatched:
-        shown = ", ".join(imported.unmatched[:SHOW]) + (" ..." if len(imported.unmatched) > SHOW else "")
         err.print(f"[yellow]warning:[/] {len(imported.unmatched)} prediction key(s) name no image of the benchmark "
-                  f"(listed in run.json under imported.unmatched): {shown}\n  {imported.key_forms}", highlight=False)
+                  f"(listed in run.json under imported.unmatched): {first(imported.unmatched)}\n  {imported.key_forms}",
+                  highlight=False)
     unparseable = [r for r in imported.records if r["error"] == "unparseable"]
     if unparseable:
         shown = ", ".join(f"{r['imported_key']}={r['response']!r}" for r in unparseable[:SHOW])

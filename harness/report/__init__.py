@@ -1,16 +1,7 @@
-"""``harness report``: one self-contained HTML page about finished runs.
+"""``harness report``: one self-contained HTML page about finished runs (pictures embedded, scripts inline).
 
-The page holds the leaderboard of the runs (sortable), accuracy against p95
-latency and against cost per 1,000 images with the Pareto front, the gate's
-figures next to end-to-end ones, error attribution and confusion heat maps per
-model, and a filterable gallery of wrong and failed samples. Pictures are
-embedded as data URIs and the scripts are inline, so the file opens offline
-and can be mailed as it is.
-
-Modules: `data` (reading runs), `svg` (plots), `gallery` (sample cards and
-thumbnails) and `render` (the Jinja2 page; templates in ``templates/``). The
-headless-Chromium driver of the browser test is part of the test kit,
-`harness.testing.browser` (``harness.report.browser`` re-exports it).
+Modules: `data` (reading runs), `svg` (plots), `gallery` (sample cards and thumbnails) and `render`
+(the Jinja2 page; templates in ``templates/``). ``browser`` re-exports `harness.testing.browser`.
 """
 
 from __future__ import annotations
@@ -25,22 +16,13 @@ from harness.run.run_folder import RunFolder
 DEFAULT_PER_MODEL = 24
 
 
-def build_report(
-    run_ids: list[str],
-    results_dir: Path,
-    output: Path,
-    per_model: int = DEFAULT_PER_MODEL,
-    data_root: Path | None = None,
-    skipped: list[str] | None = None,
-) -> Path:
+def build_report(run_ids: list[str], results_dir: Path, output: Path, per_model: int = DEFAULT_PER_MODEL,
+                 data_root: Path | None = None, skipped: list[str] | None = None) -> Path:
     """Write the report of ``run_ids`` (folders under ``results_dir``) to ``output``; return ``output``.
 
-    Raises `HarnessError` for an unknown run id. A run that cannot be shown (an
-    unreadable or unfinished run folder, or one whose content the page cannot
-    be built from) raises too, unless ``skipped`` is given: then it is left out,
-    its message appended to ``skipped`` and noted on the page, and only when no
-    run is left is it an error. ``data_root`` overrides the data root recorded
-    in the runs, for data that moved.
+    An unknown run id is a `HarnessError`. So is a run that cannot be shown, unless ``skipped`` is
+    given: then its message goes there and onto the page, and only no run left is an error.
+    ``data_root`` overrides the runs' recorded data root.
     """
     runs = data.load_runs(run_ids, results_dir, skipped)
     names = [model for run in runs for model in run.scored_models]

@@ -1,9 +1,7 @@
 """What the report shows, gathered from finished run folders (no HTML here).
 
-Everything is read from ``run.json`` and ``samples.jsonl``; leaderboard rows
-come from `harness.scoring.leaderboard` so the report and LEADERBOARD.md never
-disagree. Figures of runs over different image sets (manifest hashes) are
-kept apart, as the leaderboard keeps them.
+Leaderboard rows come from `harness.scoring.leaderboard`, so the report and LEADERBOARD.md agree,
+and runs over different image sets (manifest hashes) are kept apart as there.
 """
 
 from __future__ import annotations
@@ -47,12 +45,8 @@ class Group:
 
 
 def load_runs(run_ids: list[str], results_dir: Path, skipped: list[str] | None = None) -> list[RunFolder]:
-    """Load each run; an unknown id is a `HarnessError` naming it.
-
-    A run folder that cannot be shown (unreadable files, a run that is not
-    finished) is a `HarnessError` too, unless ``skipped`` is given: its message
-    is then appended there and the run left out.
-    """
+    """Load each run; an unknown id is a `HarnessError`, and so is an unreadable or unfinished run
+    unless ``skipped`` is given: its message then goes there and the run is left out."""
     if not run_ids:
         raise HarnessError("name at least one run id (see the folders in your results directory)")
     loaded = []
@@ -97,11 +91,8 @@ def point_label(row: leaderboard.Row, ambiguous: bool) -> str:
 
 
 def pareto_flags(points: list[tuple[float | None, float | None]]) -> list[bool]:
-    """For (x, accuracy) pairs, whether each is on the Pareto front: lower x and higher accuracy are better.
-
-    A pair with a missing value is never on the front. A point is on it when no
-    other point is at least as good on both axes and strictly better on one.
-    """
+    """For (x, accuracy) pairs, whether each is on the Pareto front (lower x, higher accuracy are better):
+    no other pair is as good on both axes and better on one. A pair with a missing value never is."""
     flags = []
     for i, (x, acc) in enumerate(points):
         if x is None or acc is None:
@@ -116,6 +107,10 @@ def pareto_flags(points: list[tuple[float | None, float | None]]) -> list[bool]:
     return flags
 
 
+def cost_per_1000(row: leaderboard.Row) -> float | None:
+    return None if row.cost_usd is None or not row.n else 1000 * row.cost_usd / row.n
+
+
 def groups(runs: list[RunFolder]) -> list[Group]:
     """The runs' leaderboard rows by image set, ranked, each with its plot points."""
     rows = [row for loaded in runs for row in leaderboard.rows_from_run(loaded.run)]
@@ -128,7 +123,7 @@ def groups(runs: list[RunFolder]) -> list[Group]:
                 label=point_label(row, names.count(row.model) > 1),
                 accuracy=row.accuracy,
                 latency_p95=row.latency_p95,
-                cost_per_1000=None if row.cost_usd is None or not row.n else 1000 * row.cost_usd / row.n,
+                cost_per_1000=cost_per_1000(row),
             )
             for rank, row in enumerate(ranked, start=1)
         ]
@@ -177,14 +172,9 @@ def gate_and_end_to_end(run: RunFolder) -> list[dict[str, Any]]:
             models[model] = {"accuracy": velm.get("accuracy"), "anomalous": anomalous.get("accuracy"),
                              "macro_f1": velm.get("macro_f1")}
         rows.append({
-            "category": category,
-            "n": gm.get("n"),
-            "auroc": gm.get("image_auroc"),
-            "pixel_auroc": gm.get("pixel_auroc"),
-            "false_alarm_rate": gm.get("false_alarm_rate"),
-            "miss_rate": gm.get("miss_rate"),
-            "threshold": info.get("threshold"),
-            "threshold_source": info.get("threshold_source") or info.get("source"),
-            "models": models,
+            "category": category, "n": gm.get("n"), "auroc": gm.get("image_auroc"),
+            "pixel_auroc": gm.get("pixel_auroc"), "false_alarm_rate": gm.get("false_alarm_rate"),
+            "miss_rate": gm.get("miss_rate"), "threshold": info.get("threshold"),
+            "threshold_source": info.get("threshold_source") or info.get("source"), "models": models,
         })
     return rows

@@ -1,21 +1,10 @@
 """The gallery: misclassified and failed samples per model, with small embedded pictures.
 
-Records hold the query image's path (relative to the run's data root), the
-gate's verdict and, when a model was asked, ``prompt_images``: what redraws
-the pictures its prompt showed (`harness.run.prompt_record`). So a card shows the
-outline the model was shown, redrawn from the gate's stored region and checked
-against the digests of what was sent, captioned by the gate's mode: the
-detector's region, the annotated region (oracle), or no outline (gate
-``none``, where the ground truth is shown and said to be unseen). Runs made
-before prompts' images were kept fall back to the ground-truth outline with a
-caption that says so. The benchmark is loaded again (through its plugin) to
-find each sample's ground-truth mask and the reference the run showed
-(`harness.run.sampling.reference_path`, the same seeded choice). When the
-benchmark cannot be loaded, only query images are shown and the report says
-why.
-
-Pictures are downscaled to thumbnails and embedded as JPEG data URIs, so the
-report is one file; a missing image becomes a placeholder naming the file.
+A card shows the outline the model was shown, redrawn from the run's stored region
+(`harness.run.prompt_record`) and checked against what was sent, captioned by the gate's mode;
+older runs fall back to the ground-truth outline, saying so. The benchmark is loaded again for
+masks and the run's references; when it cannot be, only queries are shown and the report says why.
+Thumbnails are JPEG data URIs; a missing image becomes a placeholder naming the file.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """Turn gathered report data into one HTML page (Jinja2 with autoescaping on).
 
-All text from run files (model names, raw answers, error details) is escaped by
-Jinja2's autoescape; the only markup inserted unescaped is the SVG this package
-draws itself (`harness.report.svg`, which escapes its labels).
+Text from run files is escaped by autoescape; the only markup inserted unescaped is the SVG of
+`harness.report.svg`, which escapes its labels.
 """
 
 from __future__ import annotations
@@ -18,10 +17,10 @@ from markupsafe import Markup
 from harness import __version__
 from harness.scoring import leaderboard
 from harness.run import run_identity
-from harness.scoring.leaderboard import UNDEFINED, Row, figure_num, note_lines
+from harness.scoring.leaderboard import UNDEFINED, figure_num, note_lines
 from harness.scoring.metrics import OUTCOMES
 from harness.report import svg
-from harness.report.data import Group, confusion_tables, gate_and_end_to_end, outcome_counts
+from harness.report.data import Group, confusion_tables, cost_per_1000, gate_and_end_to_end, outcome_counts
 from harness.report.gallery import Gallery
 from harness.run.run_folder import RunFolder
 
@@ -61,10 +60,6 @@ def outcome_name(outcome: str) -> str:
 def sort_key(value: float | None) -> str:
     """A ``data-sort`` value: numbers as they are, missing ones as an empty string (sorted last)."""
     return "" if value is None else repr(float(value))
-
-
-def cost_per_1000(row: Row) -> float | None:
-    return None if row.cost_usd is None or not row.n else 1000 * row.cost_usd / row.n
 
 
 def plots(group: Group) -> dict[str, Markup]:
@@ -110,12 +105,8 @@ def run_sections(run: RunFolder) -> dict[str, Any]:
 
 
 def picture_table(galleries: list[Gallery]) -> tuple[dict[int, str], Markup]:
-    """Each distinct picture once: ``id(picture) -> key`` for the cards and the JSON that maps keys to data URIs.
-
-    The same query, outline and reference appear on the cards of every model that
-    got the sample wrong; embedding each once keeps the file a fraction of the size.
-    The page's script puts the data URIs into the ``<img data-pic>`` elements.
-    """
+    """Each distinct picture once (a query recurs on the card of every model that got it wrong): ``id(picture)
+    -> key`` for the cards, and the JSON of keys to data URIs that the page's script puts into ``<img data-pic>``."""
     keys: dict[str, str] = {}
     by_picture: dict[int, str] = {}
     for g in galleries:
@@ -129,12 +120,8 @@ def picture_table(galleries: list[Gallery]) -> tuple[dict[int, str], Markup]:
 
 
 def environment() -> Environment:
-    env = Environment(
-        loader=FileSystemLoader(str(TEMPLATES)),
-        autoescape=select_autoescape(["html", "j2"], default_for_string=True),
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), trim_blocks=True, lstrip_blocks=True,
+                      autoescape=select_autoescape(["html", "j2"], default_for_string=True))
     env.filters.update(pct=pct, num=num, seconds=seconds, outcome_name=outcome_name, sort_key=sort_key,
                        figure_pct=figure_pct, figure_num=figure_num)
     env.globals.update(outcome_colours=OUTCOME_COLOURS, cost_per_1000=cost_per_1000, note_lines=note_lines,

@@ -1,9 +1,4 @@
-"""Scatter plots as inline SVG, written by hand (no plotting library needed).
-
-`scatter` draws one dot per model with its label, a dashed step line through
-the Pareto-front points, "nice" axis ticks and axis titles. Every piece of text
-is XML-escaped here, since model names come from user input.
-"""
+"""Scatter plots as inline SVG, written by hand; every text is XML-escaped (model names are user input)."""
 
 from __future__ import annotations
 
@@ -47,19 +42,10 @@ def _fmt(value: float) -> str:
     return f"{value:.2g}"
 
 
-def scatter(
-    points: list[tuple[str, float, float, bool, str]],
-    x_title: str,
-    y_title: str,
-    caption: str,
-) -> str:
-    """An SVG scatter of ``(tag, x, y, on_front, name)`` with y in [0, 1] shown as percent.
-
-    ``tag`` is drawn beside the dot (keep it short: the leaderboard rank); dots
-    that nearly coincide share one tag. ``name`` is the dot's tooltip.
-    ``caption`` becomes the SVG's accessible title. With no points the SVG says
-    so instead of drawing empty axes.
-    """
+def scatter(points: list[tuple[str, float, float, bool, str]], x_title: str, y_title: str, caption: str) -> str:
+    """An SVG scatter of ``(tag, x, y, on_front, name)``, y in [0, 1] shown as percent, with a dashed
+    step line through the Pareto front. ``tag`` (the rank) labels the dot, nearly coinciding dots
+    share one; ``name`` is its tooltip, ``caption`` the SVG's title. No points: the SVG says so."""
     parts = [
         f'<svg class="plot" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" '
         f'xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{escape(caption)}">',

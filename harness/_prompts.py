@@ -1,23 +1,147 @@
-"""Render a prompt template into a `Prompt` for one sample: variables, images, messages, hashes.
-
-Private to `harness.prompts`, which documents the template convention and
-re-exports the public names; import them from there.
+"""Prompt templates: the template object, loading and compiling (once per source), rendering into a
+`Prompt` for one sample, hashes. Private to `harness.prompts`, which documents the convention and
+re-exports the public names.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 import jinja2
 
-from harness._prompt_template import (
-    ROLE_MARKER_RE, MissingImageError, PromptTemplate, TemplateError, compile_template, sha16,
-)
+from harness.errors import HarnessError
 from harness.gates import GATE_MODES
 from harness.types import Category, ClassInfo, ImagePart, Message, Prompt, TextPart
+
+ROLES = ("system", "user", "assistant")
+
+_HEADER_RE = re.compile(r"^[ \t]*\[\[([A-Za-z_]+)\]\][ \t]*$", re.MULTILINE)
+_ROLE_MARKER = "\x00role:{}\x00"
+#: Where a role header stood in the rendered text (see `compile_template`).
+_ROLE_MARKER_RE = re.compile(r"\x00role:([a-z]+)\x00")
+_LEADING_COMMENT_RE = re.compile(r"^\s*\{#-?(.*?)-?#\}", re.DOTALL)
+
+
+class TemplateError(HarnessError):
+    """A prompt template that cannot be loaded or rendered."""
+
+
+class MissingImageError(TemplateError):
+    """A template asked for an image the caller did not provide."""
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """A named Jinja2 prompt template; ``origin`` says where it came from (a file, a package)."""
+
+    name: str
+    source: str
+    description: str = ""
+    origin: str = ""
+
+    @property
+    def hash(self) -> str:
+        """sha256 of the source, first 16 hex characters."""
+        return sha16(self.source.encode("utf-8"))
+
+    @property
+    def where(self) -> str:
+        """How errors name this template."""
+        return f"{self.name!r} ({self.origin})" if self.origin else repr(self.name)
+
+
+_ENV = jinja2.Environment(
+    undefined=jinja2.StrictUndefined,
+    autoescape=False,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=False,
+)
+
+# (name, origin, source) -> compiled template; compiling is the slow part of rendering.
+_COMPILED: dict[tuple[str, str, str], jinja2.Template] = {}
+
+
+def compile_template(template: PromptTemplate) -> jinja2.Template:
+    """The template compiled (once per source), role headers marked; a syntax error raises `TemplateError`."""
+    cached = _COMPILED.get((template.name, template.origin, template.source))
+    if cached is not None:
+        return cached
+    filename = template.origin or template.name
+    source = _mark_headers(template)
+    try:
+        code = _ENV.compile(source, name=template.name, filename=filename)
+    except jinja2.TemplateSyntaxError as error:
+        raise TemplateError(
+            f"prompt template {template.where}: syntax error on line {error.lineno}: {error.message}"
+        ) from error
+    compiled = _ENV.template_class.from_code(_ENV, code, _ENV.globals, None)
+    if len(_COMPILED) > 256:
+        _COMPILED.clear()
+    _COMPILED[(template.name, template.origin, template.source)] = compiled
+    return compiled
+
+
+def _mark_headers(template: PromptTemplate) -> str:
+    """The source with each role-header line turned into a role marker, line numbers unchanged.
+
+    Read from the source, not the rendered text, so a header right after a block tag (whose newline
+    trim_blocks eats) still starts a message, and a class description holding ``[[user]]`` cannot.
+    """
+
+    def mark(match: re.Match) -> str:
+        role = match.group(1)
+        if role not in ROLES:
+            line = template.source.count("\n", 0, match.start()) + 1
+            raise TemplateError(
+                f"prompt template {template.where}: unknown role header [[{role}]] on line {line}; "
+                f"use {', '.join(f'[[{r}]]' for r in ROLES)}"
+            )
+        return _ROLE_MARKER.format(role)
+
+    return _HEADER_RE.sub(mark, template.source)
+
+
+def template_description(source: str) -> str:
+    """The text of a leading ``{# ... #}`` comment, whitespace collapsed; empty when there is none."""
+    match = _LEADING_COMMENT_RE.match(source)
+    return " ".join(match.group(1).split()) if match else ""
+
+
+def template_from_text(name: str, source: str, origin: str = "", description: str | None = None) -> PromptTemplate:
+    """A checked template from its source (a syntax error: `TemplateError` with the line); ``description``
+    defaults to the leading Jinja comment."""
+    if description is None:
+        description = template_description(source)
+    template = PromptTemplate(name=name, source=source, description=description, origin=origin)
+    compile_template(template)
+    return template
+
+
+def load_template_file(path: str | Path) -> PromptTemplate:
+    """Load a template file, named by its file name without ``.j2``; a missing file or a syntax error is a
+    `TemplateError` naming the file (and line)."""
+    path = Path(path)
+    try:
+        source = path.read_text(encoding="utf-8")
+    except FileNotFoundError as error:
+        raise TemplateError(f"prompt template file {path} not found") from error
+    except (OSError, UnicodeDecodeError) as error:
+        raise TemplateError(f"prompt template file {path} cannot be read: {error}") from error
+    name = path.name[: -len(".j2")] if path.name.endswith(".j2") else path.stem
+    return template_from_text(name, source, origin=str(path))
+
+
+def sha16(data: bytes) -> str:
+    """sha256 of ``data``, first 16 hex characters: every hash of a template or prompt."""
+    return hashlib.sha256(data).hexdigest()[:16]
+
 
 # The public module's name, so that logging configured for harness.prompts still sees the drops.
 log = logging.getLogger("harness.prompts")
@@ -56,30 +180,16 @@ def image_digest(image: Any) -> str:
     return sha16(header + image.tobytes())
 
 
-def render_prompt(
-    template: PromptTemplate,
-    *,
-    category: Category,
-    candidates: list[ClassInfo],
-    images: Mapping[str, Any],
-    max_images: int | None = None,
-    extra: dict | None = None,
-    gate_mode: str = "detector",
-) -> Prompt:
+def render_prompt(template: PromptTemplate, *, category: Category, candidates: list[ClassInfo],
+                  images: Mapping[str, Any], max_images: int | None = None, extra: dict | None = None,
+                  gate_mode: str = "detector") -> Prompt:
     """Render ``template`` into a `Prompt` for one sample.
 
-    ``candidates`` are numbered 1..n in the order given. ``images`` maps names
-    (``query``, ``reference``, ``outlined``, ``crop``, ``heatmap``) to PIL
-    images; a None value counts as not provided. ``gate_mode`` (one of
-    `harness.gates.GATE_MODES`; the runner passes its gate's `Gate.mode`) says
-    what happened to the image before the model sees it; the default is
-    VELM's setting, a detector's flag.
-
-    With ``max_images``, when the template would show more images than that,
-    images are dropped by `IMAGE_PRIORITY` (query kept first, then outlined,
-    reference, crop, heatmap) and the template is rendered again as if the
-    dropped ones had not been provided, so text guarded by ``has_image`` goes
-    with them. The drop is logged at INFO level.
+    ``candidates`` are numbered 1..n in order. ``images`` maps names (``query``, ``reference``,
+    ``outlined``, ``crop``, ``heatmap``) to PIL images, None meaning not provided. ``gate_mode`` (one
+    of `harness.gates.GATE_MODES`) says what happened to the image before (default: a detector's flag).
+    A template showing more than ``max_images`` images is rendered again without the lowest of
+    `IMAGE_PRIORITY`, as if not provided (so text guarded by ``has_image`` goes too), logged at INFO.
     """
     if max_images is not None and max_images < 1:
         raise ValueError(f"max_images must be at least 1, got {max_images}")
@@ -94,10 +204,8 @@ def render_prompt(
     if max_images is not None and len(used) > max_images:
         keep = _images_to_keep(used, max_images)
         dropped = {name for name in used if name not in keep}
-        log.info(
-            "prompt template %s shows %d images, more than max_images=%d: dropping %s",
-            template.name, len(used), max_images, ", ".join(sorted(dropped)),
-        )
+        log.info("prompt template %s shows %d images, more than max_images=%d: dropping %s",
+                 template.name, len(used), max_images, ", ".join(sorted(dropped)))
         messages, used = _render_messages(template, category, candidates, provided, dropped, extra, gate_mode)
         if len(used) > max_images:  # the same image placed several times
             raise TemplateError(
@@ -114,17 +222,11 @@ def render_prompt(
         for role, parts in messages
     ]
     canonical = [[role, [[kind, p] for kind, p in parts]] for role, parts in messages]
-    prompt_hash = sha16(
-        json.dumps([template.name, template.hash, canonical], ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    )
+    canonical_json = json.dumps([template.name, template.hash, canonical], ensure_ascii=False, separators=(",", ":"))
+    prompt_hash = sha16(canonical_json.encode("utf-8"))
     request_hash = sha16("\n".join([prompt_hash, *(digests[name] for name in used)]).encode("ascii"))
-    return Prompt(
-        template=template.name,
-        messages=parts_messages,
-        candidates=list(candidates),
-        hash=prompt_hash,
-        request_hash=request_hash,
-    )
+    return Prompt(template=template.name, messages=parts_messages, candidates=list(candidates), hash=prompt_hash,
+                  request_hash=request_hash)
 
 
 def _images_to_keep(used: list[str], limit: int) -> set[str]:
@@ -141,15 +243,9 @@ def _images_to_keep(used: list[str], limit: int) -> set[str]:
     return keep
 
 
-def _render_messages(
-    template: PromptTemplate,
-    category: Category,
-    candidates: list[ClassInfo],
-    provided: Mapping[str, Any],
-    dropped: set[str],
-    extra: dict | None,
-    gate_mode: str,
-) -> tuple[list[tuple[str, list[tuple[str, str]]]], list[str]]:
+def _render_messages(template: PromptTemplate, category: Category, candidates: list[ClassInfo],
+                     provided: Mapping[str, Any], dropped: set[str], extra: dict | None,
+                     gate_mode: str) -> tuple[list[tuple[str, list[tuple[str, str]]]], list[str]]:
     """Render to [(role, [(kind, text-or-image-name)])] and the image names in order of use."""
     compiled = compile_template(template)
     available = [name for name in provided if name not in dropped]
@@ -213,7 +309,7 @@ def _line_of(error: BaseException, template: PromptTemplate) -> str:
 
 
 def _split_messages(text: str, template: PromptTemplate) -> list[tuple[str, list[tuple[str, str]]]]:
-    headers = list(ROLE_MARKER_RE.finditer(text))
+    headers = list(_ROLE_MARKER_RE.finditer(text))
     if not headers:
         sections = [("user", text)]
     else:
