@@ -97,10 +97,13 @@ def position_bias(
         if record.get("error") is None and record.get("predicted_label") in order:
             chosen[order.index(record["predicted_label"]) + 1] += 1
     return {
-        "accuracy_per_order": per_order, "accuracy_min": min(known) if known else None,
-        "accuracy_max": max(known) if known else None, "accuracy_spread": (max(known) - min(known)) if known else None,
+        "accuracy_per_order": per_order,
+        "accuracy_min": min(known) if known else None,
+        "accuracy_max": max(known) if known else None,
+        "accuracy_spread": (max(known) - min(known)) if known else None,
         "consistency": consistent / len(complete) if complete else None,
-        "n_consistent": consistent, "n_compared": len(complete),
+        "n_consistent": consistent,
+        "n_compared": len(complete),
         "answer_positions": {str(p): chosen[p] for p in sorted(chosen)},
         "true_positions": {str(p): truth[p] for p in sorted(truth)},
     }

@@ -105,7 +105,9 @@ def decisions_for_run(
 ) -> dict[str, Any]:
     """The ``decisions`` section of run.json (and of decisions.json): policy, costs, one report per model."""
     return {
-        "policy": policy.describe(), "costs": costs.describe() if costs else None, "error_action": policy.error_action,
+        "policy": policy.describe(),
+        "costs": costs.describe() if costs else None,
+        "error_action": policy.error_action,
         "models": {m: decision_report([r for r in records if r["model"] == m], policy, costs)
                    for m in _models(records, models)},
     }
@@ -167,10 +169,13 @@ def table4(records: list[dict[str, Any]], label_sets: dict[str, list[str]], seed
     accuracy = {g: _mean([groups[g] for groups in categories.values() if g in groups]) for g in TABLE4_GROUPS}
     known = [v for v in accuracy.values() if v is not None]
     return {
-        "seeds": seeds, "accuracy": accuracy,
+        "seeds": seeds,
+        "accuracy": accuracy,
         "mean": float(np.mean(known)) if len(known) == len(TABLE4_GROUPS) else None,
-        "categories": categories, "per_seed": per_seed,
-        "std_over_seeds": {g: _std([s[g] for s in per_seed]) for g in TABLE4_GROUPS}, "splits": splits,
+        "categories": categories,
+        "per_seed": per_seed,
+        "std_over_seeds": {g: _std([s[g] for s in per_seed]) for g in TABLE4_GROUPS},
+        "splits": splits,
     }
 
 

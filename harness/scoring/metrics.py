@@ -115,8 +115,13 @@ def score_protocol(records: Sequence[dict[str, Any]], label_sets: dict[str, list
         scores["undefined"] = undefined_reasons(scores, y_true, labels, protocol)
     scored = [categories[c] for c in correct_by_category]
     result: dict[str, Any] = {
-        "n": sum(s["n"] for s in scored), "n_categories": len(scored), "excluded": excluded,
-        "accuracy": None, "accuracy_ci": None, "macro_f1": None, "kappa": None,  # the means, filled in below
+        "n": sum(s["n"] for s in scored),
+        "n_categories": len(scored),
+        "excluded": excluded,
+        "accuracy": None,
+        "accuracy_ci": None,
+        "macro_f1": None,
+        "kappa": None,
         "kappa_categories_defined": sum(1 for s in scored if s["kappa"] is not None),
         "categories": categories,
     }
@@ -149,9 +154,13 @@ def score_model(records: Iterable[dict[str, Any]], label_sets: dict[str, list[st
     }
     scores = {p: score_protocol(records, label_sets, p, seed=seed, n_boot=n_boot) for p in protocols}
     return {
-        "n": len(records), "protocols": scores, "notes": [note for p in protocols for note in scores[p]["notes"]],
-        "confusion": confusions, "outcomes": outcome_counts(records, gate_passes_all),
-        "answer_rules": answer_rule_counts(records), "usage": usage_summary(records),
+        "n": len(records),
+        "protocols": scores,
+        "notes": [note for p in protocols for note in scores[p]["notes"]],
+        "confusion": confusions,
+        "outcomes": outcome_counts(records, gate_passes_all),
+        "answer_rules": answer_rule_counts(records),
+        "usage": usage_summary(records),
     }
 
 
