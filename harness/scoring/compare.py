@@ -109,13 +109,19 @@ def mcnemar_exact(b: int, c: int) -> float:
     return float(min(Fraction(1), Fraction(2 * tail, 2 ** n)))
 
 
-def paired_bootstrap(pairs_by_category: dict[str, Sequence[tuple[bool, bool]]], n_boot: int = 1000, seed: int = 0,
-                     level: float = 0.95) -> tuple[list[float], dict[str, list[float]]]:
+def paired_bootstrap(
+    pairs_by_category: dict[str, Sequence[tuple[bool, bool]]],
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[list[float], dict[str, list[float]]]:
     """Percentile intervals of accuracy(B) - accuracy(A): the mean over categories, and each category's.
 
     ``pairs_by_category`` holds (A correct, B correct) per image; it is the within-category bootstrap of
     each image's difference, so one draw of images serves both models.
     """
+    # The paired bootstrap of B - A is the within-category bootstrap of each image's difference
+    # (-1, 0 or 1): one draw of images serves both models.
     differences = {
         category: [float(b) - float(a) for a, b in pairs] for category, pairs in pairs_by_category.items()
     }
@@ -138,15 +144,28 @@ def _figures(pairs: list[tuple[bool, bool]]) -> dict[str, Any]:
     only_b = sum(1 for x, y in pairs if y and not x)
     n = len(pairs)
     return {
-        "n": n, "accuracy_a": a / n, "accuracy_b": b_ / n, "difference": (b_ - a) / n, "difference_ci": None,
-        "a_right_b_wrong": only_a, "a_wrong_b_right": only_b,
-        "both_right": sum(1 for x, y in pairs if x and y), "both_wrong": sum(1 for x, y in pairs if not x and not y),
+        "n": n,
+        "accuracy_a": a / n,
+        "accuracy_b": b_ / n,
+        "difference": (b_ - a) / n,
+        "difference_ci": None,
+        "a_right_b_wrong": only_a,
+        "a_wrong_b_right": only_b,
+        "both_right": sum(1 for x, y in pairs if x and y),
+        "both_wrong": sum(1 for x, y in pairs if not x and not y),
         "mcnemar_p": mcnemar_exact(only_a, only_b),
     }
 
 
-def compare_models(records_a: list[dict[str, Any]], records_b: list[dict[str, Any]], model_a: str, model_b: str,
-                   protocol: str = "velm", seed: int = 0, n_boot: int = 1000) -> dict[str, Any]:
+def compare_models(
+    records_a: list[dict[str, Any]],
+    records_b: list[dict[str, Any]],
+    model_a: str,
+    model_b: str,
+    protocol: str = "velm",
+    seed: int = 0,
+    n_boot: int = 1000,
+) -> dict[str, Any]:
     """The paired comparison of ``model_a`` (in records_a) with ``model_b`` (in records_b); see the module doc."""
     a, b = _by_sample(records_a, model_a), _by_sample(records_b, model_b)
     if not a:
@@ -166,16 +185,24 @@ def compare_models(records_a: list[dict[str, Any]], records_b: list[dict[str, An
         by_category.setdefault(record_a["category"], []).append(pair)
         if pair[0] != pair[1]:
             changed["right_to_wrong" if pair[0] else "wrong_to_right"].append({
-                "sample_id": record_a["sample_id"], "category": record_a["category"],
-                "true_label": record_a["true_label"], "a": _answer(record_a), "b": _answer(record_b),
+                "sample_id": record_a["sample_id"],
+                "category": record_a["category"],
+                "true_label": record_a["true_label"],
+                "a": _answer(record_a),
+                "b": _answer(record_b),
             })
     result: dict[str, Any] = {
-        "model_a": model_a, "model_b": model_b,
+        "model_a": model_a,
+        "model_b": model_b,
         "samples": {
-            "compared": len(kept), "only_in_a": sum(1 for sid in a if sid not in b),
-            "only_in_b": sum(1 for sid in b if sid not in a), "true_label_differs": len(mismatched),
+            "compared": len(kept),
+            "only_in_a": sum(1 for sid in a if sid not in b),
+            "only_in_b": sum(1 for sid in b if sid not in a),
+            "true_label_differs": len(mismatched),
         },
-        "overall": None, "categories": {}, "changed": changed,
+        "overall": None,
+        "categories": {},
+        "changed": changed,
     }
     if not by_category:
         return result
@@ -198,14 +225,25 @@ def _answer(record: dict[str, Any]) -> str:
     return f"error:{record['error']}" if record.get("error") else str(record.get("predicted_label"))
 
 
-def compare_runs(run_a: RunFolder, run_b: RunFolder, picks: Sequence[str] = (), protocol: str = "velm",
-                 allow_different_manifests: bool = False, seed: int = 0, n_boot: int = 1000) -> dict[str, Any]:
+def compare_runs(
+    run_a: RunFolder,
+    run_b: RunFolder,
+    picks: Sequence[str] = (),
+    protocol: str = "velm",
+    allow_different_manifests: bool = False,
+    seed: int = 0,
+    n_boot: int = 1000,
+) -> dict[str, Any]:
     """Everything `harness compare` prints and writes, as a JSON-serialisable dict."""
     notes = check_comparable(run_a, run_b, allow_different_manifests)
     pairs = pair_models(run_a, run_b, picks)
     return {
-        "run_a": run_a.describe(), "run_b": run_b.describe(),
-        "protocol": protocol, "seed": seed, "n_boot": n_boot, "notes": notes,
+        "run_a": run_a.describe(),
+        "run_b": run_b.describe(),
+        "protocol": protocol,
+        "seed": seed,
+        "n_boot": n_boot,
+        "notes": notes,
         "comparisons": [
             compare_models(run_a.records, run_b.records, model_a, model_b, protocol=protocol, seed=seed, n_boot=n_boot)
             for model_a, model_b in pairs

@@ -179,8 +179,12 @@ def percentile(values: Iterable[float], q: float | Sequence[float]) -> float | l
     return float(result) if np.ndim(result) == 0 else [float(x) for x in result]
 
 
-def bootstrap_accuracy(correct_by_category: dict[str, Sequence[bool]], n_boot: int = 1000, seed: int = 0,
-                       level: float = 0.95) -> tuple[list[float], dict[str, list[float]]]:
+def bootstrap_accuracy(
+    correct_by_category: dict[str, Sequence[bool]],
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[list[float], dict[str, list[float]]]:
     """Percentile bootstrap intervals of the mean-over-categories accuracy and of each category's.
 
     Images (any per-image values: `harness.scoring.compare` passes paired differences) are resampled

@@ -58,6 +58,7 @@ class Row:
     calls: int | None = None  # records of a model call (headline repeat)
     failed_calls: int = 0  # of those, calls that produced no answer
     cost_usd_spent: float | None = None  # what this run paid (answers not from the cache)
+    cost_usd_cached: float | None = None  # what its cached answers cost when they were made
     #: Newer runs of this key not shown because they failed more than the limit of their calls.
     hidden_failed: int = 0
 
@@ -84,19 +85,28 @@ def rows_from_run(run: dict[str, Any]) -> list[Row]:
         ci = velm.get("accuracy_ci")
         rows.append(
             Row(
-                benchmark=bench["name"], manifest_hash=table_hash(bench),
-                gate=run["config"]["gate"], model=model, prompt=run["config"]["prompt"],
-                run_id=run["run_id"], created_at=run.get("created_at", ""),
+                benchmark=bench["name"],
+                manifest_hash=table_hash(bench),
+                gate=run["config"]["gate"],
+                model=model,
+                prompt=run["config"]["prompt"],
+                run_id=run["run_id"],
+                created_at=run.get("created_at", ""),
                 n=scores.get("n", 0),
-                accuracy=velm.get("accuracy"), accuracy_ci=tuple(ci) if ci else None,
+                accuracy=velm.get("accuracy"),
+                accuracy_ci=tuple(ci) if ci else None,
                 anomalous_accuracy=anomalous.get("accuracy"),
-                macro_f1=velm.get("macro_f1"), kappa=velm.get("kappa"),
+                macro_f1=velm.get("macro_f1"),
+                kappa=velm.get("kappa"),
                 outcomes=scores.get("outcomes", {}),
-                latency_p50=usage.get("latency_p50"), latency_p95=usage.get("latency_p95"),
-                tokens_in=usage.get("tokens_in_total"), tokens_out=usage.get("tokens_out_total"),
+                latency_p50=usage.get("latency_p50"),
+                latency_p95=usage.get("latency_p95"),
+                tokens_in=usage.get("tokens_in_total"),
+                tokens_out=usage.get("tokens_out_total"),
                 cost_usd=usage.get("cost_usd_total"),
                 gate_auroc=gate.get("image_auroc"),
-                gate_false_alarm_rate=gate.get("false_alarm_rate"), gate_miss_rate=gate.get("miss_rate"),
+                gate_false_alarm_rate=gate.get("false_alarm_rate"),
+                gate_miss_rate=gate.get("miss_rate"),
                 kappa_categories=(velm["kappa_categories_defined"], velm.get("n_categories", 0))
                 if "kappa_categories_defined" in velm else None,
                 notes=list(scores.get("notes", [])),
@@ -107,6 +117,7 @@ def rows_from_run(run: dict[str, Any]) -> list[Row]:
                 calls=usage.get("calls"),
                 failed_calls=run_identity.failed_calls(scores.get("outcomes", {})),
                 cost_usd_spent=usage.get("cost_usd_spent"),
+                cost_usd_cached=usage.get("cost_usd_cached"),
             )
         )
     return rows

@@ -83,8 +83,13 @@ def _categories(records: Sequence[dict[str, Any]], label_sets: dict[str, list[st
     return {c: rs for c, rs in grouped.items() if rs}
 
 
-def score_protocol(records: Sequence[dict[str, Any]], label_sets: dict[str, list[str]], protocol: str,
-                   seed: int = 0, n_boot: int = 1000) -> dict[str, Any]:
+def score_protocol(
+    records: Sequence[dict[str, Any]],
+    label_sets: dict[str, list[str]],
+    protocol: str,
+    seed: int = 0,
+    n_boot: int = 1000,
+) -> dict[str, Any]:
     """One protocol's scores: per category, then the unweighted mean over categories.
 
     A category with no images under the protocol has ``n == 0``, is listed in ``excluded`` and left out
@@ -137,9 +142,14 @@ def score_protocol(records: Sequence[dict[str, Any]], label_sets: dict[str, list
     return result
 
 
-def score_model(records: Iterable[dict[str, Any]], label_sets: dict[str, list[str]],
-                protocols: Sequence[str] = PROTOCOLS, gate_passes_all: bool = False, seed: int = 0,
-                n_boot: int = 1000) -> dict[str, Any]:
+def score_model(
+    records: Iterable[dict[str, Any]],
+    label_sets: dict[str, list[str]],
+    protocols: Sequence[str] = PROTOCOLS,
+    gate_passes_all: bool = False,
+    seed: int = 0,
+    n_boot: int = 1000,
+) -> dict[str, Any]:
     """Everything run.json reports for one model: ``n``, ``protocols`` (`score_protocol` of each),
     ``notes``, ``confusion`` (all images), ``outcomes``, ``answer_rules`` and ``usage``.
 
