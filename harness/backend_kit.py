@@ -1,5 +1,9 @@
-"""Helpers hosted-API backends share around their own SDK client (none is imported here): image
-encoding, the class-answer schema, the HTTP transport, client lanes, Retry-After, the endpoint's public URL.
+"""Helpers that hosted-API backend plugins share: SDK import, image encoding, the class-answer
+schema, transient and rate-limit errors, Retry-After, secret scrubbing, the endpoint that answers
+(for cache keys and provenance).
+
+No SDK is imported here; plugins call these around their own client. A third-party
+plugin may use them too.
 """
 
 from __future__ import annotations
@@ -8,7 +12,7 @@ import asyncio
 import base64
 import contextlib
 import email.utils
-import importlib.util
+import importlib
 import io
 import os
 import threading
@@ -18,7 +22,15 @@ from collections import OrderedDict
 from typing import Any, Callable, Iterator
 
 from harness.run.redact import redact, strip_url_credentials
+from harness.errors import HarnessError
 from harness.types import ImagePart, Prompt
+
+def import_sdk(module: str, pip_hint: str) -> Any:
+    """Import a backend SDK at first use; a missing one is a `HarnessError` with the pip hint."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise HarnessError(f"the {module} plugin needs the {module} SDK: {pip_hint} ({error})") from None
 
 
 def class_answer_schema(prompt: Prompt, closed: bool = False) -> dict[str, Any]:
@@ -78,6 +90,9 @@ def http_backend() -> str:
     (benchmarks/dispatch.py), which is what limits a run at concurrency 64 and more.
     The environment variable ``HARNESS_HTTP_BACKEND=httpx`` keeps the SDKs' default.
     """
+    import importlib.util
+    import os
+
     if os.environ.get("HARNESS_HTTP_BACKEND", "").strip().lower() == "httpx":
         return "httpx"
     return "aiohttp" if importlib.util.find_spec("aiohttp") is not None else "httpx"
@@ -146,6 +161,49 @@ def parse_retry_after(headers: Any) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def scrub_secret(error: BaseException, secret: str | None) -> None:
+    """Replace ``secret`` in an exception's message, args and body, in place (it keeps its type)."""
+    if not secret or secret == KEYLESS_PLACEHOLDER or len(secret) < 4:
+        return
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.replace(secret, "[REDACTED]")
+        if isinstance(value, dict):
+            return {clean(k): clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(clean(v) for v in value)
+        return value
+
+    error.args = clean(error.args)
+    for attr in ("message", "body", "api_message"):  # api_message: anthropic errors
+        if hasattr(error, attr):
+            try:
+                setattr(error, attr, clean(getattr(error, attr)))
+            except AttributeError:
+                pass
+
+
+def strip_userinfo(url: str | None) -> str | None:
+    """A URL without ``user:password@`` (credentials in a base URL must not reach run.json)."""
+    return strip_url_credentials(url) if url else url
+
+
+# -- the endpoint that answers (Classifier.endpoint)
+
+#: Options that `hosted_endpoint` accounts for: in the key as part of the endpoint, resolved, not as written.
+ENDPOINT_OPTIONS = ("base_url", "api_version")
+
+
+def configured_base_url(option: str | None, env_var: str) -> str | None:
+    """The base URL a user configured: the option, else ``$env_var`` when set and not blank; None: the SDK's default.
+
+    Plugins resolve it once, when the classifier is made, and give the SDK client the
+    result explicitly, so the URL in cache keys and run.json is the one requests go to.
+    """
+    return (option or "").strip() or (os.environ.get(env_var) or "").strip() or None
+
+
 def public_base_url(url: str) -> str:
     """``url`` as an endpoint names it: without ``user:password@``, secret-looking query values redacted,
     scheme and host in lower case, no trailing slash (``http://H/v1/`` and ``http://H/v1`` are one server)."""
@@ -153,3 +211,63 @@ def public_base_url(url: str) -> str:
     return urllib.parse.urlunsplit(
         (parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/"), redact(parts.query), "")
     )
+
+
+def hosted_endpoint(base_url: str | None, default_url: str, **selectors: Any) -> dict[str, Any]:
+    """`Classifier.endpoint` of a hosted backend: the public form of the base URL requests go to
+    (``base_url``, else ``default_url``) and whatever else selects what answers (an API version)."""
+    return {"base_url": public_base_url(base_url or default_url), **selectors}
+
+
+def without_endpoint_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Answer options minus `ENDPOINT_OPTIONS`: the endpoint holds them resolved (a base URL given by
+    option or by environment variable is then one key, and a credential in it is never key material)."""
+    return {name: value for name, value in options.items() if name not in ENDPOINT_OPTIONS}
+
+
+def describe_hosted(classifier: Any, sdk: Any, http_backend_name: str, keyless: bool) -> dict[str, Any]:
+    """`Classifier.describe` of a hosted backend (never a secret): options, SDK version, transport, endpoint."""
+    options = classifier.options.model_dump()
+    options["base_url"] = strip_userinfo(options.get("base_url"))
+    return {
+        "spec": classifier.spec,
+        "options": options,
+        "sdk": {sdk.__name__: getattr(sdk, "__version__", "unknown")},
+        "http_backend": http_backend_name,
+        "base_url": classifier.endpoint()["base_url"],
+        "keyless": keyless,
+    }
+
+
+# The openai and anthropic SDKs are generated from one template and share these exception
+# classes, so one reading of their errors serves both plugins.
+
+
+def is_transient_sdk_error(sdk: Any, error: BaseException) -> bool:
+    """Connection errors (timeouts included) and HTTP 408, 409, 429 and 5xx (529 overloaded too)."""
+    if isinstance(error, sdk.APIConnectionError):  # includes APITimeoutError
+        return True
+    if isinstance(error, sdk.APIStatusError):
+        return error.status_code in (408, 409, 429) or error.status_code >= 500
+    return False
+
+
+#: Statuses that mean "too busy now, ask later": rate limited (429), unavailable (503), overloaded (529).
+RATE_LIMIT_STATUSES = frozenset({429, 503, 529})
+
+
+def is_rate_limited_sdk_error(sdk: Any, error: BaseException) -> bool:
+    """HTTP 429, 503 or 529, with or without Retry-After: retried within the request's time budget, not a count."""
+    return isinstance(error, sdk.APIStatusError) and error.status_code in RATE_LIMIT_STATUSES
+
+
+def sdk_retry_after(sdk: Any, error: BaseException) -> float | None:
+    """The Retry-After an SDK status error's response carried, in seconds."""
+    response = getattr(error, "response", None)
+    if not isinstance(error, sdk.APIStatusError) or response is None:
+        return None
+    return parse_retry_after(response.headers)
+
+
+def is_sdk_timeout(sdk: Any, error: BaseException) -> bool:
+    return isinstance(error, (sdk.APITimeoutError, TimeoutError))

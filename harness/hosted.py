@@ -1,25 +1,32 @@
-"""`HostedClassifier`: what every hosted-API backend (``openai``, ``anthropic``, a third party's) shares.
+"""`HostedClassifier`: what every hosted-API backend shares, once.
 
-Such a backend differs only in how it builds a request and reads a reply. The rest lives here: the
-options every one has and their checks, where the key comes from, the endpoint that answers (part
-of response-cache keys), which SDK errors are transient, rate limits or timeouts, Retry-After and
-`describe`. The SDK is imported by name at first use (``sdk_module``), so the core imports none.
-A subclass sets the class attributes below and implements ``classify``.
+A hosted backend (the ``openai`` and ``anthropic`` plugins, or a third party's) differs in how it
+builds a request and reads a reply. Everything else is the same and lives here: the options every
+such backend has (``base_url``, ``api_key_env``, ``max_tokens``, ``structured_output``,
+``extra_headers``) and their checks, where the key comes from, the endpoint that answers (part of
+response-cache keys), which SDK errors are transient, rate limits or timeouts, Retry-After, and
+`describe`. The SDK module is imported by name at first use (``sdk_module``), so the core imports
+no SDK; the helpers underneath are `harness.backend_kit`'s.
+
+A subclass sets the class attributes below and implements ``classify``; it may add endpoint
+selectors (`endpoint_selectors`) and transient error classes (`extra_transient_errors`).
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
-from harness.backend_kit import KEYLESS_PLACEHOLDER, http_backend, parse_retry_after, public_base_url
+from harness.backend_kit import (
+    KEYLESS_PLACEHOLDER, configured_base_url, describe_hosted, hosted_endpoint, http_backend, import_sdk,
+    is_rate_limited_sdk_error, is_sdk_timeout, is_transient_sdk_error, scrub_secret, sdk_retry_after,
+    without_endpoint_options,
+)
 from harness.classifiers import Classifier, ClassifierOptions
 from harness.errors import HarnessError
-from harness.run.redact import strip_url_credentials
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 #: Headers that carry credentials: never accepted as options (options are written to run.json).
@@ -27,20 +34,29 @@ SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "api-key", "
 
 
 class MalformedResponseError(Exception):
-    """A 200 whose body is no reply of the API (not JSON, missing fields): transient (a proxy, a dropped stream)."""
+    """The server answered 200 with a body that is not a reply of its API (not JSON, or missing fields).
+
+    Transient: a proxy or a dropped stream produces it, and a retry is cheap and bounded.
+    """
 
 
 class HostedOptions(ClassifierOptions):
     """Options of every hosted backend; a subclass gives ``api_key_env`` its own default."""
 
     base_url: str | None = Field(None, description="API base URL; None: the SDK's default (its environment variable, else the vendor's API)")
-    api_key_env: str = Field("API_KEY", description=(
-        "name of the environment variable holding the API key (the key itself is never an option); "
-        "when it is unset and a base URL is given, a placeholder key is sent (keyless local servers)"))
+    api_key_env: str = Field(
+        "API_KEY",
+        description=(
+            "name of the environment variable holding the API key (the key itself is never an option); "
+            "when it is unset and a base URL is given, a placeholder key is sent (keyless local servers)"
+        ),
+    )
     max_tokens: int = Field(64, ge=1, description="most tokens the model may generate")
     structured_output: bool = Field(False, description="constrain the answer to the candidate class names")
-    extra_headers: dict[str, str] = Field(default_factory=dict, description=(
-        "extra HTTP headers (not for credentials: options are recorded in run.json; use api_key_env)"))
+    extra_headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="extra HTTP headers (not for credentials: options are recorded in run.json; use api_key_env)",
+    )
 
     @field_validator("api_key_env")
     @classmethod
@@ -59,19 +75,8 @@ class HostedOptions(ClassifierOptions):
         return value
 
 
-#: Options the endpoint holds resolved (so they are left out of answer options and cache keys).
-ENDPOINT_OPTIONS = ("base_url", "api_version")
-#: Statuses that mean "too busy now, ask later": rate limited (429), unavailable (503), overloaded (529).
-RATE_LIMIT_STATUSES = frozenset({429, 503, 529})
-
-
 class HostedClassifier(Classifier):
-    """A classifier behind a hosted API reached through its vendor's SDK.
-
-    The openai and anthropic SDKs are generated from one template and share their exception
-    classes (``APIStatusError``, ``APIConnectionError``, ``APITimeoutError``), which the error
-    methods read.
-    """
+    """A classifier behind a hosted API reached through its vendor's SDK."""
 
     #: The SDK's module name and the install hint shown when it is missing.
     sdk_module: ClassVar[str]
@@ -83,31 +88,24 @@ class HostedClassifier(Classifier):
 
     def __init__(self, model_id: str | None, options: HostedOptions):
         super().__init__(model_id, options)
-        try:
-            self._sdk = importlib.import_module(self.sdk_module)
-        except ImportError as error:
-            raise HarnessError(f"the {self.sdk_module} plugin needs the {self.sdk_module} SDK: {self.pip_hint} "
-                               f"({error})") from None
-        # Resolved once and given to the SDK client explicitly, so the URL in cache keys and run.json is
-        # the one requests go to; None: default_base_url.
-        self._base_url = (options.base_url or "").strip() or (os.environ.get(self.base_url_env) or "").strip() or None
+        self._sdk = import_sdk(self.sdk_module, self.pip_hint)
+        self._base_url = configured_base_url(options.base_url, self.base_url_env)  # None: default_base_url
         self._key = self._resolve_key()
         self._http_backend = http_backend()
 
     # -- configuration
 
     def endpoint(self) -> dict[str, Any]:
-        """The server that answers: its public base URL after the environment and the default, and any selectors."""
-        return {"base_url": public_base_url(self._base_url or self.default_base_url), **self.endpoint_selectors()}
+        """The server that answers: its base URL after the environment and the default, no credentials."""
+        return hosted_endpoint(self._base_url, self.default_base_url, **self.endpoint_selectors())
 
     def endpoint_selectors(self) -> dict[str, Any]:
         """What besides the URL decides which model answers (an API version, say); none by default."""
         return {}
 
     def answer_options(self) -> dict[str, Any]:
-        """Answer options without `ENDPOINT_OPTIONS`: the endpoint holds them resolved (a credential in a URL
-        is then never key material)."""
-        return {k: v for k, v in super().answer_options().items() if k not in ENDPOINT_OPTIONS}
+        """Answer options without what the endpoint holds, resolved (``base_url``, ``api_version``)."""
+        return without_endpoint_options(super().answer_options())
 
     def _resolve_key(self) -> str:
         key = os.environ.get(self.options.api_key_env)
@@ -125,27 +123,8 @@ class HostedClassifier(Classifier):
         return self._key == KEYLESS_PLACEHOLDER
 
     def scrub(self, error: BaseException) -> None:
-        """Remove the API key from an SDK error's message, args and body, in place, whatever the key looks like."""
-        secret = self._key
-        if self.keyless or len(secret) < 4:
-            return
-
-        def clean(value: Any) -> Any:
-            if isinstance(value, str):
-                return value.replace(secret, "[REDACTED]")
-            if isinstance(value, dict):
-                return {clean(k): clean(v) for k, v in value.items()}
-            if isinstance(value, (list, tuple)):
-                return type(value)(clean(v) for v in value)
-            return value
-
-        error.args = clean(error.args)
-        for attr in ("message", "body", "api_message"):  # api_message: anthropic errors
-            if hasattr(error, attr):
-                try:
-                    setattr(error, attr, clean(getattr(error, attr)))
-                except AttributeError:
-                    pass
+        """Remove the API key from an SDK error's message and body, whatever the key looks like."""
+        scrub_secret(error, self._key)
 
     def is_deterministic(self) -> bool:
         """Only an explicit temperature 0 is greedy; None leaves sampling to the server's default."""
@@ -158,35 +137,18 @@ class HostedClassifier(Classifier):
         return ()
 
     def should_retry(self, error: BaseException) -> bool:
-        """Malformed replies, connection errors (timeouts included) and HTTP 408, 409, 429 and 5xx."""
-        if isinstance(error, (MalformedResponseError, self._sdk.APIConnectionError, *self.extra_transient_errors())):
+        if isinstance(error, (MalformedResponseError, *self.extra_transient_errors())):
             return True
-        if isinstance(error, self._sdk.APIStatusError):
-            return error.status_code in (408, 409, 429) or error.status_code >= 500
-        return False
+        return is_transient_sdk_error(self._sdk, error)
 
     def is_rate_limited(self, error: BaseException) -> bool:
-        return isinstance(error, self._sdk.APIStatusError) and error.status_code in RATE_LIMIT_STATUSES
+        return is_rate_limited_sdk_error(self._sdk, error)
 
     def retry_after(self, error: BaseException) -> float | None:
-        response = getattr(error, "response", None)
-        if not isinstance(error, self._sdk.APIStatusError) or response is None:
-            return None
-        return parse_retry_after(response.headers)
+        return sdk_retry_after(self._sdk, error)
 
     def is_timeout(self, error: BaseException) -> bool:
-        return isinstance(error, (self._sdk.APITimeoutError, TimeoutError))
+        return is_sdk_timeout(self._sdk, error)
 
     def describe(self) -> dict[str, Any]:
-        """Options (a base URL without credentials), SDK version, transport and endpoint; never a secret."""
-        options = self.options.model_dump()
-        url = options.get("base_url")
-        options["base_url"] = strip_url_credentials(url) if url else url  # credentials must not reach run.json
-        return {
-            "spec": self.spec,
-            "options": options,
-            "sdk": {self._sdk.__name__: getattr(self._sdk, "__version__", "unknown")},
-            "http_backend": self._http_backend,
-            "base_url": self.endpoint()["base_url"],
-            "keyless": self.keyless,
-        }
+        return describe_hosted(self, self._sdk, self._http_backend, keyless=self.keyless)
