@@ -120,8 +120,6 @@ def paired_bootstrap(
     ``pairs_by_category`` holds (A correct, B correct) per image; it is the within-category bootstrap of
     each image's difference, so one draw of images serves both models.
     """
-    # The paired bootstrap of B - A is the within-category bootstrap of each image's difference
-    # (-1, 0 or 1): one draw of images serves both models.
     differences = {
         category: [float(b) - float(a) for a, b in pairs] for category, pairs in pairs_by_category.items()
     }

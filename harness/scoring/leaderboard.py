@@ -58,7 +58,6 @@ class Row:
     calls: int | None = None  # records of a model call (headline repeat)
     failed_calls: int = 0  # of those, calls that produced no answer
     cost_usd_spent: float | None = None  # what this run paid (answers not from the cache)
-    cost_usd_cached: float | None = None  # what its cached answers cost when they were made
     #: Newer runs of this key not shown because they failed more than the limit of their calls.
     hidden_failed: int = 0
 
@@ -117,7 +116,6 @@ def rows_from_run(run: dict[str, Any]) -> list[Row]:
                 calls=usage.get("calls"),
                 failed_calls=run_identity.failed_calls(scores.get("outcomes", {})),
                 cost_usd_spent=usage.get("cost_usd_spent"),
-                cost_usd_cached=usage.get("cost_usd_cached"),
             )
         )
     return rows
