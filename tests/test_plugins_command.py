@@ -58,6 +58,17 @@ def test_table_shows_each_plugin_on_a_row(capsys, monkeypatch):
     assert "Failed to load" not in out
 
 
+def test_table_names_file_kinds_as_people_say_them_and_json_keeps_registry_names(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, _ = harness_cli("plugins", capsys=capsys)
+    assert code == 0
+    assert "cost matrices: costs-example" in out and "class files: demo" in out
+    assert "costs:" not in out and "class_files:" not in out
+    code, out, _ = harness_cli("plugins", "--json", capsys=capsys)
+    prompts = next(p for p in json.loads(out)["plugins"] if p["name"] == "prompts")
+    assert "costs" in prompts["registers"] and "class_files" in prompts["registers"]
+
+
 def test_a_plugin_registered_for_the_test_shows_kinds_commands_hooks_and_overrides(harness_plugins):
     Scripted, _ = scripted_classifier(lambda prompt: "x", plugin="scripted-p")
     plugin = plugin_of(classifiers=[Scripted], gates=[RenamedOracle], commands=[hello])

@@ -66,8 +66,12 @@ def _add_commands_and_hooks(registry: Registry, infos: dict[str, PluginInfo]) ->
             infos[name].hooks = sorted(c.name for c in callers if c.name in LIFECYCLE_HOOKS)
 
 
+#: How the table names each kind ("cost matrices", not the registry's ``costs``); --json keeps the registry's names.
+_KIND_LABELS = {kind.table: kind.title.lower() for kind in PLUGIN_KINDS}
+
+
 def _summary(info: PluginInfo) -> str:
-    parts = [f"{kind}: {', '.join(names)}" for kind, names in info.registers.items()]
+    parts = [f"{_KIND_LABELS.get(kind, kind)}: {', '.join(names)}" for kind, names in info.registers.items()]
     if info.hooks:
         parts.append(f"hooks: {', '.join(info.hooks)}")
     parts += [f"[red]{problem}[/]" for problem in info.problems]
