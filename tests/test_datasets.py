@@ -285,6 +285,8 @@ def test_visa_loads_through_the_split_file(tmp_path):
         assert len(category.train_images) == sum(r[1] == "train" and r[2] == "normal" for r in mine)
         assert len(category.test_samples) == sum(r[1] == "test" for r in mine)
         assert [c.key for c in category.classes] == ["anomaly"]
+        # VisA-AC's class file describes the object; its guidance names classes visa does not have.
+        assert category.object_description and category.guidance == ""
         assert [s.relpath for s in category.test_samples] == sorted(r[3] for r in mine if r[1] == "test")
         for sample in category.test_samples:
             assert sample.image == root / sample.relpath

@@ -51,7 +51,8 @@ def load_visa_split(
     """Read the original VisA tree via ``split_csv/1cls.csv``; raise a layout error naming the path.
 
     ``class_file`` (VisA-AC's, when present) only contributes object
-    descriptions: the classes here are always ``good`` and ``anomaly``.
+    descriptions: the classes here are always ``good`` and ``anomaly``, so its
+    guidance, which tells VisA-AC's defect classes apart, is left out.
     """
     root = checked_root(benchmark, root)
     rows = read_split(benchmark, root)
@@ -141,7 +142,7 @@ def _category(
         train_images=sorted(train),
         test_samples=sorted(samples, key=lambda s: s.relpath),
         object_description=known.object_description if known else "",
-        guidance=known.guidance if known else "",
+        guidance="",  # VisA-AC's guidance names classes this benchmark does not have
     )
 
 
