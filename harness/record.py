@@ -4,6 +4,12 @@
 written, key for key and in order (the public contract of `harness.results.SCHEMA_VERSION`, and the
 dict result writers and hooks see); `Record.from_json` reads one back, old run folders included. The
 field lists (`RUN_FIELDS`, `JSON_FIELDS`) come from the class, so they cannot drift from it.
+
+Readers of finished run folders read `Record`s (`load_records`, `RunFolder.typed_records`): the report's
+gallery cards, `harness act` (which hands its scoring the lines again, ``to_json``), the conformance checks
+and the csv writer. The JSON dicts stay the contract of metrics and the run-time analyses, of result
+writers and the sample-done hook, and of the gallery's choice of cards (it derives an old run's
+outcome with metrics' `outcome_of`).
 """
 
 from __future__ import annotations
@@ -141,7 +147,10 @@ class Record:
         if not isinstance(data, dict):
             raise HarnessError(f"a record is a JSON object, not {type(data).__name__}")
         values: dict[str, Any] = {name: data.get(name) for name in FIELDS if name not in ("decisions", "extra")}
-        values["repeat"] = int(data.get("repeat") or 0)
+        repeat = data.get("repeat") or 0
+        if type(repeat) is not int:  # not int(repeat): "1" or 1.5 is no class-order repeat
+            raise HarnessError(f"record {data.get('sample_id')!r}: repeat is {repeat!r}, expected a whole number")
+        values["repeat"] = repeat
         for name, kind in (("gate", GateVerdict), ("prompt", PromptRef)):
             value = data.get(name)
             if value is not None and not isinstance(value, dict):
@@ -170,15 +179,28 @@ JSON_FIELDS: tuple[str, ...] = tuple(
 RUN_FIELDS: tuple[str, ...] = tuple(key for key in JSON_FIELDS if key != "imported_key" and key not in DECISION_FIELDS)
 
 
-def records_from_json(lines: list[dict[str, Any]]) -> list[Record]:
-    """`Record.from_json` of each line, in order."""
-    return [Record.from_json(line) for line in lines]
+def records_from_json(lines: list[dict[str, Any]], path: Path | None = None) -> list[Record]:
+    """`Record.from_json` of each line, in order; ``path``: the samples.jsonl they were read from, named with
+    the line in the message of a line that is no record."""
+    records = []
+    for index, line in enumerate(lines):
+        try:
+            records.append(Record.from_json(line))
+        except HarnessError as error:
+            raise HarnessError(f"{path}: {error} ({_where(path, index)})" if path else f"record {index + 1}: {error}") from None
+    return records
 
 
 def load_records(run_dir: Path) -> list[Record]:
     """The records of a run folder's samples.jsonl as `Record`s (a killed run's truncated last line skipped)."""
     path = run_dir / SAMPLES_FILE
+    return records_from_json(read_jsonl(path), path)
+
+
+def _where(path: Path, index: int) -> str:
+    """``line N`` of the ``index``-th record of ``path`` (`read_jsonl` skips blank lines); read only on an error."""
     try:
-        return records_from_json(read_jsonl(path))
-    except HarnessError as error:
-        raise HarnessError(f"{path}: {error}") from None
+        numbers = [n for n, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1) if text.strip()]
+        return f"line {numbers[index]}"
+    except (OSError, IndexError):  # records not read from this file as it is now (a run's own, still in memory)
+        return f"record {index + 1}"

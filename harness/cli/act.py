@@ -19,7 +19,8 @@ from harness.scoring.decisions import SEVERITIES, check_decision_files, load_dec
 from harness.errors import HarnessError
 from harness.scoring.leaderboard import pct
 from harness.plugins import get_registry
-from harness.results import load_run, resolve_run_dir, write_json_atomic
+from harness.record import Record, records_from_json
+from harness.results import SAMPLES_FILE, load_run, resolve_run_dir, write_json_atomic
 
 DECISIONS_FILE = "decisions.json"
 TABLE4_FILE = "table4.json"
@@ -53,7 +54,8 @@ def act(run_id: str, results_dir: Path, policy: str | None, costs: str | None, t
     if costs is not None and policy is None:
         raise HarnessError("--costs prices the actions of a decision policy: add --policy FILE")
     run_dir = resolve_run_dir(run_id, results_dir)
-    run, records = load_run(run_dir)
+    run, lines = load_run(run_dir)
+    records = records_from_json(lines, run_dir / SAMPLES_FILE)
     if not records:
         raise HarnessError(f"{run_dir}: the run has no records in samples.jsonl")
     if run.get("status") != "finished":
@@ -63,25 +65,26 @@ def act(run_id: str, results_dir: Path, policy: str | None, costs: str | None, t
     if not categories:
         raise HarnessError(f"{run_dir / 'run.json'}: no benchmark.categories with their labels; cannot check the policy")
     label_sets = {c: info["labels"] for c, info in categories.items()}
+    as_json = [r.to_json() for r in records]  # harness.scoring.decision_report reads the JSON dicts (as the runner's hook)
     stamp = {"run_id": run.get("run_id", run_dir.name), "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     if policy is not None:
         loaded, matrix = load_decision_files(policy, costs, get_registry())
         check_decision_files(loaded, matrix, label_sets, run["benchmark"]["name"],
                              partial=run["config"].get("categories") is not None)
-        section = decisions_for_run(records, loaded, matrix, chosen)
+        section = decisions_for_run(as_json, loaded, matrix, chosen)
         for table in decision_tables(section, f"Decisions for run {stamp['run_id']}"):
             _out.print(table)
         write_json_atomic(run_dir / DECISIONS_FILE, {**stamp, "decisions": section})
         _out.print(f"wrote {run_dir / DECISIONS_FILE}")
     if table4:
-        section = table4_for_run(records, label_sets, seeds, chosen)
+        section = table4_for_run(as_json, label_sets, seeds, chosen)
         _out.print(table4_table(section, f"Table 4 setting for run {stamp['run_id']}"))
         write_json_atomic(run_dir / TABLE4_FILE, {**stamp, "table4": section})
         _out.print(f"wrote {run_dir / TABLE4_FILE}")
 
 
-def _models(records: list[dict[str, Any]], wanted: tuple[str, ...], run_dir: Path) -> list[str]:
-    present = list(dict.fromkeys(r["model"] for r in records))
+def _models(records: list[Record], wanted: tuple[str, ...], run_dir: Path) -> list[str]:
+    present = list(dict.fromkeys(r.model for r in records))
     unknown = [m for m in wanted if m not in present]
     if unknown:
         raise HarnessError(f"{run_dir}: no records of model(s) {', '.join(unknown)}; the run has {', '.join(present)}")

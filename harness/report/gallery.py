@@ -21,6 +21,7 @@ from PIL import Image
 from harness.run.data_location import load_run_benchmark, recorded_data_root
 from harness.errors import BadInputError, HarnessError
 from harness.images import load_mask, load_rgb
+from harness.record import Record
 from harness.scoring.metrics import outcome_of
 from harness.run.prompt_record import mismatches, redraw
 from harness.run.run_folder import RunFolder
@@ -91,7 +92,8 @@ def select(records: list[dict[str, Any]], gate: str, per_model: int) -> tuple[di
 
     Taking them round-robin over the pairs (each in sample-id order) keeps every
     filter of the gallery populated instead of filling the cap with the first
-    category. Returns the chosen records and the number of wrong ones per model.
+    category. Returns the chosen records and the number of wrong ones per model. The records are the JSON
+    lines: a run older than the ``outcome`` field has it derived by `outcome_of`, which reads them (as metrics do).
     """
     buckets: dict[str, dict[tuple[str, str], list[dict]]] = defaultdict(lambda: defaultdict(list))
     for record in sorted(records, key=lambda r: (r.get("model", ""), r.get("sample_id", ""))):
@@ -157,33 +159,34 @@ class _Pictures:
         cached = self._cache[key]
         return Picture(caption, cached.uri, cached.missing)
 
-    def for_record(self, record: dict[str, Any]) -> list[Picture]:
+    def for_record(self, record: Record) -> list[Picture]:
         if self.root is None:
             return [Picture("query", missing="run.json records no data root; pass --data-root")]
-        sample = self.samples.get(record["sample_id"])
-        query = sample.image if sample else self.root / record["image"]
+        sample = self.samples.get(record.sample_id)
+        query = sample.image if sample else self.root / record.image
         pictures = [self._picture(("query", query), "query", lambda: load_rgb(query))]
-        reference = self.references.get(record["category"])
+        reference = self.references.get(record.category)
         if reference is not None:
             pictures.append(self._picture(("reference", reference), "reference (train normal)", lambda: load_rgb(reference)))
-        stored = record.get("prompt_images") or {}
+        stored = record.prompt_images or {}
         if stored.get("region"):
             pictures.append(self._shown_outline(record))
-        elif sample is not None and sample.mask is not None and record["true_label"] != GOOD:
+        elif sample is not None and sample.mask is not None and record.true_label != GOOD:
             caption = self._truth_caption(record, bool(stored))
             mask = sample.mask
             pictures.append(self._picture(("outlined", query, mask), caption,
                                           lambda: _outlined(load_rgb(query), mask)))
         return pictures
 
-    def _shown_outline(self, record: dict[str, Any]) -> Picture:
+    def _shown_outline(self, record: Record) -> Picture:
         """The outlined query as the record's prompt showed it, redrawn from the run's stored region."""
-        stored = record["prompt_images"]
-        key = (record["image"], stored.get("reference"), stored["region"])
+        stored = record.prompt_images
+        key = (record.image, stored.get("reference"), stored["region"])
         if key not in self._redrawn:
             try:
-                images = redraw(self.run.run_dir, record, self.root)
-                self._redrawn[key] = (Picture("", uri=data_uri(images["outlined"])), "outlined" in mismatches(images, record))
+                line = record.to_json()  # harness.run.prompt_record reads records as their JSON line
+                images = redraw(self.run.run_dir, line, self.root)
+                self._redrawn[key] = (Picture("", uri=data_uri(images["outlined"])), "outlined" in mismatches(images, line))
             except BadInputError as error:
                 self._redrawn[key] = (Picture("", missing=str(error)), False)
         picture, differs = self._redrawn[key]
@@ -196,12 +199,11 @@ class _Pictures:
             caption = f"{whose}, outlined as the model saw it"
         return Picture(caption, picture.uri, picture.missing)
 
-    def _truth_caption(self, record: dict[str, Any], stored: bool) -> str:
+    def _truth_caption(self, record: Record, stored: bool) -> str:
         """The caption of a ground-truth outline: why it is shown instead of what the model saw."""
-        gate = record.get("gate")
-        if gate is None:
+        if record.gate is None:
             return "ground-truth region"  # imported predictions, or an unreadable image: no gate verdict
-        if not gate.get("flagged"):
+        if not record.gate.flagged:
             return "ground-truth region (the gate passed it; no model saw it)"
         if self.mode == "none":
             return "ground-truth region (gate none: the model saw no outline)"
@@ -231,25 +233,23 @@ def build(run: RunFolder, per_model: int, data_root: Path | None = None, ambiguo
     chosen, totals = select(run.records, run.gate, per_model)
     pictures = _Pictures(run, data_root) if any(chosen.values()) else None
     cards = []
-    for model, records in chosen.items():
-        for record in records:
-            answer = record.get("response")
-            error = record.get("error")
-            gate = record.get("gate") or {}
+    for model, lines in chosen.items():
+        for record in map(Record.from_json, lines):
+            answer, error, gate = record.response, record.error, record.gate
             cards.append(Card(
                 model=model,
                 run_id=run.run_id,
-                sample_id=str(record.get("sample_id")),
-                category=str(record.get("category")),
-                outcome=record["outcome"],
-                true_label=str(record.get("true_label")),
-                predicted=f"error: {error}" if error else str(record.get("predicted_label")),
+                sample_id=str(record.sample_id),
+                category=str(record.category),
+                outcome=record.outcome,
+                true_label=str(record.true_label),
+                predicted=f"error: {error}" if error else str(record.predicted_label),
                 answer=None if answer is None else str(answer)[:MAX_ANSWER_CHARS],
                 answer_cut=answer is not None and len(str(answer)) > MAX_ANSWER_CHARS,
-                error_detail=record.get("error_detail"),
-                latency_s=record.get("latency_s") if record.get("called") else None,
-                gate_score=gate.get("score"),
-                gate_flagged=gate.get("flagged"),
+                error_detail=record.error_detail,
+                latency_s=record.latency_s if record.called else None,
+                gate_score=gate.score if gate else None,
+                gate_flagged=gate.flagged if gate else None,
                 pictures=pictures.for_record(record) if pictures else [],
                 who=f"{model} ({run.run_id})" if model in ambiguous else model,
             ))
@@ -258,5 +258,5 @@ def build(run: RunFolder, per_model: int, data_root: Path | None = None, ambiguo
     if missing:
         notes.append(f"Run {run.run_id}: {len(missing)} picture(s) could not be read; the cards show which file. "
                      f"First: {missing[0]}")
-    shown = {model: len(records) for model, records in chosen.items()}
+    shown = {model: len(lines) for model, lines in chosen.items()}
     return Gallery(run.run_id, cards, shown, totals, notes)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.record import Record, records_from_json
+from harness.results import SAMPLES_FILE
 
 
 @dataclass
@@ -23,8 +24,9 @@ class RunFolder:
     records: list[dict[str, Any]]
 
     def typed_records(self) -> list[Record]:
-        """The records as `Record`s (a field an old run folder lacks is None, a missing ``repeat`` 0)."""
-        return records_from_json(self.records)
+        """The records as `Record`s (a field an old run folder lacks is None, a missing ``repeat`` 0); a line
+        that is no record is a `HarnessError` naming samples.jsonl and the line."""
+        return records_from_json(self.records, self.run_dir / SAMPLES_FILE)
 
     @property
     def gate(self) -> str:

@@ -21,7 +21,9 @@ from harness.run.runner import Run, RunConfig
 from harness.testing.conformance_context import (
     TEMPLATE, ConformanceContext, answer_first_candidate, run_or_fail, tiny_plugin,
 )
-from harness.testing.conformance_report import Checker, check_never_scored, check_records, error_summary
+from harness.testing.conformance_report import (
+    Checker, check_fields, check_never_scored, check_records, error_summary,
+)
 from harness.testing.tiny_benchmark import TinyBenchmark
 from harness.types import Prompt
 
@@ -37,7 +39,8 @@ def check_records_complete(context: ConformanceContext, server: Any = None) -> N
     try:
         if server is not None:
             server.responder = answer_first_candidate(context)
-        records, run = context.run(context.classifier)
+        folder = context.run(context.classifier)
+        records, run = folder.typed_records(), folder.run
     except Exception as error:
         check.expect(False, f"the run failed: {type(error).__name__}: {error}")
         return check.done()
@@ -46,9 +49,10 @@ def check_records_complete(context: ConformanceContext, server: Any = None) -> N
             server.responder = original
     expected = sum(c["n_test"] for c in run["benchmark"]["categories"].values())
     check.expect(len(records) == expected, f"{len(records)} records for {expected} samples")
-    check.expect(len({r["sample_id"] for r in records}) == len(records), "a sample has more than one record")
+    check.expect(len({r.sample_id for r in records}) == len(records), "a sample has more than one record")
+    check_fields(check, folder.records)
     check_records(check, records, context.labels)
-    answered = [r for r in records if r["error"] is None]
+    answered = [r for r in records if r.error is None]
     check.expect(bool(answered), "no sample was answered: " + error_summary(records))
     check.expect(run.get("status") == "finished", f"run.json status is {run.get('status')!r}")
     check.expect(context.spec in (run.get("metrics") or {}), "run.json has no metrics for the model")
@@ -146,17 +150,17 @@ def check_injected_faults(context: ConformanceContext, transient: list[BaseExcep
         kind = "timeout" if context.instance().is_timeout(error) else "backend_error"
         records = run_or_fail(check, context, _faulty(context.classifier, lambda n, e=error: e), fast)
         for record in records:
-            check.expect(record["error"] == kind, f"recorded {record['error']!r}, expected {kind!r}")
-            check.expect(record["attempts"] == 1, f"a permanent error was tried {record['attempts']} times")
-            check.expect(type(error).__name__ in (record.get("error_detail") or ""), "error_detail does not name the error")
+            check.expect(record.error == kind, f"recorded {record.error!r}, expected {kind!r}")
+            check.expect(record.attempts == 1, f"a permanent error was tried {record.attempts} times")
+            check.expect(type(error).__name__ in (record.error_detail or ""), "error_detail does not name the error")
         check_never_scored(check, records)
         check.done(f"{type(error).__name__} -> {kind} after 1 attempt")
     for error in transient:
         check = Checker(context.report, "transient-retried")
         records = run_or_fail(check, context, _faulty(context.classifier, lambda n, e=error: e if n == 1 else None), fast)
         for record in records:
-            check.expect(record["attempts"] == 2, f"attempts {record['attempts']}, expected 2 (one failure, one retry)")
-            check.expect(record["error"] not in ("backend_error", "timeout"), f"still failed: {record.get('error_detail')}")
+            check.expect(record.attempts == 2, f"attempts {record.attempts}, expected 2 (one failure, one retry)")
+            check.expect(record.error not in ("backend_error", "timeout"), f"still failed: {record.error_detail}")
         check.done(f"{type(error).__name__} once -> answered on attempt 2")
         check = Checker(context.report, "transient-exhausted")
         # Rate limiting is retried for a time budget, not a count: a small budget ends it.
@@ -164,20 +168,20 @@ def check_injected_faults(context: ConformanceContext, transient: list[BaseExcep
         options = {**fast, "rate_limit_budget_s": RATE_LIMIT_BUDGET_S} if limited else fast
         records = run_or_fail(check, context, _faulty(context.classifier, lambda n, e=error: e), options)
         for record in records:
-            check.expect(record["error"] in ("backend_error", "timeout"), f"recorded {record['error']!r} after retries")
-            check.expect(record.get("error_transient") is True, "a failure after retries is not marked error_transient")
+            check.expect(record.error in ("backend_error", "timeout"), f"recorded {record.error!r} after retries")
+            check.expect(record.error_transient is True, "a failure after retries is not marked error_transient")
             if limited:
-                check.expect("rate_limit_budget_s" in (record.get("error_detail") or ""),
-                             f"a rate-limited request did not end on its budget: {record.get('error_detail')}")
+                check.expect("rate_limit_budget_s" in (record.error_detail or ""),
+                             f"a rate-limited request did not end on its budget: {record.error_detail}")
             else:
-                check.expect(record["attempts"] == 2, f"attempts {record['attempts']}, expected max_attempts=2")
+                check.expect(record.attempts == 2, f"attempts {record.attempts}, expected max_attempts=2")
         check_never_scored(check, records)
         check.done(f"{type(error).__name__} always -> error " + ("when the rate-limit budget is spent" if limited else "after 2 attempts"))
     check = Checker(context.report, "timeout")
     slow = _faulty(context.classifier, lambda n: 5.0)  # sleeps 5 s; timeout_s is 0.05 s
     records = run_or_fail(check, context, slow, {**fast, "timeout_s": 0.05})
     for record in records:
-        check.expect(record["error"] == "timeout", f"recorded {record['error']!r}, expected 'timeout'")
+        check.expect(record.error == "timeout", f"recorded {record.error!r}, expected 'timeout'")
     check_never_scored(check, records)
     check.done("a request past timeout_s -> timeout")
 

@@ -15,6 +15,8 @@ from typing import Any, Callable, Mapping
 from harness.classifiers import Classifier
 from harness.options import validate_options
 from harness.plugins import load_registry
+from harness.record import Record
+from harness.run.run_folder import RunFolder
 from harness.run.runner import Run, RunConfig
 from harness.testing.conformance_report import Checker, ConformanceReport
 from harness.testing.plugin_helpers import plugin_of
@@ -37,8 +39,8 @@ class ConformanceContext:
         return self.classifier(self.model_id, validate_options(self.classifier.Options, self.options, self.spec))
 
     def run(self, classifier: type[Classifier], options: Mapping[str, Any] | None = None,
-            limit: int | None = None) -> tuple[list[dict], dict]:
-        """One real run of the tiny benchmark; returns (records, run.json)."""
+            limit: int | None = None) -> RunFolder:
+        """One real run of the tiny benchmark; returns its run folder (JSON lines, run.json)."""
         self.runs += 1
         plugin = tiny_plugin(classifier, TinyBenchmark(self.root))
         registry = load_registry(extra_plugins=[("harness-conformance", plugin)], entry_points=False)
@@ -48,15 +50,15 @@ class ConformanceContext:
             limit=limit, shots=1 if classifier.needs_support else 0, results_dir=self.work,
             run_id=f"conformance-{self.runs}", use_cache=False, n_boot=20, retry_initial_s=0.001, retry_max_s=0.01,
         )
-        result = Run(config, registry).execute()
-        return result.records, result.run
+        return Run(config, registry).execute()
 
 
 def run_or_fail(check: Checker, context: ConformanceContext, classifier: type[Classifier], options: dict,
-                limit: int | None = 1) -> list[dict]:
-    """The records of a run for ``check`` (one sample by default); a run that fails is the check's problem."""
+                limit: int | None = 1) -> list[Record]:
+    """The records of a run for ``check`` (one sample by default); a run that fails, or writes a line that is no
+    record, is the check's problem."""
     try:
-        records, _ = context.run(classifier, options, limit=limit)
+        records = context.run(classifier, options, limit=limit).typed_records()
     except Exception as error:
         check.expect(False, f"the run failed: {type(error).__name__}: {error}")
         return []

@@ -2,8 +2,9 @@
 
 `ConformanceReport` is what `harness.testing.conformance.check_classifier`
 returns: one `CheckResult` per named check. A `Checker` collects the problems
-of one check; `check_records` and `check_never_scored` hold records to the
-public record contract.
+of one check; `check_fields`, `check_records` and `check_never_scored` hold
+a run's records to the public record contract: its JSON lines carry every
+field, and the `Record`s read from them say what they should.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from harness.record import RUN_FIELDS
+from typing import Any
+
+from harness.record import RUN_FIELDS, Record
 from harness.types import ERROR_KINDS
 
 #: Fields every sample record must carry (the public record contract): every field of a `Record` that
@@ -75,31 +78,36 @@ class Checker:
         self.report.checks.append(CheckResult(self.name, not self.problems, detail[:2000]))
 
 
-def check_records(check: Checker, records: list[dict], labels: dict[str, list[str]]) -> None:
-    """Every record carries the contract's fields; an answered one predicts a candidate and says if it is correct."""
-    for record in records:
-        missing = [name for name in RECORD_FIELDS if name not in record]
+def check_fields(check: Checker, lines: list[dict[str, Any]]) -> None:
+    """Every JSON line of samples.jsonl carries the contract's fields (a `Record` read back fills in what is missing)."""
+    for line in lines:
+        missing = [name for name in RECORD_FIELDS if name not in line]
         check.expect(not missing, f"record fields missing: {', '.join(missing)}")
-        error, predicted = record.get("error"), record.get("predicted_label")
+
+
+def check_records(check: Checker, records: list[Record], labels: dict[str, list[str]]) -> None:
+    """An answered record predicts a candidate and says if it is correct; a failed one is never scored."""
+    for record in records:
+        error, predicted = record.error, record.predicted_label
         check.expect(error is None or error in ERROR_KINDS, f"unknown error kind {error!r}")
         if error is None:
-            check.expect(predicted in labels.get(record.get("category"), []), f"predicted {predicted!r} is no candidate")
-            check.expect(record.get("correct") == (predicted == record.get("true_label")), "correct disagrees with the labels")
-            check.expect((record.get("latency_s") or 0) >= 0 and record.get("attempts", 0) >= 1, "latency or attempts missing")
-        check.expect(record.get("called") is True, "gate 'none' flags every image, but the model was not called")
+            check.expect(predicted in labels.get(record.category, []), f"predicted {predicted!r} is no candidate")
+            check.expect(record.correct == (predicted == record.true_label), "correct disagrees with the labels")
+            check.expect((record.latency_s or 0) >= 0 and (record.attempts or 0) >= 1, "latency or attempts missing")
+        check.expect(record.called is True, "gate 'none' flags every image, but the model was not called")
     check_never_scored(check, records)
 
 
-def check_never_scored(check: Checker, records: list[dict]) -> None:
+def check_never_scored(check: Checker, records: list[Record]) -> None:
     """No failed record has a prediction or counts as correct."""
     for record in records:
-        if record.get("error") is not None:
-            check.expect(record.get("predicted_label") is None and record.get("correct") is False,
-                         f"a failure ({record['error']}) was scored as the answer {record.get('predicted_label')!r}")
+        if record.error is not None:
+            check.expect(record.predicted_label is None and record.correct is False,
+                         f"a failure ({record.error}) was scored as the answer {record.predicted_label!r}")
 
 
-def error_summary(records: list[dict]) -> str:
+def error_summary(records: list[Record]) -> str:
     """``backend_error x3, timeout x1``: the error kinds of ``records``, most frequent first."""
-    counts = Counter(r["error"] for r in records if r["error"])
+    counts = Counter(r.error for r in records if r.error)
     return ", ".join(f"{kind} x{n}" for kind, n in counts.most_common())
 

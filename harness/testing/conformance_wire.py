@@ -79,11 +79,11 @@ def check_wire_faults(context: ConformanceContext, server: Any) -> None:
             check.expect(len(server.requests) > before, "the classifier sent nothing to the server (check base_url)")
             for record in records:
                 if errors is None:
-                    check.expect(record["error"] not in ("backend_error", "timeout"), f"not retried: {record.get('error_detail')}")
+                    check.expect(record.error not in ("backend_error", "timeout"), f"not retried: {record.error_detail}")
                 else:
-                    check.expect(record["error"] in errors, f"recorded {record['error']!r}, expected one of {sorted(errors)}")
+                    check.expect(record.error in errors, f"recorded {record.error!r}, expected one of {sorted(errors)}")
                 if attempts is not None:
-                    check.expect(record["attempts"] == attempts, f"attempts {record['attempts']}, expected {attempts}")
+                    check.expect(record.attempts == attempts, f"attempts {record.attempts}, expected {attempts}")
             if errors is not None:
                 check_never_scored(check, records)
             check.done(f"{len(records)} records")
