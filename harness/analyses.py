@@ -11,17 +11,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from harness.record import Record
 from harness.types import Category
 
 
 @dataclass(frozen=True)
 class FinishedRun:
-    """What an analysis may read: every record (all repeats), the model specs in ``--models`` order, the
-    evaluated categories, ``pixel_pairs`` per category (the gate's shrunk (anomaly map, true mask) pairs;
-    None where an image had no map, empty after a resume) and the decision policy and costs, or None.
+    """What an analysis may read: every record (all repeats) as a `harness.record.Record` (``to_json()`` gives
+    its samples.jsonl line), the model specs in ``--models`` order, the evaluated categories, ``pixel_pairs``
+    per category (the gate's shrunk (anomaly map, true mask) pairs; None where an image had no map, empty
+    after a resume) and the decision policy and costs, or None.
     """
 
-    records: list[dict[str, Any]]
+    records: list[Record]
     models: list[str]
     categories: list[Category]
     gate_name: str

@@ -5,11 +5,13 @@ written, key for key and in order (the public contract of `harness.results.SCHEM
 dict result writers and hooks see); `Record.from_json` reads one back, old run folders included. The
 field lists (`RUN_FIELDS`, `JSON_FIELDS`) come from the class, so they cannot drift from it.
 
-Readers of finished run folders read `Record`s (`load_records`, `RunFolder.typed_records`): the report's
-gallery cards, `harness act` (which hands its scoring the lines again, ``to_json``), the conformance checks
-and the csv writer. The JSON dicts stay the contract of metrics and the run-time analyses, of result
-writers and the sample-done hook, and of the gallery's choice of cards (it derives an old run's
-outcome with metrics' `outcome_of`).
+Readers read `Record`s: the analyses of a finished run (`harness.analyses.FinishedRun.records`) and the
+scoring they use (metrics, position bias, decisions and Table 4, gate metrics, call failures), `harness
+score`, and the readers of finished run folders (`load_records`, `RunFolder.typed_records`): `harness
+act`, `harness compare`, the report's gallery, the conformance checks and the csv writer. Result writers
+and the sample-done hook keep getting the JSON dicts, ``to_json``: their public contract (a third-party
+writer may ``json.dumps`` them). `Record.of` derives ``outcome`` with `harness.scoring.label_scores`,
+which reads the record by attribute without importing this module.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from harness.scoring import metrics
+from harness.scoring import label_scores
 from harness.errors import HarnessError
 from harness.results import SAMPLES_FILE, read_jsonl
 from harness.types import Sample
@@ -112,14 +114,14 @@ class Record:
            error_detail: str | None, transient: bool = False, gate_passes_all: bool = False, **rest: Any) -> "Record":
         """The one way records are made: the sample's fields, ``correct``, ``error_transient`` and ``outcome``
         derived; ``rest`` gives the others. ``gate_passes_all``: a defect named on a good image is the model's
-        mistake (`harness.scoring.metrics.outcome_of`)."""
+        mistake (`harness.scoring.label_scores.outcome_of`)."""
         record = cls(
             sample_id=sample.sample_id, benchmark=benchmark, category=sample.category, image=sample.relpath,
             true_label=sample.label, model=model, predicted_label=predicted_label, error=error,
             error_detail=error_detail, correct=error is None and predicted_label == sample.label,
             error_transient=None if error is None else bool(transient), **rest,
         )
-        record.outcome = metrics.outcome_of(record.to_json(), gate_passes_all)
+        record.outcome = label_scores.outcome_of(record, gate_passes_all)
         return record
 
     def to_json(self) -> dict[str, Any]:

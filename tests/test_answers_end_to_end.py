@@ -17,6 +17,7 @@ import pytest
 
 from conftest import run_cli
 from harness import plugins
+from harness.record import records_from_json
 from harness.scoring.metrics import answer_rule_counts
 from harness.results import load_run
 from harness.run.runner import Run, RunConfig
@@ -93,7 +94,7 @@ def test_denials_and_refusals_through_the_openai_sdk_are_never_the_class_they_de
     # Images the gate passed were not asked: no rule read them.
     assert all(r["answer_rule"] is None for r in records if not r["called"])
     counts = run_json["metrics"][MODEL]["answer_rules"]
-    assert counts == dict(Counter(rule for _, _, rule in REPLIES.values())) == answer_rule_counts(records)
+    assert counts == dict(Counter(rule for _, _, rule in REPLIES.values())) == answer_rule_counts(records_from_json(records))
     assert counts == {"exact": 1, "final_answer": 1, "mention": 2, "refusal": 2, "none": 4}
     assert run_json["metrics"][MODEL]["outcomes"]["refused"] == 2
     assert run_json["metrics"][MODEL]["outcomes"]["unparseable"] == 4
@@ -202,7 +203,7 @@ def test_imported_predictions_follow_the_same_reading_rules(tmp_path, capsys):
         run_json, records = load_run(tmp_path / "results" / mode)
         assert run_json["config"]["answers"] == mode
         readings[mode] = {r["sample_id"]: (r["predicted_label"], r["error"], r["answer_rule"]) for r in records}
-        assert run_json["metrics"]["imported:mine"]["answer_rules"] == answer_rule_counts(records)
+        assert run_json["metrics"]["imported:mine"]["answer_rules"] == answer_rule_counts(records_from_json(records))
     assert readings["lenient"] == {
         "bottle/broken_large/000": ("broken_large", None, "exact"),
         "bottle/broken_large/001": ("broken_large", None, "exact"),

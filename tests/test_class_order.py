@@ -12,6 +12,7 @@ from harness import plugins
 from harness.scoring.class_order import check_class_order, class_orders, position_bias
 from harness.cli import main
 from harness.errors import HarnessError
+from harness.record import Record
 from harness.hookspecs import hookimpl
 from harness.prompts import template_from_text
 from harness.results import load_run
@@ -193,8 +194,8 @@ def test_cli_flags(tmp_path, small_tree, capsys):
 
 def test_position_bias_by_hand():
     def rec(sid, repeat, predicted, true="a", order=("a", "b")):
-        return {"sample_id": sid, "category": "c", "true_label": true, "predicted_label": predicted, "error": None,
-                "model": "m", "called": True, "repeat": repeat, "class_order": list(order)}
+        return Record.from_json({"sample_id": sid, "category": "c", "true_label": true, "predicted_label": predicted,
+                                 "error": None, "model": "m", "called": True, "repeat": repeat, "class_order": list(order)})
 
     records = [
         rec("1", 0, "a"), rec("1", 1, "a", order=("b", "a")),    # same answer: consistent

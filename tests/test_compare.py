@@ -12,22 +12,23 @@ from harness import plugins
 from harness.cli import main
 from harness.scoring.compare import compare_models, compare_runs, mcnemar_exact, pair_models, paired_bootstrap
 from harness.errors import HarnessError
+from harness.record import Record
 from harness.results import load_run
 from harness.run.run_folder import RunFolder
 from harness.run.runner import Run, RunConfig
 
 
 def record(sample_id: str, category: str, true: str, predicted: str | None, model: str = "m",
-           error: str | None = None, **extra) -> dict:
-    return {"sample_id": sample_id, "category": category, "true_label": true, "predicted_label": predicted,
-            "error": error, "model": model, **extra}
+           error: str | None = None, **extra) -> Record:
+    return Record.from_json({"sample_id": sample_id, "category": category, "true_label": true,
+                             "predicted_label": predicted, "error": error, "model": model, **extra})
 
 
-def loaded(records: list[dict], run_id: str, manifest: str = "h1", benchmark: str = "demo",
+def loaded(records: list[Record], run_id: str, manifest: str = "h1", benchmark: str = "demo",
            models: list[str] | None = None) -> RunFolder:
     run = {"run_id": run_id, "status": "finished", "benchmark": {"name": benchmark, "manifest_hash": manifest},
-           "config": {"models": models or sorted({r["model"] for r in records})}}
-    return RunFolder(run_id, Path(run_id), run, records)
+           "config": {"models": models or sorted({r.model for r in records})}}
+    return RunFolder(run_id, Path(run_id), run, [r.to_json() for r in records])  # a run folder holds the lines
 
 
 # --------------------------------------------------------------------------- McNemar

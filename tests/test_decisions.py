@@ -24,6 +24,7 @@ from harness.scoring.decisions import (
 from harness.errors import HarnessError
 from harness.images import load_rgb
 from harness.prompts import image_digest
+from harness.record import Record, load_records
 from harness.results import load_run
 from harness.run.runner import Run, RunConfig
 from harness.testing import scripted_classifier
@@ -139,7 +140,7 @@ def test_act_applies_a_policy_afterwards_without_touching_the_run(tile_run, caps
 def test_an_error_action_of_scrap_is_honoured_and_still_never_correct(tile_run, tmp_path):
     result, _ = tile_run
     policy = write(tmp_path / "strict.toml", TILE_POLICY + '\n[errors]\naction = "scrap"\n')
-    report = decision_report(load_run(result.run_dir)[1], load_policy(policy))
+    report = decision_report(load_records(result.run_dir), load_policy(policy))
     # The two failed hole images (true rework) and stain images (true pass) are now scrapped: the
     # stain ones count as overkill, and none of the four counts as a correct action.
     assert report["n_errors"] == 4 and report["review_rate"] == 0.0
@@ -264,8 +265,8 @@ LABELS_Y = [GOOD, "p", "q", "r", "s", "t"]               # 5 anomaly classes -> 
 
 
 def rec(category, true, predicted=None, error=None, model="m"):
-    return {"sample_id": f"{category}/{true}/{predicted}/{error}", "category": category, "true_label": true,
-            "predicted_label": predicted, "error": error, "model": model}
+    return Record.from_json({"sample_id": f"{category}/{true}/{predicted}/{error}", "category": category,
+                             "true_label": true, "predicted_label": predicted, "error": error, "model": model})
 
 
 def test_negligible_count_follows_the_paper():
@@ -314,7 +315,7 @@ def test_table4_means_over_seeds_then_categories():
 
 def test_table4_where_the_split_matters_is_reproducible(tile_run):
     result, _ = tile_run
-    records = load_run(result.run_dir)[1]
+    records = load_records(result.run_dir)
     labels = {c: info["labels"] for c, info in result.run["benchmark"]["categories"].items()}
     first, again = table4(records, labels, seeds=5), table4(records, labels, seeds=5)
     assert first == again

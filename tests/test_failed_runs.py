@@ -17,6 +17,7 @@ from harness import plugins
 from harness.run.dispatch import CallResult
 from harness.errors import HarnessError
 from harness.run.failfast import EARLY_STOP_AFTER, EarlyStop, FailFast, call_failures, check_answered, NoAnswersError
+from harness.record import records_from_json
 from harness.results import load_run
 from harness.run.runner import Run, RunConfig
 from harness.testing import scripted_classifier
@@ -169,16 +170,16 @@ def test_failfast_counts_only_an_unbroken_run_of_fatal_outcomes():
 
 
 def test_runs_without_calls_or_failures_pass_the_exit_check():
-    passed_by_gate = [{"model": "m", "called": False, "error": None}]
+    passed_by_gate = records_from_json([{"model": "m", "called": False, "error": None}])
     summary = call_failures(passed_by_gate, ["m"])
     assert summary["m"]["calls"] == 0
     check_answered(summary, "r")  # nothing asked, nothing failed
-    partly = call_failures([{"model": "m", "called": True, "error": "timeout", "error_detail": "no answer"},
-                            {"model": "m", "called": True, "error": None}], ["m"])
+    partly = call_failures(records_from_json([{"model": "m", "called": True, "error": "timeout", "error_detail": "no answer"},
+                                              {"model": "m", "called": True, "error": None}]), ["m"])
     assert partly["m"] == {"calls": 2, "failed": 1, "errors": {"timeout": 1}, "example": "no answer"}
     check_answered(partly, "r")
     with pytest.raises(NoAnswersError) as raised:
-        check_answered(call_failures([{"model": "m", "called": True, "error": "backend_error"}], ["m"]), "r")
+        check_answered(call_failures(records_from_json([{"model": "m", "called": True, "error": "backend_error"}]), ["m"]), "r")
     assert raised.value.exit_code == 1
 
 

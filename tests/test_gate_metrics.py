@@ -6,11 +6,12 @@ import math
 
 import pytest
 
+from harness.record import Record
 from harness.scoring.gate_metrics import auroc, gate_metrics
 
 
 def record(category, label, score, flagged):
-    return {"category": category, "true_label": label, "gate": {"score": score, "flagged": flagged}}
+    return Record.from_json({"category": category, "true_label": label, "gate": {"score": score, "flagged": flagged}})
 
 
 def test_auroc_by_hand():
@@ -25,7 +26,7 @@ def test_decisions_per_category_and_their_mean():
         record("a", "crack", 0.9, True), record("a", "crack", 0.4, False),  # one hit, one miss
         record("a", "good", 0.5, True), record("a", "good", 0.1, False),  # one false alarm
         record("b", "hole", 0.8, True), record("b", "good", 0.2, False),  # perfect
-        {"category": "b", "true_label": "hole", "gate": None},  # unreadable image
+        Record.from_json({"category": "b", "true_label": "hole", "gate": None}),  # unreadable image
     ]
     figures = gate_metrics(records)
     a, b = figures["categories"]["a"], figures["categories"]["b"]

@@ -18,6 +18,7 @@ from harness import plugins
 from harness.run import run_identity
 from harness.scoring.metrics import usage_summary
 from harness.report import build_report
+from harness.record import records_from_json
 from harness.results import load_run
 from harness.run.runner import Run, RunConfig
 from harness.testing import scripted_classifier
@@ -114,11 +115,11 @@ def test_run_folders_without_an_options_hash_still_rank(tmp_path, small_tree):
 def test_usage_splits_cost_into_spent_and_cached():
     records = [{"called": True, "cost_usd": 0.25, "cached": False}, {"called": True, "cost_usd": 0.5, "cached": True},
                {"called": True, "cost_usd": None, "cached": False}, {"called": False, "cost_usd": None}]
-    usage = usage_summary(records)
+    usage = usage_summary(records_from_json(records))
     assert (usage["cost_usd_total"], usage["cost_usd_spent"], usage["cost_usd_cached"]) == (0.75, 0.25, 0.5)
-    only_cached = usage_summary([{"called": True, "cost_usd": 0.5, "cached": True}])
+    only_cached = usage_summary(records_from_json([{"called": True, "cost_usd": 0.5, "cached": True}]))
     assert (only_cached["cost_usd_spent"], only_cached["cost_usd_cached"]) == (0.0, 0.5)
-    unknown = usage_summary([{"called": True, "cost_usd": None, "cached": False}])
+    unknown = usage_summary(records_from_json([{"called": True, "cost_usd": None, "cached": False}]))
     assert (unknown["cost_usd_total"], unknown["cost_usd_spent"], unknown["cost_usd_cached"]) == (None, None, None)
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from fractions import Fraction as F
 
 import pytest
 
+from harness.record import Record
 from harness.scoring.metrics import (
     OUTCOMES,
     accuracy,
@@ -29,7 +31,7 @@ MODEL = "random"
 
 
 def rec(category, true, pred, *, flagged=True, error=None, sid=None, **extra):
-    """A samples.jsonl-shaped record. ``pred`` is ignored when ``error`` is set."""
+    """A `Record` read from a samples.jsonl-shaped line. ``pred`` is ignored when ``error`` is set."""
     called = flagged and error != "bad_input"
     record = {
         "sample_id": sid or f"{category}/{true}/{random.random()}",
@@ -48,7 +50,7 @@ def rec(category, true, pred, *, flagged=True, error=None, sid=None, **extra):
         "called": called,
     }
     record.update(extra)
-    return record
+    return Record.from_json(record)
 
 
 LABELS = {"bottle": ["good", "crack", "scratch"], "screw": ["good", "thread"]}
@@ -92,7 +94,7 @@ def test_velm_protocol_on_hand_computed_category():
 
 
 def test_per_class_scores_by_hand():
-    y_true = [r["true_label"] for r in BOTTLE]
+    y_true = [r.true_label for r in BOTTLE]
     y_pred = ["good", "good", "crack", "crack", "crack", "good", "scratch", "error:unparseable", "crack"]
     per = per_class_scores(y_true, y_pred, LABELS["bottle"])
     assert close(per["crack"]["precision"], F(1, 2))
@@ -200,7 +202,7 @@ def test_benchmark_figure_is_unweighted_mean_over_categories():
     velm = result["protocols"]["velm"]
     # bottle 5/9, screw 2/2: mean (5/9 + 1)/2 = 7/9, whereas pooled over images it is 7/11.
     assert close(velm["accuracy"], F(7, 9))
-    pooled = sum(r["true_label"] == (r["predicted_label"] or "") for r in BOTTLE + SCREW) / 11
+    pooled = sum(r.true_label == (r.predicted_label or "") for r in BOTTLE + SCREW) / 11
     assert close(pooled, F(7, 11)) and abs(velm["accuracy"] - pooled) > 0.1
     # screw: all right, two classes -> macro-F1 1; po 1, pe 1/2 -> kappa 1.
     assert close(velm["macro_f1"], (F(73, 126) + 1) / 2)
@@ -289,7 +291,7 @@ def test_kappa_is_defined_once_the_truth_varies_even_for_a_constant_predictor():
         assert value is not None and -1.0 <= value <= 1.0
 
 
-def _toothbrush(n_wrong: int) -> list[dict]:
+def _toothbrush(n_wrong: int) -> list[Record]:
     """Records of MVTec-AD's released toothbrush test set: every answer right but the first ``n_wrong`` defects."""
     data = MVTecADBenchmark().released(["toothbrush"])
     records, wrong = [], 0
@@ -444,7 +446,7 @@ def test_usage_percentiles_tokens_and_cost():
     assert usage["tokens_out_total"] == 6 * 5 and usage["tokens_out_mean"] == 5.0
     assert usage["cost_usd_total"] is None  # every cost unknown
 
-    records[0]["cost_usd"], records[1]["cost_usd"] = 0.25, 0.5
+    records[0].cost_usd, records[1].cost_usd = 0.25, 0.5
     assert usage_summary(records)["cost_usd_total"] == pytest.approx(0.75)
 
 
@@ -470,7 +472,7 @@ def test_unknown_category_or_label_raises():
 
 
 def test_mixed_models_are_scored_apart():
-    other = [dict(r, model="openai:gpt-4o", predicted_label=r["true_label"], error=None) for r in BOTTLE]
+    other = [dataclasses.replace(r, model="openai:gpt-4o", predicted_label=r.true_label, error=None) for r in BOTTLE]
     with pytest.raises(ValueError, match="one model"):
         score_model(BOTTLE + other, LABELS)
     results = score_models(BOTTLE + other, LABELS, n_boot=20)

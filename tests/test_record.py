@@ -127,7 +127,7 @@ def test_an_imported_record_keeps_its_own_form(tmp_path):
     sample = data.samples[0]
     path = tmp_path / "p.jsonl"
     path.write_text(json.dumps({"sample_id": sample.sample_id, "predicted_label": sample.label}) + "\n")
-    record = match_predictions(data, read_predictions(path, "jsonl"), "x", path).records[0]
+    record = match_predictions(data, read_predictions(path, "jsonl"), "x", path).records[0].to_json()
     assert "imported_key" in record and not NOT_IMPORTED & set(record)
     assert list(record) == [k for k in JSON_FIELDS if k in record] and list(record)[-2:] == ["imported_key", "outcome"]
     typed = Record.from_json(record)

@@ -16,6 +16,7 @@ import pytest
 
 from harness import plugins
 from harness.errors import HarnessError
+from harness.record import Record
 from harness.report import build_report, data, gallery
 from harness.report.svg import nice_ticks, scatter
 from harness.run.runner import Run, RunConfig
@@ -142,13 +143,13 @@ def test_the_gallery_is_capped_and_spread_over_error_kinds(page):
 
 
 def test_select_round_robins_over_category_and_outcome():
-    records = [
+    records = [Record.from_json(line) for line in [
         {"model": "m", "sample_id": f"{c}/{i}", "category": c, "outcome": o, "true_label": "x"}
         for c in ("a", "b") for o in ("wrong_class", "refused") for i in range(5)
-    ] + [{"model": "m", "sample_id": "a/ok", "category": "a", "outcome": "correct", "true_label": "x"}]
+    ] + [{"model": "m", "sample_id": "a/ok", "category": "a", "outcome": "correct", "true_label": "x"}]]
     chosen, totals = gallery.select(records, "oracle", per_model=4)
     assert totals == {"m": 20}
-    assert sorted((r["category"], r["outcome"]) for r in chosen["m"]) == [
+    assert sorted((r.category, r.outcome) for r in chosen["m"]) == [
         ("a", "refused"), ("a", "wrong_class"), ("b", "refused"), ("b", "wrong_class")]
 
 

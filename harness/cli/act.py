@@ -65,19 +65,18 @@ def act(run_id: str, results_dir: Path, policy: str | None, costs: str | None, t
     if not categories:
         raise HarnessError(f"{run_dir / 'run.json'}: no benchmark.categories with their labels; cannot check the policy")
     label_sets = {c: info["labels"] for c, info in categories.items()}
-    as_json = [r.to_json() for r in records]  # harness.scoring.decision_report reads the JSON dicts (as the runner's hook)
     stamp = {"run_id": run.get("run_id", run_dir.name), "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     if policy is not None:
         loaded, matrix = load_decision_files(policy, costs, get_registry())
         check_decision_files(loaded, matrix, label_sets, run["benchmark"]["name"],
                              partial=run["config"].get("categories") is not None)
-        section = decisions_for_run(as_json, loaded, matrix, chosen)
+        section = decisions_for_run(records, loaded, matrix, chosen)
         for table in decision_tables(section, f"Decisions for run {stamp['run_id']}"):
             _out.print(table)
         write_json_atomic(run_dir / DECISIONS_FILE, {**stamp, "decisions": section})
         _out.print(f"wrote {run_dir / DECISIONS_FILE}")
     if table4:
-        section = table4_for_run(as_json, label_sets, seeds, chosen)
+        section = table4_for_run(records, label_sets, seeds, chosen)
         _out.print(table4_table(section, f"Table 4 setting for run {stamp['run_id']}"))
         write_json_atomic(run_dir / TABLE4_FILE, {**stamp, "table4": section})
         _out.print(f"wrote {run_dir / TABLE4_FILE}")

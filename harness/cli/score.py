@@ -67,9 +67,9 @@ def _warn(imported) -> None:
         err.print(f"[yellow]warning:[/] {len(imported.unmatched)} prediction key(s) name no image of the benchmark "
                   f"(listed in run.json under imported.unmatched): {first(imported.unmatched)}\n  {imported.key_forms}",
                   highlight=False)
-    unparseable = [r for r in imported.records if r["error"] == "unparseable"]
+    unparseable = [r for r in imported.records if r.error == "unparseable"]
     if unparseable:
-        shown = ", ".join(f"{r['imported_key']}={r['response']!r}" for r in unparseable[:SHOW])
+        shown = ", ".join(f"{r.imported_key}={r.response!r}" for r in unparseable[:SHOW])
         err.print(f"[yellow]note:[/] {len(unparseable)} prediction(s) name no class of their category "
                   f"and count as errors (unparseable): {shown}", highlight=False)
 

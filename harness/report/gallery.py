@@ -12,9 +12,8 @@ from __future__ import annotations
 import base64
 import io
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from PIL import Image
 
@@ -87,25 +86,25 @@ def data_uri(image: Image.Image) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def select(records: list[dict[str, Any]], gate: str, per_model: int) -> tuple[dict[str, list[dict]], dict[str, int]]:
+def select(records: list[Record], gate: str, per_model: int) -> tuple[dict[str, list[Record]], dict[str, int]]:
     """Up to ``per_model`` wrong or failed records per model, spread over (category, outcome) pairs.
 
     Taking them round-robin over the pairs (each in sample-id order) keeps every
     filter of the gallery populated instead of filling the cap with the first
-    category. Returns the chosen records and the number of wrong ones per model. The records are the JSON
-    lines: a run older than the ``outcome`` field has it derived by `outcome_of`, which reads them (as metrics do).
+    category. Returns the chosen records, each with its ``outcome`` (a run older than that field has it
+    derived by `outcome_of`), and the number of wrong ones per model.
     """
-    buckets: dict[str, dict[tuple[str, str], list[dict]]] = defaultdict(lambda: defaultdict(list))
-    for record in sorted(records, key=lambda r: (r.get("model", ""), r.get("sample_id", ""))):
-        outcome = record.get("outcome") or outcome_of(record, gate_passes_all=(gate == "none"))
+    buckets: dict[str, dict[tuple[str, str], list[Record]]] = defaultdict(lambda: defaultdict(list))
+    for record in sorted(records, key=lambda r: (r.model or "", r.sample_id or "")):
+        outcome = record.outcome or outcome_of(record, gate_passes_all=(gate == "none"))
         if outcome == "correct":
             continue
-        buckets[record["model"]][(record.get("category", ""), outcome)].append({**record, "outcome": outcome})
-    chosen: dict[str, list[dict]] = {}
+        buckets[record.model][(record.category or "", outcome)].append(replace(record, outcome=outcome))
+    chosen: dict[str, list[Record]] = {}
     totals = {model: sum(len(b) for b in pairs.values()) for model, pairs in buckets.items()}
     for model, pairs in buckets.items():
         queues = [list(pairs[key]) for key in sorted(pairs)]
-        picked: list[dict] = []
+        picked: list[Record] = []
         while len(picked) < per_model and any(queues):
             for queue in queues:
                 if queue and len(picked) < per_model:
@@ -230,11 +229,11 @@ def _outlined(image: Image.Image, mask_path: Path) -> Image.Image:
 
 def build(run: RunFolder, per_model: int, data_root: Path | None = None, ambiguous: frozenset[str] = frozenset()) -> Gallery:
     """The gallery cards of one run; models in ``ambiguous`` (also in other runs) are named with the run id."""
-    chosen, totals = select(run.records, run.gate, per_model)
+    chosen, totals = select(run.typed_records(), run.gate, per_model)
     pictures = _Pictures(run, data_root) if any(chosen.values()) else None
     cards = []
-    for model, lines in chosen.items():
-        for record in map(Record.from_json, lines):
+    for model, records in chosen.items():
+        for record in records:
             answer, error, gate = record.response, record.error, record.gate
             cards.append(Card(
                 model=model,
@@ -258,5 +257,5 @@ def build(run: RunFolder, per_model: int, data_root: Path | None = None, ambiguo
     if missing:
         notes.append(f"Run {run.run_id}: {len(missing)} picture(s) could not be read; the cards show which file. "
                      f"First: {missing[0]}")
-    shown = {model: len(lines) for model, lines in chosen.items()}
+    shown = {model: len(records) for model, records in chosen.items()}
     return Gallery(run.run_id, cards, shown, totals, notes)

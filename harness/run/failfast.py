@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from harness.errors import HarnessError
+from harness.record import Record
 from harness.run.run_identity import CALL_ERRORS  # error kinds of a call that produced no answer
 
 #: HTTP statuses that say no request of this model can succeed as configured.
@@ -83,24 +84,24 @@ class FailFast:
 # --------------------------------------------------------------------------- on exit
 
 
-def call_failures(records: Iterable[dict[str, Any]], models: Iterable[str]) -> dict[str, dict[str, Any]]:
+def call_failures(records: Iterable[Record], models: Iterable[str]) -> dict[str, dict[str, Any]]:
     """Per model: ``calls`` (records of a model call, cached ones included), ``failed`` (no answer),
     ``errors`` (failed calls by error kind) and ``example`` (the first failure's redacted detail, or None)."""
     records = list(records)
     summary: dict[str, dict[str, Any]] = {
         model: {"calls": 0, "failed": 0, "errors": Counter(), "example": None}
-        for model in [*models, *(r["model"] for r in records)]
+        for model in [*models, *(r.model for r in records)]
     }
     for record in records:
-        if not record.get("called"):
+        if not record.called:
             continue
-        entry = summary[record["model"]]
+        entry = summary[record.model]
         entry["calls"] += 1
-        if record.get("error") in CALL_ERRORS:
+        if record.error in CALL_ERRORS:
             entry["failed"] += 1
-            entry["errors"][record["error"]] += 1
-            if entry["example"] is None and record.get("error_detail"):
-                entry["example"] = str(record["error_detail"])[:EXAMPLE_CHARS]
+            entry["errors"][record.error] += 1
+            if entry["example"] is None and record.error_detail:
+                entry["example"] = str(record.error_detail)[:EXAMPLE_CHARS]
     for entry in summary.values():
         entry["errors"] = dict(sorted(entry["errors"].items()))
     return summary

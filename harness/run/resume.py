@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from harness.scoring.class_order import record_repeat
 from harness.results import SAMPLES_FILE, read_jsonl
 
 SUPERSEDED_FILE = "superseded.jsonl"
@@ -28,8 +27,9 @@ Key = tuple[str, str, int]  # (sample_id, model, repeat)
 
 
 def record_key(record: dict[str, Any]) -> Key:
-    """The (sample, model, repeat) a record answers; a run holds one record per key."""
-    return record["sample_id"], record["model"], record_repeat(record)
+    """The (sample, model, repeat) a record (its JSON line) answers; a run holds one record per key. A record
+    written before repeats existed is repeat 0."""
+    return record["sample_id"], record["model"], int(record.get("repeat") or 0)
 
 
 def failure_is_transient(record: dict[str, Any]) -> bool:

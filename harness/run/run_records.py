@@ -81,7 +81,7 @@ class RecordBuilder:
             cost_usd=self._cost(classifier.spec, usage),
         )
         if self.policy is not None:
-            record.decisions = RecordDecisions(**record_decisions(record.to_json(), self.policy))
+            record.decisions = RecordDecisions(**record_decisions(record, self.policy))
         return record.to_json()
 
     def _read_answer(self, response, candidates: list) -> answers.Reading:

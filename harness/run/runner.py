@@ -20,6 +20,7 @@ from harness.datasets import manifest_hash
 from harness.errors import HarnessError
 from harness.gates import FittedGate
 from harness.plugins import Registry
+from harness.record import records_from_json
 from harness.results import RunFiles, environment_provenance, load_run, new_run_id, truncate_partial_line
 from harness.run import class_file
 from harness.run.cache import ResponseCache, default_path as default_cache_path
@@ -265,9 +266,10 @@ class Run:
             await asyncio.gather(*jobs)
 
     def _finished(self, plan: RunPlan) -> FinishedRun:
-        """What the analyses read: the finished records and what the run was asked to do."""
+        """What the analyses read: the finished records (as `Record`s; writers and hooks get the lines) and what
+        the run was asked to do."""
         return FinishedRun(
-            records=self.records, models=[c.spec for c in plan.classifiers], categories=plan.data.categories,
+            records=records_from_json(self.records), models=[c.spec for c in plan.classifiers], categories=plan.data.categories,
             gate_name=plan.gate.name, gate_passes_all=plan.gate.passes_all, seed=self.config.seed,
             n_boot=self.config.n_boot, repeats=self.config.repeats, resumed=bool(self.done),
             pixel_pairs=self._pixel_pairs, policy=plan.policy, costs=plan.costs,

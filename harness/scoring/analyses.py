@@ -22,7 +22,7 @@ class StandardMetrics:
     def analyse(self, run: FinishedRun) -> dict[str, Any]:
         headline = first_repeat(run.records)  # the given class order: comparable with runs without repeats
         return {
-            model: metrics.score_model([r for r in headline if r["model"] == model], run.label_sets,
+            model: metrics.score_model([r for r in headline if r.model == model], run.label_sets,
                                        gate_passes_all=run.gate_passes_all, seed=run.seed, n_boot=run.n_boot)
             for model in run.models
         }
@@ -46,7 +46,7 @@ class PositionBias:
         if run.repeats <= 1:
             return None
         return {"models": {
-            model: position_bias([r for r in run.records if r["model"] == model], run.label_sets, run.repeats,
+            model: position_bias([r for r in run.records if r.model == model], run.label_sets, run.repeats,
                                  seed=run.seed, n_boot=run.n_boot)
             for model in run.models
         }}
@@ -58,7 +58,7 @@ class GateMetrics:
 
     def analyse(self, run: FinishedRun) -> dict[str, Any]:
         # Every model saw the same gate decisions: the first model's records carry them once.
-        figures = gate_metrics([r for r in first_repeat(run.records) if r["model"] == run.models[0]])
+        figures = gate_metrics([r for r in first_repeat(run.records) if r.model == run.models[0]])
         values = []
         for category, entry in figures["categories"].items():
             pairs = None if run.resumed else run.pixel_pairs.get(category)  # maps are not kept across a resume

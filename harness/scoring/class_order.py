@@ -15,6 +15,7 @@ from collections import Counter
 from typing import Any, Iterable, Sequence
 
 from harness.errors import HarnessError
+from harness.record import Record
 from harness.scoring.metrics import pred_key, score_protocol
 from harness.types import ClassInfo
 
@@ -56,23 +57,19 @@ def class_orders(candidates: Sequence[ClassInfo], repeats: int, seed: int, categ
     return orders
 
 
-def record_repeat(record: dict[str, Any]) -> int:
-    """A record's repeat; records written before repeats existed are repeat 0."""
-    return int(record.get("repeat") or 0)
-
-
-def first_repeat(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The records of repeat 0: what run.json's headline metrics and `harness compare` use."""
-    return [r for r in records if record_repeat(r) == 0]
+def first_repeat(records: Iterable[Record]) -> list[Record]:
+    """The records of repeat 0 (a record written before repeats existed is one): what run.json's headline
+    metrics and `harness compare` use."""
+    return [r for r in records if r.repeat == 0]
 
 
 def position_bias(
-    records: Sequence[dict[str, Any]], label_sets: dict[str, list[str]], repeats: int, seed: int = 0, n_boot: int = 1000
+    records: Sequence[Record], label_sets: dict[str, list[str]], repeats: int, seed: int = 0, n_boot: int = 1000
 ) -> dict[str, Any]:
     """Per-order accuracy, answer consistency across orders and answer positions for one model's records."""
-    by_repeat: dict[int, list[dict[str, Any]]] = {r: [] for r in range(repeats)}
+    by_repeat: dict[int, list[Record]] = {r: [] for r in range(repeats)}
     for record in records:
-        by_repeat.setdefault(record_repeat(record), []).append(record)
+        by_repeat.setdefault(record.repeat, []).append(record)
     per_order = []
     for repeat in range(repeats):
         rs = by_repeat[repeat]
@@ -82,20 +79,20 @@ def position_bias(
     # sample id -> {repeat: prediction key}, only for images the model was asked.
     answers: dict[str, dict[int, str]] = {}
     for record in records:
-        if record.get("called"):
-            answers.setdefault(record["sample_id"], {})[record_repeat(record)] = pred_key(record)
+        if record.called:
+            answers.setdefault(record.sample_id, {})[record.repeat] = pred_key(record)
     complete = [by_rep for by_rep in answers.values() if len(by_rep) == repeats]
     consistent = sum(1 for by_rep in complete if len(set(by_rep.values())) == 1)
 
     chosen, truth = Counter(), Counter()
     for record in records:
-        order = record.get("class_order")
-        if not record.get("called") or not order:
+        order = record.class_order
+        if not record.called or not order:
             continue
-        if record["true_label"] in order:
-            truth[order.index(record["true_label"]) + 1] += 1
-        if record.get("error") is None and record.get("predicted_label") in order:
-            chosen[order.index(record["predicted_label"]) + 1] += 1
+        if record.true_label in order:
+            truth[order.index(record.true_label) + 1] += 1
+        if record.error is None and record.predicted_label in order:
+            chosen[order.index(record.predicted_label) + 1] += 1
     return {
         "accuracy_per_order": per_order,
         "accuracy_min": min(known) if known else None,

@@ -21,6 +21,7 @@ from harness.scoring.class_order import first_repeat
 from harness.errors import HarnessError
 from harness.scoring.metrics import bootstrap_accuracy, is_correct, protocol_records
 from harness.results import load_run, resolve_run_dir
+from harness.record import Record
 from harness.run.run_folder import RunFolder
 
 
@@ -126,12 +127,12 @@ def paired_bootstrap(
     return bootstrap_accuracy(differences, n_boot=n_boot, seed=seed, level=level)
 
 
-def _by_sample(records: list[dict[str, Any]], model: str) -> dict[str, dict[str, Any]]:
+def _by_sample(records: list[Record], model: str) -> dict[str, Record]:
     """One record per sample id for ``model`` in repeat 0 (the first, if a sample was recorded twice)."""
-    found: dict[str, dict[str, Any]] = {}
+    found: dict[str, Record] = {}
     for record in first_repeat(records):
-        if record["model"] == model:
-            found.setdefault(record["sample_id"], record)
+        if record.model == model:
+            found.setdefault(record.sample_id, record)
     return found
 
 
@@ -156,8 +157,8 @@ def _figures(pairs: list[tuple[bool, bool]]) -> dict[str, Any]:
 
 
 def compare_models(
-    records_a: list[dict[str, Any]],
-    records_b: list[dict[str, Any]],
+    records_a: list[Record],
+    records_b: list[Record],
     model_a: str,
     model_b: str,
     protocol: str = "velm",
@@ -171,21 +172,21 @@ def compare_models(
     if not b:
         raise HarnessError(f"run B has no records of model {model_b!r}")
     common = [sid for sid in a if sid in b]
-    mismatched = [sid for sid in common if a[sid]["true_label"] != b[sid]["true_label"]]
+    mismatched = [sid for sid in common if a[sid].true_label != b[sid].true_label]
     common = [sid for sid in common if sid not in set(mismatched)]
     # Sorted, so the bootstrap does not depend on the order the records finished in.
     kept = protocol_records([a[sid] for sid in sorted(common)], protocol)
     by_category: dict[str, list[tuple[bool, bool]]] = {}
     changed: dict[str, list[dict[str, Any]]] = {"right_to_wrong": [], "wrong_to_right": []}
     for record_a in kept:
-        record_b = b[record_a["sample_id"]]
+        record_b = b[record_a.sample_id]
         pair = (is_correct(record_a), is_correct(record_b))
-        by_category.setdefault(record_a["category"], []).append(pair)
+        by_category.setdefault(record_a.category, []).append(pair)
         if pair[0] != pair[1]:
             changed["right_to_wrong" if pair[0] else "wrong_to_right"].append({
-                "sample_id": record_a["sample_id"],
-                "category": record_a["category"],
-                "true_label": record_a["true_label"],
+                "sample_id": record_a.sample_id,
+                "category": record_a.category,
+                "true_label": record_a.true_label,
                 "a": _answer(record_a),
                 "b": _answer(record_b),
             })
@@ -218,9 +219,9 @@ def compare_models(
     return result
 
 
-def _answer(record: dict[str, Any]) -> str:
+def _answer(record: Record) -> str:
     """What a record answered: the class, or ``error:<kind>``."""
-    return f"error:{record['error']}" if record.get("error") else str(record.get("predicted_label"))
+    return f"error:{record.error}" if record.error else str(record.predicted_label)
 
 
 def compare_runs(
@@ -235,6 +236,7 @@ def compare_runs(
     """Everything `harness compare` prints and writes, as a JSON-serialisable dict."""
     notes = check_comparable(run_a, run_b, allow_different_manifests)
     pairs = pair_models(run_a, run_b, picks)
+    records_a, records_b = run_a.typed_records(), run_b.typed_records()
     return {
         "run_a": run_a.describe(),
         "run_b": run_b.describe(),
@@ -243,7 +245,7 @@ def compare_runs(
         "n_boot": n_boot,
         "notes": notes,
         "comparisons": [
-            compare_models(run_a.records, run_b.records, model_a, model_b, protocol=protocol, seed=seed, n_boot=n_boot)
+            compare_models(records_a, records_b, model_a, model_b, protocol=protocol, seed=seed, n_boot=n_boot)
             for model_a, model_b in pairs
         ],
     }

@@ -18,6 +18,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from harness.record import Record
 from harness.scoring.class_order import first_repeat
 from harness.scoring.decisions import ACCEPTABLE, SEVERITIES, CostMatrix, Decision, Policy
 from harness.types import GOOD
@@ -26,15 +27,15 @@ from harness.types import GOOD
 TABLE4_GROUPS: tuple[str, ...] = ("normal", "negligible", "critical")
 
 
-def is_failed(record: dict[str, Any]) -> bool:
+def is_failed(record: Record) -> bool:
     """A record with no predicted class: an error kind (unparseable, refused, ...) or a missing answer."""
-    return record.get("error") is not None or record.get("predicted_label") is None
+    return record.error is not None or record.predicted_label is None
 
 
-def record_decisions(record: dict[str, Any], policy: Policy) -> dict[str, Any]:
+def record_decisions(record: Record, policy: Policy) -> dict[str, Any]:
     """Severity and action of a record's true and predicted class (a failed record: None and the error action)."""
-    true = policy.decide(record["category"], record["true_label"])
-    predicted = policy.decide(record["category"], None if is_failed(record) else record["predicted_label"])
+    true = policy.decide(record.category, record.true_label)
+    predicted = policy.decide(record.category, None if is_failed(record) else record.predicted_label)
     return {
         "severity_true": true.severity, "action_true": true.action,
         "severity_predicted": predicted.severity, "action_predicted": predicted.action,
@@ -45,7 +46,7 @@ def _rate(hits: int, n: int) -> float | None:
     return hits / n if n else None
 
 
-def decision_report(records: Iterable[dict[str, Any]], policy: Policy, costs: CostMatrix | None = None) -> dict[str, Any]:
+def decision_report(records: Iterable[Record], policy: Policy, costs: CostMatrix | None = None) -> dict[str, Any]:
     """Action accuracy, escape and overkill rates, severity accuracy and cost of one model's records.
 
     Rates are over images, since costs add up per part: ``action_accuracy`` (a failed record is never
@@ -57,7 +58,7 @@ def decision_report(records: Iterable[dict[str, Any]], policy: Policy, costs: Co
     summary = _summarise(rows, costs)
     by_category: dict[str, list] = {}
     for row in rows:
-        by_category.setdefault(row[0]["category"], []).append(row)
+        by_category.setdefault(row[0].category, []).append(row)
     summary["categories"] = {
         category: {k: v for k, v in _summarise(rs, costs).items() if k != "actions"}
         for category, rs in by_category.items()
@@ -96,19 +97,19 @@ def _summarise(rows: list, costs: CostMatrix | None) -> dict[str, Any]:
     }
 
 
-def _models(records: list[dict[str, Any]], models: list[str] | None) -> list[str]:
-    return models or list(dict.fromkeys(r["model"] for r in records))
+def _models(records: list[Record], models: list[str] | None) -> list[str]:
+    return models or list(dict.fromkeys(r.model for r in records))
 
 
 def decisions_for_run(
-    records: list[dict[str, Any]], policy: Policy, costs: CostMatrix | None, models: list[str] | None = None
+    records: list[Record], policy: Policy, costs: CostMatrix | None, models: list[str] | None = None
 ) -> dict[str, Any]:
     """The ``decisions`` section of run.json (and of decisions.json): policy, costs, one report per model."""
     return {
         "policy": policy.describe(),
         "costs": costs.describe() if costs else None,
         "error_action": policy.error_action,
-        "models": {m: decision_report([r for r in records if r["model"] == m], policy, costs)
+        "models": {m: decision_report([r for r in records if r.model == m], policy, costs)
                    for m in _models(records, models)},
     }
 
@@ -137,19 +138,19 @@ def table4_policy(split: dict[str, list[str]], seed: int) -> Policy:
     )
 
 
-def group_accuracy(records: list[dict[str, Any]], policy: Policy) -> dict[str, dict[str, float]]:
+def group_accuracy(records: list[Record], policy: Policy) -> dict[str, dict[str, float]]:
     """``{category: {group: accuracy}}``: per true group, the share of its images predicted in that group."""
     counts: dict[str, dict[str, list[int]]] = {}
     for record in first_repeat(records):
         d = record_decisions(record, policy)
         hit = not is_failed(record) and d["severity_predicted"] == d["severity_true"]
-        tally = counts.setdefault(record["category"], {}).setdefault(d["severity_true"], [0, 0])
+        tally = counts.setdefault(record.category, {}).setdefault(d["severity_true"], [0, 0])
         tally[0] += hit
         tally[1] += 1
     return {c: {g: hits / n for g, (hits, n) in groups.items()} for c, groups in counts.items()}
 
 
-def table4(records: list[dict[str, Any]], label_sets: dict[str, list[str]], seeds: int = 5) -> dict[str, Any]:
+def table4(records: list[Record], label_sets: dict[str, list[str]], seeds: int = 5) -> dict[str, Any]:
     """Table 4 for one model's records over seeds 0 .. seeds-1: ``accuracy`` per group, their ``mean``,
     ``categories``, ``per_seed``, ``std_over_seeds`` and ``splits``.
     """
@@ -179,12 +180,12 @@ def table4(records: list[dict[str, Any]], label_sets: dict[str, list[str]], seed
     }
 
 
-def table4_for_run(records: list[dict[str, Any]], label_sets: dict[str, list[str]], seeds: int = 5,
+def table4_for_run(records: list[Record], label_sets: dict[str, list[str]], seeds: int = 5,
                    models: list[str] | None = None) -> dict[str, Any]:
     """`table4` for every model of a run: ``{"seeds", "models": {model: table4}}``."""
     return {
         "seeds": seeds,
-        "models": {m: table4([r for r in records if r["model"] == m], label_sets, seeds) for m in _models(records, models)},
+        "models": {m: table4([r for r in records if r.model == m], label_sets, seeds) for m in _models(records, models)},
     }
 
 

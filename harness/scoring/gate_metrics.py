@@ -9,6 +9,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from harness.record import Record
 from harness.types import GOOD
 
 
@@ -50,20 +51,20 @@ def _nan_to_none(value: float) -> float | None:
     return None if value != value else value
 
 
-def gate_metrics(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
+def gate_metrics(records: Iterable[Record]) -> dict[str, Any]:
     """Image AUROC and threshold decisions per category and their mean; records without a gate result counted."""
-    by_category: dict[str, list[dict[str, Any]]] = {}
+    by_category: dict[str, list[Record]] = {}
     unreadable = 0
     for record in records:
-        if record.get("gate") is None:
+        if record.gate is None:
             unreadable += 1
             continue
-        by_category.setdefault(record["category"], []).append(record)
+        by_category.setdefault(record.category, []).append(record)
     categories = {}
     for category, rows in by_category.items():
-        anomalous = np.array([r["true_label"] != GOOD for r in rows])
-        scores = np.array([r["gate"]["score"] for r in rows], dtype=np.float64)
-        flagged = np.array([bool(r["gate"]["flagged"]) for r in rows])
+        anomalous = np.array([r.true_label != GOOD for r in rows])
+        scores = np.array([r.gate.score for r in rows], dtype=np.float64)
+        flagged = np.array([bool(r.gate.flagged) for r in rows])
         categories[category] = {
             "n": len(rows),
             "image_auroc": _nan_to_none(auroc(anomalous, scores)),

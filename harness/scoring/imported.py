@@ -42,7 +42,7 @@ _NUMBER_ONLY = re.compile(r"^(?:option|choice|number|no|class|candidate)?\s*\d+$
 class Imported:
     """Predictions matched to a benchmark's samples."""
 
-    records: list[dict[str, Any]]
+    records: list[Record]
     samples: list[Sample]  # the scored ones, in benchmark order
     missing: list[str]  # sample ids without a prediction
     unmatched: list[str]  # keys that name no sample
@@ -259,7 +259,7 @@ def match_predictions(
 
 
 def _record(benchmark: str, sample: Sample, entry: Entry, model: str, candidates: list[ClassInfo],
-            answers_mode: str) -> dict[str, Any]:
+            answers_mode: str) -> Record:
     reading = read_prediction(entry.text, candidates, answers_mode)
     predicted, error = reading.pair
     return Record.of(
@@ -272,7 +272,7 @@ def _record(benchmark: str, sample: Sample, entry: Entry, model: str, candidates
         repeat=0, class_order=None, called=False, response=entry.text, option_scores=None,
         answer_rule=reading.rule, latency_s=None, queued_s=None, attempts=0, attempts_total=0, cached=False,
         tokens_in=None, tokens_out=None, cost_usd=None, imported_key=entry.key,
-    ).to_json()
+    )
 
 
 # --------------------------------------------------------------------------- the run
@@ -354,7 +354,7 @@ def score_predictions(
     files = RunFiles(run_dir)
     try:
         for record in imported.records:
-            files.append_record(record)
+            files.append_record(record.to_json())
         files.write_run(run)
     finally:
         files.close()

@@ -1,6 +1,6 @@
 """Label-level scores: prediction keys and outcomes, accuracy, per-class F1, Cohen's kappa, confusion, bootstrap.
 
-A record is one dict per (sample, model) as written to ``samples.jsonl``. Its
+A record is a `harness.record.Record`: one (sample, model, repeat) of ``samples.jsonl``. Its
 *prediction key* is its predicted class key, or ``error:<kind>`` when it
 failed; an error key never equals a class key, so a failure always counts as
 wrong and is never dropped. A figure that is undefined is None, never 0 or 1 by accident.
@@ -10,12 +10,23 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from harness.errors import HarnessError
 from harness.types import ERROR_KINDS, GOOD
+
+
+class ScoredRecord(Protocol):
+    """What this module reads of a `harness.record.Record` (which derives its outcome here, so is not imported)."""
+
+    sample_id: str
+    model: str
+    true_label: str
+    predicted_label: str | None
+    error: str | None
+    gate: Any  # a harness.record.GateVerdict, or None
 
 #: Every outcome `outcome_of` can return, in the order reports list them.
 OUTCOMES: tuple[str, ...] = ("correct", "wrong_class", "gate_miss", "gate_false_alarm", *ERROR_KINDS)
@@ -28,50 +39,50 @@ class ScoringError(HarnessError, ValueError):
     """Records that cannot be scored against the given label sets (unknown category or label)."""
 
 
-def pred_key(record: dict[str, Any]) -> str:
+def pred_key(record: ScoredRecord) -> str:
     """The prediction key of a record: its predicted class key, or ``error:<kind>``."""
-    error = record.get("error")
+    error = record.error
     if error is not None:
         return ERROR_PREFIX + str(error)
-    label = record.get("predicted_label")
+    label = record.predicted_label
     if label is None:
         # A failure must be a recorded error kind, never a missing answer.
         raise ScoringError(
-            f"record {record.get('sample_id')!r} (model {record.get('model')!r}) has neither "
+            f"record {record.sample_id!r} (model {record.model!r}) has neither "
             "a predicted_label nor an error"
         )
     return str(label)
 
 
-def is_correct(record: dict[str, Any]) -> bool:
+def is_correct(record: ScoredRecord) -> bool:
     """Whether a record's prediction key equals its true label (from the labels, not its ``correct`` field)."""
-    return pred_key(record) == record["true_label"]
+    return pred_key(record) == record.true_label
 
 
-def outcome_of(record: dict[str, Any], gate_passes_all: bool = False) -> str:
+def outcome_of(record: ScoredRecord, gate_passes_all: bool = False) -> str:
     """Attribute one record to exactly one entry of `OUTCOMES`.
 
     In order: its error kind; ``correct``; ``gate_miss`` (an anomalous image the gate did not flag);
     ``gate_false_alarm`` (a good image a real gate flagged and the model named a defect on; with a
     pass-through gate, ``gate_passes_all``, that is the model's mistake); else ``wrong_class``.
     """
-    error = record.get("error")
+    error = record.error
     if error is not None:
         return str(error)
     if is_correct(record):
         return "correct"
-    gate = record.get("gate")
+    gate = record.gate
     # None means "unknown" (no gate result), which blames nobody but the model.
-    flagged = bool(gate["flagged"]) if gate else None
-    true_label = record["true_label"]
+    flagged = bool(gate.flagged) if gate else None
+    true_label = record.true_label
     if true_label != GOOD and flagged is False:
         return "gate_miss"
-    if true_label == GOOD and flagged and not gate_passes_all and record.get("predicted_label") != GOOD:
+    if true_label == GOOD and flagged and not gate_passes_all and record.predicted_label != GOOD:
         return "gate_false_alarm"
     return "wrong_class"
 
 
-def outcome_counts(records: Iterable[dict[str, Any]], gate_passes_all: bool = False) -> dict[str, int]:
+def outcome_counts(records: Iterable[ScoredRecord], gate_passes_all: bool = False) -> dict[str, int]:
     """``{outcome: count}`` over records, every entry of `OUTCOMES` present (zeros included)."""
     counts = Counter(outcome_of(r, gate_passes_all) for r in records)
     return {name: counts.get(name, 0) for name in OUTCOMES}

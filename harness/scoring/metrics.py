@@ -1,4 +1,5 @@
-"""Scores for one model's records: the two protocols per category, the mean over categories, and usage.
+"""Scores for one model's records (`harness.record.Record`): the two protocols per category, the mean over
+categories, and usage.
 
 Protocols (DESIGN.md, "Scoring protocols"): ``velm`` scores every test image of a category over its
 label set including ``good``; ``anomalous`` scores anomalous images only, over the anomaly classes (a
@@ -17,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.record import Record
 from harness.scoring.answers import RULES
 from harness.scoring.label_scores import (  # noqa: F401 (re-exports)
     ERROR_PREFIX, OUTCOMES, ScoringError, accuracy, bootstrap_accuracy, cohen_kappa, confusion, is_correct,
@@ -27,24 +29,24 @@ from harness.types import ERROR_KINDS, GOOD
 PROTOCOLS: tuple[str, ...] = ("velm", "anomalous")
 
 
-def _check_records(records: Sequence[dict[str, Any]], label_sets: dict[str, list[str]]) -> None:
-    models = {r.get("model") for r in records}
+def _check_records(records: Sequence[Record], label_sets: dict[str, list[str]]) -> None:
+    models = {r.model for r in records}
     if len(models) > 1:
         raise ScoringError(f"score one model at a time; these records mix {sorted(map(str, models))}")
     for r in records:
-        where = f"record {r.get('sample_id')!r}"
-        category = r.get("category")
+        where = f"record {r.sample_id!r}"
+        category = r.category
         if category not in label_sets:
             raise ScoringError(
                 f"{where}: category {category!r} is not in the label sets "
                 f"(known: {', '.join(sorted(label_sets)) or 'none'}); score with the benchmark the run used"
             )
-        if r.get("true_label") not in label_sets[category]:
+        if r.true_label not in label_sets[category]:
             raise ScoringError(
-                f"{where}: true label {r.get('true_label')!r} is not in category {category!r}'s "
+                f"{where}: true label {r.true_label!r} is not in category {category!r}'s "
                 f"label set {label_sets[category]}"
             )
-        error = r.get("error")
+        error = r.error
         if error is not None and error not in ERROR_KINDS:
             raise ScoringError(f"{where}: unknown error kind {error!r}; expected one of {ERROR_KINDS}")
         pred_key(r)  # raises on a record with neither label nor error
@@ -62,29 +64,29 @@ def protocol_labels(labels: Sequence[str], protocol: str) -> list[str]:
     raise ScoringError(f"unknown scoring protocol {protocol!r}; expected one of {PROTOCOLS}")
 
 
-def protocol_records(records: Iterable[dict[str, Any]], protocol: str) -> list[dict[str, Any]]:
+def protocol_records(records: Iterable[Record], protocol: str) -> list[Record]:
     """The records a protocol scores: all of them for ``velm``, anomalous images only for ``anomalous``."""
     protocol_labels([], protocol)  # validates the name
     if protocol == "anomalous":
-        return [r for r in records if r["true_label"] != GOOD]
+        return [r for r in records if r.true_label != GOOD]
     return list(records)
 
 
 # --------------------------------------------------------------------------- the whole model
 
 
-def _categories(records: Sequence[dict[str, Any]], label_sets: dict[str, list[str]]) -> dict[str, list[dict]]:
+def _categories(records: Sequence[Record], label_sets: dict[str, list[str]]) -> dict[str, list[Record]]:
     """Records grouped by category in label-set order, each sorted by sample id (a stable sort), so the
     bootstrap does not depend on the order concurrent calls finished in.
     """
-    grouped: dict[str, list[dict]] = {c: [] for c in label_sets}
-    for r in sorted(records, key=lambda r: str(r.get("sample_id", ""))):
-        grouped[r["category"]].append(r)
+    grouped: dict[str, list[Record]] = {c: [] for c in label_sets}
+    for r in sorted(records, key=lambda r: str(r.sample_id)):
+        grouped[r.category].append(r)
     return {c: rs for c, rs in grouped.items() if rs}
 
 
 def score_protocol(
-    records: Sequence[dict[str, Any]],
+    records: Sequence[Record],
     label_sets: dict[str, list[str]],
     protocol: str,
     seed: int = 0,
@@ -103,7 +105,7 @@ def score_protocol(
     for category, rs in by_category.items():
         rs = protocol_records(rs, protocol)
         labels = protocol_labels(label_sets[category], protocol)
-        y_true, y_pred = [r["true_label"] for r in rs], [pred_key(r) for r in rs]
+        y_true, y_pred = [r.true_label for r in rs], [pred_key(r) for r in rs]
         if rs:
             correct_by_category[category] = [t == p for t, p in zip(y_true, y_pred)]
         else:
@@ -143,7 +145,7 @@ def score_protocol(
 
 
 def score_model(
-    records: Iterable[dict[str, Any]],
+    records: Iterable[Record],
     label_sets: dict[str, list[str]],
     protocols: Sequence[str] = PROTOCOLS,
     gate_passes_all: bool = False,
@@ -159,7 +161,7 @@ def score_model(
     records = list(records)
     _check_records(records, label_sets)
     confusions = {
-        category: confusion([r["true_label"] for r in rs], [pred_key(r) for r in rs], label_sets[category])
+        category: confusion([r.true_label for r in rs], [pred_key(r) for r in rs], label_sets[category])
         for category, rs in _categories(records, label_sets).items()
     }
     scores = {p: score_protocol(records, label_sets, p, seed=seed, n_boot=n_boot) for p in protocols}
@@ -174,11 +176,11 @@ def score_model(
     }
 
 
-def score_models(records: Iterable[dict[str, Any]], label_sets: dict[str, list[str]], **kwargs: Any) -> dict[str, dict]:
+def score_models(records: Iterable[Record], label_sets: dict[str, list[str]], **kwargs: Any) -> dict[str, dict]:
     """`score_model` for each model in mixed records: ``{model spec: scores}``, in first-seen order."""
-    by_model: dict[str, list[dict]] = {}
+    by_model: dict[str, list[Record]] = {}
     for r in records:
-        by_model.setdefault(r["model"], []).append(r)
+        by_model.setdefault(r.model, []).append(r)
     return {model: score_model(rs, label_sets, **kwargs) for model, rs in by_model.items()}
 
 
@@ -225,7 +227,7 @@ def protocol_notes(protocol: str, result: dict[str, Any]) -> list[str]:
     return notes
 
 
-def usage_summary(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
+def usage_summary(records: Iterable[Record]) -> dict[str, Any]:
     """Latency, tokens, cost and call counts over one model's records.
 
     Latency and tokens cover only records where a model was called; unreported values are skipped, and
@@ -234,28 +236,29 @@ def usage_summary(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     ``cost_usd_cached`` (answers from the response cache).
     """
     records = list(records)
-    called = [r for r in records if r.get("called")]
-    latencies = [r["latency_s"] for r in called if r.get("latency_s") is not None]
+    called = [r for r in records if r.called]
+    latencies = [r.latency_s for r in called if r.latency_s is not None]
     summary: dict[str, Any] = {
         "calls": len(called),
-        "attempts": int(sum(r.get("attempts") or 0 for r in records)),
-        "attempts_total": int(sum(r.get("attempts_total", r.get("attempts")) or 0 for r in records)),
+        "attempts": int(sum(r.attempts or 0 for r in records)),
+        # A record written before attempts_total existed counts its own attempts.
+        "attempts_total": int(sum((r.attempts if r.attempts_total is None else r.attempts_total) or 0 for r in records)),
         "latency_p50": percentile(latencies, 50),
         "latency_p95": percentile(latencies, 95),
     }
     for field in ("tokens_in", "tokens_out"):
-        known = [r[field] for r in called if r.get(field) is not None]
+        known = [getattr(r, field) for r in called if getattr(r, field) is not None]
         summary[f"{field}_total"] = int(sum(known)) if known else None
         summary[f"{field}_mean"] = float(np.mean(known)) if known else None
-    costs = [r["cost_usd"] for r in records if r.get("cost_usd") is not None]
+    costs = [r.cost_usd for r in records if r.cost_usd is not None]
     summary["cost_usd_total"] = float(sum(costs)) if costs else None
     for name, from_cache in (("cost_usd_spent", False), ("cost_usd_cached", True)):
-        part = [r["cost_usd"] for r in records if r.get("cost_usd") is not None and bool(r.get("cached")) == from_cache]
+        part = [r.cost_usd for r in records if r.cost_usd is not None and bool(r.cached) == from_cache]
         summary[name] = float(sum(part)) if costs else None
     return summary
 
 
-def answer_rule_counts(records: Iterable[dict[str, Any]]) -> dict[str, int]:
+def answer_rule_counts(records: Iterable[Record]) -> dict[str, int]:
     """How many records each answer rule read, in `answers.RULES` order; records without a rule are left out."""
-    counts = Counter(r.get("answer_rule") for r in records if r.get("answer_rule") is not None)
+    counts = Counter(r.answer_rule for r in records if r.answer_rule is not None)
     return {rule: counts[rule] for rule in (*RULES, *sorted(set(counts) - set(RULES))) if counts[rule]}
