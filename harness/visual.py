@@ -276,18 +276,38 @@ def visual_prompt_images(query: ImageLike, reference: ImageLike | None = None, r
                          anomaly_map: np.ndarray | None = None, max_side: int | None = 768) -> dict[str, Image.Image]:
     """The named images a prompt template may show: ``query``; ``reference`` when given; ``outlined`` and
     ``crop`` when ``region`` has a pixel; ``heatmap`` (from the map's `map_thumbnail`) when ``anomaly_map``
-    is given. Drawn at full resolution, then shrunk to ``max_side`` (None: full size)."""
+    is given. Every image is at most ``max_side`` on its longer side (None: full size).
+
+    Drawn at the size they are sent: the query is shrunk once; the outline (its width from that size,
+    `default_outline_width`) is drawn on it from the region resized once more, nearest-neighbour, from
+    the query's size; the heat map is the map's thumbnail resized once to it. Only the crop is cut
+    from the full-resolution query, keeping the defect's detail, and shrunk afterwards if still too
+    large. An image that already fits is drawn exactly as at full size.
+    """
     query_rgb = _as_rgb(query)
-    images: dict[str, Image.Image] = {"query": query_rgb}
+    sent = query_rgb if max_side is None else resize_for_prompt(query_rgb, max_side)
+    images: dict[str, Image.Image] = {"query": sent}
     if reference is not None:
-        images["reference"] = _as_rgb(reference)
+        reference_rgb = _as_rgb(reference)
+        images["reference"] = reference_rgb if max_side is None else resize_for_prompt(reference_rgb, max_side)
     if region is not None:
+        # At the query's size first, as `harness.images.load_mask` reads a stored region back, so a
+        # redrawn outline (`harness.run.prompt_record.redraw`) is the one sent whatever the region's size.
         mask = as_mask(region, query_rgb.size)
         if mask.any():
-            images["outlined"] = outline_region(query_rgb, mask)
-            images["crop"] = crop_region(query_rgb, mask)
+            images["outlined"] = outline_region(sent, _sent_mask(mask, sent.size))
+            crop = crop_region(query_rgb, mask)
+            images["crop"] = crop if max_side is None else resize_for_prompt(crop, max_side)
     if anomaly_map is not None:
-        images["heatmap"] = heatmap_overlay(query_rgb, map_thumbnail(anomaly_map).astype(np.float32) / 255.0)
-    if max_side is not None:
-        images = {name: resize_for_prompt(img, max_side) for name, img in images.items()}
+        images["heatmap"] = heatmap_overlay(sent, map_thumbnail(anomaly_map).astype(np.float32) / 255.0)
     return images
+
+
+def _sent_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``mask`` resized nearest-neighbour to ``size``; a region too small to survive that (a few pixels
+    between the sampled ones) keeps every cell it touches, so it is still outlined."""
+    small = as_mask(mask, size)
+    if small.any() or not mask.any():
+        return small
+    touched = Image.fromarray(mask.astype(np.uint8) * 255).resize(size, Image.Resampling.BOX)
+    return np.asarray(touched) > 0

@@ -255,7 +255,7 @@ def test_visual_prompt_images_names():
     assert list(visual_prompt_images(query, region=empty, anomaly_map=empty.astype(float))) == ["query", "heatmap"]
 
 
-def test_visual_prompt_images_are_shrunk_after_drawing():
+def test_visual_prompt_images_are_shrunk_to_max_side():
     query = gray_image(1600, 1200)
     mask = np.zeros((1200, 1600), dtype=bool)
     mask[100:300, 200:400] = True
