@@ -193,7 +193,7 @@ class _Pictures:
         if "outlined" not in (stored.get("shown") or {}):
             caption = f"{whose} (not shown to the model: its prompt had no outline)"
         elif differs:
-            caption = f"{whose}, redrawn, but not the picture sent (a data file changed since the run)"
+            caption = f"{whose}, redrawn, but not the picture sent (a data file, or the harness's drawing of it, changed since the run)"
         else:
             caption = f"{whose}, outlined as the model saw it"
         return Picture(caption, picture.uri, picture.missing)
