@@ -22,6 +22,7 @@ from harness.errors import BadInputError, HarnessError
 from harness.images import load_mask, load_rgb
 from harness.record import Record
 from harness.scoring.metrics import outcome_of
+from harness.run.prompt_memo import PREPARATION_VERSION
 from harness.run.prompt_record import mismatches, redraw
 from harness.run.run_folder import RunFolder
 from harness.run.class_file import apply_class_file, read_class_file
@@ -125,6 +126,8 @@ class _Pictures:
         self.notes: list[str] = []
         self._cache: dict[tuple, Picture] = {}
         self._redrawn: dict[tuple, tuple[Picture, bool]] = {}  # stored region -> (outlined picture, differs from sent)
+        # Which drawing made the run's pictures (runs before it was recorded drew with version 1).
+        self._drawn_by = run.run.get("provenance", {}).get("prompt_preparation", 1)
         self._load_benchmark()
 
     def _load_benchmark(self) -> None:
@@ -192,8 +195,11 @@ class _Pictures:
         whose = {"detector": "detector's region", "oracle": "annotated region"}.get(self.mode, "gate's region")
         if "outlined" not in (stored.get("shown") or {}):
             caption = f"{whose} (not shown to the model: its prompt had no outline)"
+        elif differs and self._drawn_by != PREPARATION_VERSION:
+            caption = (f"{whose}, redrawn with this harness's drawing; the run drew its pictures another way "
+                       f"(preparation {self._drawn_by}, now {PREPARATION_VERSION}), so this is not the picture sent")
         elif differs:
-            caption = f"{whose}, redrawn, but not the picture sent (a data file, or the harness's drawing of it, changed since the run)"
+            caption = f"{whose}, redrawn, but not the picture sent (a data file changed since the run)"
         else:
             caption = f"{whose}, outlined as the model saw it"
         return Picture(caption, picture.uri, picture.missing)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.datasets import manifest_hash
 from harness.results import SCHEMA_VERSION, environment_provenance
+from harness.run.prompt_memo import PREPARATION_VERSION
 from harness.run.run_identity import answer_identity
 from harness.types import BenchmarkData
 
@@ -92,6 +93,8 @@ def run_header(inputs: HeaderInputs, run_id: str, data: BenchmarkData,
             "seed": config.seed,
             "plugins": inputs.plugins,
             "prompt_template": inputs.template,
+            # How prompt pictures were drawn: a report redraws them with today's drawing (absent: version 1).
+            "prompt_preparation": PREPARATION_VERSION,
             "gate": {**inputs.gate, "categories": {}},
             "classifiers": inputs.classifiers,
             "prices_usd_per_million_tokens": inputs.prices,
