@@ -284,20 +284,21 @@ def visual_prompt_images(query: ImageLike, reference: ImageLike | None = None, r
     from the full-resolution query, keeping the defect's detail, and shrunk afterwards if still too
     large. An image that already fits is drawn exactly as at full size.
     """
+    def fit(image: Image.Image) -> Image.Image:
+        return image if max_side is None else resize_for_prompt(image, max_side)
+
     query_rgb = _as_rgb(query)
-    sent = query_rgb if max_side is None else resize_for_prompt(query_rgb, max_side)
+    sent = fit(query_rgb)
     images: dict[str, Image.Image] = {"query": sent}
     if reference is not None:
-        reference_rgb = _as_rgb(reference)
-        images["reference"] = reference_rgb if max_side is None else resize_for_prompt(reference_rgb, max_side)
+        images["reference"] = fit(_as_rgb(reference))
     if region is not None:
         # At the query's size first, as `harness.images.load_mask` reads a stored region back, so a
         # redrawn outline (`harness.run.prompt_record.redraw`) is the one sent whatever the region's size.
         mask = as_mask(region, query_rgb.size)
         if mask.any():
             images["outlined"] = outline_region(sent, _sent_mask(mask, sent.size))
-            crop = crop_region(query_rgb, mask)
-            images["crop"] = crop if max_side is None else resize_for_prompt(crop, max_side)
+            images["crop"] = fit(crop_region(query_rgb, mask))
     if anomaly_map is not None:
         images["heatmap"] = heatmap_overlay(sent, map_thumbnail(anomaly_map).astype(np.float32) / 255.0)
     return images
