@@ -18,6 +18,7 @@ import jinja2
 from harness.errors import HarnessError
 from harness.gates import GATE_MODES
 from harness.types import Category, ClassInfo, ImagePart, Message, Prompt, TextPart
+from harness.visual import PromptPictures
 
 ROLES = ("system", "user", "assistant")
 
@@ -186,7 +187,8 @@ def render_prompt(template: PromptTemplate, *, category: Category, candidates: l
     """Render ``template`` into a `Prompt` for one sample.
 
     ``candidates`` are numbered 1..n in order. ``images`` maps names (``query``, ``reference``,
-    ``outlined``, ``crop``, ``heatmap``) to PIL images, None meaning not provided. ``gate_mode`` (one
+    ``outlined``, ``crop``, ``heatmap``) to PIL images, None meaning not provided (`harness.visual.PromptPictures`
+    draws only those shown). ``gate_mode`` (one
     of `harness.gates.GATE_MODES`) says what happened to the image before (default: a detector's flag).
     A template showing more than ``max_images`` images is rendered again without the lowest of
     `IMAGE_PRIORITY`, as if not provided (so text guarded by ``has_image`` goes too), logged at INFO.
@@ -195,7 +197,8 @@ def render_prompt(template: PromptTemplate, *, category: Category, candidates: l
         raise ValueError(f"max_images must be at least 1, got {max_images}")
     if gate_mode not in GATE_MODES:
         raise ValueError(f"gate_mode must be one of {', '.join(GATE_MODES)}, got {gate_mode!r}")
-    provided = {name: img for name, img in images.items() if img is not None}
+    # Pictures drawn on demand stay so: only those the template shows are drawn (and hashed).
+    provided = images if isinstance(images, PromptPictures) else {n: i for n, i in images.items() if i is not None}
     for name in provided:
         if not _IMAGE_NAME.match(name):
             raise TemplateError(f"image name {name!r} is not valid: use letters, digits, '_', '-' or '.'")

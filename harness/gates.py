@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 
 from PIL import Image
 
@@ -25,9 +25,17 @@ log = logging.getLogger(__name__)
 class FittedGate(ABC):
     """A gate fitted on one category; scores that category's test samples."""
 
+    #: How many samples the run hands `score_batch` at once (a GPU gate wants many).
+    batch_size: int = 1
+
     @abstractmethod
     def score(self, sample: Sample, image: Image.Image) -> GateResult:
         """Score one sample. The image is already loaded (RGB)."""
+
+    def score_batch(self, samples: Sequence[Sample], images: Sequence[Image.Image]) -> list[GateResult]:
+        """Score several samples, one result each in order; by default one by one. A gate that scores a
+        batch faster overrides it; the results must be those of `score`."""
+        return [self.score(sample, image) for sample, image in zip(samples, images)]
 
     def info(self) -> dict[str, Any]:
         """Threshold and how it was set (``threshold``, ``threshold_source``, ...), for run.json."""

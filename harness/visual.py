@@ -8,6 +8,8 @@ Only numpy and PIL: morphology is done with array shifts, the colour ramp is wri
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, MutableMapping
+from dataclasses import dataclass
 from typing import Union
 
 import numpy as np
@@ -272,11 +274,51 @@ def resize_for_prompt(image: ImageLike, max_side: int = 768) -> Image.Image:
     return pil if size is None else pil.resize(size, Image.Resampling.LANCZOS)
 
 
+class PromptPictures(MutableMapping):
+    """Named prompt images, each drawn the first time it is asked for: a template that never shows the
+    heat map or the crop costs neither. Names are known at once, in the order they were added; a
+    value set directly (`__setitem__`) is used as it is."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, Image.Image | _Drawing] = {}
+
+    def draw_later(self, name: str, draw: Callable[[], Image.Image]) -> None:
+        """Add ``name``, drawn by ``draw()`` when first asked for."""
+        self._entries[name] = _Drawing(draw)
+
+    def __getitem__(self, name: str) -> Image.Image:
+        value = self._entries[name]
+        if isinstance(value, _Drawing):
+            value = self._entries[name] = value.draw()
+        return value
+
+    def __contains__(self, name: object) -> bool:  # Mapping's would draw the picture to find out
+        return name in self._entries
+
+    def __setitem__(self, name: str, image: Image.Image) -> None:
+        self._entries[name] = image
+
+    def __delitem__(self, name: str) -> None:
+        del self._entries[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+@dataclass(frozen=True)
+class _Drawing:
+    draw: Callable[[], Image.Image]
+
+
 def visual_prompt_images(query: ImageLike, reference: ImageLike | None = None, region: np.ndarray | None = None,
-                         anomaly_map: np.ndarray | None = None, max_side: int | None = 768) -> dict[str, Image.Image]:
+                         anomaly_map: np.ndarray | None = None, max_side: int | None = 768) -> PromptPictures:
     """The named images a prompt template may show: ``query``; ``reference`` when given; ``outlined`` and
     ``crop`` when ``region`` has a pixel; ``heatmap`` (from the map's `map_thumbnail`) when ``anomaly_map``
-    is given. Every image is at most ``max_side`` on its longer side (None: full size).
+    is given. Every image is at most ``max_side`` on its longer side (None: full size). All but the
+    query are drawn when first asked for (`PromptPictures`).
 
     Drawn at the size they are sent: the query is shrunk once; the outline (its width from that size,
     `default_outline_width`) is drawn on it from the region resized once more, nearest-neighbour, from
@@ -289,18 +331,19 @@ def visual_prompt_images(query: ImageLike, reference: ImageLike | None = None, r
 
     query_rgb = _as_rgb(query)
     sent = fit(query_rgb)
-    images: dict[str, Image.Image] = {"query": sent}
+    images = PromptPictures()
+    images["query"] = sent
     if reference is not None:
-        images["reference"] = fit(_as_rgb(reference))
+        images.draw_later("reference", lambda: fit(_as_rgb(reference)))
     if region is not None:
         # At the query's size first, as `harness.images.load_mask` reads a stored region back, so a
         # redrawn outline (`harness.run.prompt_record.redraw`) is the one sent whatever the region's size.
         mask = as_mask(region, query_rgb.size)
         if mask.any():
-            images["outlined"] = outline_region(sent, _sent_mask(mask, sent.size))
-            images["crop"] = fit(crop_region(query_rgb, mask))
+            images.draw_later("outlined", lambda: outline_region(sent, _sent_mask(mask, sent.size)))
+            images.draw_later("crop", lambda: fit(crop_region(query_rgb, mask)))
     if anomaly_map is not None:
-        images["heatmap"] = heatmap_overlay(sent, map_thumbnail(anomaly_map).astype(np.float32) / 255.0)
+        images.draw_later("heatmap", lambda: heatmap_overlay(sent, map_thumbnail(anomaly_map).astype(np.float32) / 255.0))
     return images
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -441,12 +442,25 @@ def test_flagged_image_always_has_a_region(data, tmp_path):
     assert result.region.mean() <= 0.05
 
 
-def test_batched_scoring_matches_one_by_one(fitted, data):
-    images = [load_rgb(data["good"].image), load_rgb(data["bad"].image)]
-    together = fitted.score_images(images)
-    alone = [fitted.score_images([image])[0] for image in images]
+def test_batched_scoring_on_a_cpu_equals_one_by_one_to_the_bit(fitted, data):
+    # Each image is scored on one thread whatever its batch, so a resumed run (other batches) scores the same.
+    images = [load_rgb(data["good"].image), load_rgb(data["bad"].image)] * 3
+    threads_before = torch.get_num_threads()
+    together = fitted.score_batch([None] * len(images), images)
+    alone = [fitted.score(None, image) for image in images]
     for a, b in zip(together, alone):
-        assert a.score == pytest.approx(b.score, rel=1e-4)
+        assert a.score == b.score and np.array_equal(a.distance_map, b.distance_map)
+        assert np.array_equal(a.region, b.region)
+    assert fitted.batch_size == 2 * runtime.usable_cpus()
+    # The scoring threads run torch on one thread each; every other thread keeps its count.
+    workers = runtime.scoring_workers(torch)
+    assert set(workers.map(lambda _: torch.get_num_threads(), range(8))) == {1}
+    assert torch.get_num_threads() == threads_before
+    fresh = []
+    thread = threading.Thread(target=lambda: fresh.append(torch.get_num_threads()))
+    thread.start()
+    thread.join()
+    assert fresh == [threads_before]
 
 
 # --- memory bank -----------------------------------------------------------------------------------

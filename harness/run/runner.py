@@ -9,8 +9,10 @@ finish run.json. Preparation runs in a worker thread while earlier samples' call
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
-from concurrent.futures import Future
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,11 +37,13 @@ from harness.run.run_folder import RunFolder
 from harness.run.run_header import header_inputs, now_utc, run_header
 from harness.run.run_records import Prepared, RecordBuilder
 from harness.run.sampling import reference_path  # noqa: F401  (importable from here as before)
-from harness.run.stages import CategoryInputs, classify, fit_gate, prepare_sample, read_reference, read_support
+from harness.run.stages import CategoryInputs, PreparedSample, classify, fit_gate, prepare_batch, read_reference, read_support
 from harness.types import Category, Sample
 
 #: Samples prepared ahead of the model calls; bounds the images held in memory.
 MAX_SAMPLES_IN_FLIGHT = 64
+#: Groups of samples being prepared at once: one decoded, one scored by the gate, one drawn.
+GROUPS_AHEAD = 3
 
 RunResult = RunFolder  # what `Run.execute` returns (its old name)
 
@@ -65,6 +69,9 @@ class Run:
         parts = self.parts
         self.recorder = RecordBuilder(parts.benchmark.name, parts.gate, parts.prices, parts.policy, config.answers)
         self.failfast = FailFast()
+        self._thread_count = _preparation_threads()
+        self._threads: ThreadPoolExecutor | None = None  # decode and draw the samples being prepared
+        self._gate_lock = threading.Lock()  # a fitted gate is asked by one thread at a time
 
     def execute(self, resume: bool = False, retry_errors: bool = False) -> RunResult:
         """Run (or with ``resume``, finish) the run; records are on disk as each sample finishes (see `resume`)."""
@@ -141,6 +148,7 @@ class Run:
             for c in plan.classifiers
         ]
         self._prompt_images = PromptImageStore(files.run_dir, plan.data.root)
+        self._threads = ThreadPoolExecutor(max_workers=self._thread_count, thread_name_prefix="harness-prepare")
         try:
             for category in plan.data.categories:
                 if not self._pending(category.test_samples):
@@ -152,6 +160,7 @@ class Run:
                 files.write_run(run, durable=False)
                 await self._run_category(plan, category, fitted, dispatchers, files)
         finally:
+            self._threads.shutdown(cancel_futures=True)
             for classifier in plan.classifiers:
                 await classifier.aclose()
 
@@ -185,21 +194,40 @@ class Run:
             done += 1
             self.progress(category.name, done, total)
 
-        # The training normal shown beside each query is read at the first sample prepared in full:
+        # The training normal shown beside each query is read when the first sample is prepared in full:
         # a sample recalled from the prompt memo shows no image (the memo keys on the reference's identity).
-        inputs: CategoryInputs | None = None
+        inputs: asyncio.Task | None = None
+
+        async def category_inputs() -> CategoryInputs:
+            reference = await asyncio.to_thread(read_reference, category, plan.reference(category))
+            return CategoryInputs(category, fitted, plan.template, plan.gate_mode, orders, plan.image_limits,
+                                  reference, support)
+
+        async def prepare(group: list[Sample]) -> list[PreparedSample]:
+            nonlocal inputs
+            recalled = [self._recall(sample) for sample in group]
+            fresh = [sample for sample, prepared in zip(group, recalled) if prepared is None]
+            if fresh:
+                inputs = inputs or asyncio.create_task(category_inputs())
+                made = iter(await asyncio.to_thread(self._prepare, fresh, await inputs))
+            return [prepared if prepared is not None else next(made) for prepared in recalled]
+
+        # Groups of samples, a few for every thread (or the gate's batch), prepared GROUPS_AHEAD at a time
+        # (one read while another is scored and a third drawn); their records follow in the samples' order.
+        size = max(4 * self._thread_count, min(fitted.batch_size, MAX_SAMPLES_IN_FLIGHT // GROUPS_AHEAD))
+        preparing: deque[asyncio.Task] = deque()
         try:
-            for sample in pending:
-                await in_flight.acquire()
+            for start in range(0, len(pending), size):
+                if len(preparing) == GROUPS_AHEAD:
+                    tasks.extend(asyncio.create_task(finish(p)) for p in self._kept(await preparing.popleft()))
+                group = pending[start : start + size]
+                for _ in group:
+                    await in_flight.acquire()
                 self.failfast.check()  # a model's first requests all failed fatally: prepare no more
-                prepared = self._recall(sample)
-                if prepared is None:
-                    if inputs is None:
-                        reference = await asyncio.to_thread(read_reference, category, plan.reference(category))
-                        inputs = CategoryInputs(category, fitted, plan.template, plan.gate_mode, orders,
-                                                plan.image_limits, reference, support)
-                    prepared = await asyncio.to_thread(self._prepare, sample, inputs)
-                tasks.append(asyncio.create_task(finish(prepared)))
+                preparing.append(asyncio.create_task(prepare(group)))
+                tasks.append(preparing[-1])
+            while preparing:
+                tasks.extend(asyncio.create_task(finish(p)) for p in self._kept(await preparing.popleft()))
             await asyncio.gather(*tasks)
         except BaseException:
             # Stopping (early stop, an error, Ctrl-C): requests still in flight are abandoned, not awaited.
@@ -214,28 +242,36 @@ class Run:
         repeats = range(self.config.repeats)
         return [s for s in samples if any((s.sample_id, spec, r) not in self.done for spec in specs for r in repeats)]
 
-    def _recall(self, sample: Sample) -> Prepared | None:
-        """What `_prepare` gave last time, when every answer is cached (harness.run.prompt_memo): no image is read."""
+    def _recall(self, sample: Sample) -> PreparedSample | None:
+        """What `_prepare` gave last time, when every answer is cached (harness.run.prompt_memo): no image is
+        read. A remembered verdict has no map, so no pixel pair: its category gets no pixel AUROC."""
         recalled = self._memo.recall(sample) if self._memo is not None else None
         if recalled is None:
             return None
         gate_result, prompts = recalled
-        self._keep_pixel_pair(sample.category, None)  # a remembered verdict has no map: no pixel AUROC
         prepared = Prepared(sample, gate_result, prompts=prompts)
         prepared.images = self._prompt_images.keep(prepared)  # no region to store: references only
-        return prepared
+        return PreparedSample(prepared)
 
-    def _prepare(self, sample: Sample, inputs: CategoryInputs) -> Prepared:
-        """The `prepare_sample` stage, its prompt images stored and, when a re-run may reuse it, remembered."""
-        wanted = self._pixel_pairs.get(sample.category, []) is not None  # None: the category has no pixel AUROC
-        result = prepare_sample(sample, inputs, pixel_pair_wanted=wanted)
-        prepared = result.prepared
-        if prepared.bad_input is None:
-            self._keep_pixel_pair(sample.category, result.pixel_pair)
-        prepared.images = self._prompt_images.keep(prepared)
-        if self._memo is not None and prepared.bad_input is None:
-            self._memo.remember(sample, prepared.gate, prepared.prompts)
-        return prepared
+    def _prepare(self, samples: list[Sample], inputs: CategoryInputs) -> list[PreparedSample]:
+        """The `prepare_batch` stage on the run's threads, its prompt images stored and, when a re-run may
+        reuse them, remembered."""
+        wanted = self._pixel_pairs.get(inputs.category.name, []) is not None  # None: no pixel AUROC here
+        results = prepare_batch(samples, inputs, pixel_pair_wanted=wanted, parallel_map=self._threads.map,
+                                gate_lock=self._gate_lock)
+        for result in results:
+            prepared = result.prepared
+            prepared.images = self._prompt_images.keep(prepared)
+            if self._memo is not None and prepared.bad_input is None:
+                self._memo.remember(prepared.sample, prepared.gate, prepared.prompts)
+        return results
+
+    def _kept(self, results: list[PreparedSample]) -> list[Prepared]:
+        """The prepared samples, their pixel pairs kept (in the order of the samples, whatever thread finished first)."""
+        for result in results:
+            if result.prepared.bad_input is None:
+                self._keep_pixel_pair(result.prepared.sample.category, result.pixel_pair)
+        return [result.prepared for result in results]
 
     def _keep_pixel_pair(self, category: str, pair) -> None:
         """Keep a sample's pixel pair; a category with a map-less image gets no pixel AUROC."""
@@ -288,6 +324,15 @@ def _in_background(function: Callable[[], Any]) -> Future:
 
     threading.Thread(target=work, name="harness-background", daemon=True).start()
     return future
+
+
+def _preparation_threads() -> int:
+    """Threads that decode and draw samples: one per usable core (PIL and numpy release the GIL), at most 8."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(8, cores))
 
 
 def _home_relative(path: Path) -> str:

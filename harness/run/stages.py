@@ -4,6 +4,7 @@
     read_reference    the category's training normal      -> its picture at prompt size, or None
     read_support      the support samples of --shots      -> SupportExample per sample
     prepare_sample    one test sample + CategoryInputs    -> PreparedSample (Prepared + pixel pair)
+    prepare_batch     the same for several, decoded and drawn in parallel, gated as one batch
     ask_model         one Prepared, one model, one repeat -> (Prompt, CallResult), or no call
     classify          ask_model, then the answer read     -> the record (a dict, `Record.to_json`)
 
@@ -18,9 +19,10 @@ produces for the same inputs bumps `harness.run.prompt_memo.PREPARATION_VERSION`
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -97,11 +99,65 @@ def prepare_sample(sample: Sample, inputs: CategoryInputs, pixel_pair_wanted: bo
 
     ``pixel_pair_wanted`` False: no pixel pair (no mask read), the category has lost its pixel AUROC already.
     """
+    return prepare_batch([sample], inputs, pixel_pair_wanted)[0]
+
+
+def prepare_batch(samples: Sequence[Sample], inputs: CategoryInputs, pixel_pair_wanted: bool = True,
+                  parallel_map: Callable = map, gate_lock: AbstractContextManager = nullcontext()) -> list[PreparedSample]:
+    """`prepare_sample` for several samples, in order: their images decoded and their prompts drawn by
+    ``parallel_map`` (an executor's ``map``: threads, since PIL and numpy release the GIL), the
+    readable ones scored by the gate in batches (`score_samples`), holding ``gate_lock`` (batches
+    prepared at once in several threads take turns at the gate, which need not be thread-safe)."""
+    images = list(parallel_map(load_sample_image, samples))
+    readable = [i for i, image in enumerate(images) if isinstance(image, Image.Image)]
+    with gate_lock:
+        verdicts = score_samples(inputs.fitted, [samples[i] for i in readable], [images[i] for i in readable])
+    gated = dict(zip(readable, verdicts))
+
+    def finish(i: int) -> PreparedSample:
+        result = gated.get(i, images[i])
+        if isinstance(result, str):
+            return PreparedSample(Prepared(samples[i], None, bad_input=result))
+        return finish_sample(samples[i], images[i], result, inputs, pixel_pair_wanted)
+
+    return list(parallel_map(finish, range(len(samples))))
+
+
+def load_sample_image(sample: Sample) -> Image.Image | str:
+    """The sample's image (RGB), or what is wrong with its file."""
     try:
-        image = load_rgb(sample.image)
-        gate_result = inputs.fitted.score(sample, image)
+        return load_rgb(sample.image)
     except BadInputError as error:
-        return PreparedSample(Prepared(sample, None, bad_input=str(error)))
+        return str(error)
+
+
+def score_samples(fitted: FittedGate, samples: Sequence[Sample], images: Sequence[Image.Image]) -> list[GateResult | str]:
+    """The gate's verdicts, in batches of its `FittedGate.batch_size`; a batch that meets an unreadable
+    input (a mask the oracle reads, say) is scored one by one, so that only that sample gets the message."""
+    results: list[GateResult | str] = []
+    size = max(1, fitted.batch_size)
+    for start in range(0, len(samples), size):
+        some, pictures = samples[start : start + size], images[start : start + size]
+        try:
+            scored = list(fitted.score_batch(some, pictures))
+        except BadInputError:
+            scored = [_scored_alone(fitted, sample, image) for sample, image in zip(some, pictures)]
+        if len(scored) != len(some):
+            raise HarnessError(f"{type(fitted).__name__}.score_batch gave {len(scored)} results for {len(some)} samples")
+        results.extend(scored)
+    return results
+
+
+def _scored_alone(fitted: FittedGate, sample: Sample, image: Image.Image) -> GateResult | str:
+    try:
+        return fitted.score(sample, image)
+    except BadInputError as error:
+        return str(error)
+
+
+def finish_sample(sample: Sample, image: Image.Image, gate_result: GateResult, inputs: CategoryInputs,
+                  pixel_pair_wanted: bool = True) -> PreparedSample:
+    """A gated sample's pixel pair and, when flagged, its prompts."""
     prepared = Prepared(sample, gate_result)
     done = PreparedSample(prepared, pixel_pair(sample, image, gate_result) if pixel_pair_wanted else None)
     if not gate_result.flagged:

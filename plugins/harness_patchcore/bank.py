@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import threading
 from typing import Any
 
 from harness_patchcore.distances import nearest_squared
@@ -17,6 +18,7 @@ class MemoryBank:
         self.features = features.float().contiguous()
         self.squared = (self.features * self.features).sum(dim=1)
         self._clustered: ClusteredSearch | None = None
+        self._clustered_lock = threading.Lock()  # scoring threads search at once; the groups are built once
         #: Whether searches go by groups: a large bank on a CPU, until the groups prove not to prune.
         self.grouped = self.features.device.type == "cpu" and len(self) >= CLUSTERED_SEARCH_FROM
 
@@ -47,8 +49,9 @@ class MemoryBank:
             queries = queries.float()
             squared = (queries * queries).sum(dim=1)
             if self.grouped:
-                if self._clustered is None:
-                    self._clustered = ClusteredSearch(torch, self.features, self.squared)
+                with self._clustered_lock:
+                    if self._clustered is None:
+                        self._clustered = ClusteredSearch(torch, self.features, self.squared)
                 distance, index = self._clustered.nearest(queries, squared)
                 self.grouped = self._clustered.compared_fraction <= GROUPED_SEARCH_MAX_FRACTION
             else:

@@ -51,7 +51,7 @@ from harness_patchcore.calibration import QuantileRule
 from harness_patchcore.fitting import batch_size, batched, fit_model, score_features
 from harness_patchcore.bank import MemoryBank
 from harness_patchcore.options import FIT_OPTIONS, PatchCoreOptions
-from harness_patchcore.runtime import import_torch, native_cpu_bfloat16, prepare_device
+from harness_patchcore.runtime import import_torch, native_cpu_bfloat16, prepare_device, scoring_workers, usable_cpus
 
 #: A flagged image with no pixel above the pixel threshold is outlined around its top pixels.
 FALLBACK_TOP_FRACTION = 0.01
@@ -240,20 +240,35 @@ class FittedPatchCore(FittedGate):
     def info(self) -> dict[str, Any]:
         return dict(self._info)
 
+    @property
+    def batch_size(self) -> int:
+        """On a CPU, two images per scoring thread (`runtime.scoring_workers`); on a GPU, one device batch."""
+        return 2 * usable_cpus() if self.device == "cpu" else batch_size(self.options, self.device)
+
     def score(self, sample: Sample, image: Image.Image) -> PatchCoreResult:
         return self.score_images([image])[0]
 
+    def score_batch(self, samples: Sequence[Sample], images: Sequence[Image.Image]) -> list[PatchCoreResult]:
+        return self.score_images(images)
+
     def score_images(self, images: Sequence[Image.Image]) -> list[PatchCoreResult]:
-        """Score loaded images in batches; one result each, its maps at that image's size."""
-        o, torch = self.options, self.torch
+        """Score loaded images, one result each, its maps at that image's size: on a CPU each image on one
+        thread of `runtime.scoring_workers` (so a score is the same whatever the batch and the cores),
+        on a GPU in batches."""
+        if self.device == "cpu":
+            return list(scoring_workers(self.torch).map(lambda image: self._score_group([image])[0], images))
         results: list[PatchCoreResult] = []
-        for group in batched(images, batch_size(o, self.device)):
-            crops = [features.preprocess(image, o.image_size, o.crop_size) for image in group]
-            batch = features.to_batch(torch, crops, self.backbone)
-            patch_features = features.embed(torch, self.backbone, batch, self.projection)
-            scores, maps = score_features(torch, self.bank, patch_features, o)
-            results.extend(self._result(float(s), m, image.size) for s, m, image in zip(scores, maps, group))
+        for group in batched(images, batch_size(self.options, self.device)):
+            results.extend(self._score_group(group))
         return results
+
+    def _score_group(self, group: Sequence[Image.Image]) -> list[PatchCoreResult]:
+        o, torch = self.options, self.torch
+        crops = [features.preprocess(image, o.image_size, o.crop_size) for image in group]
+        batch = features.to_batch(torch, crops, self.backbone)
+        patch_features = features.embed(torch, self.backbone, batch, self.projection)
+        scores, maps = score_features(torch, self.bank, patch_features, o)
+        return [self._result(float(s), m, image.size) for s, m, image in zip(scores, maps, group)]
 
     def _result(self, score: float, crop_map: np.ndarray, size: tuple[int, int]) -> PatchCoreResult:
         full = features.to_original(crop_map, self.options.image_size, size, fill=self.normal_level)

@@ -8,6 +8,8 @@ is a `HarnessError` with the pip command that installs it.
 from __future__ import annotations
 
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 
 from harness.errors import HarnessError
@@ -62,6 +64,39 @@ def usable_cpus() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
         return max(1, os.cpu_count() or 1)
+
+
+_scoring_workers: ThreadPoolExecutor | None = None
+_scoring_workers_lock = threading.Lock()
+
+
+def scoring_workers(torch: ModuleType) -> ThreadPoolExecutor:
+    """The threads that score images on a CPU, one per usable core, each running torch on one thread.
+
+    One image a thread: a score then depends neither on the batch it came in nor on the machine's core
+    count, and small per-image operations do not pay for synchronising threads. `torch.set_num_threads`
+    sets the calling thread's count and also the one any thread takes at its first torch work, so
+    each worker takes its own first, then sets 1; once all have started, the previous count is set again.
+    """
+    global _scoring_workers
+    with _scoring_workers_lock:
+        if _scoring_workers is None:
+            count = usable_cpus()
+            previous = torch.get_num_threads()
+            started = threading.Barrier(count + 1)
+
+            def start() -> None:
+                torch.get_num_threads()  # the thread's first torch call fixes its count ...
+                torch.set_num_threads(1)  # ... which this then lowers for this thread
+                started.wait()
+
+            pool = ThreadPoolExecutor(count, thread_name_prefix="patchcore-score", initializer=start)
+            for _ in range(count):  # each blocks in `start` until all exist, so every submit starts a thread
+                pool.submit(lambda: None)
+            started.wait()
+            torch.set_num_threads(previous)
+            _scoring_workers = pool
+        return _scoring_workers
 
 
 def prepare_device(requested: str) -> str:

@@ -75,8 +75,8 @@ class ClusteredSearch:
         size = features.shape[0]
         count = group_count(size) if groups is None else max(1, min(groups, size))
         with torch.inference_mode():
-            # k-center greedy from row 0, on torch's threads (`memory.greedy_coreset` would switch to one,
-            # and a scoring thread leaves the thread count alone: see `nearest`).
+            # k-center greedy from row 0, on the calling thread's torch threads (at the first search: 50-60 ms
+            # for bottle's 16,386 features, on one scoring thread or two).
             centre_rows = torch.arange(size) if count >= size else greedy_from_first(torch, features, count)
             member_squared, group = nearest_centres(torch, features, squared, centre_rows)
             # A centre that duplicates another may win no member; an empty group is dropped.
@@ -113,11 +113,9 @@ class ClusteredSearch:
 
         Queries go in chunks, so that no product holds more than about
         ``MAX_CHUNK_ELEMENTS`` distances, as in the whole-bank search. It
-        runs on torch's threads. One thread would cope better with other work
-        on the cores (with one busy process beside it, 20-26 ms per bottle
-        image against 86-403 on two), but `torch.set_num_threads` also sets
-        the count that any thread starting torch work meanwhile keeps for
-        good, and scoring runs beside the model backends' threads.
+        runs on the calling thread's torch threads: one, when a test image is
+        scored (`runtime.scoring_workers`: 20-26 ms per bottle image with a busy
+        process beside it, against 86-403 on two threads), all cores during a fit.
         """
         chunk = max(1, MAX_CHUNK_ELEMENTS // max(self.largest_group, len(self.blocks_t)))
         if queries.shape[0] <= chunk:
