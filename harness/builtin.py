@@ -54,10 +54,9 @@ def register_commands(cli):
     from harness.cli.classes import classes
     from harness.cli.compare import compare
     from harness.cli.plugins import plugins_command
-    from harness.cli.report import report
     from harness.cli.score import score
 
-    for command in (plugins_command, report, compare, act, score, cache, classes):  # `harness --help` order
+    for command in (plugins_command, compare, act, score, cache, classes):  # `harness --help` order
         cli.add_command(command)
 
 

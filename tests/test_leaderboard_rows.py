@@ -17,7 +17,7 @@ from harness.scoring import leaderboard
 from harness import plugins
 from harness.run import run_identity
 from harness.scoring.metrics import usage_summary
-from harness.report import build_report
+from harness_report.report import build_report
 from harness.record import records_from_json
 from harness.results import load_run
 from harness.run.runner import Run, RunConfig

@@ -144,15 +144,35 @@ def test_describe_plugins_without_entry_points_has_only_the_builtin():
 
 def test_the_core_commands_come_through_register_commands_like_a_plugins():
     infos = describe_plugins(load_registry(entry_points=False))
-    assert infos[0].registers["commands"] == ["act", "cache", "classes", "compare", "plugins", "report", "score"]
+    assert infos[0].registers["commands"] == ["act", "cache", "classes", "compare", "plugins", "score"]
+
+
+def test_the_report_command_comes_from_the_first_party_report_plugin():
+    infos = {info.name: info for info in describe_plugins(load_registry())}
+    assert infos["report"].distribution == "anomaly-harness"
+    assert infos["report"].registers == {"commands": ["report"]}
 
 
 def test_a_plugin_command_of_a_core_commands_name_replaces_it(harness_plugins, capsys):
+    @click.command(name="compare")
+    def my_compare():
+        click.echo("my compare")
+
+    harness_plugins.register(plugin_of(commands=[my_compare]), name="mine")
+    code, out, _ = run_cli("compare", capsys=capsys)
+    assert code == 0 and "my compare" in out
+
+
+def test_a_plugin_command_named_report_replaces_the_first_party_plugins(harness_plugins, capsys):
+    code, out, _ = run_cli("report", "--help", capsys=capsys)
+    assert code == 0 and "--per-model" in out  # the report plugin's own command, before the override
+
     @click.command(name="report")
     def my_report():
         click.echo("my report")
 
     harness_plugins.register(plugin_of(commands=[my_report]), name="mine")
+    assert {"report", "mine"} <= set(harness_plugins.registry.plugins)  # both loaded: the command added last wins
     code, out, _ = run_cli("report", capsys=capsys)
     assert code == 0 and "my report" in out
 

@@ -255,8 +255,9 @@ def test_a_changed_data_file_is_caught_not_redrawn_as_sent(patchcore_run, tmp_pa
 
 
 def test_the_report_shows_the_outline_each_model_was_shown(patchcore_run, tmp_path):
-    from harness.report import build_report, gallery
-    from harness.report.data import load_runs
+    from harness_report import gallery
+    from harness_report.report import build_report
+    from harness_report.data import load_runs
 
     result, sent, _ = patchcore_run
     results_dir = result.run_dir.parent
@@ -278,8 +279,8 @@ def test_the_report_shows_the_outline_each_model_was_shown(patchcore_run, tmp_pa
 
 
 def test_a_run_made_before_prompt_images_were_kept_says_so(patchcore_run, tmp_path):
-    from harness.report import gallery
-    from harness.report.data import load_runs
+    from harness_report import gallery
+    from harness_report.data import load_runs
 
     result, _, _ = patchcore_run
     old = tmp_path / "results" / "old"

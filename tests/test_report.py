@@ -17,8 +17,9 @@ import pytest
 from harness import plugins
 from harness.errors import HarnessError
 from harness.record import Record
-from harness.report import build_report, data, gallery
-from harness.report.svg import nice_ticks, scatter
+from harness_report import data, gallery
+from harness_report.report import build_report
+from harness_report.svg import nice_ticks, scatter
 from harness.run.runner import Run, RunConfig
 from harness.testing import scripted_classifier
 from harness.types import Response

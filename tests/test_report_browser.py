@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from harness.report import build_report
+from harness_report.report import build_report
 from harness.testing.browser import Browser, find_chromium
 from test_report import make_runs
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.report import build_report
+from harness_report.report import build_report
 from harness.run.prompt_memo import PREPARATION_VERSION
 
 PUBLISHED = Path(__file__).resolve().parents[1] / "results" / "demo-oracle-random"

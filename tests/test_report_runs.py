@@ -14,7 +14,7 @@ import pytest
 
 from conftest import run_cli
 from harness.errors import HarnessError
-from harness.report import build_report
+from harness_report.report import build_report
 from harness.results import load_run
 
 from harness_datasets.benchmarks import MVTecADBenchmark

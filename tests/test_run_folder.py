@@ -7,7 +7,7 @@ from pathlib import Path
 
 from harness.scoring import compare
 from harness.run import runner
-from harness.report import data
+from harness_report import data
 from harness.run.run_folder import RunFolder
 
 

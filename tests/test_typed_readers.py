@@ -16,7 +16,7 @@ from harness import plugins
 from harness.cli import main
 from harness.errors import HarnessError
 from harness.record import load_records
-from harness.report import build_report
+from harness_report.report import build_report
 from harness.results import SAMPLES_FILE
 from harness.run.runner import Run, RunConfig
 

@@ -9,7 +9,7 @@ import pytest
 
 from harness.scoring import leaderboard
 from harness import plugins
-from harness.report import build_report
+from harness_report.report import build_report
 from harness.results import load_run
 from harness.run.runner import Run, RunConfig
 from harness.testing import scripted_classifier

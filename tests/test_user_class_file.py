@@ -267,7 +267,7 @@ def test_compare_notes_runs_shown_different_class_files(tmp_path, widget_root):
 
 
 def test_the_report_shows_the_fixed_reference_the_run_used(tmp_path, widget_root):
-    from harness.report.gallery import _Pictures
+    from harness_report.gallery import _Pictures
 
     fixed = fix_an_undrawn_reference(widget_root)
     result, _ = run_folder(tmp_path, widget_root, "fixed")

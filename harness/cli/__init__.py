@@ -1,5 +1,5 @@
 """The ``harness`` command line: the group and ``run``/``list``/``leaderboard`` (`harness.cli.main`), and
-one module per other core command (report, compare, act, score, plugins, cache, classes), which the
+one module per other core command (compare, act, score, plugins, cache, classes), which the
 core's own plugin (`harness.builtin`) registers through ``register_commands`` as any plugin would.
 """
 

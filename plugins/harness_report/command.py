@@ -9,7 +9,7 @@ from rich.markup import escape
 
 from harness.cli.main import console
 from harness.errors import HarnessError
-from harness.report import DEFAULT_PER_MODEL, build_report
+from harness_report.report import DEFAULT_PER_MODEL, build_report
 
 
 @click.command("report")

@@ -1,7 +1,7 @@
 """Turn gathered report data into one HTML page (Jinja2 with autoescaping on).
 
 Text from run files is escaped by autoescape; the only markup inserted unescaped is the SVG of
-`harness.report.svg`, which escapes its labels.
+`harness_report.svg`, which escapes its labels.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from harness.scoring import leaderboard
 from harness.run import run_identity
 from harness.scoring.leaderboard import UNDEFINED, figure_num, note_lines
 from harness.scoring.metrics import OUTCOMES
-from harness.report import svg
-from harness.report.data import Group, confusion_tables, cost_per_1000, gate_and_end_to_end, outcome_counts
-from harness.report.gallery import Gallery
+from harness_report import svg
+from harness_report.data import Group, confusion_tables, cost_per_1000, gate_and_end_to_end, outcome_counts
+from harness_report.gallery import Gallery
 from harness.run.run_folder import RunFolder
 
 TEMPLATES = Path(__file__).parent / "templates"
