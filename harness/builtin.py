@@ -51,12 +51,10 @@ def register_commands(cli):
     # Imported here, at registration: the modules import the CLI, which imports the registry.
     from harness.cli.act import act
     from harness.cli.cache import cache
-    from harness.cli.classes import classes
     from harness.cli.compare import compare
     from harness.cli.plugins import plugins_command
-    from harness.cli.score import score
 
-    for command in (plugins_command, compare, act, score, cache, classes):  # `harness --help` order
+    for command in (plugins_command, compare, act, cache):  # `harness --help` order
         cli.add_command(command)
 
 

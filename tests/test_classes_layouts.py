@@ -15,7 +15,7 @@ from PIL import Image
 
 from harness import plugins
 from harness.run.class_file import read_class_file
-from harness.run.class_sources import detect_benchmark
+from harness_classfiles.sources import detect_benchmark
 from harness.datasets import Benchmark
 from harness.images import load_rgb
 from harness.prompts import image_digest

@@ -71,6 +71,7 @@ def test_first_party_plugins_come_through_entry_points(registry):
     assert group["datasets"] == "harness_datasets"
     assert group["baselines"] == "harness_baselines"
     assert group["prompts"] == "harness_prompts"
+    assert group["imported"] == "harness_imported" and group["classfiles"] == "harness_classfiles"
     # without entry points only the core's own built-ins remain
     bare = load_registry(entry_points=False)
     assert set(bare.gates) == {"oracle", "none"}

@@ -7,6 +7,7 @@ import json
 import sys
 
 import click
+import pytest
 
 import harness
 from harness.cli.plugins import describe_plugins
@@ -144,13 +145,31 @@ def test_describe_plugins_without_entry_points_has_only_the_builtin():
 
 def test_the_core_commands_come_through_register_commands_like_a_plugins():
     infos = describe_plugins(load_registry(entry_points=False))
-    assert infos[0].registers["commands"] == ["act", "cache", "classes", "compare", "plugins", "score"]
+    assert infos[0].registers["commands"] == ["act", "cache", "compare", "plugins"]
 
 
 def test_the_report_command_comes_from_the_first_party_report_plugin():
     infos = {info.name: info for info in describe_plugins(load_registry())}
     assert infos["report"].distribution == "anomaly-harness"
     assert infos["report"].registers == {"commands": ["report"]}
+
+
+def test_score_and_classes_come_from_first_party_plugins_through_entry_points():
+    infos = {info.name: info for info in describe_plugins(load_registry())}
+    assert infos["imported"].registers == {"commands": ["score"]}
+    assert infos["classfiles"].registers == {"commands": ["classes"]}
+    assert infos["imported"].distribution == infos["classfiles"].distribution == "anomaly-harness"
+
+
+@pytest.mark.parametrize("name", ["score", "classes"])
+def test_a_plugin_command_replaces_a_first_party_plugins_command_of_its_name(harness_plugins, capsys, name):
+    @click.command(name=name)
+    def mine():
+        click.echo(f"my {name}")
+
+    harness_plugins.register(plugin_of(commands=[mine]), name="mine")
+    code, out, _ = run_cli(name, capsys=capsys)
+    assert code == 0 and f"my {name}" in out
 
 
 def test_a_plugin_command_of_a_core_commands_name_replaces_it(harness_plugins, capsys):

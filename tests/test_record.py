@@ -11,7 +11,7 @@ import pytest
 from harness import plugins
 from harness.builtin import CsvWriter
 from harness.errors import HarnessError
-from harness.scoring.imported import match_predictions, read_predictions
+from harness_imported.predictions import match_predictions, read_predictions
 from harness.record import (
     DECISION_FIELDS, JSON_FIELDS, NOT_IMPORTED, RUN_FIELDS, GateVerdict, Record, load_records, records_from_json,
 )

@@ -8,6 +8,6 @@
 - asking the models: `dispatch` (concurrency, retries, rate limits), `failfast`, `cache` and
   `cache_inventory` (the response cache), `prompt_memo`, `pricing`, `redact`;
 - the data around a prompt: `sampling` (reference and subsets), `prompt_record` (every prompt's
-  images kept), `class_file`, `class_file_tools` and `class_sources` (users' class descriptions),
+  images kept), `class_file` (users' class descriptions; `harness classes` is plugins/harness_classfiles),
   `data_location`, `mask_notes`, `paths`.
 """

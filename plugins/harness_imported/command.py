@@ -1,4 +1,4 @@
-"""``harness score``: turn predictions made elsewhere into a normal, scored run (see `harness.scoring.imported`)."""
+"""``harness score``: turn predictions made elsewhere into a normal, scored run (see `harness_imported.predictions`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from rich.table import Table
 from harness.cli.main import console as err, out, print_table, write_leaderboard
 from harness.plugins import get_registry
 from harness.scoring import answers, leaderboard
-from harness.scoring.imported import FORMATS, SHOW, load_benchmark_data, score_predictions
+
+from harness_imported.predictions import FORMATS, SHOW, load_benchmark_data, score_predictions
 
 
 @click.command(name="score")

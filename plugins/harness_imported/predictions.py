@@ -20,11 +20,11 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from harness.scoring import answers, metrics
 from harness.datasets import Benchmark, ReleaseMismatchError, manifest_hash
 from harness.errors import HarnessError
 from harness.run.failfast import call_failures
 from harness.record import Record
+from harness.scoring import answers, metrics
 from harness.results import SCHEMA_VERSION, RunFiles, environment_provenance, new_run_id
 from harness.types import GOOD, GOOD_CLASS, BenchmarkData, ClassInfo, Sample
 

@@ -16,7 +16,7 @@ from harness.errors import HarnessError
 from harness.plugins import get_registry
 from harness.types import GOOD, BenchmarkData, Category, ClassInfo
 
-# The manifest benchmark's own file names, repeated here because the core may not import a plugin.
+# The manifest benchmark's own file names, repeated here: this plugin needs only the registry, not the datasets plugin.
 MANIFEST_NAMES = ("manifest.csv", "manifest.jsonl")
 MANIFEST_SUFFIXES = (".csv", ".jsonl")  # in a folder; a manifest file given itself may also be .ndjson
 MANIFEST_FILE_SUFFIXES = MANIFEST_SUFFIXES + (".ndjson",)
@@ -43,7 +43,7 @@ def detect_benchmark(root: Path) -> str:
 class FoundClasses:
     """The categories of a data root under one benchmark, with the text the benchmark already gives.
 
-    ``notes``: what the user should know (a partial release). Subclasses word `class_file_tools.check`'s messages.
+    ``notes``: what the user should know (a partial release). Subclasses word `file_tools.check`'s messages.
     """
 
     benchmark: str

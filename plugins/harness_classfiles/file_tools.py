@@ -1,6 +1,6 @@
 """``harness classes``: write a starting class file from a data root, and check one against it.
 
-Both ask `harness.run.class_sources.find_classes` what the data root holds as a run of the
+Both ask `harness_classfiles.sources.find_classes` what the data root holds as a run of the
 benchmark sees it; the file form is `harness.run.class_file`.
 """
 
@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.run.class_file import DEFAULT_NAME, UserClassFile, read_class_file, reference_base, reference_file
-from harness.run.class_sources import FolderClasses, FoundClasses
 from harness.types import Category
+
+from harness_classfiles.sources import FolderClasses, FoundClasses
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 

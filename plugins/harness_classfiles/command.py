@@ -1,6 +1,6 @@
 """``harness classes``: start a class file from a data root (``init``), check one against it (``check``).
 
-The logic is `harness.run.class_file_tools`; the file form is `harness.run.class_file`.
+The logic is `harness_classfiles.file_tools`; the file form is `harness.run.class_file`, which runs read.
 """
 
 from __future__ import annotations
@@ -9,10 +9,11 @@ from pathlib import Path
 
 import click
 
-from harness.run.class_file import DEFAULT_NAME
-from harness.run.class_file_tools import check, starting_file
-from harness.run.class_sources import find_classes
 from harness.errors import HarnessError
+from harness.run.class_file import DEFAULT_NAME
+
+from harness_classfiles.file_tools import check, starting_file
+from harness_classfiles.sources import find_classes
 
 _BENCHMARK_HELP = ("The benchmark a run will use (see `harness list`): its categories and classes are the ones listed. "
                    "[default: manifest for a manifest file or a folder holding one, else folder]")
