@@ -148,7 +148,7 @@ def test_device_resolution():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: auto resolves to cuda")
 def test_auto_device_is_cpu_without_a_gpu(fitted):
     assert runtime.prepare_device("auto") == "cpu"
-    assert fitted.info()["device"] == "cpu" and fitted.info()["precision"] == "float32 features"
+    assert fitted.info()["device"] == "cpu" and fitted.info()["precision"] == "float32 features, float32 distances"
 
 
 def test_cpu_bfloat16_only_when_asked_native_and_listed(data, tmp_path, monkeypatch, caplog):
@@ -156,16 +156,16 @@ def test_cpu_bfloat16_only_when_asked_native_and_listed(data, tmp_path, monkeypa
 
     monkeypatch.setattr(gate_module, "native_cpu_bfloat16", lambda torch_: True)
     # Off by default, even where the CPU has it.
-    assert PatchCoreGate(options(tmp_path, cache=False)).fit(category(data)).info()["precision"] == "float32 features"
+    assert PatchCoreGate(options(tmp_path, cache=False)).fit(category(data)).info()["precision"] == "float32 features, float32 distances"
     # Asked for, on a backbone not listed: float32, with a warning that says so.
     asked = options(tmp_path, cache=False, cpu_bfloat16=True)
     with caplog.at_level("WARNING"):
-        assert PatchCoreGate(asked).fit(category(data)).info()["precision"] == "float32 features"
+        assert PatchCoreGate(asked).fit(category(data)).info()["precision"] == "float32 features, float32 distances"
     assert "backbone efficientnet_lite0 runs in float32" in caplog.text
     # Listed, native, asked for: bfloat16 features, recorded, float32 distances, and it still finds the stain.
     monkeypatch.setattr(gate_module, "CPU_BFLOAT16_BACKBONES", ("efficientnet_lite0",))
     half = PatchCoreGate(asked).fit(category(data))
-    assert half.info()["precision"] == "bfloat16 features" and half.backbone.dtype == torch.bfloat16
+    assert half.info()["precision"] == "bfloat16 features, float32 distances" and half.backbone.dtype == torch.bfloat16
     assert half.bank.features.dtype == torch.float32
     assert half.score(data["bad"], load_rgb(data["bad"].image)).flagged
     assert not half.score(data["good"], load_rgb(data["good"].image)).flagged
@@ -173,7 +173,7 @@ def test_cpu_bfloat16_only_when_asked_native_and_listed(data, tmp_path, monkeypa
     monkeypatch.setattr(gate_module, "native_cpu_bfloat16", lambda torch_: False)
     caplog.clear()
     with caplog.at_level("WARNING"):
-        assert PatchCoreGate(asked).fit(category(data)).info()["precision"] == "float32 features"
+        assert PatchCoreGate(asked).fit(category(data)).info()["precision"] == "float32 features, float32 distances"
     assert "no native bfloat16" in caplog.text
 
 
@@ -194,10 +194,31 @@ def test_cuda_path_selected_when_available(data, tmp_path):
     fitted = PatchCoreGate(options(tmp_path, device="auto", cache=False)).fit(category(data))
     info = fitted.info()
     assert info["device"] == "cuda"
-    assert info["precision"] == "float16 features"
+    assert info["precision"].startswith("float16 features, float32 distances; TF32 off for distances")
     assert fitted.bank.features.is_cuda and fitted.bank.features.dtype == torch.float32
     result = fitted.score(data["bad"], load_rgb(data["bad"].image))
     assert result.flagged and result.anomaly_map.shape == (HEIGHT, WIDTH)
+
+
+#: How far a CUDA score may sit from the CPU's, relative: float32 features (cuDNN's convolutions may use TF32,
+#: about 1e-3), float16 features (about 1e-2); the memory bank is then picked from slightly different features.
+CUDA_SCORE_TOLERANCE = {False: 0.01, True: 0.03}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("half", [False, True], ids=["float32", "float16"])
+def test_cuda_scores_agree_with_the_cpu(data, tmp_path, half):
+    cpu = PatchCoreGate(options(tmp_path / "cpu", cache=False)).fit(category(data))
+    cuda = PatchCoreGate(options(tmp_path / "cuda", device="cuda", half_precision=half, cache=False)).fit(category(data))
+    assert cuda.threshold == pytest.approx(cpu.threshold, rel=CUDA_SCORE_TOLERANCE[half])
+    images = [load_rgb(data["good"].image), load_rgb(data["bad"].image)] * 20
+    on_cpu, on_cuda = cpu.score_images(images), cuda.score_images(images)  # the GPU in batches
+    for a, b in zip(on_cpu, on_cuda):
+        assert b.score == pytest.approx(a.score, rel=CUDA_SCORE_TOLERANCE[half]) and a.flagged == b.flagged
+        assert np.corrcoef(a.distance_map.ravel(), b.distance_map.ravel())[0, 1] > 0.99
+    # In a batch or alone, a CUDA score is the same up to the batch's float rounding.
+    alone = cuda.score(data["bad"], images[1])
+    assert alone.score == pytest.approx(on_cuda[1].score, rel=1e-4)
 
 
 # --- offline ---------------------------------------------------------------------------------------
@@ -541,3 +562,36 @@ def test_reweighting_stays_within_the_papers_bounds():
     weighted = memory_bank.reweighted(distance, index, queries, num_neighbors=9)
     assert (1 - 1 / 9) * s_star - 1e-5 <= weighted <= s_star
     assert memory_bank.reweighted(distance, index, queries, num_neighbors=1) == s_star
+
+
+def test_reweighting_a_batch_equals_each_image_alone_and_the_papers_formula():
+    generator = torch.Generator().manual_seed(5)
+    memory_bank = bank.MemoryBank(torch, torch.randn(300, 8, generator=generator))
+    queries = torch.randn(4, 30, 8, generator=generator) * 2
+    distance, index = memory_bank.nearest(queries.reshape(-1, 8))
+    distance, index = distance.view(4, 30), index.view(4, 30)
+    together = memory_bank.reweighted(distance, index, queries, num_neighbors=9)
+    for i in range(4):
+        alone = memory_bank.reweighted(distance[i], index[i], queries[i], num_neighbors=9)
+        worst = int(distance[i].argmax())
+        m_star = memory_bank.features[index[i, worst]]
+        neighbours = torch.cdist(m_star[None], memory_bank.features)[0].topk(9, largest=False).indices
+        to_test = (memory_bank.features[neighbours] - queries[i, worst]).norm(dim=1)
+        paper = (1 - torch.exp(distance[i, worst]) / torch.exp(to_test).sum()) * distance[i, worst]
+        assert torch.allclose(together[i], alone, rtol=1e-6) and torch.allclose(alone, paper, rtol=1e-5)
+
+
+def test_maps_finished_on_the_device_agree_with_the_cpu_path(fitted, data):
+    # The GPU path (device_maps), run here on the CPU tensors: the same verdicts, maps to float rounding.
+    images = [load_rgb(data["good"].image), load_rgb(data["bad"].image)]
+    images.append(images[1].resize((images[1].width // 2, images[1].height)))  # another size in the batch
+    on_host = fitted._score_group(images, on_device=False)
+    on_device = fitted._score_group(images, on_device=True)
+    for a, b in zip(on_host, on_device):
+        assert (a.score, a.flagged) == (b.score, b.flagged) and a.distance_map.shape == b.distance_map.shape
+        assert np.allclose(a.distance_map, b.distance_map, rtol=1e-4, atol=1e-3 * float(a.distance_map.max()))
+        assert np.abs(a.anomaly_map - b.anomaly_map).max() < 0.01
+        assert (a.region is None) == (b.region is None)
+        if a.region is not None:
+            assert (a.region != b.region).mean() < 0.002  # a pixel on the threshold may fall either side
+    assert on_device[1].flagged and on_device[1].region.any() and not on_device[0].flagged

@@ -6,7 +6,7 @@ import functools
 import threading
 from typing import Any
 
-from harness_patchcore.distances import nearest_squared
+from harness_patchcore.distances import chunk_elements, nearest_squared
 from harness_patchcore.search import CLUSTERED_SEARCH_FROM, GROUPED_SEARCH_MAX_FRACTION, ClusteredSearch
 
 
@@ -55,7 +55,8 @@ class MemoryBank:
                 distance, index = self._clustered.nearest(queries, squared)
                 self.grouped = self._clustered.compared_fraction <= GROUPED_SEARCH_MAX_FRACTION
             else:
-                distance, index = nearest_squared(torch, queries, squared, self.transposed, self.squared)
+                distance, index = nearest_squared(torch, queries, squared, self.transposed, self.squared,
+                                                  chunk_elements(self.features.device))
             return distance.clamp_min_(0.0).sqrt_(), index
 
     def reweighted(self, patch_distance: Any, patch_index: Any, queries: Any, num_neighbors: int) -> Any:
@@ -69,19 +70,25 @@ class MemoryBank:
         The weight lies in [1 - 1/b, 1): close to 1 when m* sits apart from
         its neighbours (a rare normal pattern, so the distance says more),
         lower when m* is in a dense region. ``num_neighbors`` <= 1 returns s*.
+        One image: (P,) distances and indices, (P, D) queries; a batch: (N, P)
+        and (N, P, D), scored together with no value leaving the device.
         """
+        if patch_distance.dim() == 1:
+            return self.reweighted(patch_distance[None], patch_index[None], queries[None], num_neighbors)[0]
         torch = self.torch
-        worst = int(torch.argmax(patch_distance))
-        s_star = patch_distance[worst]
+        images = torch.arange(patch_distance.shape[0], device=patch_distance.device)
+        worst = patch_distance.argmax(dim=1)
+        s_star = patch_distance[images, worst]
         b = min(num_neighbors, len(self))
         if b <= 1:
             return s_star
         with torch.inference_mode():
-            m_star = self.features[patch_index[worst]]
-            to_m_star = self.squared - 2.0 * (self.features @ m_star) + self.squared[patch_index[worst]]
-            support = torch.topk(to_m_star, b, largest=False).indices
-            m_test = queries[worst].float()
-            distances = (self.features[support] - m_test).norm(dim=1)
+            nearest_row = patch_index[images, worst]
+            m_star = self.features.index_select(0, nearest_row)  # (N, D)
+            to_m_star = self.squared[:, None] - 2.0 * (self.features @ m_star.T) + self.squared[nearest_row][None, :]
+            support = torch.topk(to_m_star, b, dim=0, largest=False).indices  # (b, N)
+            m_test = queries[images, worst].float()  # (N, D)
+            distances = (self.features[support] - m_test[None]).norm(dim=2)  # (b, N)
             # exp(s*) / sum(exp(d)) computed as exp(s* - logsumexp(d)) so large distances cannot overflow.
             weight = 1.0 - torch.exp(s_star - torch.logsumexp(distances, dim=0))
         return weight * s_star

@@ -41,7 +41,10 @@ def preprocess(image: Image.Image, image_size: int, crop_size: int) -> np.ndarra
 
 def to_batch(torch: Any, crops: list[np.ndarray], backbone: Any) -> Any:
     """Stack uint8 crops into a normalised (N, 3, C, C) batch on the backbone's device and dtype."""
-    pixels = torch.from_numpy(np.stack(crops)).to(backbone.device)
+    pixels = torch.from_numpy(np.stack(crops))
+    if str(backbone.device).startswith("cuda"):  # pinned, the copy runs while the host goes on
+        pixels = pixels.pin_memory()
+    pixels = pixels.to(backbone.device, non_blocking=True)
     batch = pixels.permute(0, 3, 1, 2).float().div_(255.0)
     mean = torch.tensor(backbone.mean, device=backbone.device).view(1, 3, 1, 1)
     std = torch.tensor(backbone.std, device=backbone.device).view(1, 3, 1, 1)

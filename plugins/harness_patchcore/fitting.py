@@ -113,14 +113,19 @@ def bank_of(torch: Any, every: Any, rows: Any) -> MemoryBank:
 
 def score_features(torch: Any, bank: MemoryBank, patch_features: Any, o: PatchCoreOptions) -> tuple[np.ndarray, np.ndarray]:
     """Image scores (n,) and smoothed crop maps (n, C, C) for patch features (n, h, w, d)."""
+    scores, maps = score_features_on_device(torch, bank, patch_features, o)
+    return scores.float().cpu().numpy(), maps.float().cpu().numpy()
+
+
+def score_features_on_device(torch: Any, bank: MemoryBank, patch_features: Any, o: PatchCoreOptions) -> tuple[Any, Any]:
+    """`score_features` as tensors on the bank's device: nothing leaves it."""
     count, height, width, dim = patch_features.shape
     flat = patch_features.reshape(count, height * width, dim)
     distance, index = bank.nearest(flat.reshape(-1, dim))
     distance = distance.view(count, height * width)
     index = index.view(count, height * width)
-    scores = torch.stack([bank.reweighted(distance[i], index[i], flat[i], o.num_neighbors) for i in range(count)])
-    maps = features.crop_maps(torch, distance.view(count, height, width), o.crop_size, o.smoothing_sigma)
-    return scores.float().cpu().numpy(), maps.float().cpu().numpy()
+    scores = bank.reweighted(distance, index, flat, o.num_neighbors)
+    return scores, features.crop_maps(torch, distance.view(count, height, width), o.crop_size, o.smoothing_sigma)
 
 
 def fit_model(

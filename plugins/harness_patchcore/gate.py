@@ -45,13 +45,15 @@ from PIL import Image
 from harness.gates import FittedGate, Gate
 from harness.types import Category, GateResult, Sample
 
-from harness_patchcore import cache, features
+from harness_patchcore import cache, device_maps, features
 from harness_patchcore.backbones import CPU_BFLOAT16_BACKBONES, Backbone, load_backbone
 from harness_patchcore.calibration import QuantileRule
-from harness_patchcore.fitting import batch_size, batched, fit_model, score_features
+from harness_patchcore.fitting import batch_size, batched, fit_model, score_features_on_device
 from harness_patchcore.bank import MemoryBank
 from harness_patchcore.options import FIT_OPTIONS, PatchCoreOptions
-from harness_patchcore.runtime import import_torch, native_cpu_bfloat16, prepare_device, scoring_workers, usable_cpus
+from harness_patchcore.runtime import (
+    exact_float32_matmul, import_torch, native_cpu_bfloat16, prepare_device, scoring_workers, usable_cpus,
+)
 
 #: A flagged image with no pixel above the pixel threshold is outlined around its top pixels.
 FALLBACK_TOP_FRACTION = 0.01
@@ -146,7 +148,8 @@ class PatchCoreGate(Gate):
                 model.record(cache_status="hit", fit_seconds=time.perf_counter() - started, timings=timings)
                 return model
 
-        fit = fit_model(torch, backbone, o, device, train, timings)
+        with exact_float32_matmul(torch):
+            fit = fit_model(torch, backbone, o, device, train, timings)
         model = FittedPatchCore(torch, backbone, o, device, fit.bank, fit.projection, fit.calibration)
         status = "off"
         if o.cache:
@@ -232,13 +235,21 @@ class FittedPatchCore(FittedGate):
             "timings": {name: round(value, 3) for name, value in timings.items()},
             "cache": cache_status,
             "device": self.device,
-            "precision": f"{str(self.backbone.dtype).removeprefix('torch.')} features",  # distances: float32
+            "precision": self.precision(),
             "backbone": o.backbone,
             "backbone_weights": str(self.backbone.weights),
         }
 
     def info(self) -> dict[str, Any]:
         return dict(self._info)
+
+    def precision(self) -> str:
+        """What the numbers were computed in, for run.json: features, distances, and TF32 on a GPU."""
+        stated = f"{str(self.backbone.dtype).removeprefix('torch.')} features, float32 distances"
+        if self.device == "cpu":
+            return stated
+        convolutions = "on" if self.torch.backends.cudnn.allow_tf32 else "off"
+        return f"{stated}; TF32 off for distances, {convolutions} in the backbone's convolutions"
 
     @property
     def batch_size(self) -> int:
@@ -262,13 +273,29 @@ class FittedPatchCore(FittedGate):
             results.extend(self._score_group(group))
         return results
 
-    def _score_group(self, group: Sequence[Image.Image]) -> list[PatchCoreResult]:
+    def _score_group(self, group: Sequence[Image.Image], on_device: bool | None = None) -> list[PatchCoreResult]:
+        """One batch; its maps finished on the device (`device_maps`) on a GPU, by PIL and numpy on a CPU."""
         o, torch = self.options, self.torch
         crops = [features.preprocess(image, o.image_size, o.crop_size) for image in group]
         batch = features.to_batch(torch, crops, self.backbone)
         patch_features = features.embed(torch, self.backbone, batch, self.projection)
-        scores, maps = score_features(torch, self.bank, patch_features, o)
-        return [self._result(float(s), m, image.size) for s, m, image in zip(scores, maps, group)]
+        with exact_float32_matmul(torch):
+            scores, maps = score_features_on_device(torch, self.bank, patch_features, o)
+        scores = scores.float().cpu().numpy()
+        if not (self.device != "cpu" if on_device is None else on_device):
+            maps = maps.float().cpu().numpy()
+            return [self._result(float(s), m, image.size) for s, m, image in zip(scores, maps, group)]
+        results: list[PatchCoreResult | None] = [None] * len(group)
+        for size in dict.fromkeys(image.size for image in group):  # usually one size a batch
+            rows = [i for i, image in enumerate(group) if image.size == size]
+            full = device_maps.maps_at_size(torch, maps[rows], o.image_size, size, self.normal_level)
+            flagged = [float(scores[i]) > self.threshold for i in rows]
+            finished = device_maps.finished_maps(torch, full, flagged, self.pixel_threshold, self.normal_level,
+                                                 FALLBACK_TOP_FRACTION)
+            for i, is_flagged, (distances, region, display) in zip(rows, flagged, finished):
+                results[i] = PatchCoreResult(score=float(scores[i]), flagged=is_flagged, threshold=self.threshold,
+                                             anomaly_map=display, region=region, distance_map=distances, score_map=distances)
+        return results
 
     def _result(self, score: float, crop_map: np.ndarray, size: tuple[int, int]) -> PatchCoreResult:
         full = features.to_original(crop_map, self.options.image_size, size, fill=self.normal_level)

@@ -7,6 +7,7 @@ is a `HarnessError` with the pip command that installs it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -97,6 +98,20 @@ def scoring_workers(torch: ModuleType) -> ThreadPoolExecutor:
             torch.set_num_threads(previous)
             _scoring_workers = pool
         return _scoring_workers
+
+
+@contextlib.contextmanager
+def exact_float32_matmul(torch: ModuleType):
+    """Matrix products in full float32 inside the block: on a GPU, TF32 (10 mantissa bits) would move
+    nearest-neighbour distances by about 1e-3 relative, enough to reorder close scores. PyTorch's default
+    is off already; this holds even when a program (or a model backend) turned it on."""
+    matmul = torch.backends.cuda.matmul
+    previous = matmul.allow_tf32
+    matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        matmul.allow_tf32 = previous
 
 
 def prepare_device(requested: str) -> str:

@@ -1,0 +1,213 @@
+"""The GPU check: what a lent GPU machine runs once, in a few minutes, printing one table.
+
+    python benchmarks/gpu_check.py                       # bottle-sized synthetic images (900x900 PNG)
+    python benchmarks/gpu_check.py --data-root DATA --category bottle   # real MVTec-AD images
+
+1. the CUDA tests (tests/test_patchcore.py and tests/test_hf.py, ``-k cuda``);
+2. the patchcore gate on each device (cpu; cuda in float32 and float16 when there is one): fit time,
+   test images/s one by one (``score``) and batched as ``harness run`` scores them (images decoded
+   on one thread per core, ``score_batch`` in the gate's batches), decoding included in both; every
+   GPU clock read after ``torch.cuda.synchronize()``; GPU memory as the allocator's peak
+   (``max_memory_allocated``), what it reserved (``max_memory_reserved``) and what the driver says
+   the device uses (``mem_get_info``);
+3. CPU/CUDA agreement: the largest relative score difference, verdicts that differ, image AUROC each;
+4. the hf backend on a tiny random Qwen2-VL (built from a config, as the tests do) in bfloat16:
+   one answer generated on the GPU (on the CPU without one).
+
+Without a GPU every CUDA row says so and the CPU rows still run (a dry run of the script). Nothing
+is downloaded. ``--json FILE`` writes the rows too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # tiny_vlms
+
+from harness.images import load_rgb  # noqa: E402
+from harness.plugins import load_registry  # noqa: E402
+from harness.scoring.gate_metrics import auroc  # noqa: E402
+from harness.types import Category  # noqa: E402
+from harness_patchcore import PatchCoreGate, PatchCoreOptions  # noqa: E402
+from harness_patchcore.runtime import usable_cpus  # noqa: E402
+
+SIDE = 900  # bottle's images are 900 x 900
+
+
+def synthetic_category(folder: Path, images: int) -> Category:
+    """The demo's ``tile`` category, its images enlarged to bottle's size and its test set repeated to ``images``."""
+    from harness_datasets import demo
+
+    root = folder / "demo"
+    per_defect = max(1, images // 8)
+    demo.write_demo_tree(root, seed=0, counts=demo.DemoCounts(train=40, good=per_defect, per_defect=per_defect))
+    for path in root.rglob("*.png"):
+        with Image.open(path) as image:
+            resample = Image.Resampling.NEAREST if image.mode in ("1", "L") and "ground_truth" in path.parts else Image.Resampling.BILINEAR
+            image.resize((SIDE, SIDE), resample).save(path)
+    return load_registry().get("benchmarks", "folder").obj.load(root, ["tile"]).categories[0]
+
+
+def real_category(data_root: Path, name: str) -> Category:
+    return load_registry().get("benchmarks", "mvtec-ad").obj.load(data_root, [name]).categories[0]
+
+
+def synchronize(torch) -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def gpu_memory(torch) -> dict:
+    if not torch.cuda.is_available():
+        return {}
+    free, total = torch.cuda.mem_get_info()
+    return {"allocated_peak_mb": torch.cuda.max_memory_allocated() / 2**20,
+            "reserved_peak_mb": torch.cuda.max_memory_reserved() / 2**20,
+            "driver_used_mb": (total - free) / 2**20}
+
+
+def measure_gate(category: Category, device: str, half: bool) -> dict:
+    """Fit, then score every test image one by one and batched; both with decoding, clocks synchronised."""
+    import torch
+
+    if device == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    options = PatchCoreOptions(device=device, half_precision=half, cache=False)
+    started = time.perf_counter()
+    fitted = PatchCoreGate(options).fit(category)
+    synchronize(torch)
+    fit_s = time.perf_counter() - started
+    samples = list(category.test_samples)
+
+    fitted.score(samples[0], load_rgb(samples[0].image))  # warm-up: kernels chosen, search groups built
+    synchronize(torch)
+    started = time.perf_counter()
+    alone = [fitted.score(sample, load_rgb(sample.image)) for sample in samples]
+    synchronize(torch)
+    one_by_one_s = time.perf_counter() - started
+
+    size = fitted.batch_size
+    started = time.perf_counter()
+    together = []
+    with ThreadPoolExecutor(usable_cpus()) as decoders:
+        decoded = decoders.map(load_rgb, [s.image for s in samples])  # decoding runs ahead of the scoring
+        batch: list = []
+        for image in decoded:
+            batch.append(image)
+            if len(batch) == size:
+                together.extend(fitted.score_batch(samples[len(together) : len(together) + size], batch))
+                batch = []
+        if batch:
+            together.extend(fitted.score_batch(samples[len(together) :], batch))
+    synchronize(torch)
+    batched_s = time.perf_counter() - started
+
+    labels = np.array([s.is_anomalous for s in samples])
+    return {
+        "device": device, "precision": fitted.info()["precision"], "images": len(samples), "batch": size,
+        "fit_s": fit_s, "one_by_one_per_s": len(samples) / one_by_one_s, "batched_per_s": len(samples) / batched_s,
+        "image_auroc": auroc(labels, np.array([r.score for r in together])),
+        "batch_vs_alone_max_rel": max(abs(a.score - b.score) / max(abs(a.score), 1e-12) for a, b in zip(alone, together)),
+        "scores": [r.score for r in together], "flagged": [bool(r.flagged) for r in together],
+        **gpu_memory(torch),
+    }
+
+
+def agreement(cpu: dict, other: dict) -> dict:
+    a, b = np.array(cpu["scores"]), np.array(other["scores"])
+    return {"max_rel_score_diff": float(np.max(np.abs(a - b) / np.maximum(np.abs(a), 1e-12))),
+            "verdicts_differ": int(sum(x != y for x, y in zip(cpu["flagged"], other["flagged"])))}
+
+
+def cuda_tests() -> str:
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_patchcore.py", "tests/test_hf.py",
+               "-k", "cuda", "-rs"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    return lines[-1] if lines else f"pytest exited {done.returncode}: {done.stderr[-300:]}"
+
+
+def hf_tiny_bfloat16(folder: Path, device: str) -> str:
+    """One answer of a tiny random Qwen2-VL in bfloat16 through the hf plugin; its time and where it ran."""
+    import tiny_vlms
+    from harness.types import ClassInfo, ImagePart, Message, Prompt, TextPart
+    from harness_hf import HFClassifier, HFOptions
+
+    model_dir = tiny_vlms.build("qwen2_vl", folder / "qwen2_vl")
+    classifier = HFClassifier(str(model_dir), HFOptions(device=device, dtype="bfloat16", max_new_tokens=8))
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    prompt = Prompt(template="check", messages=[Message("user", [ImagePart("query", image, "q"), TextPart("Which defect?")])],
+                    candidates=[ClassInfo("crack", "crack")], hash="h", request_hash="r")
+
+    async def one():
+        try:
+            started = time.perf_counter()
+            response = await classifier.classify(prompt)
+            return time.perf_counter() - started, response
+        finally:
+            await classifier.aclose()
+
+    seconds, response = asyncio.run(one())
+    return f"answered in {seconds:.2f} s on {device} in bfloat16 ({len(response.text)} characters)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-root", type=Path, help="MVTec-AD root; default: synthetic bottle-sized images")
+    parser.add_argument("--category", default="bottle")
+    parser.add_argument("--images", type=int, default=200, help="synthetic test images [default: 200]")
+    parser.add_argument("--skip-cpu", action="store_true", help="measure the GPU only (the CPU rows take longest)")
+    parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    cuda = torch.cuda.is_available()
+    print(f"torch {torch.__version__}; " + (f"CUDA {torch.version.cuda}, {torch.cuda.get_device_name()}, "
+          f"TF32 matmul {torch.backends.cuda.matmul.allow_tf32}, cuDNN TF32 {torch.backends.cudnn.allow_tf32}"
+          if cuda else "no CUDA device: the CUDA rows are skipped"))
+    report: dict = {"cuda_tests": cuda_tests() if cuda else "skipped: no CUDA device"}
+    print(f"CUDA tests: {report['cuda_tests']}")
+    with tempfile.TemporaryDirectory(prefix="gpu-check-") as scratch:
+        folder = Path(scratch)
+        category = real_category(args.data_root, args.category) if args.data_root else synthetic_category(folder, args.images)
+        runs = [] if args.skip_cpu else [("cpu", False)]
+        runs += [("cuda", False), ("cuda", True)] if cuda else []
+        rows = [measure_gate(category, device, half) for device, half in runs]
+        report["hf"] = hf_tiny_bfloat16(folder, "cuda" if cuda else "cpu")
+    print(f"\n{category.name}: {len(category.test_samples)} test images, {len(category.train_images)} training images")
+    header = (f"{'device':<6} {'precision':<44} {'batch':>5} {'fit s':>6} {'1-by-1/s':>9} {'batched/s':>9} "
+              f"{'AUROC':>6} {'batch~1':>8} {'alloc MB':>9} {'resv MB':>8} {'driver MB':>9}")
+    print(header + "\n" + "-" * len(header))
+    for r in rows:
+        memory = "".join(f" {r[k]:>9.0f}" if k in r else f" {'-':>9}" for k in ("allocated_peak_mb", "reserved_peak_mb", "driver_used_mb"))
+        print(f"{r['device']:<6} {r['precision'][:44]:<44} {r['batch']:>5} {r['fit_s']:>6.1f} {r['one_by_one_per_s']:>9.1f} "
+              f"{r['batched_per_s']:>9.1f} {r['image_auroc']:>6.3f} {r['batch_vs_alone_max_rel']:>8.1e}{memory}")
+    cpu_row = next((r for r in rows if r["device"] == "cpu"), None)
+    for r in rows:
+        if cpu_row is not None and r is not cpu_row:
+            found = agreement(cpu_row, r)
+            r["agreement_with_cpu"] = found
+            print(f"cpu vs {r['precision'][:20]}: scores within {found['max_rel_score_diff']:.1e} relative, "
+                  f"{found['verdicts_differ']} verdicts differ")
+    print(f"hf: {report['hf']}")
+    if args.json:
+        args.json.write_text(json.dumps({**report, "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
