@@ -203,3 +203,17 @@ def test_prompt_pictures_behave_as_a_mapping():
     pictures["late"] = Image.new("RGB", (3, 3))
     del pictures["query"]
     assert list(pictures) == ["late"] and pictures["late"].size == (3, 3)
+
+
+def test_groups_larger_than_the_samples_in_flight_still_finish(small_tree, tmp_path, monkeypatch):
+    # Three groups of 4 being prepared need 12 places; with 8 allowed the run would wait for itself.
+    monkeypatch.setattr("harness.run.runner._preparation_threads", lambda: 1)
+    monkeypatch.setattr("harness.run.runner.MAX_SAMPLES_IN_FLIGHT", 8)
+    config = RunConfig(benchmark="folder", data_root=small_tree, gate="oracle", models=["random"],
+                       results_dir=tmp_path / "results", run_id="r", use_cache=False)
+    outcome = []
+    worker = threading.Thread(target=lambda: outcome.append(Run(config, plugins.load_registry()).execute()), daemon=True)
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive(), "the run waited for itself"
+    assert outcome[0].run["status"] == "finished" and len(outcome[0].records) == 36

@@ -40,7 +40,7 @@ from harness.run.sampling import reference_path  # noqa: F401  (importable from 
 from harness.run.stages import CategoryInputs, PreparedSample, classify, fit_gate, prepare_batch, read_reference, read_support
 from harness.types import Category, Sample
 
-#: Samples prepared ahead of the model calls; bounds the images held in memory.
+#: Samples prepared ahead of the model calls (more when GROUPS_AHEAD groups need more); bounds the images held.
 MAX_SAMPLES_IN_FLIGHT = 64
 #: Groups of samples being prepared at once: one decoded, one scored by the gate, one drawn.
 GROUPS_AHEAD = 3
@@ -181,7 +181,11 @@ class Run:
         pending = self._pending(category.test_samples)
         total = len(category.test_samples)
         done = total - len(pending)  # resumed runs start part-way
-        in_flight = asyncio.Semaphore(MAX_SAMPLES_IN_FLIGHT)
+        # Groups of samples, a few for every thread (or the gate's batch), prepared GROUPS_AHEAD at a time
+        # (one read while another is scored and a third drawn); their records follow in the samples' order.
+        # The groups being prepared hold their places until their records start: room for all of them.
+        size = max(4 * self._thread_count, fitted.batch_size)
+        in_flight = asyncio.Semaphore(max(MAX_SAMPLES_IN_FLIGHT, GROUPS_AHEAD * size))
         tasks: list[asyncio.Task] = []
         self.progress(category.name, done, total)
 
@@ -212,9 +216,6 @@ class Run:
                 made = iter(await asyncio.to_thread(self._prepare, fresh, await inputs))
             return [prepared if prepared is not None else next(made) for prepared in recalled]
 
-        # Groups of samples, a few for every thread (or the gate's batch), prepared GROUPS_AHEAD at a time
-        # (one read while another is scored and a third drawn); their records follow in the samples' order.
-        size = max(4 * self._thread_count, min(fitted.batch_size, MAX_SAMPLES_IN_FLIGHT // GROUPS_AHEAD))
         preparing: deque[asyncio.Task] = deque()
         try:
             for start in range(0, len(pending), size):
