@@ -72,6 +72,7 @@ def test_first_party_plugins_come_through_entry_points(registry):
     assert group["baselines"] == "harness_baselines"
     assert group["prompts"] == "harness_prompts"
     assert group["imported"] == "harness_imported" and group["classfiles"] == "harness_classfiles"
+    assert group["cachetools"] == "harness_cachetools"
     # without entry points only the core's own built-ins remain
     bare = load_registry(entry_points=False)
     assert set(bare.gates) == {"oracle", "none"}

@@ -145,7 +145,7 @@ def test_describe_plugins_without_entry_points_has_only_the_builtin():
 
 def test_the_core_commands_come_through_register_commands_like_a_plugins():
     infos = describe_plugins(load_registry(entry_points=False))
-    assert infos[0].registers["commands"] == ["act", "cache", "compare", "plugins"]
+    assert infos[0].registers["commands"] == ["act", "compare", "plugins"]
 
 
 def test_the_report_command_comes_from_the_first_party_report_plugin():
@@ -154,14 +154,15 @@ def test_the_report_command_comes_from_the_first_party_report_plugin():
     assert infos["report"].registers == {"commands": ["report"]}
 
 
-def test_score_and_classes_come_from_first_party_plugins_through_entry_points():
+def test_score_classes_and_cache_come_from_first_party_plugins_through_entry_points():
     infos = {info.name: info for info in describe_plugins(load_registry())}
     assert infos["imported"].registers == {"commands": ["score"]}
     assert infos["classfiles"].registers == {"commands": ["classes"]}
-    assert infos["imported"].distribution == infos["classfiles"].distribution == "anomaly-harness"
+    assert infos["cachetools"].registers == {"commands": ["cache"]}
+    assert {infos[name].distribution for name in ("imported", "classfiles", "cachetools")} == {"anomaly-harness"}
 
 
-@pytest.mark.parametrize("name", ["score", "classes"])
+@pytest.mark.parametrize("name", ["score", "classes", "cache"])
 def test_a_plugin_command_replaces_a_first_party_plugins_command_of_its_name(harness_plugins, capsys, name):
     @click.command(name=name)
     def mine():

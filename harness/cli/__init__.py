@@ -1,6 +1,6 @@
 """The ``harness`` command line: the group and ``run``/``list``/``leaderboard`` (`harness.cli.main`), and
-one module per other core command (compare, act, score, plugins, cache, classes), which the
-core's own plugin (`harness.builtin`) registers through ``register_commands`` as any plugin would.
+one module per other core command (compare, act, plugins), which the core's own plugin
+(`harness.builtin`) registers through ``register_commands`` as any plugin would.
 """
 
 from harness.cli.main import cli, main

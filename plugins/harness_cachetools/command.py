@@ -10,7 +10,7 @@ from rich.table import Table
 
 from harness.cli.main import out as _out
 from harness.run.cache import default_path
-from harness.run.cache_inventory import Inventory, endpoint_label, open_existing, select, take_inventory
+from harness_cachetools.inventory import Inventory, endpoint_label, open_existing, select, take_inventory
 
 
 @click.group(name="cache")
