@@ -37,15 +37,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from harness.errors import HarnessError
 from harness.types import Prompt
 
-if TYPE_CHECKING:
-    from harness_hf.vlm import LocalVLM
+#: A loaded `harness_hf.vlm.LocalVLM` (not imported here: that module imports this one).
+LocalVLM = Any
 
 
 @dataclass
