@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from harness.classifiers import Capabilities, Classifier, ClassifierOptions
 from harness.errors import HarnessError
@@ -20,7 +20,8 @@ from harness.types import Prompt, Response
 
 from harness_hf.batching import MicroBatcher
 from harness_hf.checkpoint import files_fingerprint, require_backend, resolve_checkpoint
-from harness_hf.devices import resolve_device, resolve_dtype
+from harness_hf.devices import check_attention, check_device_map, resolve_device, resolve_dtype
+from harness_hf.placement import ATTENTION, PLANNED, parse_device_map, parse_max_memory
 
 DEFAULT_BATCH_SIZE = 4
 
@@ -31,6 +32,18 @@ class HFOptions(ClassifierOptions):
     device: str = Field(
         "auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$",
         description="where the model runs: auto (cuda when available, else cpu), cpu, cuda, cuda:N or mps",
+    )
+    device_map: str | dict[str, str] | None = Field(
+        None,
+        description="place the model by module instead of on one device (needs accelerate): auto, balanced, "
+        "balanced_low_0 or sequential spread it over the GPUs (then the cpu) by size; a device (cuda:1) loads it "
+        "straight there; a map {module name = device} places each module. None: load, then move to `device`",
+    )
+    max_memory: dict[str, str | int] | None = Field(
+        None, description='with a planned device_map: most memory per device, e.g. {"0" = "70GiB", "cpu" = "100GiB"}',
+    )
+    attn_implementation: Literal[ATTENTION] | None = Field(  # type: ignore[valid-type]
+        None, description=f"attention kernel: {', '.join(ATTENTION)}; None: transformers' default (sdpa where supported)",
     )
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         "auto", description="weights and activations: auto is bfloat16 on GPUs that support it, else float16; float32 on cpu",
@@ -43,8 +56,8 @@ class HFOptions(ClassifierOptions):
     max_new_tokens: int = Field(16, ge=1, description="generate mode: most tokens generated per answer")
     batch_size: int = Field(
         DEFAULT_BATCH_SIZE, ge=1,
-        description="generate mode: prompts decoded together in one batch; score mode: prompts taken together "
-        "(each is one forward pass over all its candidates)",
+        description="prompts run together in one batch (score mode: their prompts in one forward pass, then all "
+        "their candidates' answers in one more, from the prompts' cached keys and values)",
     )
     batch_wait_ms: float = Field(10.0, ge=0, description="how long the first request of a batch waits for others")
     max_image_side: int | None = Field(
@@ -75,6 +88,25 @@ class HFOptions(ClassifierOptions):
         1, ge=1, description="attempts per request; a local model's errors are not transient, so 1",
     )
 
+    @field_validator("device_map", mode="before")
+    @classmethod
+    def _device_map(cls, value: Any) -> Any:
+        return parse_device_map(value)
+
+    @field_validator("max_memory", mode="before")
+    @classmethod
+    def _max_memory(cls, value: Any) -> Any:
+        return parse_max_memory(value)
+
+    @model_validator(mode="after")
+    def _placement_is_consistent(self) -> "HFOptions":
+        if self.device_map is not None and self.device != "auto":
+            raise ValueError(f"set device ({self.device!r}) or device_map ({self.device_map!r}), not both: "
+                             "a device_map places the model itself")
+        if self.max_memory is not None and self.device_map not in PLANNED:
+            raise ValueError(f"max_memory only applies with device_map = one of {', '.join(PLANNED)}")
+        return self
+
     @model_validator(mode="before")
     @classmethod
     def _concurrency_fills_batches(cls, data: Any) -> Any:
@@ -104,8 +136,14 @@ class HFClassifier(Classifier):
         self.checkpoint = resolve_checkpoint(model_id)
         self._files = files_fingerprint(self.checkpoint.directory)
         # Resolved now (this imports torch), so a device that is not there fails the run before it starts.
-        self.device = resolve_device(options.device)
-        self.dtype = resolve_dtype(options.dtype, self.device)
+        if options.device_map is None:
+            self.device: str | None = resolve_device(options.device)
+            dtype_device = self.device
+        else:
+            self.device = None  # known once loaded: where the input embeddings are
+            dtype_device = check_device_map(options.device_map)
+        self.dtype = resolve_dtype(options.dtype, dtype_device)
+        check_attention(options.attn_implementation, dtype_device)
         self.capabilities = Capabilities(max_images=options.max_images, can_score_options=True)
         self._vlm = None
         self._load_error: HarnessError | None = None
@@ -152,11 +190,13 @@ class HFClassifier(Classifier):
             "options": self.options.model_dump(),
             "checkpoint": str(self.checkpoint.directory),
             "revision": self.checkpoint.revision,
-            "device": self.device,
+            "device": self.device if self.options.device_map is None else "set by device_map",
+            "device_map": self.options.device_map,
             "dtype": self.dtype,
         }
-        if self._vlm is not None:
-            described.update(self._vlm.info())
+        vlm = self._vlm
+        if vlm is not None:
+            described.update(vlm.info())
         return described
 
     # ------------------------------------------------------- in the batch worker's thread
@@ -171,8 +211,10 @@ class HFClassifier(Classifier):
                 from harness_hf import vlm
 
                 self._vlm = vlm.LocalVLM(
-                    self.checkpoint, device=self.device, dtype=self.dtype,
+                    self.checkpoint, device=self.device or "cpu", dtype=self.dtype,
                     max_image_side=self.options.max_image_side, trust_remote_code=self.options.trust_remote_code,
+                    device_map=self.options.device_map, max_memory=self.options.max_memory,
+                    attn_implementation=self.options.attn_implementation,
                 )
             except HarnessError as error:
                 self._load_error = error
@@ -185,7 +227,7 @@ class HFClassifier(Classifier):
     def _run_batch(self, prompts: list[Prompt]) -> list[Response | Exception]:
         model = self._loaded()
         if self.options.mode == "score":
-            return [self._score_one(model, prompt) for prompt in prompts]
+            return self._score_batch(model, prompts)
         try:
             generations = model.generate(prompts, self.options.max_new_tokens)
         except Exception:
@@ -202,13 +244,32 @@ class HFClassifier(Classifier):
             return error
         return Response(text=g.text, tokens_in=g.tokens_in, tokens_out=g.tokens_out)
 
-    def _score_one(self, model, prompt: Prompt) -> Response | Exception:
-        if not prompt.candidates:
-            return HarnessError("option scoring needs candidate classes; the prompt has none")
+    def _score_batch(self, model, prompts: list[Prompt]) -> list[Response | Exception]:
+        results: list[Response | Exception] = [
+            HarnessError("option scoring needs candidate classes; the prompt has none") for _ in prompts
+        ]
+        scorable = [i for i, prompt in enumerate(prompts) if prompt.candidates]
         try:
-            scored = model.score(prompt, self.options.score_normalization)
+            scored = model.score_batch([prompts[i] for i in scorable], self.options.score_normalization)
+        except Exception as error:
+            if len(scorable) <= 1:
+                scored = [error] * len(scorable)
+            else:
+                # One bad prompt (or a batch too big for memory) must not fail the others: retry them one by one.
+                scored = [self._score_alone(model, prompts[i]) for i in scorable]
+        for i, outcome in zip(scorable, scored):
+            results[i] = outcome if isinstance(outcome, Exception) else self._scored_response(prompts[i], outcome)
+        return results
+
+    def _score_alone(self, model, prompt: Prompt):
+        try:
+            (scored,) = model.score_batch([prompt], self.options.score_normalization)
         except Exception as error:
             return error
+        return scored
+
+    @staticmethod
+    def _scored_response(prompt: Prompt, scored) -> Response:
         best = max(prompt.candidates, key=lambda c: scored.scores[c.key])
         # Nothing is generated: the answer is the best-scoring candidate's name.
         return Response(text=best.name, tokens_in=scored.tokens_in, tokens_out=0, option_scores=scored.scores)

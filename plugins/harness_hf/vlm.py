@@ -10,16 +10,22 @@ Two ways to answer a prompt:
   every prompt's last token sits at the same position and generation continues
   all of them in step. Padding is masked, so a prompt's answer does not depend
   on what it was batched with (up to floating-point rounding).
-- `LocalVLM.score`: the log-likelihood of each candidate class name as the
-  assistant's answer, for all candidates of a prompt in one right-padded forward
-  pass. See `LocalVLM.score` for what exactly is scored and why it is summed.
+- `LocalVLM.score_batch`: the log-likelihood of each candidate class name as
+  the assistant's answer; each prompt and its images are encoded once and every
+  candidate is scored from that prompt's cached keys and values. See
+  `harness_hf.scoring` for what exactly is scored and why it is summed.
+
+Placement: without a ``device_map`` the model is loaded, then moved to one
+device. With one, transformers (through accelerate) puts each module where the
+map says as it loads, possibly across several GPUs, and the model is not moved
+again; inputs go to the device of the input embeddings.
 """
 
 from __future__ import annotations
 
 import copy
+import gc
 import importlib.util
-import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +39,12 @@ from harness.errors import HarnessError
 from harness.types import ImagePart, Prompt
 from harness.visual import resize_for_prompt
 
+from harness_hf import scoring
 from harness_hf.checkpoint import Checkpoint
+from harness_hf.placement import from_pretrained_kwargs, map_problems
+from harness_hf.scoring import OptionScores
+
+__all__ = ["Generation", "LocalVLM", "OptionScores", "merge_system_messages"]
 
 # Text used to test whether a chat template renders a system message.
 _SYSTEM_PROBE = "SYSTEM-PROBE-7f3a"
@@ -48,27 +59,30 @@ class Generation:
     tokens_out: int  # generated tokens, up to and including the end-of-sequence token
 
 
-@dataclass
-class OptionScores:
-    """One scored prompt: candidate key -> log-likelihood score (higher is better)."""
-
-    scores: dict[str, float]
-    tokens_in: int
-
-
 class LocalVLM:
     """A processor and a model loaded from a checkpoint on disk, never from the network."""
 
     def __init__(self, checkpoint: Checkpoint, *, device: str = "cpu", dtype: str = "float32",
-                 max_image_side: int | None = None, trust_remote_code: bool = False):
-        """Load ``checkpoint`` onto ``device`` (resolved: cpu, cuda, cuda:N, mps) in ``dtype`` (a torch dtype name)."""
+                 max_image_side: int | None = None, trust_remote_code: bool = False,
+                 device_map: str | dict[str, str] | None = None, max_memory: dict[str, str | int] | None = None,
+                 attn_implementation: str | None = None):
+        """Load ``checkpoint`` in ``dtype`` (a torch dtype name) onto ``device`` (resolved: cpu, cuda, cuda:N,
+        mps), or, with a ``device_map`` (see `harness_hf.placement`), where the map puts each module."""
         self.checkpoint = checkpoint
-        self.device = device
         self.dtype = getattr(torch, dtype)
         self.max_image_side = max_image_side
+        self.device_map = device_map
+        loading = from_pretrained_kwargs(device_map, max_memory, attn_implementation)
         with hub_offline():
+            if isinstance(device_map, dict):
+                _check_map(checkpoint, device_map, trust_remote_code)
             self.processor = _load_processor(checkpoint, trust_remote_code)
-            self.model = _load_model(checkpoint, self.dtype, trust_remote_code).to(device).eval()
+            model = _load_model(checkpoint, self.dtype, trust_remote_code, loading)
+            self.model = (model if device_map is not None else model.to(device)).eval()
+        del model
+        # With a device map, the modules may be on several devices: the inputs start where the tokens are embedded.
+        self.device = str(self.model.get_input_embeddings().weight.device) if device_map is not None else device
+        self.devices = self._devices_used()
         self.tokenizer = getattr(self.processor, "tokenizer", None)
         if self.tokenizer is None:
             raise HarnessError(f"the processor of {checkpoint.source} has no tokenizer; the hf plugin needs one")
@@ -79,11 +93,22 @@ class LocalVLM:
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.convert_ids_to_tokens(min(self.stop_ids))
         self.system_role = self._renders_system_messages()
 
+    def _devices_used(self) -> dict[str, str]:
+        """Module name -> device, as transformers placed it (``hf_device_map``), or {"": device}."""
+        placed = getattr(self.model, "hf_device_map", None)
+        if not placed:
+            return {"": self.device}
+        # accelerate names a GPU by its index
+        return {module: f"cuda:{d}" if isinstance(d, int) else str(d) for module, d in placed.items()}
+
     def info(self) -> dict[str, Any]:
         """What was loaded, for the run's provenance."""
         return {
             "model_class": type(self.model).__name__,
             "loaded_dtype": str(self.model.dtype).removeprefix("torch."),
+            "input_device": self.device,
+            "devices": self.devices,
+            "attn_implementation": getattr(self.model.config, "_attn_implementation", None),
             "processor_class": type(self.processor).__name__,
             "system_role": "native" if self.system_role else "merged into the first user turn",
             "transformers": transformers.__version__,
@@ -91,8 +116,16 @@ class LocalVLM:
         }
 
     def close(self) -> None:
-        self.model = None
-        if self.device.startswith("cuda"):
+        """Drop the model, processor and tokenizer, and hand their GPU memory back to the device.
+
+        torch's caching allocator keeps freed blocks for reuse by this process;
+        ``empty_cache`` returns them, but only blocks no tensor holds any more,
+        so reference cycles (accelerate's hooks, the model's own submodule
+        references) are collected first.
+        """
+        self.model = self.processor = self.tokenizer = None
+        gc.collect()
+        if any(device.startswith("cuda") for device in self.devices.values()) and torch.cuda.is_available():
             torch.cuda.empty_cache()
 
     # --------------------------------------------------------------------------- prompts
@@ -139,12 +172,18 @@ class LocalVLM:
         kwargs: dict[str, Any] = {"text": texts, "padding": True, "padding_side": padding_side, "return_tensors": "pt"}
         if any(images):
             kwargs["images"] = images
-        # A template that writes the BOS token itself must not get a second one from the tokenizer
-        # (what processor.apply_chat_template(tokenize=True) does too).
-        bos = self.tokenizer.bos_token
-        if bos and texts[0].startswith(bos):
+        if not self.adds_special_tokens(texts[0]):
             kwargs["add_special_tokens"] = False
         return self.processor(**kwargs).to(self.device, self.dtype)
+
+    def adds_special_tokens(self, text: str) -> bool:
+        """False for a rendered prompt that already starts with the BOS token.
+
+        A template that writes the BOS token itself must not get a second one
+        from the tokenizer (what processor.apply_chat_template(tokenize=True) does too).
+        """
+        bos = self.tokenizer.bos_token
+        return not (bos and text.startswith(bos))
 
     # ------------------------------------------------------------------------ generation
 
@@ -181,83 +220,14 @@ class LocalVLM:
 
     # --------------------------------------------------------------------------- scoring
 
+    def score_batch(self, prompts: list[Prompt], normalization: str = "sum") -> list[OptionScores]:
+        """Log-likelihood of each candidate's name as the answer, for ``prompts`` together (see `harness_hf.scoring`)."""
+        return scoring.score_shared(self, prompts, normalization) if prompts else []
+
     def score(self, prompt: Prompt, normalization: str = "sum") -> OptionScores:
-        """Log-likelihood of each candidate's display name as the whole assistant answer.
-
-        For each candidate, the conversation is rendered with the name as the
-        assistant's reply, so the scored continuation is exactly what the chat
-        template writes after the generation prompt: the name and the
-        template's end-of-turn token (anything after the first stop token, such
-        as a newline, is not scored). Including the end-of-turn token makes the
-        score the log-probability of answering exactly this name and stopping,
-        so a name that is a prefix of another ("crack" / "crack edge") is not
-        favoured for being short, nor the longer one for continuing it.
-
-        ``normalization="sum"`` (the default) is that total log-probability,
-        log P(answer = name): choosing the highest is the exact maximum-likelihood
-        choice among the candidates. It is not unfair to longer names here,
-        because every name is listed in the prompt: once a name's first token is
-        chosen, its remaining tokens are nearly certain and cost little.
-        ``"mean"`` divides by the number of scored tokens (end-of-turn token
-        included); it no longer measures the probability of the answer, and it
-        favours multi-token names, whose easy later tokens raise the average.
-
-        All candidates run in one forward pass, right-padded (every sequence
-        starts at position 0; the padding after it cannot affect it), and
-        logits are computed only at the positions scored.
-        """
-        messages, images = self.conversation(prompt)
-        prompt_text = self.render(messages, add_generation_prompt=True)
-        continuations = []
-        for candidate in prompt.candidates:
-            answer = {"role": "assistant", "content": [{"type": "text", "text": candidate.name}]}
-            full = self.render(messages + [answer], add_generation_prompt=False)
-            # A template that renders an answer differently from its generation prompt: score the bare name.
-            continuations.append(full[len(prompt_text):] if full.startswith(prompt_text) else candidate.name)
-
-        prompt_ids = self._encode([prompt_text], [images], padding_side="right")["input_ids"][0].tolist()
-        inputs = self._encode([prompt_text + c for c in continuations], [images] * len(continuations), "right")
-        lengths = inputs["attention_mask"].sum(dim=1).tolist()
-        ids = inputs["input_ids"]
-        spans = [self._answer_span(ids[i, : lengths[i]].tolist(), prompt_ids) for i in range(len(continuations))]
-
-        first = min(start for start, _ in spans)
-        last = max(end for _, end in spans)
-        # The token at position p is predicted by the logits at p - 1.
-        keep = torch.arange(first - 1, last - 1, device=ids.device)
-        with torch.inference_mode():
-            try:
-                logits = self.model(**inputs, logits_to_keep=keep).logits
-            except TypeError:  # a model without logits_to_keep: compute all positions, then slice
-                logits = self.model(**inputs).logits[:, first - 1 : last - 1]
-            log_probs = torch.log_softmax(logits.float(), dim=-1)
-
-        scores = {}
-        for i, (candidate, (start, end)) in enumerate(zip(prompt.candidates, spans)):
-            targets = ids[i, start:end]
-            token_log_probs = log_probs[i, start - first : end - first].gather(-1, targets[:, None]).squeeze(-1)
-            total = float(token_log_probs.sum())
-            scores[candidate.key] = total / max(1, end - start) if normalization == "mean" else total
-            if math.isnan(scores[candidate.key]):
-                raise HarnessError(f"the model produced NaN log-probabilities for {candidate.name!r} (dtype {self.dtype})")
-        return OptionScores(scores, tokens_in=len(prompt_ids))
-
-    def _answer_span(self, row: list[int], prompt_ids: list[int]) -> tuple[int, int]:
-        """[start, end) of the answer tokens in ``row``: after the prompt, up to and including the first stop token."""
-        start = 0
-        for a, b in zip(row, prompt_ids):
-            if a != b:
-                break
-            start += 1
-        # Normally the row starts with the prompt's tokens exactly; if the tokenizer merged the
-        # last prompt token with the answer's first, that merged token is scored as answer.
-        start = max(1, min(start, len(row) - 1))
-        end = len(row)
-        for i in range(start, len(row)):
-            if row[i] in self.stop_ids:
-                end = i + 1
-                break
-        return start, end
+        """`score_batch` for one prompt."""
+        (scored,) = self.score_batch([prompt], normalization)
+        return scored
 
 
 def merge_system_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -295,13 +265,30 @@ def hub_offline():
         constants.HF_HUB_OFFLINE = previous
 
 
-def _load_model(checkpoint: Checkpoint, dtype: torch.dtype, trust_remote_code: bool):
+def _load_model(checkpoint: Checkpoint, dtype: torch.dtype, trust_remote_code: bool, loading: dict[str, Any]):
     try:
         return AutoModelForImageTextToText.from_pretrained(
-            checkpoint.source, local_files_only=True, dtype=dtype, trust_remote_code=trust_remote_code
+            checkpoint.source, local_files_only=True, dtype=dtype, trust_remote_code=trust_remote_code, **loading
         )
     except (OSError, ValueError, KeyError) as error:
         raise HarnessError(_load_failure("model", checkpoint, error)) from error
+
+
+def _check_map(checkpoint: Checkpoint, device_map: dict[str, str], trust_remote_code: bool) -> None:
+    """Check an explicit device map against the model's modules before any weight is read.
+
+    The model is built on the meta device (shapes, no memory) from its config.
+    """
+    try:
+        config = AutoConfig.from_pretrained(checkpoint.source, local_files_only=True, trust_remote_code=trust_remote_code)
+        with torch.device("meta"):
+            skeleton = AutoModelForImageTextToText.from_config(config, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError) as error:
+        raise HarnessError(_load_failure("model", checkpoint, error)) from error
+    problems = map_problems(device_map, [name for name, _ in skeleton.named_modules()],
+                            [name for name, _ in skeleton.named_parameters()])
+    if problems:
+        raise HarnessError(f"device_map does not fit {checkpoint.source} ({type(skeleton).__name__}): {'; '.join(problems)}")
 
 
 def _load_processor(checkpoint: Checkpoint, trust_remote_code: bool):
