@@ -21,9 +21,9 @@ class CsvWriter(ResultWriter):
     description = "samples.csv with one row per (sample, model)"
     #: The record fields shown (`harness.record.Record` names) and, between them, three flattened ones.
     columns = [
-        "sample_id", "category", "image", "true_label", "gate_score", "gate_flagged", "model", "served_model", "repeat",
-        "predicted_label", "answer_rule", "correct", "error", "error_transient", "outcome", "latency_s", "attempts",
-        "attempts_total", "tokens_in", "tokens_out", "cost_usd", "prompt_region",
+        "sample_id", "category", "image", "true_label", "gate_score", "gate_flagged", "model", "served_model", "replica",
+        "repeat", "predicted_label", "answer_rule", "correct", "error", "error_transient", "outcome", "latency_s",
+        "attempts", "attempts_total", "tokens_in", "tokens_out", "cost_usd", "prompt_region",
     ]
     flattened = ("gate_score", "gate_flagged", "prompt_region")
 

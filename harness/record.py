@@ -77,6 +77,9 @@ class Record:
     gate: GateVerdict | None
     model: str
     served_model: str | None  # the model name the server reported answering with
+    # Which of the model's replicas answered (several base URLs), without credentials; None with one server.
+    # Keyword-only so that it can sit beside served_model and still default to None (`Record.of` callers need not pass it).
+    replica: str | None = field(default=None, kw_only=True)
     # What the model was shown (None: no prompt, the gate passed the sample or nothing was asked).
     prompt: PromptRef | None
     prompt_images: dict[str, Any] | None  # harness.run.prompt_record's account of the prompt's images

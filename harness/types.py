@@ -169,6 +169,9 @@ class Response:
     served_model: str | None = None
     #: The backend constrained the reply to a JSON schema of the candidates (answer rule ``structured``).
     structured: bool = False
+    #: Which of a model's replicas answered (a hosted backend given several base URLs): its base URL without
+    #: credentials; None with a single server. Not part of what the model answered: no key includes it.
+    replica: str | None = None
 
 
 @dataclass

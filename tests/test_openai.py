@@ -436,7 +436,7 @@ def test_concurrent_requests_spread_over_a_few_clients_and_all_complete():
         try:
             return await asyncio.gather(*(dispatcher.call(make_prompt()) for _ in range(64)))
         finally:
-            lanes.append(len(clf._lanes.clients))
+            lanes.append(len(clf._lanes[0].clients))
             await clf.aclose()
 
     with LoopbackServer(always("crack"), latency_s=0.2) as server:

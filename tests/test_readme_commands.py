@@ -206,6 +206,9 @@ PLAN: dict[str, Run | Covered | Skip] = {
            "harness run --benchmark folder --data-root DATA --gate patchcore "
            "--models openai:gpt-4o,anthropic:claude-sonnet-4-5",
            "harness report RUN_ID -o report.html")},
+    "harness run --benchmark mvtec-ac --data-root DATA_ROOT --gate oracle --models openai:Qwen/Qwen2.5-VL-7B-Instruct":
+        Skip("needs vLLM servers of an open VLM on GPUs; tests/test_openai_replicas.py runs replicas as one model "
+             "against loopback servers"),
     "harness classes init DATA_ROOT --benchmark visa-ac": Covered(
         "tests/test_classes_layouts.py::test_visa_ac_on_a_partial_original_tree_lists_the_released_classes_and_says_it_is_partial"),
     "pip install ./examples/harness-echo":

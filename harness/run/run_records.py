@@ -63,6 +63,7 @@ class RecordBuilder:
             gate=None if gate is None else GateVerdict(self.gate.name, float(gate.score), bool(gate.flagged),
                                                        gate.threshold),
             served_model=usage.served_model if usage else None,
+            replica=usage.replica if usage else None,
             prompt=None if prompt is None else PromptRef(prompt.template, prompt.hash),
             prompt_images=record_field(prepared.images, prompt),
             repeat=repeat,

@@ -91,12 +91,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.testing.loopback", description=main.__doc__.splitlines()[0])
     parser.add_argument("--answer", default="ok", help="the answer text of every request (default: ok)")
     parser.add_argument("--latency-s", type=float, default=0.0, help="fixed service time per request")
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help="requests served at once; the others wait (default: no bound)")
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: an ephemeral one)")
     parser.add_argument("--max-seconds", type=float, default=600.0, help="stop after this long (default: 600)")
     parser.add_argument("--max-requests", type=int, default=None, help="stop after this many requests")
     args = parser.parse_args(argv)
     server = LoopbackServer(args.answer, latency_s=args.latency_s, port=args.port,
-                            max_requests=args.max_requests, max_seconds=args.max_seconds).start()
+                            max_requests=args.max_requests, max_seconds=args.max_seconds,
+                            concurrency=args.concurrency).start()
     signal.signal(signal.SIGTERM, lambda *_: server._expired.set())
     print(server.url, flush=True)
     try:

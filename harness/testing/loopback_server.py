@@ -86,16 +86,22 @@ class LoopbackServer:
     """A scripted OpenAI/Anthropic-compatible HTTP server on 127.0.0.1 (see the module docstring).
 
     ``latency_s`` is added before every answer and error (not before hangs and
-    resets), as the fixed service time of a throughput benchmark. The server
-    stops by itself after ``max_requests`` requests (None: no limit) or
+    resets), as the fixed service time of a throughput benchmark. ``concurrency``
+    bounds the requests served at once (None: no bound); the others wait their
+    turn, as on a GPU server that holds only so many requests at a time, so one
+    server cannot absorb any load a client sends. The server stops by itself after ``max_requests`` requests (None: no limit) or
     ``max_seconds`` seconds. A responder that raises is answered with 500 and
     the exception is kept in `errors` (assert it is empty).
     """
 
     def __init__(self, responder: Responder | Outcome = "ok", *, latency_s: float = 0.0, port: int = 0,
-                 max_requests: int | None = None, max_seconds: float = 300.0):
+                 max_requests: int | None = None, max_seconds: float = 300.0, concurrency: int | None = None):
         if max_requests is not None and max_requests < 1:
             raise ValueError("max_requests must be at least 1")
+        if concurrency is not None and concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.concurrency = concurrency
+        self._serving = threading.BoundedSemaphore(concurrency) if concurrency is not None else None
         self.responder: Responder = responder if callable(responder) else always(responder)
         self.latency_s = latency_s
         self.max_requests = max_requests
@@ -234,12 +240,27 @@ class LoopbackServer:
             request.outcome = "closed"
             self._abort(handler)
             return
+        if not self._take_a_serving_slot():
+            request.outcome = "closed"
+            self._abort(handler)
+            return
         try:
             self._respond(handler, request)
         finally:
+            if self._serving is not None:
+                self._serving.release()
             request.finished_at = time.monotonic()
             if self.max_requests is not None and index + 1 >= self.max_requests:
                 self._expired.set()
+
+    def _take_a_serving_slot(self) -> bool:
+        """Wait for one of ``concurrency`` serving slots; False when the server stops meanwhile."""
+        if self._serving is None:
+            return True
+        while not self._serving.acquire(timeout=0.05):  # woken now and then to notice a stop
+            if self._stopping.is_set():
+                return False
+        return True
 
     def _respond(self, handler: _Handler, request: Request) -> None:
         if request.protocol is None or handler.command != "POST":

@@ -51,20 +51,30 @@ and given to the SDK explicitly, so the key names the server that answered.
 ``OPENAI_ORG_ID`` and ``OPENAI_PROJECT_ID`` are not part of it: they choose who
 is billed and what may be called, not which model answers a given name.
 Each response keeps the model name the server reported (``served_model``).
+
+Replicas (`harness_openai.replicas`): a ``base_url`` listing several servers of
+one model (comma-separated, or a list in a config file) gets one set of SDK
+clients per replica, and each request goes to the least loaded replica that is
+not cooling down after a transient failure. The endpoint is then the set of
+replicas (sorted), so keys and the cache stay one model's whichever replica
+answered; each response names its replica (`Response.replica`, the record's
+``replica``). With one base URL nothing of this applies and ``replica`` is None.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from harness.backend_kit import ClientLanes, class_answer_schema, is_encoded, png_base64
 from harness.classifiers import Capabilities
 from harness.hosted import HostedClassifier, HostedOptions, MalformedResponseError
 from harness.types import ImagePart, Prompt, Response, TextPart
+from harness_openai.replicas import ReplicaPool, Ticket, replica_set_name, split_base_urls
 
 __all__ = ["MalformedResponseError", "OpenAIClassifier", "OpenAIOptions"]
 
@@ -73,6 +83,8 @@ PIP_HINT = "pip install 'anomaly-harness[openai]'"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 #: Name of the function/schema the structured answer is asked for under.
 SCHEMA_NAME = "defect_class"
+#: A replica's request cancelled after this share of ``timeout_s`` in flight counts as timed out (the replica cools down).
+TIMEOUT_SHARE = 0.9
 #: Request options of ``chat.completions.create``: the API key as a bearer token (not the admin key).
 _REQUEST_OPTIONS = {"security": {"bearer_auth": True}}
 
@@ -82,7 +94,8 @@ class OpenAIOptions(HostedOptions):
         None,
         description=(
             "API base URL, e.g. http://localhost:8000/v1 for vLLM or http://localhost:11434/v1 for Ollama; "
-            "None: the SDK's default (OPENAI_BASE_URL, else api.openai.com)"
+            "several replicas of one model: their URLs comma-separated (or a list in a config file), each request "
+            "going to the least loaded; None: the SDK's default (OPENAI_BASE_URL, else api.openai.com)"
         ),
     )
     api_key_env: str = Field(
@@ -109,6 +122,16 @@ class OpenAIOptions(HostedOptions):
         default_factory=dict, description="extra JSON fields merged into each request (server-specific, e.g. vLLM's top_k)"
     )
 
+    @field_validator("base_url", mode="before")
+    @classmethod
+    def _replicas_as_one_string(cls, value: Any) -> Any:
+        """A list of replicas' URLs (a config file's) becomes the comma-separated form the variable takes."""
+        if isinstance(value, (list, tuple)):
+            if not value or not all(isinstance(url, str) for url in value):
+                raise ValueError("a list of base URLs must hold one or more strings")
+            return ",".join(url.strip() for url in value)
+        return value
+
 
 class OpenAIClassifier(HostedClassifier):
     """Chat Completions with image parts; works with any OpenAI-compatible server."""
@@ -126,7 +149,12 @@ class OpenAIClassifier(HostedClassifier):
 
     def __init__(self, model_id: str | None, options: OpenAIOptions):
         super().__init__(model_id, options)
-        self._lanes: ClientLanes | None = None
+        source = "the base_url option" if (options.base_url or "").strip() else self.base_url_env
+        urls = split_base_urls(self._base_url, f"model {self.spec!r}: {source}")
+        #: The replicas requests are spread over; None with a single server (or the default), which is used as before.
+        self._pool = ReplicaPool(urls) if len(urls) > 1 else None
+        #: SDK clients for the current event loop: one `ClientLanes` per replica (one in all without replicas).
+        self._lanes: list[ClientLanes] | None = None
 
     # -- configuration
 
@@ -135,18 +163,26 @@ class OpenAIClassifier(HostedClassifier):
             return self.options.token_limit_field
         return "max_completion_tokens" if self._base_url is None else "max_tokens"
 
-    def _lanes_for_loop(self) -> ClientLanes:
+    def endpoint(self) -> dict[str, Any]:
+        """The server that answers; with replicas, all of them (sorted): one model, one key, whichever answered."""
+        if self._pool is None:
+            return super().endpoint()
+        return {"base_url": replica_set_name([r.url for r in self._pool.replicas])}
+
+    def _lanes_for_loop(self) -> list[ClientLanes]:
         # Clients per event loop: an httpx connection pool belongs to the loop that opened it.
         loop = asyncio.get_running_loop()
-        if self._lanes is None or self._lanes.loop is not loop:
-            self._lanes = ClientLanes(self._new_client, self.options.concurrency)
+        if self._lanes is None or self._lanes[0].loop is not loop:
+            urls = [r.url for r in self._pool.replicas] if self._pool is not None else [self._base_url or DEFAULT_BASE_URL]
+            # Each replica may have to take every request in flight (while the others cool down).
+            self._lanes = [ClientLanes(functools.partial(self._new_client, url), self.options.concurrency) for url in urls]
         return self._lanes
 
-    def _new_client(self) -> Any:
+    def _new_client(self, base_url: str) -> Any:
         return self._sdk.AsyncOpenAI(
             http_client=self._sdk.DefaultAioHttpClient() if self._http_backend == "aiohttp" else None,
             api_key=self._key,
-            base_url=self._base_url or DEFAULT_BASE_URL,  # explicit: the SDK reads no environment variable for it
+            base_url=base_url,  # explicit: the SDK reads no environment variable for it
             timeout=self.options.timeout_s,
             max_retries=0,  # the core retries
             default_headers=self.options.extra_headers or None,
@@ -197,16 +233,43 @@ class OpenAIClassifier(HostedClassifier):
             body = self.request_body(prompt)
         else:  # PNG encoding takes milliseconds: keep it off the event loop
             body = await asyncio.to_thread(self.request_body, prompt)
+        if self._pool is None:
+            return self.parse_completion(await self._post(lanes[0], body))
+        ticket = self._pool.choose()  # chosen now, with the body ready: the in-flight counts are the wire's
+        try:
+            response = self.parse_completion(await self._post(lanes[ticket.replica.index], body))
+        except BaseException as error:
+            self._replica_finished(ticket, error)
+            raise
+        self._pool.finished(ticket, ok=True)
+        response.replica = ticket.replica.name
+        return response
+
+    async def _post(self, lanes: ClientLanes, body: dict[str, Any]) -> Any:
+        """POST ``body`` to ``/chat/completions`` through one of ``lanes``' clients; the raw reply bytes."""
         try:
             with lanes.lane() as client:
                 # What chat.completions.create sends, minus its parameter transform: that walk of the
                 # typed-dict annotations cost ~0.8 ms of CPU per request (more with images) and is the
                 # identity for these parameters (tests/test_openai.py compares the bytes on the wire).
-                raw = await client.post("/chat/completions", body=body, cast_to=bytes, options=_REQUEST_OPTIONS)
+                return await client.post("/chat/completions", body=body, cast_to=bytes, options=_REQUEST_OPTIONS)
         except self._sdk.OpenAIError as error:
             self.scrub(error)
             raise
-        return self.parse_completion(raw)
+
+    def _replica_finished(self, ticket: Ticket, error: BaseException) -> None:
+        """Tell the pool how a replica's request failed: a transient error cools the replica down, and so does a
+        cancellation once the request was in flight for about ``timeout_s`` (the core's timeout: a hung replica);
+        a permanent error (a bad request) or an earlier cancellation (a stopping run) says nothing about it."""
+        if isinstance(error, asyncio.CancelledError):
+            # The core's timeout cancels this coroutine: nothing else tells it from a stopping run but the time.
+            # Its clock started before the body was built, hence the margin.
+            timed_out = self._pool.elapsed(ticket) >= TIMEOUT_SHARE * self.options.timeout_s
+            self._pool.finished(ticket, failed=timed_out)
+        elif isinstance(error, Exception) and self.should_retry(error):
+            self._pool.finished(ticket, failed=True, retry_after_s=self.retry_after(error))
+        else:
+            self._pool.finished(ticket)
 
     def parse_completion(self, completion: Any) -> Response:
         """A `Response` from a chat completion (the JSON body, as bytes or parsed); raises `MalformedResponseError` when it is not one."""
@@ -236,8 +299,9 @@ class OpenAIClassifier(HostedClassifier):
 
     async def aclose(self) -> None:
         lanes, self._lanes = self._lanes, None
-        if lanes is not None and lanes.loop is asyncio.get_running_loop():
-            await lanes.aclose()
+        if lanes is not None and lanes[0].loop is asyncio.get_running_loop():
+            for one in lanes:
+                await one.aclose()
 
 # ----------------------------------------------------------------------------- helpers
 
