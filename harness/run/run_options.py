@@ -85,11 +85,18 @@ def load_config_file(path: Path | None) -> dict[str, Any]:
         return {}
     try:
         with path.open("rb") as handle:
-            config = {key.replace("_", "-"): value for key, value in tomllib.load(handle).items()}
+            table = tomllib.load(handle)
     except FileNotFoundError:
         raise HarnessError(f"{path}: run config not found") from None
     except tomllib.TOMLDecodeError as error:
         raise HarnessError(f"{path}: not valid TOML ({error})") from None
+    return checked_config(table, path)
+
+
+def checked_config(table: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A run config read from ``path`` (or a table of a larger file there): keys with dashes, checked, relative
+    paths read from the file's folder; an error names ``path``."""
+    config = {key.replace("_", "-"): value for key, value in table.items()}
     cli_only = sorted(set(config) & CLI_ONLY_FLAGS)
     if cli_only:
         raise HarnessError(f"{path}: {', '.join(cli_only)} can only be given on the command line "
