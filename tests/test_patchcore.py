@@ -454,6 +454,23 @@ def test_channels_last_backbones_get_the_same_features_in_that_layout():
     assert torch.allclose(got, expected, atol=1e-5)
 
 
+def test_neighbourhood_average_is_over_positions_inside_the_map():
+    # A border feature averages the neighbours that exist, so a constant map stays constant up to its
+    # edges. Counting the zero padding (anomalib's AvgPool2d(3, 1, 1)) would shrink edges to 6/9 and
+    # corners to 4/9: higher pixel AUROC, but more false alarms at the calibrated threshold (features.embed).
+    from harness_patchcore.backbones import Backbone
+
+    def extract(batch):
+        side = batch.shape[2]
+        return [torch.full((batch.shape[0], 2, side // 8, side // 8), 3.0), torch.ones(batch.shape[0], 1, side // 16, side // 16)]
+
+    toy = Backbone("toy", Path("toy.pth"), extract, (2, 1), "cpu", torch.float32)
+    got = features.embed(torch, toy, features.to_batch(torch, [np.zeros((64, 64, 3), dtype=np.uint8)], toy))
+    assert got.shape == (1, 8, 8, 3)
+    assert torch.equal(got[..., :2], torch.full((1, 8, 8, 2), 3.0))  # corners and edges included
+    assert torch.equal(got[..., 2], torch.ones(1, 8, 8))  # the upsampled stride-16 map too
+
+
 def test_flagged_image_always_has_a_region(data, tmp_path):
     # A threshold far below every score flags the normal image too; its map stays below the
     # pixel threshold, so the region falls back to the top of the map.
