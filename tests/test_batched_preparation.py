@@ -17,7 +17,7 @@ from PIL import Image
 import harness.visual
 from harness import plugins
 from harness.errors import BadInputError, HarnessError
-from harness.gates import FittedGate, Gate, OracleGate
+from harness.gates import FittedGate, Gate, OracleGate, PassThroughGate
 from harness.hookspecs import hookimpl
 from harness.prompts import render_prompt
 from harness.run.plan import resolve_plan
@@ -217,3 +217,31 @@ def test_groups_larger_than_the_samples_in_flight_still_finish(small_tree, tmp_p
     worker.join(60)
     assert not worker.is_alive(), "the run waited for itself"
     assert outcome[0].run["status"] == "finished" and len(outcome[0].records) == 36
+
+
+class PixelReadingPassThrough(PassThroughGate):
+    """The ``none`` gate, declared to read pixels: the run decodes its first images while it is fitted."""
+
+    name = "none-reading-pixels"
+    reads_pixels = True
+
+
+class PixelReadingPlugin:
+    @hookimpl
+    def register_gates(self, register):
+        register(PixelReadingPassThrough)
+
+
+def test_images_decoded_while_the_gate_is_fitted_are_decoded_once(small_tree, tmp_path, monkeypatch):
+    import harness.run.stages as stages
+
+    decoded = []
+    real = stages.load_rgb
+    monkeypatch.setattr(stages, "load_rgb", lambda path: decoded.append(str(path)) or real(path))
+    registry = plugins.load_registry(extra_plugins=[("pixels", PixelReadingPlugin())])
+    config = RunConfig(benchmark="folder", data_root=small_tree, gate="none-reading-pixels", models=["random"],
+                       results_dir=tmp_path / "results", run_id="r", use_cache=False)
+    result = Run(config, registry).execute()
+    tests = [str(sample.image) for c in resolve_plan(config, registry).data.categories for sample in c.test_samples]
+    assert sorted(path for path in decoded if path in tests) == sorted(tests)  # each test image once
+    assert len(result.records) == len(tests) and result.run["status"] == "finished"

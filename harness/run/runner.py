@@ -37,7 +37,9 @@ from harness.run.run_folder import RunFolder
 from harness.run.run_header import header_inputs, now_utc, run_header
 from harness.run.run_records import Prepared, RecordBuilder
 from harness.run.sampling import reference_path  # noqa: F401  (importable from here as before)
-from harness.run.stages import CategoryInputs, PreparedSample, classify, fit_gate, prepare_batch, read_reference, read_support
+from harness.run.stages import (
+    CategoryInputs, PreparedSample, classify, fit_gate, load_sample_image, prepare_batch, read_reference, read_support,
+)
 from harness.types import Category, Sample
 
 #: Samples prepared ahead of the model calls (more when GROUPS_AHEAD groups need more); bounds the images held.
@@ -72,6 +74,7 @@ class Run:
         self._thread_count = _preparation_threads()
         self._threads: ThreadPoolExecutor | None = None  # decode and draw the samples being prepared
         self._gate_lock = threading.Lock()  # a fitted gate is asked by one thread at a time
+        self._decoded: dict[str, Future] = {}  # sample id -> its image being decoded ahead of the fit
 
     def execute(self, resume: bool = False, retry_errors: bool = False) -> RunResult:
         """Run (or with ``resume``, finish) the run; records are on disk as each sample finishes (see `resume`)."""
@@ -153,6 +156,12 @@ class Run:
             for category in plan.data.categories:
                 if not self._pending(category.test_samples):
                     continue  # resumed: every model already answered every sample here
+                # The first images are decoded while the gate is fitted (a cached fit is mostly torch's
+                # import, on one core). Not for a gate whose verdicts the prompt memo recalls without them.
+                self._decoded = {} if not plan.gate.reads_pixels else {
+                    sample.sample_id: self._threads.submit(load_sample_image, sample)
+                    for sample in self._pending(category.test_samples)[:MAX_SAMPLES_IN_FLIGHT]
+                }
                 fitted = await asyncio.to_thread(fit_gate, plan.gate, category)
                 run["provenance"]["gate"]["categories"][category.name] = fitted.info()
                 # Kept for a resumed run's provenance: atomic, but not synced to disk (the
@@ -258,8 +267,9 @@ class Run:
         """The `prepare_batch` stage on the run's threads, its prompt images stored and, when a re-run may
         reuse them, remembered."""
         wanted = self._pixel_pairs.get(inputs.category.name, []) is not None  # None: no pixel AUROC here
+        ahead = [self._decoded.pop(sample.sample_id, None) for sample in samples]
         results = prepare_batch(samples, inputs, pixel_pair_wanted=wanted, parallel_map=self._threads.map,
-                                gate_lock=self._gate_lock)
+                                gate_lock=self._gate_lock, decoded=[f.result if f else None for f in ahead])
         for result in results:
             prepared = result.prepared
             prepared.images = self._prompt_images.keep(prepared)

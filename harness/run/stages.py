@@ -103,12 +103,15 @@ def prepare_sample(sample: Sample, inputs: CategoryInputs, pixel_pair_wanted: bo
 
 
 def prepare_batch(samples: Sequence[Sample], inputs: CategoryInputs, pixel_pair_wanted: bool = True,
-                  parallel_map: Callable = map, gate_lock: AbstractContextManager = nullcontext()) -> list[PreparedSample]:
+                  parallel_map: Callable = map, gate_lock: AbstractContextManager = nullcontext(),
+                  decoded: Sequence[Callable[[], Image.Image | str] | None] | None = None) -> list[PreparedSample]:
     """`prepare_sample` for several samples, in order: their images decoded and their prompts drawn by
     ``parallel_map`` (an executor's ``map``: threads, since PIL and numpy release the GIL), the
     readable ones scored by the gate in batches (`score_samples`), holding ``gate_lock`` (batches
-    prepared at once in several threads take turns at the gate, which need not be thread-safe)."""
-    images = list(parallel_map(load_sample_image, samples))
+    prepared at once in several threads take turns at the gate, which need not be thread-safe).
+    ``decoded``: per sample, a call giving what `load_sample_image` would (decoded ahead), or None."""
+    ahead = list(decoded) if decoded is not None else [None] * len(samples)
+    images = list(parallel_map(lambda i: ahead[i]() if ahead[i] else load_sample_image(samples[i]), range(len(samples))))
     readable = [i for i, image in enumerate(images) if isinstance(image, Image.Image)]
     with gate_lock:
         verdicts = score_samples(inputs.fitted, [samples[i] for i in readable], [images[i] for i in readable])
