@@ -17,7 +17,7 @@ from PIL import Image
 import harness.visual
 from harness import plugins
 from harness.errors import BadInputError, HarnessError
-from harness.gates import FittedGate, Gate, OracleGate, PassThroughGate
+from harness.gates import FittedGate, OracleGate, PassThroughGate
 from harness.hookspecs import hookimpl
 from harness.prompts import render_prompt
 from harness.run.plan import resolve_plan
