@@ -26,7 +26,7 @@ What is measured, per category:
   crop only (`crop_view`), the pixels anomalib's maps cover.
 
 When anomalib is installed (``--anomalib``), its PatchCore torch model runs
-on the same images, crops, backbone architecture and coreset ratio: its own
+on the same device (``--device``), images, crops, backbone architecture and coreset ratio: its own
 timm feature extractor, its own k-center greedy coreset and its own scoring;
 only the image loading and cropping are shared, so both see the same pixels.
 Its fit is timed like ours: from building the model and loading the weights
@@ -289,14 +289,21 @@ def measure_anomalib(category: Category, options: PatchCoreOptions, train_batch:
     std = torch.tensor(LITE_STD if lite else IMAGENET_STD).view(1, 3, 1, 1)
     build_s = time.perf_counter() - started
 
+    # On the device ours runs on (`--device`), so the comparison is like for like.
+    device = "cuda" if options.device != "cpu" and torch.cuda.is_available() else "cpu"
+    model.to(device)
     model.train()  # training mode: forward() stores embeddings (its extractor stays in eval mode)
     with torch.no_grad():
         train = list(category.train_images)
         for first in range(0, len(train), train_batch):
-            model(torch.cat([crop_tensor(p, options, mean, std) for p in train[first : first + train_batch]]))
+            model(torch.cat([crop_tensor(p, options, mean, std) for p in train[first : first + train_batch]]).to(device))
+    if device == "cuda":
+        torch.cuda.synchronize()
     features_s = time.perf_counter() - started - build_s
     torch.manual_seed(options.seed)  # its random projection and first centre come from torch's global generator
     model.subsample_embedding(options.coreset_ratio)
+    if device == "cuda":
+        torch.cuda.synchronize()
     fit_s = time.perf_counter() - started
     bank = int(model.memory_bank.shape[0])
 
@@ -305,10 +312,10 @@ def measure_anomalib(category: Category, options: PatchCoreOptions, train_batch:
     started = time.perf_counter()
     with torch.no_grad():
         for sample in category.test_samples:
-            output = model(crop_tensor(sample.image, options, mean, std))
+            output = model(crop_tensor(sample.image, options, mean, std).to(device))
             labels.append(sample.is_anomalous)
             scores.append(float(output.pred_score.reshape(-1)[0]))
-            maps.append(output.anomaly_map.reshape(options.crop_size, options.crop_size).numpy())  # over the crop
+            maps.append(output.anomaly_map.reshape(options.crop_size, options.crop_size).cpu().numpy())  # over the crop
     score_s = time.perf_counter() - started
     masks = []
     for sample in category.test_samples:
