@@ -193,3 +193,8 @@ class Prepared:
     prompts: dict[Any, Prompt] = field(default_factory=dict)  # keyed by (repeat, max_images)
     #: Where the run folder keeps what redraws its prompt images (harness.run.prompt_record); None: no prompt.
     images: dict[str, Any] | None = None
+
+    @property
+    def asks_a_model(self) -> bool:
+        """Whether a model is asked about it: the image was read and the gate flagged it."""
+        return self.bad_input is None and self.gate is not None and bool(self.gate.flagged)

@@ -80,9 +80,9 @@ class PromptImageStore:
 
     def keep(self, prepared: Prepared) -> dict[str, Any] | None:
         """Store what redrawing ``prepared``'s prompts needs; its records' field (None when no model is asked)."""
-        gate = prepared.gate
-        if prepared.bad_input is not None or gate is None or not gate.flagged:
+        if not prepared.asks_a_model:
             return None
+        gate = prepared.gate
         used = {name for prompt in prepared.prompts.values() for name in shown_images(prompt)}
         region = None
         if gate.region is not None:

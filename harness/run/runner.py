@@ -267,6 +267,8 @@ class Run:
         """The `prepare_batch` stage on the run's threads, its prompt images stored and, when a re-run may
         reuse them, remembered."""
         wanted = self._pixel_pairs.get(inputs.category.name, []) is not None  # None: no pixel AUROC here
+        # A future decoded ahead was queued on these threads before any of this batch's work, so waiting
+        # for it from one of them never waits for work queued behind it.
         ahead = [self._decoded.pop(sample.sample_id, None) for sample in samples]
         results = prepare_batch(samples, inputs, pixel_pair_wanted=wanted, parallel_map=self._threads.map,
                                 gate_lock=self._gate_lock, decoded=[f.result if f else None for f in ahead])

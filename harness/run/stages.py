@@ -206,7 +206,7 @@ def pixel_pair(sample: Sample, image: Image.Image | None, gate_result: GateResul
 
 async def ask_model(prepared: Prepared, repeat: int, dispatcher: Dispatcher) -> tuple[Prompt | None, CallResult | None]:
     """The prompt ``dispatcher``'s model is shown for ``repeat``, and its call; (None, None) when no model is asked."""
-    if prepared.bad_input is not None or prepared.gate is None or not prepared.gate.flagged:
+    if not prepared.asks_a_model:
         return None, None  # unreadable, or passed by the gate
     prompt = prepared.prompts[(repeat, dispatcher.classifier.capabilities.max_images)]
     return prompt, await dispatcher.call(prompt)

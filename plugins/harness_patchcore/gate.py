@@ -274,7 +274,8 @@ class FittedPatchCore(FittedGate):
         return results
 
     def _score_group(self, group: Sequence[Image.Image], on_device: bool | None = None) -> list[PatchCoreResult]:
-        """One batch; its maps finished on the device (`device_maps`) on a GPU, by PIL and numpy on a CPU."""
+        """One batch; its maps finished on the device (`device_maps`; the default on a GPU), or one by one with
+        PIL and numpy (`_result`; the default on a CPU)."""
         o, torch = self.options, self.torch
         crops = [features.preprocess(image, o.image_size, o.crop_size) for image in group]
         batch = features.to_batch(torch, crops, self.backbone)
@@ -282,15 +283,19 @@ class FittedPatchCore(FittedGate):
         with exact_float32_matmul(torch):
             scores, maps = score_features_on_device(torch, self.bank, patch_features, o)
         scores = scores.float().cpu().numpy()
-        if not (self.device != "cpu" if on_device is None else on_device):
-            maps = maps.float().cpu().numpy()
-            return [self._result(float(s), m, image.size) for s, m, image in zip(scores, maps, group)]
+        if on_device if on_device is not None else self.device != "cpu":
+            return self._finished_on_device(scores, maps, group)
+        maps = maps.float().cpu().numpy()
+        return [self._result(float(s), m, image.size) for s, m, image in zip(scores, maps, group)]
+
+    def _finished_on_device(self, scores: np.ndarray, maps: Any, group: Sequence[Image.Image]) -> list[PatchCoreResult]:
+        """`_result` for a batch whose crop maps are still on the device, grouped by image size."""
         results: list[PatchCoreResult | None] = [None] * len(group)
         for size in dict.fromkeys(image.size for image in group):  # usually one size a batch
             rows = [i for i, image in enumerate(group) if image.size == size]
-            full = device_maps.maps_at_size(torch, maps[rows], o.image_size, size, self.normal_level)
+            full = device_maps.maps_at_size(self.torch, maps[rows], self.options.image_size, size, self.normal_level)
             flagged = [float(scores[i]) > self.threshold for i in rows]
-            finished = device_maps.finished_maps(torch, full, flagged, self.pixel_threshold, self.normal_level,
+            finished = device_maps.finished_maps(self.torch, full, flagged, self.pixel_threshold, self.normal_level,
                                                  FALLBACK_TOP_FRACTION)
             for i, is_flagged, (distances, region, display) in zip(rows, flagged, finished):
                 results[i] = PatchCoreResult(score=float(scores[i]), flagged=is_flagged, threshold=self.threshold,
