@@ -83,14 +83,18 @@ def load_config_file(path: Path | None) -> dict[str, Any]:
     """Read a TOML run config; keys may use dashes or underscores; an unknown key is an error."""
     if path is None:
         return {}
+    return checked_config(read_toml(path, "run config"), path)
+
+
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """The TOML document at ``path``; a missing file or bad TOML is a `HarnessError` naming the file as ``what``."""
     try:
         with path.open("rb") as handle:
-            table = tomllib.load(handle)
+            return tomllib.load(handle)
     except FileNotFoundError:
-        raise HarnessError(f"{path}: run config not found") from None
+        raise HarnessError(f"{path}: {what} not found") from None
     except tomllib.TOMLDecodeError as error:
         raise HarnessError(f"{path}: not valid TOML ({error})") from None
-    return checked_config(table, path)
 
 
 def checked_config(table: dict[str, Any], path: Path) -> dict[str, Any]:

@@ -31,14 +31,13 @@ import hashlib
 import itertools
 import json
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from harness.errors import HarnessError
 from harness.run.run_config import RunConfig
-from harness.run.run_options import checked_config, config_values
+from harness.run.run_options import checked_config, config_values, read_toml
 
 #: Settings that say where and how a run is written, not what it computes: not part of a cell's id.
 NOT_IN_ID = frozenset({"results-dir", "output-format", "output-formats", "no-cache"})
@@ -117,13 +116,7 @@ class Sweep:
 
 def load_sweep(path: Path, results_dir: Path | None = None) -> Sweep:
     """Read and check a sweep file; ``results_dir`` (a flag) wins over the file's ``results-dir``."""
-    try:
-        with path.open("rb") as handle:
-            document = tomllib.load(handle)
-    except FileNotFoundError:
-        raise HarnessError(f"{path}: sweep file not found") from None
-    except tomllib.TOMLDecodeError as error:
-        raise HarnessError(f"{path}: not valid TOML ({error})") from None
+    document = read_toml(path, "sweep file")
     table = document.pop("sweep", None)
     if not isinstance(table, dict):
         raise HarnessError(f"{path}: no [sweep] table; a sweep file names its axes there (benchmark, gate, models, ...)")
