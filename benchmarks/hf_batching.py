@@ -120,6 +120,25 @@ def report(name: str, rows: list[dict], n: int, args) -> None:
               f"{row['mean_batch']:>10.2f}  {row['seconds']:>8.2f}  {same}/{len(row['answers'])}")
 
 
+def print_setup(script: str) -> None:
+    """The command as run and what torch runs on, printed above a script's table."""
+    import torch
+
+    print("command:", shlex.join(["python", script, *sys.argv[1:]]))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} cpu threads, "
+          f"cuda: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}")
+
+
+def models_to_measure(args: argparse.Namespace, workdir: Path) -> dict[str, Path]:
+    """Name -> model folder: ``--model-dir``, else the tiny random ``--arch`` models (``all``: each) built in ``workdir``."""
+    if args.model_dir:
+        return {str(args.model_dir): args.model_dir}
+    import tiny_vlms
+
+    archs = tiny_vlms.ARCHITECTURES if args.arch == "all" else [args.arch]
+    return {f"tiny {arch} (random weights)": tiny_vlms.build(arch, workdir / arch) for arch in archs}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", default="qwen2_vl", help="tiny architecture: llava, qwen2_vl, idefics3 or all")
@@ -135,20 +154,11 @@ def main() -> None:
     import torch
 
     torch.manual_seed(0)
-    print("command:", shlex.join(["python", "benchmarks/hf_batching.py", *sys.argv[1:]]))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} cpu threads, "
-          f"cuda: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}")
+    print_setup("benchmarks/hf_batching.py")
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         prompts = velm_prompts(args.prompts, workdir)
-        if args.model_dir:
-            models = {str(args.model_dir): args.model_dir}
-        else:
-            import tiny_vlms
-
-            archs = tiny_vlms.ARCHITECTURES if args.arch == "all" else [args.arch]
-            models = {f"tiny {arch} (random weights)": tiny_vlms.build(arch, workdir / arch) for arch in archs}
-        for name, model_dir in models.items():
+        for name, model_dir in models_to_measure(args, workdir).items():
             rows = [measure(model_dir, prompts, b, args) for b in args.batch_sizes]
             report(name, rows, len(prompts), args)
 

@@ -25,7 +25,6 @@ the prompt's tokens and the processor's work, less than a real model's.
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 import tempfile
 import time
@@ -36,7 +35,7 @@ sys.path.insert(0, str(ROOT / "plugins"))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from hf_batching import velm_prompts  # noqa: E402
+from hf_batching import models_to_measure, print_setup, velm_prompts  # noqa: E402
 
 from harness_hf import scoring  # noqa: E402
 from harness_hf.checkpoint import Checkpoint  # noqa: E402
@@ -85,22 +84,11 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
     args = parser.parse_args()
-    import torch
-
-    print("command:", shlex.join(["python", "benchmarks/hf_scoring.py", *sys.argv[1:]]))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} cpu threads, "
-          f"cuda: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}")
+    print_setup("benchmarks/hf_scoring.py")
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         prompts = velm_prompts(args.prompts, workdir)
-        if args.model_dir:
-            models = {str(args.model_dir): args.model_dir}
-        else:
-            import tiny_vlms
-
-            archs = tiny_vlms.ARCHITECTURES if args.arch == "all" else [args.arch]
-            models = {f"tiny {arch} (random weights)": tiny_vlms.build(arch, workdir / arch) for arch in archs}
-        for name, model_dir in models.items():
+        for name, model_dir in models_to_measure(args, workdir).items():
             measure(name, model_dir, prompts, args)
 
 
