@@ -50,10 +50,9 @@ def register_commands(cli):
     # Called before the plugins' implementations, so a plugin's command of the same name wins, as before.
     # Imported here, at registration: the modules import the CLI, which imports the registry.
     from harness.cli.act import act
-    from harness.cli.compare import compare
     from harness.cli.plugins import plugins_command
 
-    for command in (plugins_command, compare, act):  # `harness --help` order
+    for command in (plugins_command, act):  # `harness --help` order
         cli.add_command(command)
 
 

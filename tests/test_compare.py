@@ -10,7 +10,7 @@ import pytest
 from harness.scoring import leaderboard
 from harness import plugins
 from harness.cli import main
-from harness.scoring.compare import compare_models, compare_runs, mcnemar_exact, pair_models, paired_bootstrap
+from harness_compare.paired import compare_models, compare_runs, mcnemar_exact, pair_models, paired_bootstrap
 from harness.errors import HarnessError
 from harness.record import Record
 from harness.results import load_run

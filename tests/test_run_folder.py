@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.scoring import compare
+import harness_compare.paired as compare
 from harness.run import runner
 from harness_report import data
 from harness.run.run_folder import RunFolder

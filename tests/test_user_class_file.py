@@ -255,7 +255,7 @@ def test_the_run_config_key_classes_reaches_run_json(tmp_path, widget_root, caps
 
 
 def test_compare_notes_runs_shown_different_class_files(tmp_path, widget_root):
-    from harness.scoring.compare import check_comparable
+    from harness_compare.paired import check_comparable
 
     plain, _ = run_folder(tmp_path, widget_root, "plain")
     mine = tmp_path / "mine.toml"

@@ -1,4 +1,4 @@
-"""``harness compare RUN_A RUN_B``: a paired comparison of two runs (see `harness.scoring.compare`)."""
+"""``harness compare RUN_A RUN_B``: a paired comparison of two runs (see `harness_compare.paired`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.cli.main import out as _out
-from harness.scoring.compare import compare_runs, resolve_run
+from harness_compare.paired import compare_runs, resolve_run
 from harness.scoring.leaderboard import pct
 from harness.scoring.metrics import PROTOCOLS
 from harness.results import write_json_atomic
