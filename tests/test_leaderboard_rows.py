@@ -145,3 +145,22 @@ def test_a_fully_cached_rerun_spends_nothing(tmp_path, small_tree, monkeypatch):
     assert cells["spent $"] == "0.0000" and cells["cost $"] == f"{expected:.4f}"
     page = build_report(["cached"], results, tmp_path / "r.html", per_model=0).read_text()
     assert "$ spent" in page and ">0.0000<" in page
+
+
+def test_runs_whose_gate_options_differ_are_separate_rows_that_name_the_options(tmp_path, small_tree):
+    # Another coreset or threshold flags other images: the newer run must not replace the older one's row.
+    import shutil
+
+    results = tmp_path / "results"
+    run(results, small_tree, "default-gate", 1)
+    shutil.copytree(results / "default-gate", results / "other-gate")
+    path = results / "other-gate" / "run.json"
+    data = json.loads(path.read_text())
+    data.update(run_id="other-gate", created_at="2025-01-01T00:00:09+00:00")
+    data["config"]["gate_options"] = {"threshold": 0.7}
+    path.write_text(json.dumps(data))
+    rows = rows_by_run(results)
+    assert set(rows) == {"default-gate", "other-gate"}
+    assert rows["default-gate"].gate == data["config"]["gate"]
+    assert rows["other-gate"].gate == f"{data['config']['gate']} (threshold=0.7)"
+    assert rows["default-gate"].runs == rows["other-gate"].runs == 1

@@ -1,6 +1,6 @@
 """What tells one model's runs apart on the leaderboard, and which of them a table shows.
 
-A row stands for (benchmark, manifest hash, gate, model, prompt, answer options, seed, answer mode);
+A row stands for (benchmark, manifest hash, gate and its options, model, prompt, answer options, seed, answer mode);
 ``options_hash`` covers the answer options and the endpoint, so other options or another server make
 another row, never a replacement. Among a key's runs, those failing at most `FAILED_SHARE_LIMIT` of
 their calls come first, then the newest (`preference`).
@@ -53,6 +53,14 @@ def options_label(run: dict[str, Any], model: str) -> str:
     strict = ", strict answers" if config.get("answers") == "strict" else ""
     label = f"seed {config.get('seed', 0)}" + strict + (f", {chosen}" if chosen else "")
     return label + (f" ({identity['options_hash']})" if identity.get("options_hash") else "")
+
+
+def gate_label(config: dict[str, Any]) -> str:
+    """The gate and the options the run set for it: another coreset or threshold flags other images, so it is
+    another row (and shows which), never a replacement of this one."""
+    given = config.get("gate_options") or {}
+    chosen = ", ".join(f"{name}={json.dumps(value, default=str)}" for name, value in sorted(given.items()))
+    return f"{config['gate']} ({chosen})" if chosen else config["gate"]
 
 
 def failed_calls(outcomes: dict[str, int]) -> int:

@@ -86,7 +86,7 @@ def rows_from_run(run: dict[str, Any]) -> list[Row]:
             Row(
                 benchmark=bench["name"],
                 manifest_hash=table_hash(bench),
-                gate=run["config"]["gate"],
+                gate=run_identity.gate_label(run["config"]),
                 model=model,
                 prompt=run["config"]["prompt"],
                 run_id=run["run_id"],
