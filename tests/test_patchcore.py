@@ -612,3 +612,39 @@ def test_maps_finished_on_the_device_agree_with_the_cpu_path(fitted, data):
         if a.region is not None:
             assert (a.region != b.region).mean() < 0.002  # a pixel on the threshold may fall either side
     assert on_device[1].flagged and on_device[1].region.any() and not on_device[0].flagged
+
+
+def test_exact_float32_matmul_holds_while_any_scoring_thread_is_inside_and_then_restores():
+    # Threads enter and leave in overlapping order; the one that leaves first must not turn TF32 back on
+    # under the other, and the setting a program chose comes back once all have left.
+    from harness_patchcore.runtime import exact_float32_matmul
+
+    matmul = torch.backends.cuda.matmul
+    before = matmul.allow_tf32
+    matmul.allow_tf32 = True
+    try:
+        first_inside, second_inside, first_left = threading.Event(), threading.Event(), threading.Event()
+        seen = {}
+
+        def first():
+            with exact_float32_matmul(torch):
+                first_inside.set()
+                second_inside.wait(5)
+            first_left.set()
+
+        def second():
+            first_inside.wait(5)
+            with exact_float32_matmul(torch):
+                second_inside.set()
+                first_left.wait(5)
+                seen["after_first_left"] = matmul.allow_tf32
+
+        threads = [threading.Thread(target=first), threading.Thread(target=second)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert seen == {"after_first_left": False}
+        assert matmul.allow_tf32 is True
+    finally:
+        matmul.allow_tf32 = before

@@ -100,18 +100,31 @@ def scoring_workers(torch: ModuleType) -> ThreadPoolExecutor:
         return _scoring_workers
 
 
+_exact_matmul_lock = threading.Lock()
+_exact_matmul_holders = 0  # blocks inside `exact_float32_matmul` now, in any thread
+_tf32_before = False  # the setting the first of them found, put back by the last to leave
+
+
 @contextlib.contextmanager
 def exact_float32_matmul(torch: ModuleType):
     """Matrix products in full float32 inside the block: on a GPU, TF32 (10 mantissa bits) would move
     nearest-neighbour distances by about 1e-3 relative, enough to reorder close scores. PyTorch's default
-    is off already; this holds even when a program (or a model backend) turned it on."""
+    is off already; this holds even when a program (or a model backend) turned it on. The setting is
+    global and scoring threads enter the block together: only the last to leave puts it back."""
+    global _exact_matmul_holders, _tf32_before
     matmul = torch.backends.cuda.matmul
-    previous = matmul.allow_tf32
-    matmul.allow_tf32 = False
+    with _exact_matmul_lock:
+        if _exact_matmul_holders == 0:
+            _tf32_before = matmul.allow_tf32
+            matmul.allow_tf32 = False
+        _exact_matmul_holders += 1
     try:
         yield
     finally:
-        matmul.allow_tf32 = previous
+        with _exact_matmul_lock:
+            _exact_matmul_holders -= 1
+            if _exact_matmul_holders == 0:
+                matmul.allow_tf32 = _tf32_before
 
 
 def prepare_device(requested: str) -> str:
