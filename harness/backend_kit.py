@@ -271,3 +271,13 @@ def sdk_retry_after(sdk: Any, error: BaseException) -> float | None:
 
 def is_sdk_timeout(sdk: Any, error: BaseException) -> bool:
     return isinstance(error, (sdk.APITimeoutError, TimeoutError))
+
+
+def status_error(client: Any, status: int, body: Any, url: str) -> BaseException:
+    """The SDK exception a live call answered with ``status`` and ``body`` would have raised (its own class for
+    the status), for a batch entry that failed so: the classifier then classifies it as it would a live one."""
+    import importlib
+
+    httpx = importlib.import_module(type(client._client).__module__.split(".")[0])  # the SDK's HTTP library
+    response = httpx.Response(status, json=body, request=httpx.Request("POST", url))
+    return client._make_status_error(f"Error code: {status} - {body}", body=body, response=response)
