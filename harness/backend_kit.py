@@ -278,6 +278,9 @@ def status_error(client: Any, status: int, body: Any, url: str) -> BaseException
     the status), for a batch entry that failed so: the classifier then classifies it as it would a live one."""
     import importlib
 
-    httpx = importlib.import_module(type(client._client).__module__.split(".")[0])  # the SDK's HTTP library
+    # The SDK's HTTP library (httpx, or its successor httpx2): the one its client class derives from.
+    library = next((c.__module__.split(".")[0] for c in type(client._client).__mro__ if c.__module__.startswith("httpx")),
+                   "httpx")
+    httpx = importlib.import_module(library)
     response = httpx.Response(status, json=body, request=httpx.Request("POST", url))
     return client._make_status_error(f"Error code: {status} - {body}", body=body, response=response)
