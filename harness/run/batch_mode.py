@@ -77,17 +77,20 @@ class Ledger:
     def batches(self) -> list[dict[str, Any]]:
         """One entry per intent: key, model, custom_ids, batch_id (None: never created), collected."""
         found: dict[str, dict[str, Any]] = {}
-        by_id: dict[str, dict[str, Any]] = {}
         for line in self.lines:
             if line["event"] == "submitting":
-                found[line["key"]] = {"key": line["key"], "model": line["model"], "custom_ids": line["custom_ids"],
-                                      "batch_id": None, "collected": False, "submitted_at": line["at"]}
+                found[line["key"]] = {**line, "batch_id": None, "collected": False}
             elif line["event"] == "created" and line["key"] in found:
                 found[line["key"]]["batch_id"] = line["batch_id"]
-                by_id[line["batch_id"]] = found[line["key"]]
-            elif line["event"] == "collected" and line["batch_id"] in by_id:
-                by_id[line["batch_id"]]["collected"] = True
+        collected = {line["batch_id"] for line in self.lines if line["event"] == "collected"}
+        for entry in found.values():
+            entry["collected"] = entry["batch_id"] in collected
         return list(found.values())
+
+    def held(self) -> dict[tuple[str, str], str]:
+        """(model, custom_id) -> the created, uncollected batch holding it: paid for, to be polled."""
+        return {(e["model"], cid): e["batch_id"] for e in self.batches() if e["batch_id"] and not e["collected"]
+                for cid in e["custom_ids"]}
 
 
 @dataclass
@@ -99,7 +102,7 @@ class Deferred:
     repeat: int
     dispatcher: Dispatcher
     earlier_attempts: int
-    spool: tuple[int, int]  # offset and length of its line in the model's spool file
+    spool: tuple[int, int] | None  # offset and length of its body in the model's spool file; None: already held
 
 
 class BatchMode:
@@ -107,22 +110,26 @@ class BatchMode:
 
     def __init__(self, specs: set[str], run_dir: Path, poll_s: float, recorder: RecordBuilder,
                  write_record: Callable[[dict[str, Any]], None], progress: Callable[[str, int, int], None]):
-        self.specs, self.run_dir, self.poll_s = specs, run_dir, poll_s
-        self.recorder, self.write_record, self.progress = recorder, write_record, progress
+        self.run_dir, self.poll_s, self.recorder, self.write_record, self.progress = run_dir, poll_s, recorder, write_record, progress
         self.ledger = Ledger(run_dir)
+        self.held = self.ledger.held()
+        for entry in self.ledger.batches():
+            if entry["batch_id"] is None:
+                log.warning("batch intent %s of %s has no batch id (killed while it was created): its requests are "
+                            "submitted again; check the provider for a duplicate batch", entry["key"], entry["model"])
         self.waiting: dict[str, dict[str, Deferred]] = {spec: {} for spec in specs}  # spec -> custom_id -> request
         self._spool_lock = threading.Lock()
 
     async def defer(self, prepared: Prepared, repeat: int, dispatcher: Dispatcher, earlier_attempts: int) -> bool:
         """Defer this request to a batch; False when it is to be asked live (not a batching model, no prompt, cached)."""
         spec = dispatcher.classifier.spec
-        if spec not in self.specs or not prepared.asks_a_model:
+        if spec not in self.waiting or not prepared.asks_a_model:
             return False
         prompt = prepared.prompts[(repeat, dispatcher.classifier.capabilities.max_images)]
         if dispatcher.is_cached(prompt):
             return False  # answered from the cache at once, never submitted
         request_id = custom_id(spec, prepared.sample.sample_id, repeat, prompt.hash)
-        spool = await asyncio.to_thread(self._spool, dispatcher.classifier, request_id, prompt)
+        spool = None if (spec, request_id) in self.held else await asyncio.to_thread(self._spool, dispatcher.classifier, prompt)
         gate = prepared.gate  # kept without its maps
         light = Prepared(prepared.sample, GateResult(gate.score, gate.flagged, gate.threshold), images=prepared.images)
         key_only = KeyOnlyPrompt(prompt.template, [], list(prompt.candidates), prompt.hash, prompt.request_hash,
@@ -133,7 +140,7 @@ class BatchMode:
     def _spool_path(self, spec: str) -> Path:
         return self.run_dir / SPOOL_DIR / (re.sub(r"[^A-Za-z0-9_.-]", "_", spec) + ".jsonl")
 
-    def _spool(self, classifier, request_id: str, prompt) -> tuple[int, int]:
+    def _spool(self, classifier, prompt) -> tuple[int, int]:
         line = (json.dumps(classifier.batch_body(prompt)) + "\n").encode()
         path = self._spool_path(classifier.spec)
         with self._spool_lock:
@@ -145,63 +152,47 @@ class BatchMode:
 
     async def finish(self) -> None:
         """Submit what no batch holds yet, poll every batch the deferred requests are in, write their records."""
-        held: dict[str, tuple[str, str]] = {}  # custom_id -> (batch id, model) of an open batch
-        for entry in self.ledger.batches():
-            if entry["batch_id"] is None:
-                log.warning("batch intent %s of %s has no batch id (killed while creating it): its requests are "
-                            "submitted again; check the provider for a duplicate batch", entry["key"], entry["model"])
-            elif not entry["collected"]:
-                held.update({cid: (entry["batch_id"], entry["model"]) for cid in entry["custom_ids"]})
         members: dict[str, list[str]] = {}  # batch id -> the deferred custom_ids it holds
         for spec, waiting in self.waiting.items():
-            fresh = []
-            for cid in waiting:
-                batch_id, model = held.get(cid, (None, None))
-                if model == spec:
-                    members.setdefault(batch_id, []).append(cid)  # already paid for: polled, not submitted
-                else:
-                    fresh.append(cid)
-            members.update(await self._submit(spec, fresh))
+            for cid, deferred in waiting.items():
+                if deferred.spool is None:
+                    members.setdefault(self.held[(spec, cid)], []).append(cid)  # already paid for: polled only
+            members.update(await self._submit(spec, [cid for cid, d in waiting.items() if d.spool is not None]))
         await self._poll(members)
 
     async def _submit(self, spec: str, request_ids: list[str]) -> dict[str, list[str]]:
         """Create batches of ``request_ids`` within the model's limits, each written to the ledger around its creation."""
-        if not request_ids:
-            return {}
-        waiting = self.waiting[spec]
-        classifier = waiting[request_ids[0]].dispatcher.classifier
-        limits = classifier.batch_limits
-        chunks: list[list[str]] = [[]]
+        waiting, created = self.waiting[spec], {}
+        chunks: list[list[str]] = []
         size = 0
         for cid in request_ids:
+            limits = waiting[cid].dispatcher.classifier.batch_limits
             length = waiting[cid].spool[1] + len(cid) + 64  # the line's envelope around the body
-            if chunks[-1] and (len(chunks[-1]) >= limits.max_requests or size + length > limits.max_bytes):
+            if not chunks or len(chunks[-1]) >= limits.max_requests or size + length > limits.max_bytes:
                 chunks.append([])
                 size = 0
             chunks[-1].append(cid)
             size += length
-        created: dict[str, list[str]] = {}
-        with self._spool_path(spec).open("rb") as spool:
-            for chunk in chunks:
+        for chunk in chunks:
+            with self._spool_path(spec).open("rb") as spool:
                 requests = []
                 for cid in chunk:
-                    offset, length = waiting[cid].spool
-                    spool.seek(offset)
-                    requests.append((cid, json.loads(spool.read(length))))
-                key = uuid.uuid4().hex
-                self.ledger.write(event="submitting", key=key, model=spec, custom_ids=chunk)
-                batch_id = await classifier.submit_batch(requests)
-                self.ledger.write(event="created", key=key, model=spec, batch_id=batch_id)
-                created[batch_id] = chunk
-        self._spool_path(spec).unlink()  # the provider holds the bodies now; a resume encodes them again
+                    spool.seek(waiting[cid].spool[0])
+                    requests.append((cid, json.loads(spool.read(waiting[cid].spool[1]))))
+            key = uuid.uuid4().hex
+            self.ledger.write(event="submitting", key=key, model=spec, custom_ids=chunk)
+            batch_id = await waiting[chunk[0]].dispatcher.classifier.submit_batch(requests)
+            self.ledger.write(event="created", key=key, model=spec, batch_id=batch_id)
+            created[batch_id] = chunk
+        self._spool_path(spec).unlink(missing_ok=True)  # the provider holds the bodies; a resume encodes them again
         return created
 
     async def _poll(self, members: dict[str, list[str]]) -> None:
-        """Poll every ``poll_s`` until each batch has ended; collect each as it ends. Progress: per model, the
+        """Poll every ``poll_s`` until each batch has ended, collecting each as it ends. Progress: per model, the
         requests its batches have ended of those they hold; the log: batches submitted, in progress, ended."""
-        pending = {batch_id: self.waiting_of(cids[0]).dispatcher.classifier for batch_id, cids in members.items()}
-        specs = {batch_id: classifier.spec for batch_id, classifier in pending.items()}
-        ended_requests = {batch_id: 0 for batch_id in members}
+        spec_of = {b: next(s for s, w in self.waiting.items() if cids[0] in w) for b, cids in members.items()}
+        pending = {b: self.waiting[spec][members[b][0]].dispatcher.classifier for b, spec in spec_of.items()}
+        ended = {batch_id: 0 for batch_id in members}
         while pending:
             for batch_id, classifier in list(pending.items()):
                 try:
@@ -211,49 +202,39 @@ class BatchMode:
                         raise
                     log.warning("polling batch %s failed transiently (%s); polling again", batch_id, error)
                     continue
-                ended_requests[batch_id] = sum(v for k, v in status.counts.items() if k != "processing")
+                ended[batch_id] = sum(v for k, v in status.counts.items() if k != "processing")
                 if status.state == "ended":
                     outcomes = await classifier.batch_results(batch_id)
                     for cid in members[batch_id]:
                         self._record(self.waiting[classifier.spec].pop(cid), batch_id, outcomes.get(cid))
                     self.ledger.write(event="collected", batch_id=batch_id)
-                    ended_requests[batch_id] = len(members[batch_id])
+                    ended[batch_id] = len(members[batch_id])
                     del pending[batch_id]
-            for spec in sorted(set(specs.values())):
-                mine = [b for b in members if specs[b] == spec]
-                self.progress(f"batches {spec}", sum(ended_requests[b] for b in mine), sum(len(members[b]) for b in mine))
+            for spec in sorted(set(spec_of.values())):
+                mine = [b for b in members if spec_of[b] == spec]
+                self.progress(f"batches {spec}", sum(ended[b] for b in mine), sum(len(members[b]) for b in mine))
             log.info("batches: %d submitted, %d in progress, %d ended; requests ended: %d of %d", len(members),
-                     len(pending), len(members) - len(pending), sum(ended_requests.values()),
-                     sum(len(cids) for cids in members.values()))
+                     len(pending), len(members) - len(pending), sum(ended.values()), sum(map(len, members.values())))
             if pending:
                 await asyncio.sleep(self.poll_s)
 
-    def waiting_of(self, request_id: str) -> Deferred:
-        return next(waiting[request_id] for waiting in self.waiting.values() if request_id in waiting)
-
     def _record(self, deferred: Deferred, batch_id: str, outcome: Any) -> None:
-        call = self._call_result(deferred, batch_id, outcome)
-        self.write_record(self.recorder.record(deferred.prepared, deferred.dispatcher.classifier, deferred.prompt, call,
-                                               repeat=deferred.repeat, earlier_attempts=deferred.earlier_attempts))
-
-    def _call_result(self, deferred: Deferred, batch_id: str, outcome: Any) -> CallResult:
-        dispatcher = deferred.dispatcher
+        """Write a deferred request's record: ``outcome`` made into what a live call would have given."""
+        dispatcher, detail = deferred.dispatcher, f"batch {batch_id}"
         if outcome is None:
-            call = CallResult(None, "backend_error", f"batch {batch_id} gave no result for this request", 1, None, 0.0,
-                              transient=True)
+            call = CallResult(None, "backend_error", f"{detail} gave no result for it", 1, None, 0.0, transient=True)
         elif isinstance(outcome, NotAnswered) and outcome.why == "expired":
-            call = CallResult(None, "timeout", f"batch {batch_id} expired before this request ran", 1, None, 0.0,
-                              transient=True)
+            call = CallResult(None, "timeout", f"{detail} expired before it ran", 1, None, 0.0, transient=True)
         elif isinstance(outcome, NotAnswered):
-            call = CallResult(None, "backend_error", f"batch {batch_id} was cancelled before this request ran", 1, None,
-                              0.0, transient=False)
+            call = CallResult(None, "backend_error", f"{detail} was cancelled before it ran", 1, None, 0.0, transient=False)
         elif isinstance(outcome, BaseException):
-            call = dispatcher.failure(outcome, f"batch {batch_id}: failed transiently (submitted again on --resume)")
+            call = dispatcher.failure(outcome, f"{detail}: failed transiently (submitted again on --resume)")
         else:
             call = CallResult(outcome, None, None, 1, None, 0.0)
             key = dispatcher.cache_key(deferred.prompt)
-            if key is not None:
+            if key is not None:  # as a live answer is: a run again asks nothing
                 classifier = dispatcher.classifier
                 dispatcher.cache.put(key, classifier.plugin, classifier.model_id, outcome, None, dispatcher.endpoint)
         call.batch_id = batch_id
-        return call
+        self.write_record(self.recorder.record(deferred.prepared, dispatcher.classifier, deferred.prompt, call,
+                                               repeat=deferred.repeat, earlier_attempts=deferred.earlier_attempts))
