@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_cli
 from harness import plugins
 from harness.batches import custom_id
 from harness.errors import HarnessError
@@ -174,7 +175,7 @@ def test_batches_stay_within_the_request_limit(tmp_path, small_tree, server, mon
     assert max(sizes) == 7 and sum(sizes) == sum(1 for r in result.records if r["called"])
 
 
-def test_a_model_that_cannot_batch_is_refused_and_one_model_may_batch_alone(tmp_path, small_tree, server):
+def test_a_model_that_cannot_batch_is_refused_and_one_model_may_batch_alone(tmp_path, small_tree, server, capsys):
     with pytest.raises(HarnessError, match="'random' cannot run in batch mode"):
         Run(RunConfig(benchmark="folder", data_root=small_tree, models=["random"], results_dir=tmp_path, batch=True),
             plugins.load_registry())
@@ -185,6 +186,49 @@ def test_a_model_that_cannot_batch_is_refused_and_one_model_may_batch_alone(tmp_
                 for spec in (OPENAI, ANTHROPIC)}
     assert by_model == {OPENAI: {False}, ANTHROPIC: {True}}
     assert [s.protocol for s in server.batches.submissions] == ["anthropic"]
+    code, shown, err = run_cli("batches", "mixed", "--results-dir", tmp_path, capsys=capsys)
+    assert code == 0, err
+    assert server.batches.submissions[0].batch_id in shown and ANTHROPIC in shown and "ended" in shown
+
+
+def test_a_kill_while_a_batch_is_created_is_the_one_window_and_resume_says_so(tmp_path, small_tree, server, monkeypatch,
+                                                                             caplog):
+    """The provider created the batch but the process died before its id reached the ledger: the resume cannot
+    know the batch, submits its requests again, and warns, as documented (the only way to pay twice)."""
+    from harness_openai import OpenAIClassifier
+
+    created = OpenAIClassifier.submit_batch
+
+    async def created_then_killed(self, requests):
+        await created(self, requests)
+        raise Interrupted()
+
+    monkeypatch.setattr(OpenAIClassifier, "submit_batch", created_then_killed)
+    with pytest.raises(Interrupted):
+        Run(config(tmp_path, small_tree, server, "r", models=(OPENAI,), batch=True), plugins.load_registry()).execute()
+    monkeypatch.setattr(OpenAIClassifier, "submit_batch", created)
+    run, _ = load_run(tmp_path / "r")
+    Run(RunConfig.from_json(run["config"], tmp_path, "r"), plugins.load_registry()).execute(resume=True)
+    assert len(server.batches.submissions) == 2
+    assert "has no batch id (killed while it was created)" in caplog.text
+
+
+def test_a_refused_batch_stops_the_run_with_the_reason_and_resume_submits_it(tmp_path, small_tree, server, monkeypatch,
+                                                                            caplog):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong-key-abcdefghijklmnop")
+    original = server.batches.handle
+    server.batches.handle = lambda method, path, headers, raw: (
+        (401, json.dumps({"error": {"message": f"Incorrect API key provided: {headers['authorization'][7:]}",
+                                    "type": "invalid_request_error"}}).encode(), "application/json")
+        if "wrong" in headers.get("authorization", "") else original(method, path, headers, raw))
+    with pytest.raises(HarnessError, match="creating a batch of .* requests failed: AuthenticationError") as refused:
+        Run(config(tmp_path, small_tree, server, "r", models=(OPENAI,), batch=True), plugins.load_registry()).execute()
+    assert "sk-wrong-key" not in str(refused.value)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-abcdefghijklmnop1234")
+    run, _ = load_run(tmp_path / "r")
+    resumed = Run(RunConfig.from_json(run["config"], tmp_path, "r"), plugins.load_registry()).execute(resume=True)
+    assert resumed.run["status"] == "finished" and len(server.batches.submissions) == 1
+    assert "killed while" not in caplog.text  # a refusal is no window: no batch exists
 
 
 def test_custom_ids_are_valid_for_both_providers_and_stable():

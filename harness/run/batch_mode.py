@@ -36,6 +36,7 @@ from harness.errors import HarnessError
 from harness.results import read_jsonl
 from harness.run.dispatch import CallResult, Dispatcher
 from harness.run.prompt_record import shown_images
+from harness.run.redact import redact
 from harness.run.run_header import now_utc
 from harness.run.run_records import RecordBuilder
 from harness.types import GateResult, KeyOnlyPrompt, Prepared
@@ -82,6 +83,8 @@ class Ledger:
                 found[line["key"]] = {**line, "batch_id": None, "collected": False}
             elif line["event"] == "created" and line["key"] in found:
                 found[line["key"]]["batch_id"] = line["batch_id"]
+            elif line["event"] == "failed":
+                found.pop(line["key"], None)  # refused by the provider: no batch
         collected = {line["batch_id"] for line in self.lines if line["event"] == "collected"}
         for entry in found.values():
             entry["collected"] = entry["batch_id"] in collected
@@ -181,7 +184,12 @@ class BatchMode:
                     requests.append((cid, json.loads(spool.read(waiting[cid].spool[1]))))
             key = uuid.uuid4().hex
             self.ledger.write(event="submitting", key=key, model=spec, custom_ids=chunk)
-            batch_id = await waiting[chunk[0]].dispatcher.classifier.submit_batch(requests)
+            try:
+                batch_id = await waiting[chunk[0]].dispatcher.classifier.submit_batch(requests)
+            except Exception as error:  # refused (a bad key, a bad request): no batch exists, nothing is paid
+                self.ledger.write(event="failed", key=key)
+                raise HarnessError(f"model {spec!r}: creating a batch of {len(chunk)} requests failed: "
+                                   f"{redact(f'{type(error).__name__}: {error}')[:500]}; fix it and --resume the run") from None
             self.ledger.write(event="created", key=key, model=spec, batch_id=batch_id)
             created[batch_id] = chunk
         self._spool_path(spec).unlink(missing_ok=True)  # the provider holds the bodies; a resume encodes them again

@@ -37,7 +37,8 @@ def batches(run_id: str, results_dir: Path, cancel: bool) -> None:
     run, _ = load_run(run_dir)
     config = RunConfig.from_json(run["config"], results_dir, run_id)
     models = sorted({entry["model"] for entry in entries})
-    config.models = models  # only the models with batches are made (and need their API keys)
+    # Only the models with batches are made (and need their API keys).
+    config.models, config.model_options = models, {k: v for k, v in config.model_options.items() if k in models}
     classifiers = {c.spec: c for c in resolve_parts(config, get_registry()).classifiers if can_batch(c)}
     states = asyncio.run(_states(entries, classifiers, cancel))
     table = Table(title=f"Batches of {run_id}", title_justify="left")
