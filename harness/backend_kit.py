@@ -271,14 +271,3 @@ def sdk_retry_after(sdk: Any, error: BaseException) -> float | None:
 
 def is_sdk_timeout(sdk: Any, error: BaseException) -> bool:
     return isinstance(error, (sdk.APITimeoutError, TimeoutError))
-
-
-
-def status_error(client: Any, status: int, body: Any, url: str) -> BaseException:
-    """The SDK exception a live call answered ``status`` and ``body`` would have raised (a failed batch entry's)."""
-    import importlib  # the SDK's HTTP library (httpx or httpx2): the one its client class derives from
-
-    httpx = importlib.import_module(next(c.__module__.split(".")[0] for c in type(client._client).__mro__
-                                         if c.__module__.startswith("httpx")))
-    response = httpx.Response(status, json=body, request=httpx.Request("POST", url))
-    return client._make_status_error(f"Error code: {status} - {body}", body=body, response=response)

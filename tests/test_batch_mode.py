@@ -81,7 +81,8 @@ def test_a_batch_run_gives_the_records_of_a_live_run_at_half_price(tmp_path, sma
     # One batch per model, every asked request in one of them, once.
     assert sorted(s.protocol for s in server.batches.submissions) == ["anthropic", "openai"]
     assert server.batches.submitted_requests == len(asked)
-    assert ("batches openai:gpt-4o", len(asked) // 2, len(asked) // 2) in shown
+    waiting = [update for update in shown if update[0] == "batches"]
+    assert waiting[0] == ("batches", 0, len(asked)) and waiting[-1] == ("batches", len(asked), len(asked))
     ledger = Ledger(batch.run_dir).batches()
     assert [entry["collected"] for entry in ledger] == [True, True]
     assert not (batch.run_dir / "batch_requests").exists() or not any((batch.run_dir / "batch_requests").iterdir())

@@ -1,22 +1,15 @@
-"""Batch mode (``harness run --batch``, or a model's ``batch = true``): requests sent as provider batches.
+"""Batch mode (``--batch``, or a model's ``batch = true``; README "Batch mode"): requests as provider batches.
 
-While categories are prepared, a flagged sample's request to a batching model is answered from the
-response cache when it can be (a record at once), else deferred: its body (images encoded as in the
-live path) goes to a spool file in the run folder, and only what its record needs stays in memory.
-Once every category is prepared, `BatchMode.finish` submits the deferred requests in batches within
-the provider's `BatchLimits`, polls them, and writes each record the moment its batch has ended.
-
-The ledger, ``batches.jsonl`` in the run folder, appended and synced line by line:
-``submitting`` (a local key, the model, every custom_id) before a batch is created, ``created``
-(the key and the provider's batch id) after, ``collected`` once every record of it is written.
-A resume looks each deferred request up there: one held by a created, uncollected batch is polled,
-never submitted again. The window: a kill during the create call itself leaves a ``submitting``
-line without its ``created`` line; the provider may or may not hold that batch, and a resume
-submits those requests again (it warns), so at most that one batch may be paid twice.
-Outcomes are matched by custom_id: an answer is read as a live one; an error is classified by the
-classifier as a live one; expired is ``timeout`` (transient: submitted again on resume); cancelled
-is ``backend_error``.
-"""
+While categories are prepared, a batching model's request is answered from the cache when it can be,
+else deferred: its body goes to a spool file in the run folder, what its record needs stays in memory.
+`BatchMode.finish` then submits them within the provider's `BatchLimits`, polls, and writes each record
+when its batch ends. The ledger ``batches.jsonl`` (appended, synced) says ``submitting`` (key, model,
+custom_ids) before a batch is created, ``created`` (its id) after, ``collected`` once its records are
+written; a resume polls the created, uncollected batches holding its requests and never submits those
+again. The window: a kill inside the create call leaves an intent without an id, whose requests a resume
+submits again (with a warning): at most that one batch may be paid twice. Outcomes are matched by
+custom_id and made into what a live call gives (errors classified by the classifier; expired: transient
+``timeout``; cancelled: ``backend_error``)."""
 
 from __future__ import annotations
 
@@ -49,15 +42,12 @@ SPOOL_DIR = "batch_requests"
 
 def batch_specs(batch_all: bool, classifiers) -> set[str]:
     """The models whose requests go in batches; a model asked to batch that cannot is an error."""
-    specs = set()
-    for classifier in classifiers:
-        if batch_all or getattr(classifier.options, "batch", False):
-            if not can_batch(classifier):
-                raise HarnessError(
-                    f"model {classifier.spec!r} cannot run in batch mode: plugin {classifier.plugin!r} has no batch API "
-                    "(mix batch and live models with the option batch = true under [model-options.\"SPEC\"] instead of --batch)")
-            specs.add(classifier.spec)
-    return specs
+    wanted = [c for c in classifiers if batch_all or getattr(c.options, "batch", False)]
+    for c in wanted:
+        if not can_batch(c):
+            raise HarnessError(f"model {c.spec!r} cannot run in batch mode: plugin {c.plugin!r} has no batch API (batch "
+                               "some models only with their option batch = true under [model-options.\"SPEC\"])")
+    return {c.spec for c in wanted}
 
 
 class Ledger:
@@ -196,10 +186,9 @@ class BatchMode:
         return created
 
     async def _poll(self, members: dict[str, list[str]]) -> None:
-        """Poll every ``poll_s`` until each batch has ended, collecting each as it ends. Progress: per model, the
-        requests its batches have ended of those they hold; the log: batches submitted, in progress, ended."""
-        spec_of = {b: next(s for s, w in self.waiting.items() if cids[0] in w) for b, cids in members.items()}
-        pending = {b: self.waiting[spec][members[b][0]].dispatcher.classifier for b, spec in spec_of.items()}
+        """Poll every ``poll_s`` until each batch has ended, collecting each as it ends; progress in requests ended."""
+        pending = {b: next(w[cids[0]] for w in self.waiting.values() if cids[0] in w).dispatcher.classifier
+                   for b, cids in members.items()}
         ended = {batch_id: 0 for batch_id in members}
         while pending:
             for batch_id, classifier in list(pending.items()):
@@ -216,13 +205,11 @@ class BatchMode:
                     for cid in members[batch_id]:
                         self._record(self.waiting[classifier.spec].pop(cid), batch_id, outcomes.get(cid))
                     self.ledger.write(event="collected", batch_id=batch_id)
-                    ended[batch_id] = len(members[batch_id])
                     del pending[batch_id]
-            for spec in sorted(set(spec_of.values())):
-                mine = [b for b in members if spec_of[b] == spec]
-                self.progress(f"batches {spec}", sum(ended[b] for b in mine), sum(len(members[b]) for b in mine))
+            total = sum(map(len, members.values()))
+            self.progress("batches", min(total, sum(ended.values())), total)
             log.info("batches: %d submitted, %d in progress, %d ended; requests ended: %d of %d", len(members),
-                     len(pending), len(members) - len(pending), sum(ended.values()), sum(map(len, members.values())))
+                     len(pending), len(members) - len(pending), sum(ended.values()), total)
             if pending:
                 await asyncio.sleep(self.poll_s)
 

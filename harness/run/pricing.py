@@ -1,9 +1,9 @@
 """Cost per record from a price table kept as data (``harness/prices.toml``), extended by a user's TOML file.
 
 Prices are USD per million tokens, keyed by model spec or an fnmatch pattern (``openai:gpt-4o-*``):
-an exact key wins, then the longest matching pattern. The ``[batch_discount]`` table gives per provider
-(the spec's plugin) the share of the price its batch API takes off (0.5: half price); an entry's own
-``batch_discount`` wins over it. Records answered by a batch (``harness run --batch``) are costed so.
+an exact key wins, then the longest matching pattern. ``[batch_discount]`` gives per provider (the spec's
+plugin) the share its batch API takes off the price of a request (0.5: half price); an entry's own
+``batch_discount`` wins.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ class Price:
 
 
 DISCOUNT_TABLE = "batch_discount"
-
 
 def _parse(table: dict, source: str, discounts: dict[str, float]) -> dict[str, Price]:
     """The price entries of one file; ``discounts``: the batch discounts per provider known so far (updated)."""

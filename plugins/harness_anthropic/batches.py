@@ -11,9 +11,9 @@ HTTP status the live API sends with it and made into the SDK's own exception, so
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-from harness.backend_kit import status_error
 from harness.batches import BatchLimits, BatchOutcome, BatchStatus, NotAnswered
 from harness.types import Prompt
 
@@ -79,3 +79,11 @@ class AnthropicBatches:
              "expired": counts.expired, "cancelled": counts.canceled},
             batch.processing_status,
         )
+
+
+def status_error(client: Any, status: int, body: Any, url: str) -> BaseException:
+    """The exception a live call answered ``status`` and ``body`` would have raised: the SDK's own class for it."""
+    http = importlib.import_module(next(c.__module__.split(".")[0] for c in type(client._client).__mro__
+                                        if c.__module__.startswith("httpx")))  # the SDK's httpx (or httpx2)
+    response = http.Response(status, json=body, request=http.Request("POST", url))
+    return client._make_status_error(f"Error code: {status} - {body}", body=body, response=response)

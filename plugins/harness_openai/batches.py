@@ -11,10 +11,10 @@ error. ``batch_expired`` is `NotAnswered("expired")`, ``batch_cancelled`` `NotAn
 
 from __future__ import annotations
 
+import importlib
 import json
 from typing import Any
 
-from harness.backend_kit import status_error
 from harness.batches import BatchLimits, BatchOutcome, BatchStatus, NotAnswered
 from harness.hosted import MalformedResponseError
 from harness.types import Prompt
@@ -95,3 +95,11 @@ class OpenAIBatches:
         total, done, failed = (counts.total, counts.completed, counts.failed) if counts else (0, 0, 0)
         return BatchStatus("ended" if batch.status in ENDED else "in_progress",
                            {"processing": max(0, total - done - failed), "succeeded": done, "errored": failed}, batch.status)
+
+
+def status_error(client: Any, status: int, body: Any, url: str) -> BaseException:
+    """The exception a live call answered ``status`` and ``body`` would have raised: the SDK's own class for it."""
+    http = importlib.import_module(next(c.__module__.split(".")[0] for c in type(client._client).__mro__
+                                        if c.__module__.startswith("httpx")))  # the SDK's httpx (or httpx2)
+    response = http.Response(status, json=body, request=http.Request("POST", url))
+    return client._make_status_error(f"Error code: {status} - {body}", body=body, response=response)
