@@ -176,6 +176,18 @@ def test_batches_stay_within_the_request_limit(tmp_path, small_tree, server, mon
     assert max(sizes) == 7 and sum(sizes) == sum(1 for r in result.records if r["called"])
 
 
+def test_batches_stay_within_the_byte_limit_of_the_uploaded_file(tmp_path, small_tree, server, monkeypatch):
+    from harness.batches import BatchLimits
+    from harness_openai import OpenAIClassifier
+
+    limit = 1_500_000  # three of these requests (three PNG images each, about 0.47 MB)
+    monkeypatch.setattr(OpenAIClassifier, "batch_limits", BatchLimits(max_requests=10**6, max_bytes=limit))
+    result = Run(config(tmp_path, small_tree, server, "r", models=(OPENAI,), batch=True), plugins.load_registry()).execute()
+    uploads = [len(content) for file_id, content in server.batches.files.items() if "-output" not in file_id]
+    assert len(uploads) == len(server.batches.submissions) > 1 and max(uploads) <= limit
+    assert sum(len(s.custom_ids) for s in server.batches.submissions) == sum(1 for r in result.records if r["called"])
+
+
 def test_a_model_that_cannot_batch_is_refused_and_one_model_may_batch_alone(tmp_path, small_tree, server, capsys):
     with pytest.raises(HarnessError, match="'random' cannot run in batch mode"):
         Run(RunConfig(benchmark="folder", data_root=small_tree, models=["random"], results_dir=tmp_path, batch=True),

@@ -160,7 +160,7 @@ class BatchMode:
         size = 0
         for cid in request_ids:
             limits = waiting[cid].dispatcher.classifier.batch_limits
-            length = waiting[cid].spool[1] + len(cid) + 64  # the line's envelope around the body
+            length = waiting[cid].spool[1] + len(cid) + 128  # with the envelope around the body (OpenAI: ~75 bytes)
             if not chunks or len(chunks[-1]) >= limits.max_requests or size + length > limits.max_bytes:
                 chunks.append([])
                 size = 0
