@@ -64,6 +64,7 @@ class BatchingClassifier(Protocol):
 
 
 def can_batch(classifier: Any) -> bool:
+    """Whether ``classifier`` implements `BatchingClassifier`."""
     return isinstance(classifier, BatchingClassifier)
 
 

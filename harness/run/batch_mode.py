@@ -218,10 +218,10 @@ class BatchMode:
         dispatcher, detail = deferred.dispatcher, f"batch {batch_id}"
         if outcome is None:
             call = CallResult(None, "backend_error", f"{detail} gave no result for it", 1, None, 0.0, transient=True)
-        elif isinstance(outcome, NotAnswered) and outcome.why == "expired":
-            call = CallResult(None, "timeout", f"{detail} expired before it ran", 1, None, 0.0, transient=True)
-        elif isinstance(outcome, NotAnswered):
-            call = CallResult(None, "backend_error", f"{detail} was cancelled before it ran", 1, None, 0.0, transient=False)
+        elif isinstance(outcome, NotAnswered):  # expired: the provider's window closed (transient); or cancelled
+            expired = outcome.why == "expired"
+            call = CallResult(None, "timeout" if expired else "backend_error", f"{detail} {outcome.why} before it ran",
+                              1, None, 0.0, transient=expired)
         elif isinstance(outcome, BaseException):
             call = dispatcher.failure(outcome, f"{detail}: failed transiently (submitted again on --resume)")
         else:
