@@ -38,7 +38,8 @@ class ClassifierOptions(Options):
 
 
 #: Options that change how requests are sent, not what is answered; left out of cache keys.
-DISPATCH_OPTIONS = frozenset(ClassifierOptions.model_fields)
+#: ``batch`` (a batching backend's option, `harness.batches`) changes how and what it costs, not what is answered.
+DISPATCH_OPTIONS = frozenset(ClassifierOptions.model_fields) | {"batch"}
 
 
 @dataclass(frozen=True)

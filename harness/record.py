@@ -101,6 +101,8 @@ class Record:
     attempts: int | None
     attempts_total: int | None  # with the attempts of the records a resume replaced
     cached: bool | None
+    # The provider batch that answered (``harness run --batch``); None: asked live. Keyword-only, as ``replica``.
+    batch_id: str | None = field(default=None, kw_only=True)
     tokens_in: int | None
     tokens_out: int | None
     cost_usd: float | None

@@ -22,7 +22,7 @@ from harness import __version__
 from harness.errors import HarnessError
 
 #: Bump the major part for changes that break readers, the minor part for additions.
-SCHEMA_VERSION = "1.3"  # 1.3: replica; 1.2: answer_rule, served_model, error_transient, attempts_total, prompt_images; 1.1: repeat, class_order
+SCHEMA_VERSION = "1.4"  # 1.4: batch_id; 1.3: replica; 1.2: answer_rule, served_model, error_transient, attempts_total, prompt_images; 1.1: repeat, class_order
 # 1.1 also: with ``--policy``, records carry ``severity_true``, ``action_true``, ``severity_predicted``,
 # ``action_predicted`` and run.json a ``decisions`` section (harness/scoring/decision_report.py).
 RUN_FILE = "run.json"

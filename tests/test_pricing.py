@@ -26,8 +26,25 @@ def test_packaged_table_loads_and_a_user_file_overrides_it(tmp_path):
     mine = tmp_path / "prices.toml"
     mine.write_text('["openai:gpt-4o"]\ninput = 1.0\noutput = 2.0\n["vllm:my-model"]\ninput = 0.5\noutput = 0.5\n')
     merged = load_prices(mine)
-    assert merged["openai:gpt-4o"] == Price(1.0, 2.0)
+    assert merged["openai:gpt-4o"] == Price(1.0, 2.0, batch_discount=0.5)  # the packaged openai batch discount
+    assert merged["vllm:my-model"].batch_discount == 0.0  # no batch API, no discount
     assert "vllm:my-model" in merged and "anthropic:claude-haiku-4-5*" in merged
+
+
+def test_a_batch_answer_costs_the_price_less_the_provider_discount(tmp_path):
+    packaged = load_prices()
+    for spec in ("openai:gpt-4o", "anthropic:claude-sonnet-4-5*"):
+        price = packaged[spec]
+        assert price.cost(1000, 100, batch=True) == pytest.approx(price.cost(1000, 100) * 0.5)
+    mine = tmp_path / "prices.toml"
+    mine.write_text('[batch_discount]\nopenai = 0.25\n["openai:a"]\ninput = 4.0\noutput = 4.0\n'
+                    '["openai:b"]\ninput = 4.0\noutput = 4.0\nbatch_discount = 0\n')
+    merged = load_prices(mine)
+    assert merged["openai:a"].cost(1_000_000, 0, batch=True) == pytest.approx(3.0)
+    assert merged["openai:b"].cost(1_000_000, 0, batch=True) == pytest.approx(4.0)
+    mine.write_text('[batch_discount]\nopenai = 2\n')
+    with pytest.raises(HarnessError, match=r"prices.toml: \[batch_discount\] openai = 2: expected a share from 0 to 1"):
+        load_prices(mine)
 
 
 def test_a_bad_price_file_names_the_file_and_entry(tmp_path):

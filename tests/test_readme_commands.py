@@ -211,6 +211,8 @@ PLAN: dict[str, Run | Covered | Skip] = {
              "against loopback servers"),
     "harness classes init DATA_ROOT --benchmark visa-ac": Covered(
         "tests/test_classes_layouts.py::test_visa_ac_on_a_partial_original_tree_lists_the_released_classes_and_says_it_is_partial"),
+    "harness batches RUN_ID [--cancel]": Covered(
+        "tests/test_batches_command.py::test_a_killed_batch_run_is_shown_then_resumed_without_submitting_again"),
     "harness sweep SWEEP.toml": Covered("tests/test_sweep.py::test_a_sweep_runs_every_cell_then_a_second_one_skips_them_all"),
     "harness sweep SWEEP.toml [--dry-run] [--parallel N] [--results-dir DIR]":
         Covered("tests/test_sweep.py::test_a_failing_cell_is_reported_and_the_others_finish"),

@@ -19,7 +19,8 @@ NON_DEFAULT = {
     "gate_options": {"coreset_ratio": 0.05}, "models": ["random", "knn"], "model_options": {"random": {"seed": 3}},
     "prompt": "plain", "seed": 7, "limit": 5, "prices": "prices.toml", "shots": 2, "allow_partial": True,
     "class_order": "shuffle", "repeats": 3, "policy": "demo", "costs": "costs-example", "answers": "strict",
-    "classes": "classes.toml", "results_dir": "out", "run_id": "r1", "output_formats": ["csv"],
+    "classes": "classes.toml", "results_dir": "out", "run_id": "r1", "output_formats": ["csv"], "batch": True,
+    "batch_poll_s": 2.5,
 }
 
 

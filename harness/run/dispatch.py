@@ -168,6 +168,7 @@ class CallResult:
     cached: bool = False  # answered from the response cache; latency and usage are the original call's
     transient: bool | None = None  # with an error: retries ran out or a timeout, so a resume asks again
     fatal: bool = False  # a permanent error saying no request of this model can succeed (harness/run/failfast.py)
+    batch_id: str | None = None  # the provider batch that answered (harness/run/batch_mode.py); None: a live call
 
 
 class Dispatcher:
@@ -270,6 +271,11 @@ class Dispatcher:
             return self._failure(error, attempts, queued_s, gave_up=book.give_up_message(attempts))
         except Exception as error:  # a permanent error: recorded, never raised into the run
             return self._failure(error, attempts, queued_s, gave_up=None)
+
+    def failure(self, error: BaseException, transient_note: str) -> CallResult:
+        """The record fields of a request that failed once with ``error`` outside the retry loop (a batch's),
+        classified as a live call's last error: ``transient_note`` starts the detail when it is transient."""
+        return self._failure(error, 1, 0.0, gave_up=transient_note if self._is_transient(error) else None)
 
     def _is_transient(self, error: BaseException) -> bool:
         return isinstance(error, asyncio.TimeoutError) or self.classifier.should_retry(error)

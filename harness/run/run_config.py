@@ -21,7 +21,7 @@ class Setting:
 
     help: str | None = None  # the flag's help; None: no flag (a config file or code sets it)
     flag: tuple[str, ...] = ()  # the option's names when not --field-name
-    type: type | None = None  # int for whole numbers; None: text
+    type: type | None = None  # int for whole numbers, float for other numbers; None: text
     minimum: int | None = None
     choices: tuple[str, ...] = ()
     multiple: bool = False
@@ -94,6 +94,10 @@ class RunConfig:
     classes: Path | None = setting(
         None, help="Class file (TOML) with your object, class names and descriptions, laid over the benchmark's.",
         default_text="DATA_ROOT/classes.toml when present", path=True, absolute=True, metavar="FILE", to_json=_text)
+    batch: bool = setting(
+        False, help="Send every model's flagged requests as provider batches (openai, anthropic: half price, answers "
+                    "within 24 h); resumable with --resume. One model only: its option batch = true.", is_flag=True)
+    batch_poll_s: float = setting(30.0, help="Seconds between polls of a run's provider batches.", type=float)
     results_dir: Path = setting(Path("results"), help="Where run folders go.", path=True, recorded=False)
     run_id: str | None = setting(
         None, help="Name of the run folder.",

@@ -63,6 +63,8 @@ def _option(item: Field) -> Callable:
         kwargs["type"] = click.Choice(how.choices)
     elif how.type is int:
         kwargs["type"] = click.IntRange(min=how.minimum) if how.minimum is not None else int
+    elif how.type is float:
+        kwargs["type"] = click.FloatRange(min=0.0)
     elif how.path:
         kwargs["type"] = click.Path(path_type=Path)
     if how.metavar:
@@ -165,8 +167,8 @@ def _parsed(item: Field, value: Any, where: str) -> Any:
     if how.path:
         path = Path(value).expanduser()
         return path.resolve() if how.absolute else path
-    if how.type is int:
-        return int(value)
+    if how.type in (int, float):
+        return how.type(value)
     if how.is_flag:
         return bool(value)
     if item.name == "model_options":

@@ -77,9 +77,10 @@ class RecordBuilder:
             attempts=call.attempts if call is not None else 0,
             attempts_total=(call.attempts if call is not None else 0) + earlier_attempts,
             cached=bool(call.cached) if call is not None else False,
+            batch_id=call.batch_id if call is not None else None,
             tokens_in=usage.tokens_in if usage else None,
             tokens_out=usage.tokens_out if usage else None,
-            cost_usd=self._cost(classifier.spec, usage),
+            cost_usd=self._cost(classifier.spec, usage, batch=call is not None and call.batch_id is not None),
         )
         if self.policy is not None:
             record.decisions = RecordDecisions(**record_decisions(record, self.policy))
@@ -95,14 +96,15 @@ class RecordBuilder:
             )
         return reading
 
-    def _cost(self, spec: str, usage) -> float | None:
-        """The backend's own cost figure when it gives one, else tokens times the price table."""
+    def _cost(self, spec: str, usage, batch: bool = False) -> float | None:
+        """The backend's own cost figure when it gives one, else tokens times the price table (its batch discount
+        for an answer from a provider batch)."""
         if usage is None:
             return None
         if usage.cost_usd is not None:
             return usage.cost_usd
         price = self.prices.get(spec)
-        return price.cost(usage.tokens_in, usage.tokens_out) if price else None
+        return price.cost(usage.tokens_in, usage.tokens_out, batch=batch) if price else None
 
 
 def option_scores(usage) -> dict[str, float | None] | None:

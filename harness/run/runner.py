@@ -25,6 +25,7 @@ from harness.plugins import Registry
 from harness.record import records_from_json
 from harness.results import RunFiles, environment_provenance, load_run, new_run_id, truncate_partial_line
 from harness.run import class_file
+from harness.run.batch_mode import BatchMode, batch_specs
 from harness.run.cache import ResponseCache, default_path as default_cache_path
 from harness.run.dispatch import Dispatcher
 from harness.run.failfast import EarlyStop, FailFast
@@ -71,6 +72,8 @@ class Run:
         parts = self.parts
         self.recorder = RecordBuilder(parts.benchmark.name, parts.gate, parts.prices, parts.policy, config.answers)
         self.failfast = FailFast()
+        self.batch_specs = batch_specs(config.batch, self.classifiers)  # models whose requests go in provider batches
+        self._batches: BatchMode | None = None
         self._thread_count = _preparation_threads()
         self._threads: ThreadPoolExecutor | None = None  # decode and draw the samples being prepared
         self._gate_lock = threading.Lock()  # a fitted gate is asked by one thread at a time
@@ -152,6 +155,9 @@ class Run:
         ]
         self._prompt_images = PromptImageStore(files.run_dir, plan.data.root)
         self._threads = ThreadPoolExecutor(max_workers=self._thread_count, thread_name_prefix="harness-prepare")
+        if self.batch_specs:
+            self._batches = BatchMode(self.batch_specs, files.run_dir, self.config.batch_poll_s, self.recorder,
+                                      lambda record: self._write_record(record, files), self.progress)
         try:
             for category in plan.data.categories:
                 if not self._pending(category.test_samples):
@@ -168,6 +174,8 @@ class Run:
                 # records are flushed, not synced, either); the run's last write is synced.
                 files.write_run(run, durable=False)
                 await self._run_category(plan, category, fitted, dispatchers, files)
+            if self._batches is not None:
+                await self._batches.finish()  # the deferred requests, as provider batches
         finally:
             self._threads.shutdown(cancel_futures=True)
             for classifier in plan.classifiers:
@@ -301,11 +309,11 @@ class Run:
             key = (prepared.sample.sample_id, dispatcher.classifier.spec, repeat)
             if key in self.done:
                 return
+            if self._batches is not None and await self._batches.defer(prepared, repeat, dispatcher,
+                                                                       self.earlier_attempts.get(key, 0)):
+                return  # its record is written when its batch has ended
             record = await classify(prepared, repeat, dispatcher, self.recorder, self.earlier_attempts.get(key, 0))
-            files.append_record(record)
-            self.records.append(record)
-            if self.registry.manager is not None:
-                self.registry.manager.hook.harness_sample_done(record=record)
+            self._write_record(record, files)
             self.failfast.check()  # the failed record is kept; the run stops after it
 
         jobs = [one(d, r) for d in dispatchers for r in range(self.config.repeats)]
@@ -313,6 +321,13 @@ class Run:
             await jobs[0]  # one model, one order: no task to wrap it in
         else:
             await asyncio.gather(*jobs)
+
+    def _write_record(self, record: dict[str, Any], files: RunFiles) -> None:
+        """Append a record to samples.jsonl at once, keep it, and tell the hooks."""
+        files.append_record(record)
+        self.records.append(record)
+        if self.registry.manager is not None:
+            self.registry.manager.hook.harness_sample_done(record=record)
 
     def _finished(self, plan: RunPlan) -> FinishedRun:
         """What the analyses read: the finished records (as `Record`s; writers and hooks get the lines) and what

@@ -7,6 +7,12 @@ in a background thread, and answers two protocols at once:
   client at ``server.openai_base_url``, which ends in ``/v1``);
 - Anthropic Messages: ``POST /v1/messages`` (point an Anthropic client at
   ``server.anthropic_base_url``).
+- both batch APIs (`harness.testing.loopback_batches`, ``server.batches``):
+  OpenAI's Files + Batch API and Anthropic's Message Batches, each request of a
+  batch answered by the same responder once the batch ends (after
+  ``server.batches.polls_to_complete`` retrievals), with expired
+  (``Fault.expired()``), errored and cancelled entries; ``server.batches.submissions``
+  counts what was submitted.
 
 What it answers is scripted by a *responder*: a callable that receives the
 parsed `Request` and returns one of

@@ -42,7 +42,7 @@ class Answer:
     model: str | None = None
 
 
-FaultKind = Literal["status", "hang", "reset", "malformed"]
+FaultKind = Literal["status", "hang", "reset", "malformed", "expired"]
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,11 @@ class Fault:
     def reset(cls) -> Fault:
         """Close the connection abruptly (TCP RST) without any response."""
         return cls("reset")
+
+    @classmethod
+    def expired(cls) -> Fault:
+        """In a provider batch: the request expired unanswered (a live request gets a 500)."""
+        return cls("expired", status=500, message="loopback: expired")
 
     @classmethod
     def malformed(cls, body: bytes | str = b'{"id": "truncated", "choices": [{"message": ',

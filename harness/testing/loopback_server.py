@@ -19,6 +19,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Mapping
 
+from harness.testing.loopback_batches import BatchBook
 from harness.testing.loopback_anthropic import ANTHROPIC_PATH, REQUIRED_FIELDS as ANTHROPIC_REQUIRED
 from harness.testing.loopback_anthropic import anthropic_error, anthropic_reply, removed_parameter
 from harness.testing.loopback_openai import OPENAI_PATH, REQUIRED_FIELDS as OPENAI_REQUIRED
@@ -119,6 +120,8 @@ class LoopbackServer:
         self._threads: list[threading.Thread] = []
         #: Set once the server has stopped (by `stop`, or by itself at the end of its lifetime).
         self.stopped = threading.Event()
+        #: The batch APIs' files and batches (`harness.testing.loopback_batches`), answered by the same responder.
+        self.batches = BatchBook(self._outcome)
 
     # -- lifecycle
 
@@ -229,6 +232,14 @@ class LoopbackServer:
         except ValueError:
             body = None
         path = handler.path.split("?", 1)[0]
+        if self.batches.handles(path):
+            if self._stopping.is_set():
+                self._abort(handler)
+                return
+            headers = {k.lower(): v for k, v in handler.headers.items()}
+            status, reply, content_type = self.batches.handle(handler.command, path, headers, raw)
+            self._send(handler, status, reply, content_type, {})
+            return
         with self._lock:
             index = len(self.requests)
             request = Request(
@@ -267,19 +278,10 @@ class LoopbackServer:
             request.outcome = "status:404"
             self._send_json(handler, 404, _error_body(None, 404, f"loopback: no route for {handler.command} {request.path}"))
             return
-        invalid = _invalid_request(request)
-        if invalid:
-            request.outcome = "status:400"
-            self._send_json(handler, 400, _error_body(request.protocol, 400, invalid))
-            return
-        try:
-            outcome = self.responder(request)
-            if callable(outcome) and not isinstance(outcome, (Fault, Answer)):  # e.g. Fault.unauthorized
-                outcome = outcome(request)
-        except Exception as error:  # a bug in the test's script: visible in .errors, answered with 500
-            self.errors.append(error)
-            request.outcome = "responder_error"
-            self._send_json(handler, 500, _error_body(request.protocol, 500, f"loopback responder failed: {error!r}"))
+        outcome = self._outcome(request)
+        if isinstance(outcome, Fault) and outcome.kind == "invalid":
+            request.outcome = "status:400" if outcome.status == 400 else "responder_error"
+            self._send_json(handler, outcome.status, _error_body(request.protocol, outcome.status, outcome.message))
             return
 
         if isinstance(outcome, Fault) and outcome.kind == "hang":
@@ -313,6 +315,21 @@ class LoopbackServer:
             request.outcome = "answer" if answer.refusal is None else "refused"
             build = anthropic_reply if request.protocol == "anthropic" else openai_reply
             self._send_json(handler, 200, build(request, answer), answer.headers)
+
+    def _outcome(self, request: Request) -> Outcome:
+        """The responder's outcome for a well-formed request; a ``Fault`` of kind ``invalid`` for a request the
+        real API refuses (400) or a responder that raised (500, the exception kept in `errors`)."""
+        invalid = _invalid_request(request)
+        if invalid:
+            return Fault("invalid", status=400, message=invalid)  # type: ignore[arg-type]
+        try:
+            outcome = self.responder(request)
+            if callable(outcome) and not isinstance(outcome, (Fault, Answer)):  # e.g. Fault.unauthorized
+                outcome = outcome(request)
+            return outcome
+        except Exception as error:  # a bug in the test's script: visible in .errors, answered with 500
+            self.errors.append(error)
+            return Fault("invalid", status=500, message=f"loopback responder failed: {error!r}")  # type: ignore[arg-type]
 
     def _send_json(self, handler: _Handler, status: int, body: Any, headers: Mapping[str, str] | None = None) -> None:
         self._send(handler, status, json.dumps(body).encode(), "application/json", headers or {})

@@ -69,6 +69,7 @@ from harness.backend_kit import class_answer_schema, is_encoded, png_base64
 from harness.classifiers import Capabilities
 from harness.hosted import HostedClassifier, HostedOptions, MalformedResponseError
 from harness.types import ImagePart, Prompt, Response, TextPart
+from harness_anthropic.batches import AnthropicBatches
 
 __all__ = ["AnthropicClassifier", "AnthropicOptions", "MalformedResponseError"]
 
@@ -111,6 +112,9 @@ class AnthropicOptions(HostedOptions):
         default_factory=dict,
         description="extra HTTP headers, e.g. anthropic-beta (not for credentials: options are recorded in run.json)",
     )
+    batch: bool = Field(
+        False, description="send this model's requests through Message Batches (harness run --batch for every model)"
+    )
 
     @field_validator("extra_headers")
     @classmethod
@@ -131,7 +135,7 @@ class AnthropicOptions(HostedOptions):
         return self
 
 
-class AnthropicClassifier(HostedClassifier):
+class AnthropicClassifier(AnthropicBatches, HostedClassifier):
     """Messages API with base64 image blocks."""
 
     plugin = "anthropic"

@@ -74,6 +74,7 @@ from harness.backend_kit import ClientLanes, class_answer_schema, is_encoded, pn
 from harness.classifiers import Capabilities
 from harness.hosted import HostedClassifier, HostedOptions, MalformedResponseError
 from harness.types import ImagePart, Prompt, Response, TextPart
+from harness_openai.batches import OpenAIBatches
 from harness_openai.replicas import ReplicaPool, Ticket, replica_set_name, split_base_urls
 
 __all__ = ["MalformedResponseError", "OpenAIClassifier", "OpenAIOptions"]
@@ -121,6 +122,9 @@ class OpenAIOptions(HostedOptions):
     extra_body: dict[str, Any] = Field(
         default_factory=dict, description="extra JSON fields merged into each request (server-specific, e.g. vLLM's top_k)"
     )
+    batch: bool = Field(
+        False, description="send this model's requests through the Batch API (harness run --batch for every model)"
+    )
 
     @field_validator("base_url", mode="before")
     @classmethod
@@ -133,7 +137,7 @@ class OpenAIOptions(HostedOptions):
         return value
 
 
-class OpenAIClassifier(HostedClassifier):
+class OpenAIClassifier(OpenAIBatches, HostedClassifier):
     """Chat Completions with image parts; works with any OpenAI-compatible server."""
 
     plugin = "openai"
