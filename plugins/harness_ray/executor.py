@@ -1,0 +1,120 @@
+"""`RayRun`: the core's `Run` with its categories fitted and prepared on Ray actors and its local models
+served by actor replicas; everything that writes (records, run.json, the cache, prompt images) stays here."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+from harness.gates import FittedGate
+from harness.options import validate_options
+from harness.plugins import Registry
+from harness.results import RunFiles
+from harness.run.cache import ResponseCache
+from harness.run.plan import RunPlan
+from harness.run.run_config import RunConfig
+from harness.run.runner import ProgressCallback, Run, RunResult
+from harness.run.stages import CategoryInputs, PreparedSample
+from harness.types import Category, Sample
+
+from harness_ray.cluster import (
+    RayOptions, check_room, connect, gate_resources, import_ray, replica_resources, unwrapped,
+)
+from harness_ray.workers import RemoteFitted, ReplicaPool, start_category
+
+
+class RayRun(Run):
+    """``--executor ray``: each category's gate fitted and its samples prepared in a Ray actor (all categories'
+    fits start at once, as the cluster has room); models that hold a local model as actor replicas."""
+
+    name = "ray"
+    description = ("Ray: each category's gate fitted and its samples prepared in an actor; local models (hf) as "
+                   "actor replicas; hosted APIs called from this process ([executor-options])")
+    Options = RayOptions  # `harness list --verbose` documents them
+
+    def __init__(self, config: RunConfig, registry: Registry, progress: ProgressCallback | None = None):
+        super().__init__(config, registry, progress)
+        self.options = validate_options(RayOptions, config.executor_options, "executor 'ray' ([executor-options])")
+        for classifier in self.classifiers:
+            if classifier.holds_model and classifier.needs_support:
+                raise HarnessError(f"model {classifier.spec!r} learns from --shots examples inside a local model; "
+                                   "the ray executor cannot hand them to its replicas yet: use --executor local")
+        self.ray = import_ray()
+        self.pools: dict[str, ReplicaPool] = {}  # model spec -> its replicas, while the run goes on
+        self.workers: dict[str, Any] = {}  # category -> its gate actor
+        self._info: dict[str, Any] = {"name": self.name}
+
+    def execute(self, resume: bool = False, retry_errors: bool = False) -> RunResult:
+        joined = connect(self.ray, self.config.ray_address)
+        try:
+            return super().execute(resume=resume, retry_errors=retry_errors)
+        finally:
+            if joined:
+                self.ray.shutdown()
+
+    def executor_info(self) -> dict[str, Any]:
+        cluster = self.ray.cluster_resources()
+        replicas = self.options.replicas
+        self._info.update(
+            ray_version=self.ray.__version__, nodes=len([n for n in self.ray.nodes() if n.get("Alive")]),
+            cluster={key: cluster.get(key, 0) for key in ("CPU", "GPU")},
+            replicas={c.spec: replicas for c in self.classifiers if c.holds_model},
+            replica_resources=replica_resources(self.options, cluster),
+            gate_resources=gate_resources(self.parts.gate, self.options, cluster),
+        )
+        return self._info
+
+    async def _run_all(self, plan: RunPlan, files: RunFiles, run: dict[str, Any], cache: ResponseCache | None) -> None:
+        ray, options = self.ray, self.options
+        cluster = ray.cluster_resources()
+        gate_needs = gate_resources(plan.gate, options, cluster)
+        holding = [c for c in plan.classifiers if c.holds_model]
+        per_replica = replica_resources(options, cluster)
+        check_room(cluster, gate_needs, [per_replica] * (options.replicas * len(holding)))
+        try:
+            for classifier in holding:
+                pool = ReplicaPool.start(ray, classifier, options.replicas, per_replica, options.max_restarts)
+                self.pools[classifier.spec] = pool
+                classifier.classify = pool.classify  # what the dispatcher calls; the header is written already
+                # `concurrency` is per replica: the dispatcher keeps every replica as busy as one local model.
+                classifier.options = classifier.options.model_copy(
+                    update={"concurrency": classifier.options.concurrency * options.replicas})
+            for category in plan.data.categories:
+                if self._pending(category.test_samples):
+                    self.workers[category.name] = start_category(
+                        ray, gate_needs, options.max_restarts, plan.gate, category, plan.reference(category),
+                        plan.support.get(category.name, []), plan.template, plan.gate_mode, plan.orders(category),
+                        plan.image_limits)
+            await super()._run_all(plan, files, run, cache)
+        finally:
+            for worker in self.workers.values():
+                ray.kill(worker, no_restart=True)
+            for pool in self.pools.values():
+                pool.close()
+
+    async def _fit(self, plan: RunPlan, category: Category) -> FittedGate:
+        worker = self.workers[category.name]
+        try:
+            info, batch_size = await worker.describe.remote()
+        except self.ray.exceptions.RayTaskError as error:
+            raise unwrapped(error) from None
+        return RemoteFitted(worker, info, batch_size)
+
+    async def _run_category(self, plan: RunPlan, category: Category, fitted: FittedGate, *args: Any) -> None:
+        try:
+            await super()._run_category(plan, category, fitted, *args)
+        finally:  # its resources go to the next category's actor
+            self.ray.kill(self.workers.pop(category.name), no_restart=True)
+
+    def _category_inputs(self, plan: RunPlan, category: Category, fitted: FittedGate, orders, support) -> CategoryInputs:
+        # The worker read its own reference and support; these inputs only carry the stand-in to `_prepare_batch`.
+        return CategoryInputs(category, fitted, plan.template, plan.gate_mode, orders, plan.image_limits, None, support)
+
+    def _prepare_batch(self, samples: list[Sample], inputs: CategoryInputs, pixel_pair_wanted: bool) -> list[PreparedSample]:
+        worker = inputs.fitted.worker  # a `RemoteFitted`
+        try:
+            return self.ray.get(worker.prepare.remote(samples, pixel_pair_wanted))
+        except self.ray.exceptions.RayTaskError as error:
+            raise unwrapped(error) from None
