@@ -8,6 +8,7 @@ gate actors and model replicas on it, as a real run would.
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -197,3 +198,23 @@ def test_executor_options_are_checked_before_anything_runs(tmp_path):
         registry.get("executors", "ray").obj(
             RunConfig(models=["random"], executor="ray", executor_options={"replicas": 0}, results_dir=tmp_path), registry)
     assert issubclass(registry.get("executors", "local").obj, Run)
+
+
+def test_a_sweep_on_ray_runs_its_cells_there_and_a_second_one_skips_them(ray_cluster, harness_tiny_benchmark, tmp_path,
+                                                                         capsys):
+    sweep = tmp_path / "grid.toml"
+    sweep.write_text(f'benchmark = "folder"\ndata-root = "{harness_tiny_benchmark.root}"\nresults-dir = "runs"\n'
+                     '[sweep]\nname = "grid"\ngate = ["oracle", "none"]\nmodels = "random"\n', encoding="utf-8")
+    code, out, err = run_cli("sweep", sweep, "--executor", "ray", capsys=capsys)
+    assert code == 0, err
+    runs = sorted((tmp_path / "runs").glob("grid-*"))
+    assert len(runs) == 2 and re.findall(r"│ (finished|skipped) +│", out) == ["finished"] * 2
+    for folder in runs:
+        run, records = load_run(folder)
+        assert run["status"] == "finished" and run["provenance"]["executor"]["name"] == "ray"
+        assert len(records) == len(harness_tiny_benchmark.load(harness_tiny_benchmark.root).samples)
+    code, out, err = run_cli("sweep", sweep, "--executor", "ray", capsys=capsys)
+    assert code == 0, err
+    assert re.findall(r"│ (finished|skipped) +│", out) == ["skipped"] * 2
+    code, out, _ = run_cli("sweep", sweep, "--dry-run", capsys=capsys)
+    assert "2 cells of sweep grid (2 finished)" in out, "where cells ran is no part of their ids"

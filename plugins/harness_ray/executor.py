@@ -3,9 +3,8 @@ served by actor replicas; everything that writes (records, run.json, the cache, 
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from harness.errors import HarnessError
 from harness.gates import FittedGate
@@ -45,6 +44,19 @@ class RayRun(Run):
         self.pools: dict[str, ReplicaPool] = {}  # model spec -> its replicas, while the run goes on
         self.workers: dict[str, Any] = {}  # category -> its gate actor
         self._info: dict[str, Any] = {"name": self.name}
+
+    @classmethod
+    @contextmanager
+    def session(cls, address: str | None) -> Iterator[str]:
+        """Joined to the cluster at ``address`` (or the local one, started if none runs) for several runs, as
+        ``harness sweep`` runs its cells; yields the address other processes join it at."""
+        ray = import_ray()
+        joined = connect(ray, address)
+        try:
+            yield ray.get_runtime_context().gcs_address
+        finally:
+            if joined:
+                ray.shutdown()
 
     def execute(self, resume: bool = False, retry_errors: bool = False) -> RunResult:
         joined = connect(self.ray, self.config.ray_address)
