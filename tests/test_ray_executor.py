@@ -93,7 +93,7 @@ def test_the_demo_gives_the_same_records_and_metrics(ray_cluster, tmp_path):
 def test_a_replica_killed_mid_run_is_restarted_and_every_sample_recorded_once(
         ray_cluster, harness_tiny_benchmark, tiny_llava, tmp_path):
     hf = f"hf:{tiny_llava}"
-    settings = dict(benchmark="folder", data_root=harness_tiny_benchmark.root, gate="none", models=[hf],
+    settings = dict(benchmark="folder", data_root=harness_tiny_benchmark.root, gate="none", models=[hf], limit=5,
                     model_options={hf: {"max_new_tokens": 4, "dtype": "float32", "device": "cpu", "batch_size": 2}})
     _, local = run_with("local", results_dir=tmp_path / "local", **settings)
     registry = plugins.load_registry()

@@ -91,6 +91,52 @@ def check_room(cluster: dict[str, float], gate: dict[str, float], replicas: list
                 "lower [executor-options] replicas, replica_cpus / replica_gpus or gate_cpus / gate_gpus, or add nodes")
 
 
+def gate_slots(cluster: dict[str, float], gate: dict[str, float], replicas: list[dict[str, float]], categories: int) -> int:
+    """How many categories' gate actors fit beside the replicas at once (at least 1, at most ``categories``)."""
+    slots = categories
+    for resource, key in (("CPU", "num_cpus"), ("GPU", "num_gpus")):
+        if gate[key] > 0:
+            left = cluster.get(resource, 0) - sum(r[key] for r in replicas)
+            slots = min(slots, int(left // gate[key] + 1e-9))
+    return max(1, slots)
+
+
+class Reservation:
+    """One run's actors' resources, reserved together as a Ray placement group: a run's replicas and gate actors
+    are placed at once or wait together, so runs sharing a cluster (``harness sweep --parallel``) never each hold
+    half of what they need. Each actor asks for its slot's `options`."""
+
+    def __init__(self, ray: Any, wants: list[dict[str, float]]):
+        from ray.util.placement_group import placement_group
+
+        bundles: list[dict[str, float]] = []
+        self.index: list[int | None] = []  # slot -> its bundle; None: it needs nothing, so it is not placed
+        for want in wants:
+            bundle = {name: want[key] for name, key in (("CPU", "num_cpus"), ("GPU", "num_gpus")) if want[key] > 0}
+            self.index.append(len(bundles) if bundle else None)
+            if bundle:
+                bundles.append(bundle)
+        self.group = placement_group(bundles, strategy="PACK") if bundles else None
+
+    async def ready(self) -> None:
+        if self.group is not None:
+            await self.group.ready()
+
+    def options(self, slot: int) -> dict[str, Any]:
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        index = self.index[slot]
+        if index is None:
+            return {}
+        return {"scheduling_strategy": PlacementGroupSchedulingStrategy(self.group, placement_group_bundle_index=index)}
+
+    def release(self) -> None:
+        if self.group is not None:
+            from ray.util.placement_group import remove_placement_group
+
+            remove_placement_group(self.group)
+
+
 def unwrapped(error: BaseException) -> BaseException:
     """The exception raised inside a Ray worker, without Ray's wrapper (its traceback text)."""
     cause = getattr(error, "cause", None)

@@ -3,6 +3,7 @@ served by actor replicas; everything that writes (records, run.json, the cache, 
 
 from __future__ import annotations
 
+from collections import deque
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -19,7 +20,7 @@ from harness.run.stages import CategoryInputs, PreparedSample
 from harness.types import Category, Sample
 
 from harness_ray.cluster import (
-    RayOptions, check_room, connect, gate_resources, import_ray, replica_resources, unwrapped,
+    RayOptions, Reservation, check_room, connect, gate_resources, gate_slots, import_ray, replica_resources, unwrapped,
 )
 from harness_ray.workers import RemoteFitted, ReplicaPool, start_category
 
@@ -43,6 +44,7 @@ class RayRun(Run):
         self.ray = import_ray()
         self.pools: dict[str, ReplicaPool] = {}  # model spec -> its replicas, while the run goes on
         self.workers: dict[str, Any] = {}  # category -> its gate actor
+        self._slots: dict[str, int] = {}  # category -> its gate actor's place in the run's `Reservation`
         self._info: dict[str, Any] = {"name": self.name}
 
     @classmethod
@@ -83,28 +85,43 @@ class RayRun(Run):
         cluster = ray.cluster_resources()
         gate_needs = gate_resources(plan.gate, options, cluster)
         holding = [c for c in plan.classifiers if c.holds_model]
-        per_replica = replica_resources(options, cluster)
-        check_room(cluster, gate_needs, [per_replica] * (options.replicas * len(holding)))
+        replicas = [replica_resources(options, cluster)] * (options.replicas * len(holding))
+        check_room(cluster, gate_needs, replicas)
+        pending = deque(c for c in plan.data.categories if self._pending(c.test_samples))
+        # As many categories' gates are fitted at once as fit beside the replicas; each next one when one is done.
+        slots = gate_slots(cluster, gate_needs, replicas, len(pending))
+        reservation = Reservation(ray, replicas + [gate_needs] * slots)
         try:
-            for classifier in holding:
-                pool = ReplicaPool.start(ray, classifier, options.replicas, per_replica, options.max_restarts)
+            await reservation.ready()
+            for number, classifier in enumerate(holding):
+                mine = range(number * options.replicas, (number + 1) * options.replicas)
+                pool = ReplicaPool.start(ray, classifier, [{**replicas[i], **reservation.options(i)} for i in mine],
+                                         options.max_restarts)
                 self.pools[classifier.spec] = pool
                 classifier.classify = pool.classify  # what the dispatcher calls; the header is written already
                 # `concurrency` is per replica: the dispatcher keeps every replica as busy as one local model.
                 classifier.options = classifier.options.model_copy(
                     update={"concurrency": classifier.options.concurrency * options.replicas})
-            for category in plan.data.categories:
-                if self._pending(category.test_samples):
+
+            def start_next(slot: int) -> None:
+                if pending:
+                    category = pending.popleft()
                     self.workers[category.name] = start_category(
-                        ray, gate_needs, options.max_restarts, plan.gate, category, plan.reference(category),
-                        plan.support.get(category.name, []), plan.template, plan.gate_mode, plan.orders(category),
-                        plan.image_limits)
+                        ray, {**gate_needs, **reservation.options(slot)}, options.max_restarts, plan.gate, category,
+                        plan.reference(category), plan.support.get(category.name, []), plan.template, plan.gate_mode,
+                        plan.orders(category), plan.image_limits)
+                    self._slots[category.name] = slot
+
+            self._start_next = start_next
+            for slot in range(len(replicas), len(replicas) + slots):
+                start_next(slot)
             await super()._run_all(plan, files, run, cache)
         finally:
             for worker in self.workers.values():
                 ray.kill(worker, no_restart=True)
             for pool in self.pools.values():
                 pool.close()
+            reservation.release()
 
     async def _fit(self, plan: RunPlan, category: Category) -> FittedGate:
         worker = self.workers[category.name]
@@ -117,8 +134,9 @@ class RayRun(Run):
     async def _run_category(self, plan: RunPlan, category: Category, fitted: FittedGate, *args: Any) -> None:
         try:
             await super()._run_category(plan, category, fitted, *args)
-        finally:  # its resources go to the next category's actor
+        finally:  # its place goes to the next category's gate
             self.ray.kill(self.workers.pop(category.name), no_restart=True)
+            self._start_next(self._slots.pop(category.name))
 
     def _category_inputs(self, plan: RunPlan, category: Category, fitted: FittedGate, orders, support) -> CategoryInputs:
         # The worker read its own reference and support; these inputs only carry the stand-in to `_prepare_batch`.

@@ -67,8 +67,9 @@ class RemoteFitted(FittedGate):
         return self._info
 
 
-def start_category(ray: Any, resources: dict[str, float], max_restarts: int, *args: Any) -> Any:
-    """A `CategoryWorker` actor for one category (``args`` as its constructor's); fitting starts at once."""
+def start_category(ray: Any, resources: dict[str, Any], max_restarts: int, *args: Any) -> Any:
+    """A `CategoryWorker` actor for one category (``args`` as its constructor's); fitting starts at once.
+    ``resources``: ``num_cpus``, ``num_gpus`` and where it is placed (`Reservation.options`)."""
     actor = ray.remote(CategoryWorker).options(max_restarts=max_restarts, max_task_retries=max_restarts, **resources)
     return actor.remote(*args)
 
@@ -98,10 +99,11 @@ class ReplicaPool:
         self._turn = 0
 
     @classmethod
-    def start(cls, ray: Any, classifier: Classifier, count: int, resources: dict[str, float],
-              max_restarts: int) -> "ReplicaPool":
-        actor = ray.remote(ModelReplica).options(max_restarts=max_restarts, max_task_retries=max_restarts, **resources)
-        return cls(ray, [actor.remote(type(classifier), classifier.model_id, classifier.options) for _ in range(count)])
+    def start(cls, ray: Any, classifier: Classifier, resources: list[dict[str, Any]], max_restarts: int) -> "ReplicaPool":
+        """One replica per entry of ``resources`` (``num_cpus``, ``num_gpus``, where it is placed)."""
+        actor = ray.remote(ModelReplica)
+        return cls(ray, [actor.options(max_restarts=max_restarts, max_task_retries=max_restarts, **each)
+                         .remote(type(classifier), classifier.model_id, classifier.options) for each in resources])
 
     async def classify(self, prompt: Prompt) -> Response:
         count = len(self.handles)
