@@ -31,7 +31,7 @@ class RayRun(Run):
 
     name = "ray"
     description = ("Ray: each category's gate fitted and its samples prepared in an actor; local models (hf) as "
-                   "actor replicas; hosted APIs called from this process ([executor-options])")
+                   "actor replicas; hosted APIs called from this process (options: the run config's executor-options table)")
     Options = RayOptions  # `harness list --verbose` documents them
 
     def __init__(self, config: RunConfig, registry: Registry, progress: ProgressCallback | None = None):
@@ -45,7 +45,6 @@ class RayRun(Run):
         self.pools: dict[str, ReplicaPool] = {}  # model spec -> its replicas, while the run goes on
         self.workers: dict[str, Any] = {}  # category -> its gate actor
         self._slots: dict[str, int] = {}  # category -> its gate actor's place in the run's `Reservation`
-        self._info: dict[str, Any] = {"name": self.name}
 
     @classmethod
     @contextmanager
@@ -70,15 +69,14 @@ class RayRun(Run):
 
     def executor_info(self) -> dict[str, Any]:
         cluster = self.ray.cluster_resources()
-        replicas = self.options.replicas
-        self._info.update(
-            ray_version=self.ray.__version__, nodes=len([n for n in self.ray.nodes() if n.get("Alive")]),
-            cluster={key: cluster.get(key, 0) for key in ("CPU", "GPU")},
-            replicas={c.spec: replicas for c in self.classifiers if c.holds_model},
-            replica_resources=replica_resources(self.options, cluster),
-            gate_resources=gate_resources(self.parts.gate, self.options, cluster),
-        )
-        return self._info
+        return {
+            "name": self.name, "ray_version": self.ray.__version__,
+            "nodes": len([node for node in self.ray.nodes() if node.get("Alive")]),
+            "cluster": {key: cluster.get(key, 0) for key in ("CPU", "GPU")},
+            "replicas": {c.spec: self.options.replicas for c in self.classifiers if c.holds_model},
+            "replica_resources": replica_resources(self.options, cluster),
+            "gate_resources": gate_resources(self.parts.gate, self.options, cluster),
+        }
 
     async def _run_all(self, plan: RunPlan, files: RunFiles, run: dict[str, Any], cache: ResponseCache | None) -> None:
         ray, options = self.ray, self.options
