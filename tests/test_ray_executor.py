@@ -218,3 +218,9 @@ def test_a_sweep_on_ray_runs_its_cells_there_and_a_second_one_skips_them(ray_clu
     assert re.findall(r"│ (finished|skipped) +│", out) == ["skipped"] * 2
     code, out, _ = run_cli("sweep", sweep, "--dry-run", capsys=capsys)
     assert "2 cells of sweep grid (2 finished)" in out, "where cells ran is no part of their ids"
+
+
+def test_executor_options_for_the_local_executor_are_refused_not_ignored(tmp_path):
+    registry = plugins.load_registry()
+    with pytest.raises(HarnessError, match="executor 'local' takes none"):
+        Run(RunConfig(models=["random"], executor_options={"replicas": 2}, results_dir=tmp_path), registry)

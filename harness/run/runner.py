@@ -66,6 +66,8 @@ class Run:
         self.config = config
         self.registry = registry
         self.progress = progress or (lambda category, done, total: None)
+        if config.executor_options and getattr(self, "Options", None) is None:  # an executor with options validates them
+            raise HarnessError(f"[executor-options] are given, but executor {self.name!r} takes none (ray does)")
         self.parts: RunParts = resolve_parts(config, registry)  # the benchmark data is read by `execute`
         self.classifiers = self.parts.classifiers
         self.records: list[dict[str, Any]] = []
