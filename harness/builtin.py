@@ -73,3 +73,10 @@ def register_analyses(register):
 @hookimpl(trylast=True)
 def register_result_writers(register):
     register(CsvWriter())
+
+
+@hookimpl(trylast=True)
+def register_executors(register):
+    from harness.run.runner import Run  # the runner imports the registry
+
+    register(Run)

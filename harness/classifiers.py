@@ -62,6 +62,8 @@ class Classifier(ABC):
     requires_model_id: ClassVar[bool] = False
     #: True when it cannot answer without labelled examples (``--shots K``).
     needs_support: ClassVar[bool] = False
+    #: True when it holds a model in this process (``hf``): an executor may run it as replicas elsewhere.
+    holds_model: ClassVar[bool] = False
     capabilities: Capabilities = Capabilities()
 
     def __init__(self, model_id: str | None, options: ClassifierOptions):

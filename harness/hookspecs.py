@@ -64,6 +64,12 @@ def register_class_files(register):
 
 
 @hookspec
+def register_executors(register):
+    """Register executors (``harness run --executor NAME``): ``register(executor_class)`` with a subclass of
+    `harness.run.runner.Run` (the core's ``local``) whose ``name`` the flag names."""
+
+
+@hookspec
 def register_commands(cli):
     """Add click commands to the ``harness`` command group: ``cli.add_command(...)``."""
 

@@ -68,6 +68,7 @@ class Registry:
     policies: dict[str, Provided] = field(default_factory=dict)  # of `NamedFile`s
     costs: dict[str, Provided] = field(default_factory=dict)  # of `NamedFile`s
     class_files: dict[str, Provided] = field(default_factory=dict)  # of `NamedFile`s
+    executors: dict[str, Provided] = field(default_factory=dict)  # `Run` and its subclasses
     failures: list[PluginFailure] = field(default_factory=list)
     #: (kind, name, plugin) of registrations hidden by an earlier one of the same name.
     shadowed: list[tuple[str, str, str]] = field(default_factory=list)
@@ -114,6 +115,7 @@ PLUGIN_KINDS: tuple[PluginKind, ...] = (
     PluginKind("policies", "register_policies", "policy", "Decision policies", files=True),
     PluginKind("costs", "register_cost_matrices", "cost matrix", "Cost matrices", files=True),
     PluginKind("class_files", "register_class_files", "class file", "Class files", files=True),
+    PluginKind("executors", "register_executors", "executor", "Executors"),
 )
 _KIND_OF_TABLE = {kind.table: kind for kind in PLUGIN_KINDS}
 

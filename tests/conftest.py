@@ -62,3 +62,24 @@ def run_cli(*args: object, capsys) -> tuple[int, str, str]:
         code = exit_.code if isinstance(exit_.code, int) else 1
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray instance for the whole session (Ray has no local mode: starting one takes seconds).
+
+    Its workers find the test modules (a gate or classifier a test defines travels by reference to them).
+    """
+    import logging
+    import os
+
+    try:
+        import ray
+    except ImportError:
+        pytest.skip("ray is not installed (pip install 'anomaly-harness[ray]')")
+    here = str(Path(__file__).resolve().parent)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 2**20, logging_level=logging.WARNING,
+             log_to_driver=False)
+    yield ray
+    ray.shutdown()

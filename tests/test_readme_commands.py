@@ -209,6 +209,12 @@ PLAN: dict[str, Run | Covered | Skip] = {
     "harness run --benchmark mvtec-ac --data-root DATA_ROOT --gate oracle --models openai:Qwen/Qwen2.5-VL-7B-Instruct":
         Skip("needs vLLM servers of an open VLM on GPUs; tests/test_openai_replicas.py runs replicas as one model "
              "against loopback servers"),
+    **{command: Skip("needs a Ray cluster of several machines (and an open VLM's weights); "
+                     "tests/test_ray_executor.py runs these on a local Ray instance")
+       for command in (
+           "harness run --benchmark mvtec-ac --data-root DATA --gate patchcore --models hf:/models/Qwen2-VL-7B-Instruct "
+           "--config ray.toml --executor ray --ray-address HEAD_HOST:6379",
+           "harness sweep SWEEP.toml --executor ray --ray-address HEAD_HOST:6379 --parallel 4")},
     "harness classes init DATA_ROOT --benchmark visa-ac": Covered(
         "tests/test_classes_layouts.py::test_visa_ac_on_a_partial_original_tree_lists_the_released_classes_and_says_it_is_partial"),
     "harness batches RUN_ID [--cancel]": Covered(

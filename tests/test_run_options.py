@@ -20,7 +20,7 @@ NON_DEFAULT = {
     "prompt": "plain", "seed": 7, "limit": 5, "prices": "prices.toml", "shots": 2, "allow_partial": True,
     "class_order": "shuffle", "repeats": 3, "policy": "demo", "costs": "costs-example", "answers": "strict",
     "classes": "classes.toml", "results_dir": "out", "run_id": "r1", "output_formats": ["csv"], "batch": True,
-    "batch_poll_s": 2.5,
+    "batch_poll_s": 2.5, "executor": "ray", "ray_address": "10.0.0.1:6379", "executor_options": {"replicas": 2},
 }
 
 

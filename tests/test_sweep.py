@@ -121,9 +121,11 @@ def test_a_failing_cell_is_reported_and_the_others_finish(tmp_path, small_tree, 
             assert load_run(tmp_path / "runs" / cell.run_id)[0]["status"] == "finished"
 
 
-def test_executor_ray_is_a_clear_error(tmp_path, small_tree, capsys):
-    code, _, err = run_cli("sweep", write_sweep(tmp_path, small_tree, GRID), "--executor", "ray", capsys=capsys)
-    assert code == 2 and "--executor ray is not available yet" in err
+def test_an_unknown_executor_is_a_clear_error(tmp_path, small_tree, capsys):
+    # (--executor ray: tests/test_ray_executor.py)
+    code, _, err = run_cli("sweep", write_sweep(tmp_path, small_tree, GRID), "--executor", "dask", capsys=capsys)
+    assert code == 2 and "unknown executor 'dask'" in err and "local, ray" in err
+    assert not (tmp_path / "runs").exists()
 
 
 def test_paths_are_read_from_the_file_and_ids_follow_the_settings(tmp_path, small_tree):

@@ -26,7 +26,7 @@ from harness.errors import HarnessError
 from harness.options import describe_options
 from harness.plugins import PLUGIN_KINDS, Registry, get_registry
 from harness.results import load_run
-from harness.run.runner import Run, RunConfig
+from harness.run.runner import RunConfig
 
 console = Console(stderr=True)
 # Piped output (CI logs, `| tee`) gets a wide table rather than rich's 80-column default.
@@ -91,9 +91,10 @@ def run(**flags: Any) -> None:
         values["gate_options"] = {**values.get("gate_options", {}), "threshold": gate_threshold}
     config = RunConfig(**values, use_cache=use_cache)
     if resume_id:
-        config = _resumed_config(config.results_dir, resume_id, use_cache)
+        config = _resumed_config(config.results_dir, resume_id, use_cache, given=config)
     registry = get_registry()
     _warn_failures(registry)
+    executor = registry.get("executors", config.executor).obj  # an unknown name lists the registered ones
     progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=console, transient=False)
     bars: dict[str, Any] = {}  # one progress line per category
@@ -104,7 +105,7 @@ def run(**flags: Any) -> None:
         progress.update(bars[category], completed=done, total=total)
 
     with progress:
-        result = Run(config, registry, progress=update).execute(resume=bool(resume_id), retry_errors=retry_errors)
+        result = executor(config, registry, progress=update).execute(resume=bool(resume_id), retry_errors=retry_errors)
     rows = leaderboard.ranked(leaderboard.rows_from_run(result.run))  # `#` is a rank, not the --models order
     print_table(f"Run {result.run_id}", rows)
     for line in class_order.summary_lines(result.run):
@@ -122,14 +123,15 @@ def run(**flags: Any) -> None:
     failfast.check_answered(failures, result.run_id)  # exit code 1 when a model asked never answered
 
 
-def _resumed_config(results_dir: Path, run_id: str, use_cache: bool) -> RunConfig:
-    """The config recorded in a run's run.json; the other run flags are ignored when resuming."""
+def _resumed_config(results_dir: Path, run_id: str, use_cache: bool, given: RunConfig) -> RunConfig:
+    """The config recorded in a run's run.json; of the other run flags, only where the stages run is taken."""
     run_file = results_dir / run_id / "run.json"
     if not run_file.is_file():
         raise HarnessError(f"cannot resume {run_id!r}: {run_file} not found (is --results-dir right?)")
     run, _ = load_run(run_file.parent)
     config = RunConfig.from_json(run["config"], results_dir, run_id)
     config.use_cache = use_cache
+    config.executor, config.ray_address, config.executor_options = given.executor, given.ray_address, given.executor_options
     return config
 
 

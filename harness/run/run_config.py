@@ -106,6 +106,11 @@ class RunConfig:
                                         flag=("--output-format",), multiple=True,
                                         recorded=False)
     use_cache: bool = setting(True, recorded=False)
+    # Where the stages run does not change what they compute: run.json's provenance says which executor ran.
+    executor: str = setting("local", help="Where the stages run: local, or an executor plugin's (ray).", recorded=False)
+    ray_address: str | None = setting(None, help="With --executor ray: the cluster to join (HOST:PORT).",
+                                      default_text="the local Ray instance, started if none runs", recorded=False)
+    executor_options: dict[str, Any] = setting(factory=dict, config_key=True, recorded=False)
 
     @classmethod
     def from_json(cls, data: dict[str, Any], results_dir: Path, run_id: str) -> "RunConfig":

@@ -54,12 +54,21 @@ ProgressCallback = Callable[[str, int, int], None]  # (category, done, total)
 
 
 class Run:
-    """The local executor of one run: resolves its plan, then runs the stages over it with asyncio."""
+    """The local executor of one run: resolves its plan, then runs the stages over it with asyncio.
+
+    Another executor (hook ``register_executors``) subclasses it and replaces `_fit`, `_category_inputs` and
+    `_prepare_batch` (where a category is fitted and prepared) or the classifiers' calls; records stay written here.
+    """
+
+    name = "local"
+    description = "this process: asyncio for the model calls, threads for preparation"
 
     def __init__(self, config: RunConfig, registry: Registry, progress: ProgressCallback | None = None):
         self.config = config
         self.registry = registry
         self.progress = progress or (lambda category, done, total: None)
+        if config.executor_options and getattr(self, "Options", None) is None:  # an executor with options validates them
+            raise HarnessError(f"[executor-options] are given, but executor {self.name!r} takes none (ray does)")
         self.parts: RunParts = resolve_parts(config, registry)  # the benchmark data is read by `execute`
         self.classifiers = self.parts.classifiers
         self.records: list[dict[str, Any]] = []
@@ -93,6 +102,7 @@ class Run:
             raise HarnessError(f"{run_dir} already holds a run; resume it with --resume {run_id} or pick another --run-id")
         else:
             run = run_header(header_inputs(plan), run_id, data, provenance.result())
+        (run["resumed"][-1] if resume else run["provenance"])["executor"] = self.executor_info()
         files = RunFiles(run_dir)
         files.write_run(run)
         self.failfast.run_dir = run_dir
@@ -162,13 +172,7 @@ class Run:
             for category in plan.data.categories:
                 if not self._pending(category.test_samples):
                     continue  # resumed: every model already answered every sample here
-                # The first images are decoded while the gate is fitted (a cached fit is mostly torch's
-                # import, on one core). Not for a gate whose verdicts the prompt memo recalls without them.
-                self._decoded = {} if not plan.gate.reads_pixels else {
-                    sample.sample_id: self._threads.submit(load_sample_image, sample)
-                    for sample in self._pending(category.test_samples)[:MAX_SAMPLES_IN_FLIGHT]
-                }
-                fitted = await asyncio.to_thread(fit_gate, plan.gate, category)
+                fitted = await self._fit(plan, category)
                 run["provenance"]["gate"]["categories"][category.name] = fitted.info()
                 # Kept for a resumed run's provenance: atomic, but not synced to disk (the
                 # records are flushed, not synced, either); the run's last write is synced.
@@ -180,6 +184,25 @@ class Run:
             self._threads.shutdown(cancel_futures=True)
             for classifier in plan.classifiers:
                 await classifier.aclose()
+
+    def executor_info(self) -> dict[str, Any]:
+        """What run.json's provenance (or a resume's entry) says about where the stages ran."""
+        return {"name": self.name}
+
+    async def _fit(self, plan: RunPlan, category: Category) -> FittedGate:
+        """The category's fitted gate, in a worker thread."""
+        # The first images are decoded while the gate is fitted (a cached fit is mostly torch's
+        # import, on one core). Not for a gate whose verdicts the prompt memo recalls without them.
+        self._decoded = {} if not plan.gate.reads_pixels else {
+            sample.sample_id: self._threads.submit(load_sample_image, sample)
+            for sample in self._pending(category.test_samples)[:MAX_SAMPLES_IN_FLIGHT]
+        }
+        return await asyncio.to_thread(fit_gate, plan.gate, category)
+
+    def _category_inputs(self, plan: RunPlan, category: Category, fitted: FittedGate, orders, support) -> CategoryInputs:
+        """What preparing the category's samples needs; reads the reference (in a worker thread)."""
+        reference = read_reference(category, plan.reference(category))
+        return CategoryInputs(category, fitted, plan.template, plan.gate_mode, orders, plan.image_limits, reference, support)
 
     async def _run_category(self, plan: RunPlan, category: Category, fitted: FittedGate, dispatchers: list[Dispatcher],
                             files: RunFiles) -> None:
@@ -220,9 +243,7 @@ class Run:
         inputs: asyncio.Task | None = None
 
         async def category_inputs() -> CategoryInputs:
-            reference = await asyncio.to_thread(read_reference, category, plan.reference(category))
-            return CategoryInputs(category, fitted, plan.template, plan.gate_mode, orders, plan.image_limits,
-                                  reference, support)
+            return await asyncio.to_thread(self._category_inputs, plan, category, fitted, orders, support)
 
         async def prepare(group: list[Sample]) -> list[PreparedSample]:
             nonlocal inputs
@@ -275,17 +296,21 @@ class Run:
         """The `prepare_batch` stage on the run's threads, its prompt images stored and, when a re-run may
         reuse them, remembered."""
         wanted = self._pixel_pairs.get(inputs.category.name, []) is not None  # None: no pixel AUROC here
-        # A future decoded ahead was queued on these threads before any of this batch's work, so waiting
-        # for it from one of them never waits for work queued behind it.
-        ahead = [self._decoded.pop(sample.sample_id, None) for sample in samples]
-        results = prepare_batch(samples, inputs, pixel_pair_wanted=wanted, parallel_map=self._threads.map,
-                                gate_lock=self._gate_lock, decoded=[f.result if f else None for f in ahead])
+        results = self._prepare_batch(samples, inputs, wanted)
         for result in results:
             prepared = result.prepared
             prepared.images = self._prompt_images.keep(prepared)
             if self._memo is not None and prepared.bad_input is None:
                 self._memo.remember(prepared.sample, prepared.gate, prepared.prompts)
         return results
+
+    def _prepare_batch(self, samples: list[Sample], inputs: CategoryInputs, pixel_pair_wanted: bool) -> list[PreparedSample]:
+        """`prepare_batch` on the run's threads."""
+        # A future decoded ahead was queued on these threads before any of this batch's work, so waiting
+        # for it from one of them never waits for work queued behind it.
+        ahead = [self._decoded.pop(sample.sample_id, None) for sample in samples]
+        return prepare_batch(samples, inputs, pixel_pair_wanted=pixel_pair_wanted, parallel_map=self._threads.map,
+                             gate_lock=self._gate_lock, decoded=[f.result if f else None for f in ahead])
 
     def _kept(self, results: list[PreparedSample]) -> list[Prepared]:
         """The prepared samples, their pixel pairs kept (in the order of the samples, whatever thread finished first)."""

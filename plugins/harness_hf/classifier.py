@@ -125,6 +125,7 @@ class HFClassifier(Classifier):
     description = "local vision-language models through Hugging Face transformers (generation or option scoring)"
     Options = HFOptions
     requires_model_id = True
+    holds_model = True  # a Ray run loads it once per replica actor (plugins/harness_ray)
     capabilities = Capabilities(max_images=None, can_score_options=True)
     options: HFOptions
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import click
 from rich.markup import escape
@@ -14,35 +16,36 @@ from harness.errors import HarnessError
 from harness.plugins import get_registry
 from harness.scoring.leaderboard import figure_pct
 
-from harness_sweep.execute import FAILED, SKIPPED, Outcome, cell_state, read_status, run_cells, run_here
+from harness_sweep.execute import FAILED, FINISHED, SKIPPED, Outcome, cell_state, read_status, run_cells, run_here
 from harness_sweep.sweep_file import Cell, Sweep, load_sweep
-
-EXECUTORS = ("local", "ray")
-
 
 @click.command(name="sweep")
 @click.argument("sweep_file", type=click.Path(path_type=Path))
 @click.option("--dry-run", is_flag=True, help="List the cells (run id, settings, state: new, finished, resume); run nothing.")
 @click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True,
               help="Cells run at once; above 1 each runs in its own process.")
-@click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
-              help="Where cells run: local (this machine); ray is not available yet.")
+@click.option("--executor", default=None,
+              help="Where each cell's stages run: local, or ray (see `harness run --executor`). "
+                   "[default: the file's executor, else local]")
+@click.option("--ray-address", default=None, metavar="HOST:PORT",
+              help="With --executor ray: the cluster to join. [default: the file's ray-address, else the local Ray "
+                   "instance, started if none runs]")
 @click.option("--results-dir", type=click.Path(path_type=Path), default=None,
               help="Where the cells' run folders go. [default: the file's results-dir, else results]")
 @click.option("--cell", "cell_id", default=None, hidden=True, help="Run only this cell here (what --parallel runs).")
 @click.pass_context
-def sweep(ctx: click.Context, sweep_file: Path, dry_run: bool, parallel: int, executor: str,
-          results_dir: Path | None, cell_id: str | None) -> None:
+def sweep(ctx: click.Context, sweep_file: Path, dry_run: bool, parallel: int, executor: str | None,
+          ray_address: str | None, results_dir: Path | None, cell_id: str | None) -> None:
     """Run the cross product of a sweep file's benchmarks, categories, gates, models, prompts, seeds and shots.
 
     Each cell is an ordinary run whose id comes from the cell: a finished cell is skipped, an
     unfinished one (killed, failed) is resumed. A failing cell is reported and the others go on;
     the exit status is 1 when any cell failed.
     """
-    if executor == "ray":
-        raise HarnessError("--executor ray is not available yet: cells run with --executor local "
-                           "(the default; --parallel N runs N at once)")
     plan = load_sweep(sweep_file, results_dir)
+    for cell in plan.cells:  # where cells run is no part of their ids: the flags win over the file
+        cell.config.executor = executor or cell.config.executor
+        cell.config.ray_address = ray_address or cell.config.ray_address
     if cell_id is not None:
         _run_one(plan, cell_id)
     elif dry_run:
@@ -85,7 +88,8 @@ def _run_all(ctx: click.Context, plan: Sweep, parallel: int) -> None:
         console.print(f"[{len(done)}/{total}] {outcome.state} {outcome.cell.run_id}{time_text}{escape(failure)}",
                       highlight=False, soft_wrap=True)
 
-    outcomes = run_cells(plan, parallel, get_registry, report, debug=debug)
+    with _executor_session(plan):
+        outcomes = run_cells(plan, parallel, get_registry, report, debug=debug)
     if plan.results_dir.is_dir():
         ctx.invoke(leaderboard_command, results_dirs=(plan.results_dir,), output=plan.results_dir / "LEADERBOARD.md")
     out.print(summary_table(plan, outcomes))
@@ -95,6 +99,23 @@ def _run_all(ctx: click.Context, plan: Sweep, parallel: int) -> None:
                       highlight=False, soft_wrap=True)
     if failed:
         sys.exit(1)
+
+
+@contextmanager
+def _executor_session(plan: Sweep) -> Iterator[None]:
+    """Inside the cells' executor's ``session(address)``, when it has one: Ray joins (or starts) its cluster once
+    for the whole sweep, and the cells, in child processes too (``--parallel``), join it at the address it gives."""
+    names = {cell.config.executor for cell in plan.cells}
+    if len(names) != 1:
+        raise HarnessError(f"{plan.path}: the cells name several executors ({', '.join(sorted(names))}); give one")
+    session = getattr(get_registry().get("executors", names.pop()).obj, "session", None)  # unknown: lists the known
+    if session is None or all(cell_state(cell) == FINISHED for cell in plan.cells):  # nothing to run: join nothing
+        yield
+        return
+    with session(plan.cells[0].config.ray_address) as address:
+        for cell in plan.cells:
+            cell.config.ray_address = address
+        yield
 
 
 def summary_table(plan: Sweep, outcomes: list[Outcome]) -> Table:

@@ -25,7 +25,6 @@ from harness.plugins import Registry
 from harness.results import RUN_FILE
 from harness.run import failfast
 from harness.run.run_config import RunConfig
-from harness.run.runner import Run
 
 from harness_sweep.sweep_file import Cell, Sweep
 
@@ -72,7 +71,8 @@ def run_here(cell: Cell, registry: Registry) -> Outcome:
     started = time.monotonic()
     try:
         config = _resumed_config(cell) if resume else cell.config
-        result = Run(config, registry).execute(resume=resume)
+        executor = registry.get("executors", config.executor).obj  # `harness.run.runner.Run`, or a plugin's
+        result = executor(config, registry).execute(resume=resume)
         failfast.check_answered(result.run.get("call_failures") or {}, cell.run_id)  # as `harness run`: exit 1
     except Exception as error:  # a cell's failure is reported and the sweep goes on
         logger.debug("cell %s failed", cell.run_id, exc_info=True)
@@ -86,6 +86,8 @@ def _resumed_config(cell: Cell) -> RunConfig:
     run = read_status(cell.config.results_dir / cell.run_id) or {}
     config = RunConfig.from_json(run.get("config") or {}, cell.config.results_dir, cell.run_id)
     config.use_cache = cell.config.use_cache
+    config.executor, config.ray_address, config.executor_options = (
+        cell.config.executor, cell.config.ray_address, cell.config.executor_options)  # this sweep's, not the first's
     return config
 
 
@@ -93,7 +95,10 @@ def run_child(sweep: Sweep, cell: Cell, debug: bool = False) -> Outcome:
     """Run one cell in a child process (``harness sweep FILE --cell RUN_ID``); its output is kept for a failure."""
     resume = cell_state(cell) == RESUME
     command = [sys.executable, "-c", "from harness.cli import main; main()", "sweep", str(sweep.path),
-               "--cell", cell.run_id, "--results-dir", str(sweep.results_dir.absolute())] + (["--debug"] if debug else [])
+               "--cell", cell.run_id, "--results-dir", str(sweep.results_dir.absolute()),
+               "--executor", cell.config.executor] + (["--debug"] if debug else [])
+    if cell.config.ray_address:
+        command += ["--ray-address", cell.config.ray_address]
     started = time.monotonic()
     child = subprocess.run(command, capture_output=True, text=True)
     seconds = time.monotonic() - started

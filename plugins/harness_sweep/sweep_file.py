@@ -39,8 +39,9 @@ from harness.errors import HarnessError
 from harness.run.run_config import RunConfig
 from harness.run.run_options import checked_config, config_values, read_toml
 
-#: Settings that say where and how a run is written, not what it computes: not part of a cell's id.
-NOT_IN_ID = frozenset({"results-dir", "output-format", "output-formats", "no-cache"})
+#: Settings that say where and how a run is written or executed, not what it computes: not part of a cell's id.
+NOT_IN_ID = frozenset({"results-dir", "output-format", "output-formats", "no-cache", "executor", "ray-address",
+                       "executor-options"})
 
 
 def _text(value: Any) -> bool:
