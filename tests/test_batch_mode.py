@@ -191,6 +191,17 @@ def test_batches_stay_within_the_byte_limit_of_the_uploaded_file(tmp_path, small
     assert sum(len(s.custom_ids) for s in server.batches.submissions) == sum(1 for r in result.records if r["called"])
 
 
+def test_a_request_larger_than_a_whole_batch_stops_the_run_before_anything_is_submitted(tmp_path, small_tree, server,
+                                                                                        monkeypatch):
+    from harness.batches import BatchLimits
+    from harness_openai import OpenAIClassifier
+
+    monkeypatch.setattr(OpenAIClassifier, "batch_limits", BatchLimits(max_requests=10**6, max_bytes=100_000))
+    with pytest.raises(HarnessError, match=r"openai:gpt-4o.*the request for .* is [\d,]+ bytes, over the 100,000 one batch"):
+        Run(config(tmp_path, small_tree, server, "r", models=(OPENAI,), batch=True), plugins.load_registry()).execute()
+    assert server.batches.submissions == []
+
+
 def test_a_model_that_cannot_batch_is_refused_and_one_model_may_batch_alone(tmp_path, small_tree, server, capsys):
     with pytest.raises(HarnessError, match="'random' cannot run in batch mode"):
         Run(RunConfig(benchmark="folder", data_root=small_tree, models=["random"], results_dir=tmp_path, batch=True),

@@ -123,6 +123,9 @@ class BatchMode:
             return False  # answered from the cache at once, never submitted
         request_id = custom_id(spec, prepared.sample.sample_id, repeat, prompt.hash)
         spool = None if (spec, request_id) in self.held else await asyncio.to_thread(self._spool, dispatcher.classifier, prompt)
+        if spool is not None and spool[1] > dispatcher.classifier.batch_limits.max_bytes:  # no batch could hold it
+            raise HarnessError(f"model {spec!r}: the request for {prepared.sample.sample_id} is {spool[1]:,} bytes, over "
+                               f"the {dispatcher.classifier.batch_limits.max_bytes:,} one batch may hold; ask it live")
         gate = prepared.gate  # kept without its maps
         light = Prepared(prepared.sample, GateResult(gate.score, gate.flagged, gate.threshold), images=prepared.images)
         key_only = KeyOnlyPrompt(prompt.template, [], list(prompt.candidates), prompt.hash, prompt.request_hash,
