@@ -53,12 +53,7 @@ DENIED = {
 MODEL = "openai:gpt-4o"
 
 
-@pytest.fixture(autouse=True)
-def api_keys(monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-abcdefghijklmnop1234")
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-abcdefghijklmnop1234")
-    for name in ("OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("fake_api_keys")
 
 
 def in_turn(request: Request) -> Answer:

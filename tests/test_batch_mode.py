@@ -25,12 +25,7 @@ CALL_FIELDS = {"latency_s", "queued_s", "batch_id", "cost_usd"}
 REPLIES = ["crack", "hole", "stain", "scratch", "It is a crack.", "no idea"]
 
 
-@pytest.fixture(autouse=True)
-def api_keys(monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-abcdefghijklmnop1234")
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-abcdefghijklmnop1234")
-    for name in ("OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("fake_api_keys")
 
 
 def by_content(request) -> str:
