@@ -261,3 +261,20 @@ def test_custom_ids_are_valid_for_both_providers_and_stable():
     import re
 
     assert re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", one)
+
+
+def test_batch_mode_under_the_ray_executor_gives_the_local_executors_records(ray_cluster, tmp_path, small_tree, server):
+    # The deferred requests are the driver's on either executor: the same batches, answers and prices.
+    local = Run(config(tmp_path, small_tree, server, "local", models=(OPENAI,), batch=True), plugins.load_registry()).execute()
+    registry = plugins.load_registry()
+    ray_config = config(tmp_path, small_tree, server, "ray", models=(OPENAI,), batch=True, executor="ray")
+    on_ray = registry.get("executors", "ray").obj(ray_config, registry).execute()
+    assert on_ray.run["provenance"]["executor"]["name"] == "ray"
+    different = CALL_FIELDS - {"cost_usd"}  # the batch ids differ; the price must not
+    mine, theirs = records(local.run_dir), records(on_ray.run_dir)
+    assert mine.keys() == theirs.keys()
+    assert all({f: v for f, v in mine[k].items() if f not in different} ==
+               {f: v for f, v in theirs[k].items() if f not in different} for k in mine)
+    sizes = [len(s.custom_ids) for s in server.batches.submissions]
+    assert len(sizes) == 2 and sizes[0] == sizes[1] > 0, "one batch from each run, of the same requests"
+    assert all(r["batch_id"] for r in theirs.values() if r["called"])
