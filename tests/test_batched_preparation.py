@@ -142,7 +142,7 @@ def _records(run_dir: Path) -> list[dict]:
 def test_a_run_in_batches_records_what_a_run_one_by_one_records(small_tree, tmp_path, monkeypatch):
     # One preparation thread: groups of 4 samples, so a category's samples come in two groups prepared at
     # once, which must take turns at the gate (CountingFitted fails a run whose gate two threads enter).
-    monkeypatch.setattr("harness.run.runner._preparation_threads", lambda: 1)
+    monkeypatch.setattr("harness.run.runner.preparation_threads", lambda: 1)
     BatchingOracle.fitted.clear()
     registry = plugins.load_registry(extra_plugins=[("batching", BatchingOraclePlugin())])
     runs = {}
@@ -207,7 +207,7 @@ def test_prompt_pictures_behave_as_a_mapping():
 
 def test_groups_larger_than_the_samples_in_flight_still_finish(small_tree, tmp_path, monkeypatch):
     # Three groups of 4 being prepared need 12 places; with 8 allowed the run would wait for itself.
-    monkeypatch.setattr("harness.run.runner._preparation_threads", lambda: 1)
+    monkeypatch.setattr("harness.run.runner.preparation_threads", lambda: 1)
     monkeypatch.setattr("harness.run.runner.MAX_SAMPLES_IN_FLIGHT", 8)
     config = RunConfig(benchmark="folder", data_root=small_tree, gate="oracle", models=["random"],
                        results_dir=tmp_path / "results", run_id="r", use_cache=False)

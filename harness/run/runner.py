@@ -83,7 +83,7 @@ class Run:
         self.failfast = FailFast()
         self.batch_specs = batch_specs(config.batch, self.classifiers)  # models whose requests go in provider batches
         self._batches: BatchMode | None = None
-        self._thread_count = _preparation_threads()
+        self._thread_count = preparation_threads()
         self._threads: ThreadPoolExecutor | None = None  # decode and draw the samples being prepared
         self._gate_lock = threading.Lock()  # a fitted gate is asked by one thread at a time
         self._decoded: dict[str, Future] = {}  # sample id -> its image being decoded ahead of the fit
@@ -379,7 +379,7 @@ def _in_background(function: Callable[[], Any]) -> Future:
     return future
 
 
-def _preparation_threads() -> int:
+def preparation_threads() -> int:
     """Threads that decode and draw samples: one per usable core (PIL and numpy release the GIL), at most 8."""
     try:
         cores = len(os.sched_getaffinity(0))

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 from harness.classifiers import Classifier, ClassifierOptions
 from harness.gates import FittedGate, Gate
 from harness.prompts import PromptTemplate
+from harness.run.runner import preparation_threads
 from harness.run.stages import CategoryInputs, PreparedSample, fit_gate, prepare_batch, read_reference, read_support
 from harness.types import Category, ClassInfo, GateResult, Prompt, Response, Sample
 
@@ -38,8 +39,7 @@ class CategoryWorker:
                                          read_reference(category, reference), pictures)
         except Exception as error:
             self.error = error
-        threads = max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
-        self.threads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="harness-ray-prepare")
+        self.threads = ThreadPoolExecutor(max_workers=preparation_threads(), thread_name_prefix="harness-ray-prepare")
         self.gate_lock = threading.Lock()
 
     def describe(self) -> tuple[dict[str, Any], int]:
