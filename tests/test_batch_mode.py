@@ -278,3 +278,22 @@ def test_batch_mode_under_the_ray_executor_gives_the_local_executors_records(ray
     sizes = [len(s.custom_ids) for s in server.batches.submissions]
     assert len(sizes) == 2 and sizes[0] == sizes[1] > 0, "one batch from each run, of the same requests"
     assert all(r["batch_id"] for r in theirs.values() if r["called"])
+
+
+def test_a_batch_that_failed_validation_gives_transient_errors_naming_why_and_resume_submits_again(
+        tmp_path, small_tree, server):
+    server.batches.fail_validation = "The model gpt-4o is not available for batch jobs."
+    first = Run(config(tmp_path, small_tree, server, "r", models=(OPENAI,), batch=True), plugins.load_registry()).execute()
+    asked = [r for r in first.records if r["called"]]
+    assert asked and all(r["error"] == "backend_error" and r["error_transient"] for r in asked)
+    assert all("(failed: invalid_request: The model gpt-4o is not available for batch jobs.) gave no result"
+               in r["error_detail"] for r in asked)
+    server.batches.fail_validation = None
+    run, _ = load_run(tmp_path / "r")
+    resumed_config = RunConfig.from_json(run["config"], tmp_path, "r")
+    resumed_config.use_cache = False
+    resumed = Run(resumed_config, plugins.load_registry()).execute(resume=True)
+    assert [len(s.custom_ids) for s in server.batches.submissions] == [len(asked), len(asked)]
+    answered = records(resumed.run_dir)
+    again = [answered[(r["sample_id"], r["model"], r["repeat"])] for r in asked]
+    assert all(r["error"] not in ("backend_error", "timeout") and r["batch_id"] for r in again), "answered this time"

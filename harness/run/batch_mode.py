@@ -206,7 +206,8 @@ class BatchMode:
                 if status.state == "ended":
                     outcomes = await classifier.batch_results(batch_id)
                     for cid in members[batch_id]:
-                        self._record(self.waiting[classifier.spec].pop(cid), batch_id, outcomes.get(cid))
+                        self._record(self.waiting[classifier.spec].pop(cid), batch_id, outcomes.get(cid),
+                                     status.provider_status)
                     self.ledger.write(event="collected", batch_id=batch_id)
                     del pending[batch_id]
             total = sum(map(len, members.values()))
@@ -216,11 +217,12 @@ class BatchMode:
             if pending:
                 await asyncio.sleep(self.poll_s)
 
-    def _record(self, deferred: Deferred, batch_id: str, outcome: Any) -> None:
+    def _record(self, deferred: Deferred, batch_id: str, outcome: Any, provider_status: str = "") -> None:
         """Write a deferred request's record: ``outcome`` made into what a live call would have given."""
         dispatcher, detail = deferred.dispatcher, f"batch {batch_id}"
-        if outcome is None:
-            call = CallResult(None, "backend_error", f"{detail} gave no result for it", 1, None, 0.0, transient=True)
+        if outcome is None:  # e.g. a batch that failed validation: the provider's status says why
+            call = CallResult(None, "backend_error", redact(f"{detail} ({provider_status}) gave no result for it")[:500],
+                              1, None, 0.0, transient=True)
         elif isinstance(outcome, NotAnswered):  # expired: the provider's window closed (transient); or cancelled
             expired = outcome.why == "expired"
             call = CallResult(None, "timeout" if expired else "backend_error", f"{detail} {outcome.why} before it ran",

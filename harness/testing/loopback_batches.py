@@ -9,8 +9,10 @@ Anthropic: ``POST /v1/messages/batches``, ``GET /v1/messages/batches/{id}``,
 A batch ends after `BatchBook.polls_to_complete` retrievals (0: on the first); only then is every
 request of it answered, one by one, by the server's responder, as a live request would be: an
 answer, a `Fault` status (an errored entry), or `Fault.expired()` (an expired entry). A cancelled
-batch ends on the next retrieval with its requests cancelled. `submissions` counts what clients
-created, so a test can assert that nothing was submitted twice.
+batch ends on the next retrieval with its requests cancelled. With `BatchBook.fail_validation` set, an
+OpenAI batch is created ``failed`` (as when the provider's validation rejects its file after creation):
+no request runs and its ``errors`` carry that message. `submissions` counts what clients created, so a
+test can assert that nothing was submitted twice.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class LoopbackBatch:
     results: dict[str, dict[str, Any]] = field(default_factory=dict)  # custom_id -> outcome entry
     output_file_id: str | None = None
     error_file_id: str | None = None
+    validation_error: str | None = None  # an OpenAI batch that failed validation: why
 
 
 @dataclass
@@ -67,6 +70,7 @@ class BatchBook:
     def __init__(self, outcome_of: Callable[[Request], Any]):
         self._outcome_of = outcome_of  # the server's: the 400 of an invalid body, else its responder's outcome
         self.polls_to_complete = 0
+        self.fail_validation: str | None = None  # set: OpenAI batches are created ``failed`` with this message
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, LoopbackBatch] = {}
         self.submissions: list[Submission] = []
@@ -150,7 +154,10 @@ class BatchBook:
         requests = [{"custom_id": line["custom_id"], "body": line["body"]} for line in lines]
         if len({r["custom_id"] for r in requests}) != len(requests):
             return _json(400, openai_error(400, "loopback: custom_id values must be unique within a batch"))
-        return _json(200, self._openai_view(self._new_batch("openai", "batch_loopback", requests, headers)))
+        batch = self._new_batch("openai", "batch_loopback", requests, headers)
+        if self.fail_validation is not None:
+            batch.validation_error, batch.ended = self.fail_validation, True
+        return _json(200, self._openai_view(batch))
 
     def _anthropic_create(self, body: dict[str, Any], headers: dict[str, str]) -> Reply:
         requests = [{"custom_id": r["custom_id"], "body": r["params"]} for r in body.get("requests") or []]
@@ -218,13 +225,17 @@ class BatchBook:
 
     def _openai_view(self, batch: LoopbackBatch) -> dict[str, Any]:
         failed = sum(1 for entry in batch.results.values() if entry["type"] != "succeeded")
-        if batch.ended:
+        if batch.validation_error is not None:
+            status = "failed"
+        elif batch.ended:
             status = "cancelled" if any(e["type"] == "canceled" for e in batch.results.values()) else "completed"
         else:
             status = "cancelling" if batch.cancelling else "in_progress"
         return {
             "id": batch.id, "object": "batch", "endpoint": OPENAI_PATH,
-            "errors": None, "input_file_id": "file-loopback", "completion_window": "24h", "status": status,
+            "errors": None if batch.validation_error is None else {"object": "list", "data": [
+                {"code": "invalid_request", "message": batch.validation_error, "param": None, "line": None}]},
+            "input_file_id": "file-loopback", "completion_window": "24h", "status": status,
             "output_file_id": batch.output_file_id, "error_file_id": batch.error_file_id,
             "created_at": int(batch.created_at), "expires_at": int(batch.created_at) + 86400,
             "request_counts": {"total": len(batch.requests), "completed": len(batch.results) - failed, "failed": failed},

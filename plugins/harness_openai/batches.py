@@ -93,8 +93,11 @@ class OpenAIBatches:
     def _status(batch: Any) -> BatchStatus:
         counts = batch.request_counts
         total, done, failed = (counts.total, counts.completed, counts.failed) if counts else (0, 0, 0)
+        # A batch that failed validation ran nothing; its errors say why (records name them).
+        reasons = "; ".join(f"{e.code}: {e.message}" for e in (batch.errors.data or [])) if batch.errors else ""
         return BatchStatus("ended" if batch.status in ENDED else "in_progress",
-                           {"processing": max(0, total - done - failed), "succeeded": done, "errored": failed}, batch.status)
+                           {"processing": max(0, total - done - failed), "succeeded": done, "errored": failed},
+                           f"{batch.status}: {reasons}" if reasons else batch.status)
 
 
 def status_error(client: Any, status: int, body: Any, url: str) -> BaseException:
