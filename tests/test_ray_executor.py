@@ -267,3 +267,21 @@ def test_a_driver_killed_mid_run_is_resumed_on_ray_with_every_sample_once(ray_cl
     assert len(ids) == len(set(ids)) == 36, "every sample exactly once"
     assert {r["response"] for r in records if r["called"]} == {"crack"}
     assert not [r["sample_id"] for r in records if r["error"] in ("backend_error", "timeout")], "no call was lost"
+
+
+def test_a_cluster_that_cannot_be_joined_is_named_with_the_reason_and_the_way_out():
+    # Ray raises a bare RuntimeError (several lines) when the running instance has another Ray or Python.
+    from harness_ray.cluster import connect
+
+    class RunningElsewhere:
+        @staticmethod
+        def is_initialized():
+            return False
+
+        @staticmethod
+        def init(**kwargs):
+            raise RuntimeError("Version mismatch: The cluster was started with:\n    Ray: 2.60.0\n    Python: 3.11.2\n")
+
+    with pytest.raises(HarnessError, match=r"cannot join the Ray cluster at 10\.0\.0\.1:6379: Version mismatch: The cluster "
+                                           r"was started with: Ray: 2\.60\.0 Python: 3\.11\.2\..*--ray-address local"):
+        connect(RunningElsewhere, "10.0.0.1:6379")

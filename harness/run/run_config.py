@@ -108,7 +108,7 @@ class RunConfig:
     use_cache: bool = setting(True, recorded=False)
     # Where the stages run does not change what they compute: run.json's provenance says which executor ran.
     executor: str = setting("local", help="Where the stages run: local, or an executor plugin's (ray).", recorded=False)
-    ray_address: str | None = setting(None, help="With --executor ray: the cluster to join (HOST:PORT).",
+    ray_address: str | None = setting(None, help="With --executor ray: the cluster to join (HOST:PORT), or local to start a new one.",
                                       default_text="the local Ray instance, started if none runs", recorded=False)
     executor_options: dict[str, Any] = setting(factory=dict, config_key=True, recorded=False)
 

@@ -42,24 +42,29 @@ def import_ray() -> Any:
 
 
 def connect(ray: Any, address: str | None) -> bool:
-    """Join the cluster at ``address`` or, without one, the local instance (started when none runs).
+    """Join the cluster at ``address`` or, without one, the local instance (started when none runs);
+    ``local``: always start a new instance for this process.
 
     True when this call connected (the caller then disconnects); False when this process already was.
     """
     if ray.is_initialized():
         return False
     quiet = {"logging_level": logging.WARNING, "log_to_driver": False}
+    where = f"at {address}" if address else "running on this machine (RAY_ADDRESS, or the latest one started here)"
     try:
-        if address:
+        if address == "local":
+            ray.init(address="local", include_dashboard=False, **quiet)
+        elif address:
             ray.init(address=address, **quiet)
-            return True
-        try:
-            ray.init(address="auto", **quiet)  # RAY_ADDRESS, or the latest instance started on this machine
-        except ConnectionError:
-            ray.init(include_dashboard=False, **quiet)
-    except ConnectionError as error:
-        raise HarnessError(f"--ray-address {address}: cannot join that Ray cluster ({error}); "
-                           "is `ray start --head` running there?") from None
+        else:
+            try:
+                ray.init(address="auto", **quiet)  # RAY_ADDRESS, or the latest instance started on this machine
+            except ConnectionError:
+                ray.init(include_dashboard=False, **quiet)
+    except (ConnectionError, RuntimeError) as error:  # RuntimeError: e.g. another Ray or Python version there
+        reason = " ".join(str(error).split())
+        raise HarnessError(f"cannot join the Ray cluster {where}: {reason}. Is `ray start --head` running there "
+                           "with this Ray and Python? --ray-address local starts a new instance for this run") from None
     return True
 
 
