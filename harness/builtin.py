@@ -49,11 +49,9 @@ class CsvWriter(ResultWriter):
 def register_commands(cli):
     # Called before the plugins' implementations, so a plugin's command of the same name wins, as before.
     # Imported here, at registration: the modules import the CLI, which imports the registry.
-    from harness.cli.act import act
     from harness.cli.plugins import plugins_command
 
-    for command in (plugins_command, act):  # `harness --help` order
-        cli.add_command(command)
+    cli.add_command(plugins_command)
 
 
 @hookimpl(trylast=True)

@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from harness import __version__
-from harness.cli.act import decision_tables
+from harness.cli.decision_tables import decision_tables
 from harness.scoring import class_order, leaderboard
 from harness.run import failfast
 from harness.run.run_options import config_values, load_config_file, run_flags

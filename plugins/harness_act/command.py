@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.scoring.decision_report import TABLE4_GROUPS, decisions_for_run, table4_for_run
-from harness.scoring.decisions import SEVERITIES, check_decision_files, load_decision_files
+from harness.cli.decision_tables import decision_tables
+from harness.scoring.decisions import check_decision_files, load_decision_files
 from harness.errors import HarnessError
 from harness.scoring.leaderboard import pct
 from harness.plugins import get_registry
@@ -24,7 +25,7 @@ from harness.results import SAMPLES_FILE, load_run, resolve_run_dir, write_json_
 
 DECISIONS_FILE = "decisions.json"
 TABLE4_FILE = "table4.json"
-# Not harness.cli.main's consoles: main imports this module (decision_tables).
+# Consoles of its own, so that the command does not depend on the CLI module's.
 _out = Console(width=None if sys.stdout.isatty() else 150)
 _err = Console(stderr=True)
 
@@ -88,43 +89,6 @@ def _models(records: list[Record], wanted: tuple[str, ...], run_dir: Path) -> li
     if unknown:
         raise HarnessError(f"{run_dir}: no records of model(s) {', '.join(unknown)}; the run has {', '.join(present)}")
     return list(wanted) or present
-
-
-def _count(hits: int, n: int, rate: float | None) -> str:
-    return f"{pct(rate)} ({hits}/{n})"
-
-
-def decision_tables(section: dict[str, Any], title: str) -> list[Table]:
-    """Rich tables of a ``decisions`` section: one row per model, then its true x taken action counts."""
-    summary = Table(title=title, title_justify="left", caption=f"policy {section['policy']['path']}; failed answers -> "
-                    f"{section['error_action']}; severity columns: share of images of that true severity "
-                    "predicted with it", caption_justify="left")
-    severity_columns = [s for s in SEVERITIES if any(s in r["severity_accuracy"] for r in section["models"].values())]
-    short = {"normal": "normal %", "negligible": "negl. %", "moderate": "moder. %", "critical": "crit. %"}
-    for column in ("model", "n", "errors", "action acc %", "escapes %", "overkill %", "review %",
-                   *(short[s] for s in severity_columns), "cost", "per image"):
-        summary.add_column(column, overflow="fold", no_wrap=column in ("model", "cost"))
-    for model, r in section["models"].items():
-        cost = r["cost"]
-        summary.add_row(
-            model, str(r["n"]), str(r["n_errors"]), pct(r["action_accuracy"]),
-            _count(r["escapes"], r["n_critical"], r["escape_rate"]),
-            _count(r["overkills"], r["n_acceptable"], r["overkill_rate"]), pct(r["review_rate"]),
-            *(pct(r["severity_accuracy"].get(s)) for s in severity_columns),
-            "-" if cost is None else f"{cost['total']:.2f} {cost['unit']}".strip(),
-            "-" if cost is None else f"{cost['per_image']:.3f}",
-        )
-    tables = [summary]
-    for model, r in section["models"].items():
-        taken = sorted({p for row in r["actions"].values() for p in row})
-        matrix = Table(title=f"{model}: true action (rows) x action taken (columns)", title_justify="left")
-        matrix.add_column("true \\ taken")
-        for column in taken:
-            matrix.add_column(column, justify="right")
-        for true_action, row in r["actions"].items():
-            matrix.add_row(true_action, *(str(row.get(p, 0)) for p in taken))
-        tables.append(matrix)
-    return tables
 
 
 def table4_table(section: dict[str, Any], title: str) -> Table:
