@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +16,8 @@ from harness import plugins
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 BOTTLE = SHARED_DATA / "mvtec_ad" / "bottle"
+#: The ``harness`` command line, run as a child process (the installed script need not be on PATH).
+HARNESS = [sys.executable, "-c", "from harness.cli import main; main()"]
 
 
 @pytest.fixture(scope="session")
@@ -62,6 +69,31 @@ def run_cli(*args: object, capsys) -> tuple[int, str, str]:
         code = exit_.code if isinstance(exit_.code, int) else 1
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+@pytest.fixture
+def slow_openai_url():
+    """The ``/v1`` URL of a loopback OpenAI server in a child process (50 ms a request, every answer "crack"),
+    so that a run killed with SIGKILL leaves the server answering its resume."""
+    pytest.importorskip("openai")
+    server = subprocess.Popen([sys.executable, "-m", "harness.testing.loopback", "--latency-s", "0.05", "--answer", "crack",
+                               "--max-seconds", "120"], stdout=subprocess.PIPE, text=True)
+    try:
+        yield server.stdout.readline().strip() + "/v1"
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def kill_after_records(process: subprocess.Popen, samples: Path, count: int, timeout_s: float = 60) -> int:
+    """SIGKILL ``process`` (no clean-up of any kind) once ``samples`` holds ``count`` records, or after
+    ``timeout_s``; the records it left."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not (samples.exists() and samples.read_text().count("\n") >= count):
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    return samples.read_text().count("\n") if samples.exists() else 0
 
 
 @pytest.fixture

@@ -6,18 +6,16 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
-from conftest import run_cli
+from conftest import HARNESS, run_cli
 from harness.results import load_run
 from harness.run.batch_mode import LEDGER_FILE
 from harness.testing.loopback import LoopbackServer
 
 SPEC = "openai:gpt-4o"
-HARNESS = [sys.executable, "-c", "from harness.cli import main; main()"]
 
 
 @pytest.fixture(autouse=True)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -13,9 +11,7 @@ import pytest
 
 from harness.results import load_run
 
-from conftest import run_cli, BOTTLE, write_plugin_distribution
-
-HARNESS = [sys.executable, "-c", "from harness.cli import main; main()"]
+from conftest import BOTTLE, HARNESS, run_cli, write_plugin_distribution
 
 
 harness = run_cli

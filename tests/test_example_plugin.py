@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import HARNESS
 from harness.errors import UnknownNameError
 from harness.plugins import load_registry
 from harness.testing import install_offline, write_tiny_benchmark
@@ -23,7 +24,6 @@ from harness.testing.conformance import check_classifier
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "harness-echo"
-HARNESS = [sys.executable, "-c", "from harness.cli import main; main()"]
 
 
 @pytest.fixture(scope="module")

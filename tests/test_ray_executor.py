@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import HARNESS, kill_after_records, run_cli
 from harness import plugins
 from harness.errors import HarnessError
 from harness.gates import FittedGate, OracleGate
@@ -227,40 +227,24 @@ def test_executor_options_for_the_local_executor_are_refused_not_ignored(tmp_pat
 
 
 @pytest.mark.skipif(os.name != "posix", reason="kill -9 needs POSIX signals")
-def test_a_driver_killed_mid_run_is_resumed_on_ray_with_every_sample_once(ray_cluster, small_tree, tmp_path):
+def test_a_driver_killed_mid_run_is_resumed_on_ray_with_every_sample_once(ray_cluster, small_tree, tmp_path,
+                                                                          slow_openai_url):
     # A real driver process joins the session's cluster and is killed with SIGKILL (no cleanup, no
     # run.json update); its actors die with it, and `harness run --resume` on Ray finishes the run.
-    import signal
     import subprocess
-    import sys
-    import time
 
-    pytest.importorskip("openai")
-    server = subprocess.Popen([sys.executable, "-m", "harness.testing.loopback", "--latency-s", "0.05", "--answer", "crack",
-                               "--max-seconds", "120"], stdout=subprocess.PIPE, text=True)
-    harness = [sys.executable, "-c", "from harness.cli import main; main()"]
     address = ray_cluster.get_runtime_context().gcs_address
-    try:
-        base_url = server.stdout.readline().strip() + "/v1"
-        (tmp_path / "run.toml").write_text(f'[model-options."openai:gpt-4o"]\nbase_url = "{base_url}"\nconcurrency = 1\n')
-        env = {**os.environ, "OPENAI_API_KEY": "sk-test-ray-kill-0001"}
-        common = ["--results-dir", "runs", "--executor", "ray", "--ray-address", address, "--no-cache"]
-        samples = tmp_path / "runs" / "killed" / "samples.jsonl"
-        driver = subprocess.Popen([*harness, "run", "--benchmark", "folder", "--data-root", str(small_tree), "--gate", "none",
-                                   "--models", "openai:gpt-4o", "--config", "run.toml", "--run-id", "killed", *common],
-                                  env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and not (samples.exists() and samples.read_text().count("\n") >= 8):
-            time.sleep(0.01)
-        os.kill(driver.pid, signal.SIGKILL)
-        driver.wait()
-        assert 8 <= samples.read_text().count("\n") < 36, "the driver was killed part-way through the run"
-        again = subprocess.run([*harness, "run", "--resume", "killed", "--config", "run.toml", *common],
-                               env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
-        assert again.returncode == 0, again.stderr
-    finally:
-        server.terminate()
-        server.wait()
+    (tmp_path / "run.toml").write_text(f'[model-options."openai:gpt-4o"]\nbase_url = "{slow_openai_url}"\nconcurrency = 1\n')
+    env = {**os.environ, "OPENAI_API_KEY": "sk-test-ray-kill-0001"}
+    common = ["--results-dir", "runs", "--executor", "ray", "--ray-address", address, "--no-cache"]
+    driver = subprocess.Popen([*HARNESS, "run", "--benchmark", "folder", "--data-root", str(small_tree), "--gate", "none",
+                               "--models", "openai:gpt-4o", "--config", "run.toml", "--run-id", "killed", *common],
+                              env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    left = kill_after_records(driver, tmp_path / "runs" / "killed" / "samples.jsonl", 8, timeout_s=90)
+    assert 8 <= left < 36, "the driver was killed part-way through the run"
+    again = subprocess.run([*HARNESS, "run", "--resume", "killed", "--config", "run.toml", *common],
+                           env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
     run, records = load_run(tmp_path / "runs" / "killed")
     assert run["status"] == "finished" and run["resumed"][-1]["executor"]["name"] == "ray"
     ids = [r["sample_id"] for r in records]

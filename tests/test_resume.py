@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import sys
-import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
+from conftest import HARNESS, kill_after_records
 from harness import plugins
 from harness.errors import HarnessError
 from harness.results import load_run
 from harness.run.runner import Run, RunConfig
 from harness.testing import scripted_classifier
-
-
-HARNESS = [sys.executable, "-c", "from harness.cli import main; main()"]
 
 
 def test_resume_runs_only_what_is_missing(tmp_path, small_tree):
@@ -80,39 +74,23 @@ def test_a_finished_run_id_is_not_overwritten(tmp_path, small_tree):
 
 
 @pytest.mark.skipif(os.name != "posix", reason="kill -9 needs POSIX signals")
-def test_kill_9_mid_run_against_a_slow_server_then_resume(tmp_path, small_tree):
-    pytest.importorskip("openai")
-    server = subprocess.Popen([sys.executable, "-m", "harness.testing.loopback", "--latency-s", "0.05", "--answer", "crack",
-                               "--max-seconds", "120"], stdout=subprocess.PIPE, text=True)
-    try:
-        base_url = server.stdout.readline().strip() + "/v1"
-        env = {**os.environ, "OPENAI_API_KEY": "sk-test-kill-and-resume-0001"}
-        results = tmp_path / "results"
-        # One request at a time, so the kill lands mid-run; no cache, so the resume really calls the server.
-        (tmp_path / "run.toml").write_text(
-            f'[model-options."openai:gpt-4o"]\nbase_url = "{base_url}"\nconcurrency = 1\n'
-        )
-        args = ["run", "--benchmark", "folder", "--data-root", str(small_tree), "--gate", "none",
-                "--models", "openai:gpt-4o", "--results-dir", str(results), "--run-id", "killed",
-                "--config", str(tmp_path / "run.toml"), "--no-cache"]
-        process = subprocess.Popen([*HARNESS, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        samples = results / "killed" / "samples.jsonl"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if samples.exists() and samples.read_text().count("\n") >= 8:
-                break
-            time.sleep(0.01)
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
-        before = samples.read_text().count("\n")
-        assert 8 <= before < 36, "the run was killed part-way"
+def test_kill_9_mid_run_against_a_slow_server_then_resume(tmp_path, small_tree, slow_openai_url):
+    env = {**os.environ, "OPENAI_API_KEY": "sk-test-kill-and-resume-0001"}
+    results = tmp_path / "results"
+    # One request at a time, so the kill lands mid-run; no cache, so the resume really calls the server.
+    (tmp_path / "run.toml").write_text(
+        f'[model-options."openai:gpt-4o"]\nbase_url = "{slow_openai_url}"\nconcurrency = 1\n'
+    )
+    args = ["run", "--benchmark", "folder", "--data-root", str(small_tree), "--gate", "none",
+            "--models", "openai:gpt-4o", "--results-dir", str(results), "--run-id", "killed",
+            "--config", str(tmp_path / "run.toml"), "--no-cache"]
+    process = subprocess.Popen([*HARNESS, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    before = kill_after_records(process, results / "killed" / "samples.jsonl", 8)
+    assert 8 <= before < 36, "the run was killed part-way"
 
-        resumed = subprocess.run([*HARNESS, "run", "--results-dir", str(results), "--resume", "killed", "--no-cache"],
-                                 env=env, capture_output=True, text=True)
-        assert resumed.returncode == 0, resumed.stderr
-    finally:
-        server.terminate()
-        server.wait()
+    resumed = subprocess.run([*HARNESS, "run", "--results-dir", str(results), "--resume", "killed", "--no-cache"],
+                             env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
     run, records = load_run(results / "killed")
     assert run["status"] == "finished"
     ids = [r["sample_id"] for r in records]

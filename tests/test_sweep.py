@@ -6,16 +6,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
-import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import HARNESS, kill_after_records, run_cli
 from harness.errors import HarnessError
 from harness.results import load_run
 from harness_sweep.sweep_file import load_sweep
@@ -29,7 +26,6 @@ def write_sweep(folder: Path, small_tree: Path, axes: str, shared: str = "") -> 
     return path
 
 
-HARNESS = [sys.executable, "-c", "from harness.cli import main; main()"]
 GRID = 'gate = ["oracle", "none"]\nseed = [0, 1]\nmodels = "random"'
 
 
@@ -168,32 +164,19 @@ def test_bad_sweep_files_name_the_file_and_key(tmp_path, capsys, text, message):
 
 
 @pytest.mark.skipif(os.name != "posix", reason="kill -9 needs POSIX signals")
-def test_a_sweep_killed_mid_cell_resumes_that_cell_on_the_next_sweep(tmp_path, small_tree):
-    pytest.importorskip("openai")
-    server = subprocess.Popen([sys.executable, "-m", "harness.testing.loopback", "--latency-s", "0.05", "--answer", "crack",
-                               "--max-seconds", "120"], stdout=subprocess.PIPE, text=True)
-    try:
-        base_url = server.stdout.readline().strip() + "/v1"
-        env = {**os.environ, "OPENAI_API_KEY": "sk-test-sweep-kill-0001"}
-        # One request at a time, so the kill lands mid-cell; no cache, so the resume really calls the server.
-        sweep = write_sweep(tmp_path, small_tree, 'models = "openai:gpt-4o"',
-                            shared=f'gate = "none"\nno-cache = true\n[model-options."openai:gpt-4o"]\n'
-                                   f'base_url = "{base_url}"\nconcurrency = 1')
-        (cell,) = load_sweep(sweep).cells
-        samples = tmp_path / "runs" / cell.run_id / "samples.jsonl"
-        process = subprocess.Popen([*HARNESS, "sweep", str(sweep)], env=env, cwd=tmp_path,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (samples.exists() and samples.read_text().count("\n") >= 8):
-            time.sleep(0.01)
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
-        assert 8 <= samples.read_text().count("\n") < 36, "the sweep was killed part-way through its cell"
-        again = subprocess.run([*HARNESS, "sweep", str(sweep)], env=env, cwd=tmp_path, capture_output=True, text=True)
-        assert again.returncode == 0, again.stderr
-    finally:
-        server.terminate()
-        server.wait()
+def test_a_sweep_killed_mid_cell_resumes_that_cell_on_the_next_sweep(tmp_path, small_tree, slow_openai_url):
+    env = {**os.environ, "OPENAI_API_KEY": "sk-test-sweep-kill-0001"}
+    # One request at a time, so the kill lands mid-cell; no cache, so the resume really calls the server.
+    sweep = write_sweep(tmp_path, small_tree, 'models = "openai:gpt-4o"',
+                        shared=f'gate = "none"\nno-cache = true\n[model-options."openai:gpt-4o"]\n'
+                               f'base_url = "{slow_openai_url}"\nconcurrency = 1')
+    (cell,) = load_sweep(sweep).cells
+    process = subprocess.Popen([*HARNESS, "sweep", str(sweep)], env=env, cwd=tmp_path,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    left = kill_after_records(process, tmp_path / "runs" / cell.run_id / "samples.jsonl", 8)
+    assert 8 <= left < 36, "the sweep was killed part-way through its cell"
+    again = subprocess.run([*HARNESS, "sweep", str(sweep)], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
     assert states(again.stdout) == {cell.run_id: "resumed"}
     run, records = load_run(tmp_path / "runs" / cell.run_id)
     assert run["status"] == "finished" and len(run["resumed"]) == 1
