@@ -32,6 +32,7 @@ class Price:
 
 DISCOUNT_TABLE = "batch_discount"
 
+
 def _parse(table: dict, source: str, discounts: dict[str, float]) -> dict[str, Price]:
     """The price entries of one file; ``discounts``: the batch discounts per provider known so far (updated)."""
     for provider, share in (table.get(DISCOUNT_TABLE) or {}).items():

@@ -13,6 +13,8 @@ from harness.gates import Gate
 from harness.options import Options
 
 PIP_HINT = "pip install 'anomaly-harness[ray]'"
+#: Ray's resource names and the actor options that ask for them.
+RESOURCES = (("CPU", "num_cpus"), ("GPU", "num_gpus"))
 
 
 class RayOptions(Options):
@@ -87,7 +89,7 @@ def replica_resources(options: RayOptions, cluster: dict[str, float]) -> dict[st
 
 def check_room(cluster: dict[str, float], gate: dict[str, float], replicas: list[dict[str, float]]) -> None:
     """The replicas and one gate actor must fit in the cluster together, or the run would wait for ever."""
-    for resource, key in (("CPU", "num_cpus"), ("GPU", "num_gpus")):
+    for resource, key in RESOURCES:
         wanted = gate[key] + sum(r[key] for r in replicas)
         if wanted > cluster.get(resource, 0) + 1e-9:
             raise HarnessError(
@@ -99,7 +101,7 @@ def check_room(cluster: dict[str, float], gate: dict[str, float], replicas: list
 def gate_slots(cluster: dict[str, float], gate: dict[str, float], replicas: list[dict[str, float]], categories: int) -> int:
     """How many categories' gate actors fit beside the replicas at once (at least 1, at most ``categories``)."""
     slots = categories
-    for resource, key in (("CPU", "num_cpus"), ("GPU", "num_gpus")):
+    for resource, key in RESOURCES:
         if gate[key] > 0:
             left = cluster.get(resource, 0) - sum(r[key] for r in replicas)
             slots = min(slots, int(left // gate[key] + 1e-9))
@@ -117,7 +119,7 @@ class Reservation:
         bundles: list[dict[str, float]] = []
         self.index: list[int | None] = []  # slot -> its bundle; None: it needs nothing, so it is not placed
         for want in wants:
-            bundle = {name: want[key] for name, key in (("CPU", "num_cpus"), ("GPU", "num_gpus")) if want[key] > 0}
+            bundle = {name: want[key] for name, key in RESOURCES if want[key] > 0}
             self.index.append(len(bundles) if bundle else None)
             if bundle:
                 bundles.append(bundle)
