@@ -167,9 +167,13 @@ def load_registry(extra_plugins: Iterable[tuple[str, object]] = (), entry_points
     registry.plugins[BUILTIN_PLUGIN] = (builtin.dist.name if builtin.dist else "anomaly-harness", __version__)
 
     if entry_points:
+        # Each name and version reads and parses the distribution's METADATA file: once per distribution
+        # (the core's own has 17 entry points), not per entry point.
+        named: dict[int, tuple[str, str]] = {}
         for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-            dist = ep.dist.name if ep.dist else "unknown"
-            version = ep.dist.version if ep.dist else "unknown"
+            if ep.dist is not None and id(ep.dist) not in named:
+                named[id(ep.dist)] = (ep.dist.name, ep.dist.version)
+            dist, version = named[id(ep.dist)] if ep.dist is not None else ("unknown", "unknown")
             if pm.has_plugin(ep.name):
                 continue
             try:

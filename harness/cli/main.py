@@ -5,6 +5,8 @@ User errors print one clear message and exit with code 2; a traceback appears on
 
 from __future__ import annotations
 
+import atexit
+import gc
 import logging
 import sys
 from pathlib import Path
@@ -214,9 +216,20 @@ def _add_plugin_commands() -> None:
                           f"({type(error).__name__}: {escape(str(error))}); its commands are missing", highlight=False)
 
 
+def _collect_then_freeze() -> None:
+    """Collect garbage once, then freeze what is left: the interpreter's shutdown then skips the
+    collections over every object of torch's modules (a bottle run ended 0.3 s sooner: 0.27-0.39 s
+    from the last exit hook to the process's end against 0.58-0.68). Files in collected cycles are
+    still closed, because the collection runs first."""
+    gc.collect()
+    gc.freeze()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: turns `HarnessError` into a message and exit code 2."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if argv is None:  # the console command: its process ends with it
+        atexit.register(_collect_then_freeze)
     debug = "--debug" in args
     if debug:  # documented as an option of every command: accept it after the subcommand too
         args = ["--debug"] + [arg for arg in args if arg != "--debug"]

@@ -46,7 +46,7 @@ from harness.gates import FittedGate, Gate
 from harness.types import Category, GateResult, Sample
 
 from harness_patchcore import cache, device_maps, features
-from harness_patchcore.backbones import CPU_BFLOAT16_BACKBONES, Backbone, load_backbone
+from harness_patchcore.backbones import CPU_BFLOAT16_BACKBONES, FEATURES_REVISION, Backbone, load_backbone
 from harness_patchcore.calibration import QuantileRule
 from harness_patchcore.fitting import batch_size, batched, fit_model, score_features_on_device
 from harness_patchcore.bank import MemoryBank
@@ -132,6 +132,7 @@ class PatchCoreGate(Gate):
                 "plugin_version": harness_patchcore.__version__,
                 "torch": ".".join(torch.__version__.split(".")[:2]),
                 "backbone": o.backbone,
+                "features": FEATURES_REVISION,
                 "weights": backbone.weights_identity(),
                 "options": {name: getattr(o, name) for name in FIT_OPTIONS},
                 "device": device,
