@@ -55,7 +55,7 @@ def record_times(results: Path, stop: threading.Event, started: float, seen: lis
 def one_run(args: argparse.Namespace, results: Path, env: dict[str, str]) -> dict[str, float]:
     """One timed ``harness run``; its wall, loop and CPU figures. A failed run stops the script."""
     command = HARNESS + [
-        "run", "--benchmark", "mvtec-ad", "--data-root", str(args.data_root), "--category", args.category,
+        "run", "--benchmark", "mvtec-ad", "--data-root", str(args.data_root.absolute()), "--category", args.category,
         "--gate", "patchcore", "--models", args.models, "--results-dir", str(results),
     ]
     seen: list[tuple[float, int]] = []
@@ -65,7 +65,9 @@ def one_run(args: argparse.Namespace, results: Path, env: dict[str, str]) -> dic
     started = time.perf_counter()
     watcher = threading.Thread(target=record_times, args=(results, stop, started, seen), daemon=True)
     watcher.start()
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    # Not from this checkout's folder: ``python -c`` puts the working folder first on sys.path, which would
+    # shadow the checkout that PYTHONPATH names.
+    done = subprocess.run(command, cwd=results.parent, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - started
     stop.set()
     watcher.join()
