@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from harness.record import Record
@@ -99,3 +100,14 @@ def test_a_run_reports_pixel_auroc_from_the_gates_maps(tmp_path, small_tree):
     config.run_id = "inverted"
     figures = Run(config, registry).execute().run["gate_metrics"]
     assert figures["pixel_auroc"] == pytest.approx(0.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_auroc_equals_the_pairwise_count_with_ties(dtype):
+    # Every (anomalous, normal) pair: 1 when the anomalous one scores higher, 1/2 on a tie.
+    rng = np.random.default_rng(3)
+    scores = rng.integers(0, 12, 300).astype(dtype)  # many ties
+    labels = rng.random(300) < 0.3
+    higher = (scores[labels][:, None] > scores[~labels][None, :]).mean()
+    tied = (scores[labels][:, None] == scores[~labels][None, :]).mean()
+    assert auroc(labels, scores) == pytest.approx(higher + 0.5 * tied, abs=1e-12)

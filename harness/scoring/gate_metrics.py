@@ -16,13 +16,20 @@ from harness.types import GOOD
 def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
     """Area under the ROC curve (Mann-Whitney U, ties at their average rank); NaN with one class only."""
     labels = np.asarray(labels, dtype=bool).ravel()
-    scores = np.asarray(scores, dtype=np.float64).ravel()
+    scores = np.asarray(scores).ravel()
+    if not np.issubdtype(scores.dtype, np.floating):  # float32 maps stay float32: the same order, half the sort
+        scores = scores.astype(np.float64)
     positives = int(labels.sum())
     negatives = labels.size - positives
     if positives == 0 or negatives == 0:
         return float("nan")
     order = np.argsort(scores, kind="mergesort")
-    _, first, counts = np.unique(scores[order], return_index=True, return_counts=True)
+    ranked = scores[order]
+    # Tie groups from the sorted scores (NaNs, sorted last, are one group): no second sort, as np.unique's.
+    starts = np.ones(ranked.size, dtype=bool)
+    starts[1:] = (ranked[1:] != ranked[:-1]) & ~(np.isnan(ranked[1:]) & np.isnan(ranked[:-1]))
+    first = np.flatnonzero(starts)
+    counts = np.diff(np.append(first, ranked.size))
     average_rank = first + (counts + 1) / 2.0  # 1-based average rank of each tie group
     ranks = np.empty(scores.size)
     ranks[order] = np.repeat(average_rank, counts)
