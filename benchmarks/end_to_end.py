@@ -16,8 +16,11 @@ Reported per run:
 - cpu: the process's user + system seconds (with 2 cores, wall x 2 is the most it can use);
 - load: the 1-minute load average before the run (other work on the machine slows a run).
 
-Another checkout (the code before a change, say) is measured by putting it first on ``PYTHONPATH``:
-the runs are ``python -c "from harness.cli import main; main()"`` with this script's environment.
+Another version (the code before a change, say) is measured by putting it first on ``PYTHONPATH``:
+the runs are ``python -c "from harness.cli import main; main()"`` with this script's environment, from
+a scratch folder. That version's packages must then be importable by their names (a folder of links:
+``harness``, ``harness_prompts`` to its ``prompts``, each ``plugins/harness_*``) beside a copy of the
+installed ``anomaly_harness-*.dist-info`` whose ``entry_points.txt`` lists that version's plugins.
 Runs of two checkouts are best interleaved (``--runs 1 --cache-dir DIR`` each, in turns): on a shared
 machine the same run varies by 20-40%.
 """
