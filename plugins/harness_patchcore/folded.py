@@ -48,9 +48,8 @@ def fold(torch: Any, conv: Any, norm: Any) -> FoldedConv:
     """``norm(conv(x))`` as one `FoldedConv` (computed in float64, stored in the convolution's dtype)."""
     scale = norm.weight.double() / torch.sqrt(norm.running_var.double() + norm.eps)
     weight = (conv.weight.double() * scale.view(-1, 1, 1, 1)).to(conv.weight.dtype)
-    bias = (norm.bias.double() - norm.running_mean.double() * scale).to(conv.weight.dtype)
-    if conv.bias is not None:
-        bias = bias + (conv.bias.double() * scale).to(conv.weight.dtype)
+    shift = norm.running_mean.double() - (conv.bias.double() if conv.bias is not None else 0.0)
+    bias = (norm.bias.double() - shift * scale).to(conv.weight.dtype)
     padding = getattr(getattr(conv, "static_padding", None), "padding", (0, 0, 0, 0))
     left, right, top, bottom = padding
     stride = tuple(conv.stride)
