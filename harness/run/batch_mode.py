@@ -148,12 +148,13 @@ class BatchMode:
 
     async def finish(self) -> None:
         """Submit what no batch holds yet, poll every batch the deferred requests are in, write their records."""
-        members: dict[str, list[str]] = {}  # batch id -> the deferred custom_ids it holds
+        members: dict[str, tuple[str, list[str]]] = {}  # batch id -> its model and the deferred custom_ids it holds
         for spec, waiting in self.waiting.items():
             for cid, deferred in waiting.items():
-                if deferred.spool is None:
-                    members.setdefault(self.held[(spec, cid)], []).append(cid)  # already paid for: polled only
-            members.update(await self._submit(spec, [cid for cid, d in waiting.items() if d.spool is not None]))
+                if deferred.spool is None:  # already paid for: polled only
+                    members.setdefault(self.held[(spec, cid)], (spec, []))[1].append(cid)
+            created = await self._submit(spec, [cid for cid, d in waiting.items() if d.spool is not None])
+            members.update((batch_id, (spec, cids)) for batch_id, cids in created.items())
         await self._poll(members)
 
     async def _submit(self, spec: str, request_ids: list[str]) -> dict[str, list[str]]:
@@ -188,10 +189,9 @@ class BatchMode:
         self._spool_path(spec).unlink(missing_ok=True)  # the provider holds the bodies; a resume encodes them again
         return created
 
-    async def _poll(self, members: dict[str, list[str]]) -> None:
+    async def _poll(self, members: dict[str, tuple[str, list[str]]]) -> None:
         """Poll every ``poll_s`` until each batch has ended, collecting each as it ends; progress in requests ended."""
-        pending = {b: next(w[cids[0]] for w in self.waiting.values() if cids[0] in w).dispatcher.classifier
-                   for b, cids in members.items()}
+        pending = {b: self.waiting[spec][cids[0]].dispatcher.classifier for b, (spec, cids) in members.items()}
         ended = {batch_id: 0 for batch_id in members}
         while pending:
             for batch_id, classifier in list(pending.items()):
@@ -205,12 +205,12 @@ class BatchMode:
                 ended[batch_id] = sum(v for k, v in status.counts.items() if k != "processing")
                 if status.state == "ended":
                     outcomes = await classifier.batch_results(batch_id)
-                    for cid in members[batch_id]:
+                    for cid in members[batch_id][1]:
                         self._record(self.waiting[classifier.spec].pop(cid), batch_id, outcomes.get(cid),
                                      status.provider_status)
                     self.ledger.write(event="collected", batch_id=batch_id)
                     del pending[batch_id]
-            total = sum(map(len, members.values()))
+            total = sum(len(cids) for _, cids in members.values())
             self.progress("batches", min(total, sum(ended.values())), total)
             log.info("batches: %d submitted, %d in progress, %d ended; requests ended: %d of %d", len(members),
                      len(pending), len(members) - len(pending), sum(ended.values()), total)
