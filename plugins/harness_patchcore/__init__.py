@@ -9,7 +9,8 @@ packages are imported when a gate is first fitted, and a missing one is a
     pip install 'anomaly-harness[patchcore]'
 
 Modules: `options` (what a user may set), `backbones` (pretrained CNNs from
-files on disk), `features` (pixels to patch features and back), `memory`
+files on disk), `folded` (EfficientNet-Lite0 with its batch norms folded into
+its convolutions), `features` (pixels to patch features and back), `memory`
 (coreset and nearest-neighbour search), `calibration` (held-out split and
 threshold rule), `cache` (fits on disk), `gate` (the gate itself), `runtime`
 (lazy imports and device choice).
