@@ -3,7 +3,8 @@
     python benchmarks/gpu_check.py                       # bottle-sized synthetic images (900x900 PNG)
     python benchmarks/gpu_check.py --data-root DATA --category bottle   # real MVTec-AD images
 
-1. the CUDA tests (tests/test_patchcore.py and tests/test_hf.py, ``-k cuda``);
+1. the CUDA tests: tests/test_patchcore.py ``-k cuda``, and tests/test_hf.py and test_hf_devices.py whole
+   (their device and placement tests take their CUDA branches on a GPU);
 2. the patchcore gate on each device (cpu; cuda in float32 and float16 when there is one): fit time,
    test images/s one by one (``score``) and batched as ``harness run`` scores them (images decoded
    on one thread per core, ``score_batch`` in the gate's batches), decoding included in both; every
@@ -15,7 +16,8 @@
    one answer generated on the GPU (on the CPU without one).
 
 Without a GPU every CUDA row says so and the CPU rows still run (a dry run of the script). Nothing
-is downloaded. ``--json FILE`` writes the rows too.
+is downloaded. ``--json FILE`` writes the rows too. On a lent machine that lacks this project's
+packages: benchmarks/device/run.sh (README, "The GPU check on a lent machine").
 """
 
 from __future__ import annotations
@@ -133,11 +135,14 @@ def agreement(cpu: dict, other: dict) -> dict:
 
 
 def cuda_tests() -> str:
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_patchcore.py", "tests/test_hf.py",
-               "-k", "cuda", "-rs"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-    lines = [line for line in done.stdout.splitlines() if line.strip()]
-    return lines[-1] if lines else f"pytest exited {done.returncode}: {done.stderr[-300:]}"
+    """PatchCore's CUDA tests, and the hf plugin's tests whole (on a GPU their placement tests take the CUDA branches)."""
+    summaries = []
+    for files, selection in ((["tests/test_patchcore.py"], ["-k", "cuda"]), (["tests/test_hf.py", "tests/test_hf_devices.py"], [])):
+        command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *files, *selection, "-rs"]  # -q: addopts
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        lines = [line for line in done.stdout.splitlines() if line.strip()]
+        summaries.append(lines[-1] if lines else f"pytest exited {done.returncode}: {done.stderr[-300:]}")
+    return "; ".join(summaries)
 
 
 def hf_tiny_bfloat16(folder: Path, device: str) -> str:

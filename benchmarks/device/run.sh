@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# What a lent GPU machine runs (the device tool's run, carrying .whl from benchmarks/device/wheels.sh):
+# the carried wheels installed beside the image's own packages, then benchmarks/gpu_check.py, whose
+# table and JSON land in $OUT (gpu_check.txt, gpu_check.json; device.txt: the machine and versions).
+# Arguments go to gpu_check.py (e.g. --images 200). $WHEELS: another folder of wheels than .whl.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+WHEELS=${WHEELS:-.whl}
+OUT=${OUT:-/tmp/gpu_check_out}
+SITE=${SITE:-/tmp/site}
+PYTHON=${PYTHON:-python3}
+mkdir -p "$OUT"
+ls "$WHEELS"/*.whl >/dev/null 2>&1 || {
+    echo "no wheels in $WHEELS: run benchmarks/device/wheels.sh on the development machine and carry .whl" >&2; exit 2; }
+"$PYTHON" -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$WHEELS"/*.whl || exit 3
+export PYTHONPATH="$SITE" PYTHONUNBUFFERED=1
+{
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 || echo "no nvidia-smi"
+    "$PYTHON" -c 'import sys, torch, transformers, harness
+print("python", sys.version.split()[0], "| torch", torch.__version__, "| cuda", torch.cuda.is_available(),
+      "| transformers", transformers.__version__, "| harness from", harness.__file__)'
+} 2>&1 | tee "$OUT/device.txt"
+"$PYTHON" benchmarks/gpu_check.py --json "$OUT/gpu_check.json" "$@" 2>&1 | tee "$OUT/gpu_check.txt"
+exit "${PIPESTATUS[0]}"

