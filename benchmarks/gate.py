@@ -3,6 +3,7 @@
     python benchmarks/gate.py                        # MVTec-AD bottle from ../shared/data, on cpu
     python benchmarks/gate.py --benchmark demo       # the built-in demo, every category
     python benchmarks/gate.py --device cuda          # on a GPU, when there is one
+    python benchmarks/gate.py --benchmark synthetic --images 200 --device cuda --anomalib   # no data needed
     python benchmarks/gate.py --option coreset_ratio=0.01 --option num_neighbors=1
 
 What is measured, per category:
@@ -93,6 +94,10 @@ def parse_option(text: str) -> tuple[str, object]:
 
 def load_categories(args: argparse.Namespace) -> list[Category]:
     registry = load_registry()
+    if args.benchmark == "synthetic":
+        import synthetic_images
+
+        return [synthetic_images.tile_category(Path(args.synthetic_root))]
     if args.benchmark == "demo":
         return registry.get("benchmarks", "demo").obj.load(None).categories
     root = Path(args.data_root or ROOT.parent / "shared" / "data" / "mvtec_ad")
@@ -341,11 +346,17 @@ def run_isolated(which: str, args: argparse.Namespace, values: dict) -> list[dic
     the 1-minute load average before and after says how busy the cores were.
     """
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     before = os.getloadavg()[0]
     os.environ.setdefault("TQDM_DISABLE", "1")  # anomalib's coreset progress bar, inherited by the child
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        rows = pool.apply(_measure_all, (which, args, values))
+    # An executor, not a Pool: a child killed (out of memory, say) fails the call instead of leaving it waiting.
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        try:
+            rows = pool.submit(_measure_all, which, args, values).result()
+        except BrokenProcessPool:
+            return f"the {which} measurement's process died before it finished (killed for memory? see dmesg)"
     after = os.getloadavg()[0]
     if isinstance(rows, list):
         for row in rows:
@@ -415,8 +426,10 @@ def print_table(rows: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--benchmark", choices=["bottle", "demo"], default="bottle",
-                        help="bottle: one MVTec-AD category from --data-root; demo: the built-in demo")
+    parser.add_argument("--benchmark", choices=["bottle", "demo", "synthetic"], default="bottle",
+                        help="bottle: one MVTec-AD category from --data-root; demo: the built-in demo; "
+                             "synthetic: the demo's tile at bottle's size, --images test images (no data needed)")
+    parser.add_argument("--images", type=int, default=200, help="test images for --benchmark synthetic [default: 200]")
     parser.add_argument("--data-root", help="MVTec-AD root [default: ../shared/data/mvtec_ad beside the checkout]")
     parser.add_argument("--category", default="bottle", help="MVTec-AD category for --benchmark bottle")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
@@ -439,6 +452,10 @@ def main(argv: list[str] | None = None) -> int:
     values.setdefault("device", args.device)
     values.setdefault("cache", args.cache)
     with tempfile.TemporaryDirectory(prefix="gate-bench-") as scratch:
+        if args.benchmark == "synthetic":  # written once, read by both measurements' processes
+            import synthetic_images
+
+            args.synthetic_root = str(synthetic_images.write_tree(Path(scratch) / "images", args.images))
         if args.random_weights is not None:
             if values.get("backbone_weights"):
                 sys.exit("give either --random-weights or --option backbone_weights=..., not both")
@@ -450,6 +467,8 @@ def main(argv: list[str] | None = None) -> int:
         print("options:", json.dumps({k: v for k, v in options.model_dump().items() if v is not None}))
         print(f"cpus: {len(os.sched_getaffinity(0))}, used per measurement: {args.cpus or 'all'}")
         rows = run_isolated("ours", args, values)
+        if isinstance(rows, str):
+            sys.exit(rows)
         print()
         print_table(rows)
         print()

@@ -45,21 +45,11 @@ from harness.types import Category  # noqa: E402
 from harness_patchcore import PatchCoreGate, PatchCoreOptions  # noqa: E402
 from harness_patchcore.runtime import usable_cpus  # noqa: E402
 
-SIDE = 900  # bottle's images are 900 x 900
-
+import synthetic_images  # noqa: E402  (benchmarks/, this script's folder)
 
 def synthetic_category(folder: Path, images: int) -> Category:
-    """The demo's ``tile`` category, its images enlarged to bottle's size and its test set repeated to ``images``."""
-    from harness_datasets import demo
-
-    root = folder / "demo"
-    per_defect = max(1, images // 8)
-    demo.write_demo_tree(root, seed=0, counts=demo.DemoCounts(train=40, good=per_defect, per_defect=per_defect))
-    for path in root.rglob("*.png"):
-        with Image.open(path) as image:
-            resample = Image.Resampling.NEAREST if image.mode in ("1", "L") and "ground_truth" in path.parts else Image.Resampling.BILINEAR
-            image.resize((SIDE, SIDE), resample).save(path)
-    return load_registry().get("benchmarks", "folder").obj.load(root, ["tile"]).categories[0]
+    """The demo's ``tile`` category at bottle's size, about ``images`` test images (`synthetic_images`)."""
+    return synthetic_images.tile_category(synthetic_images.write_tree(folder, images))
 
 
 def real_category(data_root: Path, name: str) -> Category:

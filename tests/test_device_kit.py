@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 KIT = ROOT / "benchmarks" / "device"
@@ -50,3 +53,24 @@ def test_run_without_wheels_stops_and_says_how_to_make_them(tmp_path):
 @pytest.mark.parametrize("script", ["run.sh", "wheels.sh"])
 def test_scripts_are_valid_bash(script):
     assert subprocess.run(["bash", "-n", str(KIT / script)], capture_output=True).returncode == 0
+
+
+def test_wheels_with_anomalib_needs_its_python():
+    done = subprocess.run(["bash", str(KIT / "wheels.sh"), "--anomalib"], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "--anomalib needs the python of a venv where anomalib is installed" in done.stderr
+
+
+def test_synthetic_images_are_bottle_sized_with_masks_that_line_up(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import synthetic_images
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    category = synthetic_images.tile_category(synthetic_images.write_tree(tmp_path, 8))
+    anomalous = [s for s in category.test_samples if s.is_anomalous]
+    assert category.name == "tile" and len(category.train_images) == 40 and anomalous
+    with Image.open(category.train_images[0]) as image:
+        assert image.size == (synthetic_images.SIDE, synthetic_images.SIDE)
+    with Image.open(anomalous[0].image) as image, Image.open(anomalous[0].mask) as mask:
+        assert image.size == mask.size == (900, 900)
+        assert set(np.unique(np.asarray(mask))) <= {0, 255} and np.asarray(mask).any()  # nearest: still a binary mask

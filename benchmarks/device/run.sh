@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What a lent GPU machine runs (the device tool's run, carrying .whl from benchmarks/device/wheels.sh):
 # the carried wheels installed beside the image's own packages, then benchmarks/gpu_check.py, whose
-# table and JSON land in $OUT (gpu_check.txt, gpu_check.json; device.txt: the machine and versions).
+# table and JSON land in $OUT (gpu_check.txt, gpu_check.json; device.txt: the machine and versions),
+# then, when anomalib came with the wheels, benchmarks/gate.py against it (gate_anomalib.txt, .json).
 # Arguments go to gpu_check.py (e.g. --images 200). $WHEELS: another folder of wheels than .whl.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -21,4 +22,14 @@ print("python", sys.version.split()[0], "| torch", torch.__version__, "| cuda", 
       "| transformers", transformers.__version__, "| harness from", harness.__file__)'
 } 2>&1 | tee "$OUT/device.txt"
 "$PYTHON" benchmarks/gpu_check.py --json "$OUT/gpu_check.json" "$@" 2>&1 | tee "$OUT/gpu_check.txt"
-exit "${PIPESTATUS[0]}"
+status=${PIPESTATUS[0]}
+# Ours against anomalib's PatchCore on the same device, images, backbone and coreset ratio, when the
+# wheels carried it (wheels.sh --anomalib); $GATE_IMAGES synthetic test images.
+if "$PYTHON" -c "import anomalib" >/dev/null 2>&1; then
+    "$PYTHON" benchmarks/gate.py --benchmark synthetic --images "${GATE_IMAGES:-200}" --device auto --anomalib \
+        --json "$OUT/gate_anomalib.json" 2>&1 | tee "$OUT/gate_anomalib.txt"
+    [ "${PIPESTATUS[0]}" = 0 ] || status=4
+else
+    echo "anomalib is not installed: no comparison (benchmarks/device/wheels.sh --anomalib PYTHON)" | tee "$OUT/gate_anomalib.txt"
+fi
+exit "$status"
