@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from harness.errors import BadInputError
+from harness.png import read_plain_png
 from harness.visual import as_mask
 
 #: Full-scale value of the high-bit-depth greyscale modes, by Pillow mode.
@@ -37,6 +38,9 @@ def to_8bit(image: Image.Image) -> Image.Image:
 def load_rgb(path: Path) -> Image.Image:
     """Open an image as RGB, fully decoded; a missing or corrupt file raises `BadInputError`."""
     try:
+        plain = read_plain_png(path)  # decoded in one call: decoding threads then barely hold the GIL
+        if plain is not None:
+            return plain if plain.mode == "RGB" else plain.convert("RGB")
         with Image.open(path) as image:
             image.load()
             return to_8bit(image).convert("RGB")
