@@ -357,6 +357,8 @@ def run_isolated(which: str, args: argparse.Namespace, values: dict) -> list[dic
             rows = pool.submit(_measure_all, which, args, values).result()
         except BrokenProcessPool:
             return f"the {which} measurement's process died before it finished (killed for memory? see dmesg)"
+        except Exception as error:  # reported: the other measurement's rows are still printed and written
+            return f"the {which} measurement failed: {type(error).__name__}: {error}"
     after = os.getloadavg()[0]
     if isinstance(rows, list):
         for row in rows:
