@@ -47,6 +47,7 @@ from harness_patchcore.runtime import usable_cpus  # noqa: E402
 
 import synthetic_images  # noqa: E402  (benchmarks/, this script's folder)
 
+
 def synthetic_category(folder: Path, images: int) -> Category:
     """The demo's ``tile`` category at bottle's size, about ``images`` test images (`synthetic_images`)."""
     return synthetic_images.tile_category(synthetic_images.write_tree(folder, images))

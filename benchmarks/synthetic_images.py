@@ -15,16 +15,17 @@ from harness.plugins import load_registry
 from harness.types import Category
 
 SIDE = 900  # bottle's images are 900 x 900
+CATEGORY = "tile"
 
 
 def write_tree(folder: Path, images: int) -> Path:
-    """Write the enlarged demo tree under ``folder``; its root (a folder-benchmark tree)."""
+    """Write the demo tree under ``folder``, its ``tile`` images enlarged; its root (a folder-benchmark tree)."""
     from harness_datasets import demo
 
     root = folder / "demo"
     per_defect = max(1, images // 8)
     demo.write_demo_tree(root, seed=0, counts=demo.DemoCounts(train=40, good=per_defect, per_defect=per_defect))
-    for path in root.rglob("*.png"):
+    for path in (root / CATEGORY).rglob("*.png"):  # the only category read: the others stay as written
         with Image.open(path) as image:
             is_mask = image.mode in ("1", "L") and "ground_truth" in path.parts
             image.resize((SIDE, SIDE), Image.Resampling.NEAREST if is_mask else Image.Resampling.BILINEAR).save(path)
@@ -33,4 +34,4 @@ def write_tree(folder: Path, images: int) -> Path:
 
 def tile_category(root: Path) -> Category:
     """The ``tile`` category of a tree `write_tree` made."""
-    return load_registry().get("benchmarks", "folder").obj.load(root, ["tile"]).categories[0]
+    return load_registry().get("benchmarks", "folder").obj.load(root, [CATEGORY]).categories[0]

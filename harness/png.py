@@ -14,8 +14,8 @@ limit. For anything else `read_plain_png` returns None and the caller opens the 
 
 from __future__ import annotations
 
-import struct
 import binascii
+import struct
 from pathlib import Path
 
 from PIL import Image
