@@ -111,3 +111,19 @@ def test_auroc_equals_the_pairwise_count_with_ties(dtype):
     higher = (scores[labels][:, None] > scores[~labels][None, :]).mean()
     tied = (scores[labels][:, None] == scores[~labels][None, :]).mean()
     assert auroc(labels, scores) == pytest.approx(higher + 0.5 * tied, abs=1e-12)
+
+
+def test_auroc_ranks_nan_above_every_number_and_ties_nans():
+    # NaN above +inf, two NaNs tied, -inf below everything: the pairwise count with that order.
+    rng = np.random.default_rng(5)
+    scores = rng.integers(0, 6, 400).astype(np.float64)
+    scores[rng.random(400) < 0.1] = np.nan
+    scores[rng.random(400) < 0.05] = np.inf
+    scores[rng.random(400) < 0.05] = -np.inf
+    labels = rng.random(400) < 0.4
+    rank = np.where(np.isnan(scores), np.inf, scores)  # NaN as a value above inf ...
+    rank = np.where(np.isinf(rank) & (rank > 0) & ~np.isnan(scores), np.finfo(np.float64).max, rank)  # ... inf below it
+    higher = (rank[labels][:, None] > rank[~labels][None, :]).mean()
+    tied = (rank[labels][:, None] == rank[~labels][None, :]).mean()
+    assert auroc(labels, scores) == pytest.approx(higher + 0.5 * tied, abs=1e-12)
+    assert auroc([1, 0], [np.nan, np.nan]) == 0.5 and auroc([1, 0], [np.nan, np.inf]) == 1.0

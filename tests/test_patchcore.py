@@ -356,6 +356,14 @@ def test_second_fit_is_a_cache_hit_and_a_changed_option_a_miss(data, tmp_path):
         os.utime(touched, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
+def test_the_same_training_files_by_another_path_are_a_cache_hit(data, tmp_path):
+    # ``harness run --data-root ../data`` from one folder and ``/abs/data`` from another: one fit.
+    assert PatchCoreGate(options(tmp_path)).fit(category(data)).info()["cache"] == "miss"
+    detour = [path.parent / ".." / path.parent.name / path.name for path in data["train"]]
+    assert all(".." in str(path) and path.is_file() for path in detour)
+    assert PatchCoreGate(options(tmp_path)).fit(category(data, train=detour)).info()["cache"] == "hit"
+
+
 def test_an_unreadable_cache_entry_is_recomputed(data, tmp_path):
     PatchCoreGate(options(tmp_path)).fit(category(data))
     (entry,) = (tmp_path / "cache").glob("*.npz")

@@ -41,14 +41,18 @@ def cache_root(configured: str | None) -> Path:
 
 
 def training_files_fingerprint(paths: Sequence[Path]) -> list[list[Any]]:
-    """[path, size, mtime_ns] of each training file, sorted; a missing file is a `HarnessError` naming it."""
+    """[path, size, mtime_ns] of each training file, sorted; a missing file is a `HarnessError` naming it.
+
+    Paths are made absolute with ``..`` resolved (not links): the same data reached as ``../data`` from
+    one folder and ``/work/data`` from another is the same fit.
+    """
     rows = []
-    for path in sorted(Path(p) for p in paths):
+    for path in sorted(Path(os.path.abspath(p)) for p in paths):
         try:
             stat = path.stat()
         except OSError as error:
             raise HarnessError(f"training image {path} cannot be read: {error.strerror or error}") from None
-        rows.append([str(path.absolute()), stat.st_size, stat.st_mtime_ns])
+        rows.append([str(path), stat.st_size, stat.st_mtime_ns])
     return rows
 
 
