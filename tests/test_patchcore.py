@@ -35,7 +35,7 @@ from harness.plugins import load_registry
 from harness.types import Category, ClassInfo, Sample
 from harness.visual import visual_prompt_images
 
-from harness_patchcore import PatchCoreGate, PatchCoreOptions, bank, distances, features, fitting, memory, runtime, search
+from harness_patchcore import PatchCoreGate, PatchCoreOptions, bank, device_maps, distances, features, fitting, memory, runtime, search
 from harness_patchcore.calibration import QuantileRule, plan
 
 WIDTH, HEIGHT = 240, 160  # not square, on purpose
@@ -412,12 +412,48 @@ def test_anomaly_map_and_region_follow_the_original_geometry(fitted, data):
     assert pictures["outlined"].size == pictures["heatmap"].size == (WIDTH, HEIGHT)
 
 
+def at_size(crop_map: np.ndarray, image_size: int, size: tuple[int, int], fill: float) -> np.ndarray:
+    """`device_maps.maps_at_size` for one numpy crop map."""
+    return device_maps.maps_at_size(torch, torch.from_numpy(crop_map)[None], image_size, size, fill)[0].numpy()
+
+
+def pil_at_size(crop_map: np.ndarray, image_size: int, size: tuple[int, int], fill: float) -> np.ndarray:
+    """The same with PIL: the crop map padded back to the resized square with ``fill``, then PIL's bilinear resize."""
+    before = (image_size - crop_map.shape[0]) // 2
+    after = image_size - crop_map.shape[0] - before
+    square = np.pad(crop_map, ((before, after), (before, after)), constant_values=np.float32(fill))
+    return np.asarray(Image.fromarray(square).resize(size, Image.Resampling.BILINEAR))
+
+
+@pytest.mark.parametrize("size", [(WIDTH, HEIGHT), (900, 900), (64, 200), (128, 128), (100, 60)])
+def test_maps_at_size_are_pils_bilinear_resize_to_float_rounding(size):
+    # Enlarged, shrunk (antialiased as PIL shrinks), one side each way, and already at size.
+    crop_map = np.random.default_rng(1).random((112, 112)).astype(np.float32) * 30
+    ours, pil = at_size(crop_map, 128, size, fill=3.0), pil_at_size(crop_map, 128, size, fill=3.0)
+    assert ours.shape == pil.shape == (size[1], size[0])
+    assert np.abs(ours - pil).max() < 1e-4 * 30
+
+
+def test_finished_maps_threshold_the_region_and_scale_the_display():
+    full = torch.from_numpy(np.random.default_rng(2).random((3, 40, 50)).astype(np.float32) * 10)
+    full[1:] *= 0.5  # images 1 and 2 have nothing above the pixel threshold 6
+    finished = device_maps.finished_maps(torch, full, [True, True, False], pixel_threshold=6.0, normal_level=2.0,
+                                         top_fraction=0.01)
+    (d0, r0, s0), (d1, r1, s1), (d2, r2, s2) = finished
+    assert np.array_equal(d0, full[0].numpy()) and np.array_equal(r0, full[0].numpy() > 6.0)
+    assert np.allclose(s0, np.clip(0.5 * (full[0].numpy() - 2.0) / 4.0, 0.0, 1.0))
+    assert np.array_equal(s0 > 0.5, r0)  # the display crosses 0.5 exactly on the region
+    # Flagged with an empty region: its top 1% of pixels; not flagged: no region.
+    assert r1.sum() == pytest.approx(0.01 * r1.size, abs=2) and full[1].numpy()[r1].min() >= full[1].numpy()[~r1].max()
+    assert r2 is None and s2.max() <= 0.5
+
+
 def test_crop_maps_go_back_to_the_original_pixels():
     # One hot crop pixel lands where that pixel came from: undo the crop offset, then the squash.
     image_size, crop_size, size = 128, 112, (WIDTH, HEIGHT)
     crop_map = np.zeros((crop_size, crop_size), dtype=np.float32)
     crop_map[30:34, 80:84] = 1.0  # rows 30-33, columns 80-83 of the crop
-    full = features.to_original(crop_map, image_size, size, fill=0.0)
+    full = at_size(crop_map, image_size, size, fill=0.0)
     assert full.shape == (HEIGHT, WIDTH)
     ys, xs = np.nonzero(full > 0.5)
     offset = (image_size - crop_size) // 2
@@ -425,7 +461,7 @@ def test_crop_maps_go_back_to_the_original_pixels():
     assert ys.mean() == pytest.approx((30 + 2 + offset) * HEIGHT / image_size, abs=1.0)
     # The cut-off border, never seen by the model, gets the fill value.
     seen = np.ones((crop_size, crop_size), dtype=np.float32)
-    full = features.to_original(seen, image_size, size, fill=-1.0)
+    full = at_size(seen, image_size, size, fill=-1.0)
     border_x, border_y = offset * WIDTH // image_size, offset * HEIGHT // image_size
     assert (full[:, : border_x - 1] == -1.0).all() and (full[: border_y - 1, :] == -1.0).all()
     assert (full[border_y + 1 : -border_y - 1, border_x + 1 : -border_x - 1] == 1.0).all()
@@ -604,22 +640,6 @@ def test_reweighting_a_batch_equals_each_image_alone_and_the_papers_formula():
         to_test = (memory_bank.features[neighbours] - queries[i, worst]).norm(dim=1)
         paper = (1 - torch.exp(distance[i, worst]) / torch.exp(to_test).sum()) * distance[i, worst]
         assert torch.allclose(together[i], alone, rtol=1e-6) and torch.allclose(alone, paper, rtol=1e-5)
-
-
-def test_maps_finished_on_the_device_agree_with_the_cpu_path(fitted, data):
-    # The GPU path (device_maps), run here on the CPU tensors: the same verdicts, maps to float rounding.
-    images = [load_rgb(data["good"].image), load_rgb(data["bad"].image)]
-    images.append(images[1].resize((images[1].width // 2, images[1].height)))  # another size in the batch
-    on_host = fitted._score_group(images, on_device=False)
-    on_device = fitted._score_group(images, on_device=True)
-    for a, b in zip(on_host, on_device):
-        assert (a.score, a.flagged) == (b.score, b.flagged) and a.distance_map.shape == b.distance_map.shape
-        assert np.allclose(a.distance_map, b.distance_map, rtol=1e-4, atol=1e-3 * float(a.distance_map.max()))
-        assert np.abs(a.anomaly_map - b.anomaly_map).max() < 0.01
-        assert (a.region is None) == (b.region is None)
-        if a.region is not None:
-            assert (a.region != b.region).mean() < 0.002  # a pixel on the threshold may fall either side
-    assert on_device[1].flagged and on_device[1].region.any() and not on_device[0].flagged
 
 
 def test_exact_float32_matmul_holds_while_any_scoring_thread_is_inside_and_then_restores():

@@ -1,7 +1,6 @@
-"""A batch's anomaly maps finished where they were computed (a GPU): padded to the resized square, resized
-to each image's size, thresholded and normalised for display on the device, so only finished maps cross
-to the host. `features.to_original` and `FittedPatchCore._result` are the same steps, one image at a time,
-on the CPU (PIL's bilinear resize): the two agree to float rounding (tests/test_patchcore.py).
+"""A batch's anomaly maps finished where they were computed: padded to the resized square, resized
+to each image's size, thresholded and normalised for display on the device (a GPU's or the CPU), so only
+finished maps cross to the host. The resize is PIL's bilinear one to float rounding (tests/test_patchcore.py).
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ def maps_at_size(torch: Any, crop_maps: Any, image_size: int, size: tuple[int, i
 
 def finished_maps(torch: Any, full: Any, flagged: Sequence[bool], pixel_threshold: float, normal_level: float,
                   top_fraction: float) -> list[tuple[np.ndarray, np.ndarray | None, np.ndarray]]:
-    """Per image of ``full`` (N, H, W): (distance map, region or None, display map), as `_result` makes them.
+    """Per image of ``full`` (N, H, W): (distance map, region or None, display map).
 
     The region is the pixels above ``pixel_threshold``; a flagged image with none gets its top
     ``top_fraction`` of pixels, an unflagged one None. The display map is 0 at ``normal_level``, 0.5 at

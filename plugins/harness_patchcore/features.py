@@ -107,20 +107,3 @@ def crop_maps(torch: Any, patch_scores: Any, crop_size: int, sigma: float) -> An
         maps = functional.conv2d(functional.pad(maps, (radius, radius, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1))
         maps = functional.conv2d(functional.pad(maps, (0, 0, radius, radius), mode="reflect"), kernel.view(1, 1, -1, 1))
     return maps.squeeze(1)
-
-
-def to_original(crop_map: np.ndarray, image_size: int, size: tuple[int, int], fill: float) -> np.ndarray:
-    """A (C, C) crop map as an (H, W) float32 map over the original image of ``size`` (width, height).
-
-    The border outside the crop is set to ``fill``.
-    """
-    crop_size = crop_map.shape[0]
-    before = crop_offset(image_size, crop_size)
-    after = image_size - crop_size - before
-    square = np.pad(
-        crop_map.astype(np.float32, copy=False), ((before, after), (before, after)), constant_values=np.float32(fill)
-    )
-    if square.shape[::-1] == tuple(size):
-        return square
-    return np.asarray(Image.fromarray(square).resize(size, Image.Resampling.BILINEAR))
-
