@@ -346,6 +346,8 @@ def test_second_fit_is_a_cache_hit_and_a_changed_option_a_miss(data, tmp_path):
 
     changed = PatchCoreGate(options(tmp_path, coreset_ratio=0.2)).fit(category(data))
     assert changed.info()["cache"] == "miss"
+    zeros = PatchCoreGate(options(tmp_path, neighbourhood_padding="zeros")).fit(category(data))
+    assert zeros.info()["cache"] == "miss" and zeros.info()["threshold"] != first.info()["threshold"]
 
     touched = data["train"][0]
     stat = touched.stat()
@@ -446,6 +448,35 @@ def test_finished_maps_threshold_the_region_and_scale_the_display():
     # Flagged with an empty region: its top 1% of pixels; not flagged: no region.
     assert r1.sum() == pytest.approx(0.01 * r1.size, abs=2) and full[1].numpy()[r1].min() >= full[1].numpy()[~r1].max()
     assert r2 is None and s2.max() <= 0.5
+
+
+class MapsBackbone:
+    """A stand-in backbone whose two feature maps are given."""
+
+    def __init__(self, *maps):
+        self.maps = maps
+
+    def extract(self, batch):
+        return list(self.maps)
+
+
+def test_neighbourhood_padding_inside_averages_the_map_and_zeros_counts_the_outside_as_anomalib_does():
+    rng = np.random.default_rng(4)
+    shallow = torch.from_numpy(rng.random((1, 3, 6, 6)).astype(np.float32))
+    deep = torch.from_numpy(rng.random((1, 2, 3, 3)).astype(np.float32))
+    backbone = MapsBackbone(shallow, deep)
+    inside = features.embed(torch, backbone, None)[0]  # (6, 6, 5): 3 shallow channels, then 2 deep
+    zeros = features.embed(torch, backbone, None, padding="zeros")[0]
+    # inside: the mean of the window's positions within the map; a corner has 4 of them, an edge 6.
+    assert torch.allclose(inside[0, 0, :3], shallow[0, :, :2, :2].mean(dim=(1, 2)))
+    assert torch.allclose(inside[0, 3, :3], shallow[0, :, :2, 2:5].mean(dim=(1, 2)))
+    assert torch.allclose(inside[2, 3, :3], shallow[0, :, 1:4, 2:5].mean(dim=(1, 2)))
+    # zeros: the same sums over all 9 places, as torch.nn.AvgPool2d(3, 1, 1) (anomalib's) gives.
+    assert torch.allclose(zeros[..., :3], torch.nn.AvgPool2d(3, 1, 1)(shallow)[0].permute(1, 2, 0))
+    assert torch.allclose(zeros[0, 0, :3], inside[0, 0, :3] * 4 / 9) and torch.allclose(zeros[0, 3, :3], inside[0, 3, :3] * 6 / 9)
+    assert torch.equal(zeros[2, 3, :3], inside[2, 3, :3])  # inside the border: the same
+    with pytest.raises(ValueError, match="padding"):
+        features.embed(torch, backbone, None, padding="reflect")
 
 
 def test_crop_maps_go_back_to_the_original_pixels():

@@ -52,7 +52,7 @@ def to_batch(torch: Any, crops: list[np.ndarray], backbone: Any) -> Any:
     return batch.contiguous(memory_format=torch.channels_last) if backbone.channels_last else batch
 
 
-def embed(torch: Any, backbone: Any, batch: Any, projection: Any | None = None) -> Any:
+def embed(torch: Any, backbone: Any, batch: Any, projection: Any | None = None, padding: str = "inside") -> Any:
     """Patch features of a batch: (N, h, w, D) float32, one row per stride-8 patch.
 
     Each feature map is averaged over the 3x3 neighbourhood of every position
@@ -61,21 +61,19 @@ def embed(torch: Any, backbone: Any, batch: Any, projection: Any | None = None) 
     the stride-8 grid, and both are concatenated along channels. With a
     ``projection`` (D x d), features are projected to d dimensions.
 
-    The average is over the positions inside the map: a border feature is as
-    large as any other. anomalib's ``AvgPool2d(3, 1, 1)`` counts the zero
-    padding instead (border features shrink to 6/9, corners to 4/9). That is
-    what its higher pixel AUROC comes from (bottle, 1% coreset, seed 0: 0.9783
-    with the padding counted, 0.9763 without, anomalib 0.9788; its map's
-    nearest upsampling and smoothing are worth under 0.0005 either way), but
-    it lowers the calibrated threshold more than the test normals' scores:
-    false alarms rose in 5 of 11 runs and fell in 1 (bottle and the demo, 11
-    against 5 in all; bottle at the default 10% coreset: 5 of 20 instead of
-    2), so the padding is not counted.
+    ``padding`` is what the average does at the map's border (option ``neighbourhood_padding``):
+    ``inside`` (the default) averages the positions inside the map, so a border feature is as large
+    as any other; ``zeros`` counts the positions outside as zeros, as anomalib's ``AvgPool2d(3, 1, 1)``
+    does, so border features shrink to 6/9 and corners to 4/9. That shrink is where anomalib's higher
+    pixel AUROC comes from (its map's nearest upsampling and smoothing are worth under 0.0005 either
+    way), and it lowers the calibrated threshold more than the test normals' scores (see the option).
     """
+    if padding not in ("inside", "zeros"):
+        raise ValueError(f"padding must be 'inside' or 'zeros', got {padding!r}")
     functional = torch.nn.functional
     with torch.inference_mode():
         maps = backbone.extract(batch)
-        maps = [functional.avg_pool2d(m, 3, stride=1, padding=1, count_include_pad=False) for m in maps]
+        maps = [functional.avg_pool2d(m, 3, stride=1, padding=1, count_include_pad=padding == "zeros") for m in maps]
         height, width = maps[0].shape[-2:]
         deep = functional.interpolate(maps[1], size=(height, width), mode="bilinear", align_corners=False)
         features = torch.cat([maps[0], deep], dim=1).float().permute(0, 2, 3, 1)

@@ -79,7 +79,7 @@ def load_crops(paths: Sequence[Path], o: PatchCoreOptions) -> Iterator[np.ndarra
 def extract(torch: Any, backbone: Backbone, o: PatchCoreOptions, projection: Any, crops: Iterable[np.ndarray], size: int) -> Any:
     """Patch features (n, h, w, d) of all ``crops``, batch by batch, on the backbone's device."""
     parts = [
-        features.embed(torch, backbone, features.to_batch(torch, group, backbone), projection)
+        features.embed(torch, backbone, features.to_batch(torch, group, backbone), projection, o.neighbourhood_padding)
         for group in batched(crops, size)
     ]
     return torch.cat(parts) if len(parts) > 1 else parts[0]

@@ -280,7 +280,7 @@ class FittedPatchCore(FittedGate):
         o, torch = self.options, self.torch
         crops = [features.preprocess(image, o.image_size, o.crop_size) for image in group]
         batch = features.to_batch(torch, crops, self.backbone)
-        patch_features = features.embed(torch, self.backbone, batch, self.projection)
+        patch_features = features.embed(torch, self.backbone, batch, self.projection, o.neighbourhood_padding)
         with exact_float32_matmul(torch):
             scores, maps = score_features_on_device(torch, self.bank, patch_features, o)
         return self._finished(scores.float().cpu().numpy(), maps, group)

@@ -57,6 +57,16 @@ class PatchCoreOptions(Options):
         ge=8,
         description="project patch features to this many dimensions (seeded Gaussian projection); None keeps them all",
     )
+    neighbourhood_padding: Literal["inside", "zeros"] = Field(
+        "inside",
+        description=(
+            "how each patch feature's 3x3 neighbourhood average treats positions outside the feature map: inside "
+            "averages those within it; zeros counts the outside as zeros, as anomalib does (border features "
+            "shrink). zeros raised pixel AUROC (bottle +0.002, the demo's label +0.0005-0.0035) and lowered "
+            "misses, but raised false alarms at the calibrated threshold at the default coreset (18 against 12 "
+            "in 12 runs: bottle and the demo, seeds 0-2)"
+        ),
+    )
     coreset_ratio: float = Field(
         0.1, gt=0.0, le=1.0, description="fraction of the training patch features kept in the memory bank"
     )
@@ -126,6 +136,7 @@ FIT_OPTIONS: tuple[str, ...] = (
     "image_size",
     "crop_size",
     "feature_dim",
+    "neighbourhood_padding",
     "coreset_ratio",
     "coreset_projection_dim",
     "num_neighbors",
