@@ -77,6 +77,8 @@ from harness.types import Category  # noqa: E402
 from harness_patchcore import PatchCoreGate, PatchCoreOptions  # noqa: E402
 from harness_patchcore.runtime import usable_cpus  # noqa: E402
 
+import synthetic_images  # noqa: E402  (benchmarks/, this script's folder)
+
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kilobytes on Linux
@@ -95,8 +97,6 @@ def parse_option(text: str) -> tuple[str, object]:
 def load_categories(args: argparse.Namespace) -> list[Category]:
     registry = load_registry()
     if args.benchmark == "synthetic":
-        import synthetic_images
-
         return [synthetic_images.tile_category(Path(args.synthetic_root))]
     if args.benchmark == "demo":
         return registry.get("benchmarks", "demo").obj.load(None).categories
@@ -455,8 +455,6 @@ def main(argv: list[str] | None = None) -> int:
     values.setdefault("cache", args.cache)
     with tempfile.TemporaryDirectory(prefix="gate-bench-") as scratch:
         if args.benchmark == "synthetic":  # written once, read by both measurements' processes
-            import synthetic_images
-
             args.synthetic_root = str(synthetic_images.write_tree(Path(scratch) / "images", args.images))
         if args.random_weights is not None:
             if values.get("backbone_weights"):

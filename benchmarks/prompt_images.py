@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     query = load_rgb(args.image)
     region = load_mask(args.mask, query.size)
     anomaly_map = np.random.default_rng(0).random((224, 224)).astype(np.float32)
+
     def draw_all() -> dict:
         # The pictures are drawn when first asked for (`PromptPictures`): ask for every one, as a template
         # that shows them all would.

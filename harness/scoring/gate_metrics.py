@@ -33,7 +33,8 @@ def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
     number_negatives = negatives[: negatives.size - nan_negatives]
     below = np.searchsorted(number_negatives, positive_scores, side="left")
     up_to = np.searchsorted(number_negatives, positive_scores, side="right")
-    # A NaN positive is above every finite negative (searchsorted already says so) and ties the NaN ones.
+    # A NaN positive is above every numeric negative, infinities included (searchsorted already says so),
+    # and ties the NaN ones.
     nan_positives = int(np.isnan(positive_scores).sum())
     below_total = float(below.sum(dtype=np.int64))
     tied_total = float((up_to - below).sum(dtype=np.int64)) + nan_positives * nan_negatives
