@@ -257,11 +257,12 @@ def crop_tensor(path: Path, options: PatchCoreOptions, mean: "torch.Tensor", std
 def measure_anomalib(category: Category, options: PatchCoreOptions, train_batch: int) -> dict | str:
     """anomalib's PatchCore torch model: its feature extraction, its greedy coreset, its scoring.
 
-    Training images go through in batches of ``train_batch`` (anomalib's
-    default train batch size is 32); test images one at a time, loaded from
-    disk, as for our gate. The weights are ``options.backbone_weights`` when
-    set (the same file our gate loads); for efficientnet_lite0, the packaged
-    ImageNet weights our gate loads by default, renamed for timm.
+    Training and test images go through in batches of ``train_batch``
+    (anomalib's default batch size for both is 32), loaded from disk and
+    decoded on one thread per core, as for our gate. The weights are
+    ``options.backbone_weights`` when set (the same file our gate loads); for
+    efficientnet_lite0, the packaged ImageNet weights our gate loads by
+    default, renamed for timm.
     """
     try:
         import torch
@@ -298,10 +299,12 @@ def measure_anomalib(category: Category, options: PatchCoreOptions, train_batch:
     device = "cuda" if options.device != "cpu" and torch.cuda.is_available() else "cpu"
     model.to(device)
     model.train()  # training mode: forward() stores embeddings (its extractor stays in eval mode)
+    decoders = ThreadPoolExecutor(usable_cpus())
     with torch.no_grad():
         train = list(category.train_images)
         for first in range(0, len(train), train_batch):
-            model(torch.cat([crop_tensor(p, options, mean, std) for p in train[first : first + train_batch]]).to(device))
+            batch = decoders.map(lambda path: crop_tensor(path, options, mean, std), train[first : first + train_batch])
+            model(torch.cat(list(batch)).to(device))
     if device == "cuda":
         torch.cuda.synchronize()
     features_s = time.perf_counter() - started - build_s
@@ -314,14 +317,20 @@ def measure_anomalib(category: Category, options: PatchCoreOptions, train_batch:
 
     model.eval()
     labels, scores, maps = [], [], []
+    samples = list(category.test_samples)
     started = time.perf_counter()
     with torch.no_grad():
-        for sample in category.test_samples:
-            output = model(crop_tensor(sample.image, options, mean, std).to(device))
-            labels.append(sample.is_anomalous)
-            scores.append(float(output.pred_score.reshape(-1)[0]))
-            maps.append(output.anomaly_map.reshape(options.crop_size, options.crop_size).cpu().numpy())  # over the crop
+        for first in range(0, len(samples), train_batch):
+            group = samples[first : first + train_batch]
+            batch = torch.cat(list(decoders.map(lambda s: crop_tensor(s.image, options, mean, std), group)))
+            output = model(batch.to(device))
+            labels.extend(sample.is_anomalous for sample in group)
+            scores.extend(float(score) for score in output.pred_score.reshape(len(group)))
+            maps.extend(output.anomaly_map.reshape(len(group), options.crop_size, options.crop_size).cpu().numpy())
+    if device == "cuda":
+        torch.cuda.synchronize()
     score_s = time.perf_counter() - started
+    decoders.shutdown()
     masks = []
     for sample in category.test_samples:
         with Image.open(sample.image) as image:
@@ -441,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pixel-size", type=int, default=256, help="side of the squares pixel AUROC is computed on")
     parser.add_argument("--anomalib", action="store_true",
                         help="also run anomalib's PatchCore (when installed) on the same images, backbone and coreset ratio")
-    parser.add_argument("--anomalib-batch", type=int, default=32, help="anomalib's training batch size [default: 32, its own]")
+    parser.add_argument("--anomalib-batch", type=int, default=32, help="anomalib's batch size, training and test [default: 32, its own]")
     parser.add_argument("--random-weights", type=int, metavar="SEED",
                         help="benchmark only: give both models the same seeded random torchvision weights "
                              "(no ImageNet weights exist offline); the accuracy is then not that of a real detector")

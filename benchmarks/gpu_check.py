@@ -7,7 +7,8 @@
    (their device and placement tests take their CUDA branches on a GPU);
 2. the patchcore gate on each device (cpu; cuda in float32 and float16 when there is one): fit time,
    test images/s one by one (``score``) and batched as ``harness run`` scores them (images decoded
-   on one thread per core, ``score_batch`` in the gate's batches), decoding included in both; every
+   on one thread per core, ``score_batch`` in the gate's batches), decoding included in both, and the
+   batches again with every image decoded beforehand (``no-dec/s``: the device's side alone); every
    GPU clock read after ``torch.cuda.synchronize()``; GPU memory as the allocator's peak
    (``max_memory_allocated``), what it reserved (``max_memory_reserved``) and what the driver says
    the device uses (``mem_get_info``);
@@ -42,7 +43,7 @@ from harness.images import load_rgb  # noqa: E402
 from harness.plugins import load_registry  # noqa: E402
 from harness.scoring.gate_metrics import auroc  # noqa: E402
 from harness.types import Category  # noqa: E402
-from harness_patchcore import PatchCoreGate, PatchCoreOptions  # noqa: E402
+from harness_patchcore import PatchCoreGate, PatchCoreOptions, features  # noqa: E402
 from harness_patchcore.runtime import usable_cpus  # noqa: E402
 
 import synthetic_images  # noqa: E402  (benchmarks/, this script's folder)
@@ -108,15 +109,70 @@ def measure_gate(category: Category, device: str, half: bool) -> dict:
     synchronize(torch)
     batched_s = time.perf_counter() - started
 
+    # The device's side alone: the same batches with every image decoded beforehand.
+    decoded = [load_rgb(s.image) for s in samples]
+    started = time.perf_counter()
+    for first in range(0, len(samples), size):
+        fitted.score_batch(samples[first : first + size], decoded[first : first + size])
+    synchronize(torch)
+    predecoded_s = time.perf_counter() - started
+
+    phases = phase_seconds(fitted, samples, torch)
     labels = np.array([s.is_anomalous for s in samples])
     return {
+        "ms_per_image": phases,
         "device": device, "precision": fitted.info()["precision"], "images": len(samples), "batch": size,
         "fit_s": fit_s, "one_by_one_per_s": len(samples) / one_by_one_s, "batched_per_s": len(samples) / batched_s,
+        "predecoded_per_s": len(samples) / predecoded_s,
         "image_auroc": auroc(labels, np.array([r.score for r in together])),
         "batch_vs_alone_max_rel": max(abs(a.score - b.score) / max(abs(a.score), 1e-12) for a, b in zip(alone, together)),
         "scores": [r.score for r in together], "flagged": [bool(r.flagged) for r in together],
         **gpu_memory(torch),
     }
+
+
+def phase_seconds(fitted, samples: list, torch) -> dict:
+    """Seconds per image in each step of one batch's scoring (the gate's `_score_group`), clock synchronised
+    after each step: where a device's batches spend their time. Decoding is on one thread per core."""
+    from harness_patchcore.fitting import score_features_on_device
+    from harness_patchcore.runtime import exact_float32_matmul
+
+    o, spent = fitted.options, dict.fromkeys(("decode", "resize_crop", "to_device_network", "search_maps", "finish"), 0.0)
+    with ThreadPoolExecutor(usable_cpus()) as decoders:
+        for first in range(0, len(samples), fitted.batch_size):
+            group = samples[first : first + fitted.batch_size]
+            clock = time.perf_counter()
+
+            def step(name: str) -> None:
+                nonlocal clock
+                synchronize(torch)
+                now = time.perf_counter()
+                spent[name] += now - clock
+                clock = now
+
+            images = list(decoders.map(load_rgb, [sample.image for sample in group]))
+            step("decode")
+            crops = [features.preprocess(image, o.image_size, o.crop_size) for image in images]
+            step("resize_crop")
+            patch_features = features.embed(torch, fitted.backbone, features.to_batch(torch, crops, fitted.backbone),
+                                            fitted.projection, o.neighbourhood_padding)
+            step("to_device_network")
+            with exact_float32_matmul(torch):
+                scores, maps = score_features_on_device(torch, fitted.bank, patch_features, o)
+            step("search_maps")
+            fitted._finished(scores.float().cpu().numpy(), maps, images)
+            step("finish")
+    return {name: 1000 * seconds / len(samples) for name, seconds in spent.items()}
+
+
+def decoding_rate(category: Category) -> float:
+    """Test images decoded per second on one thread per core, nothing else: the ceiling of a gate that decodes."""
+    paths = [s.image for s in category.test_samples]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(usable_cpus()) as decoders:
+        for _ in decoders.map(load_rgb, paths):
+            pass
+    return len(paths) / (time.perf_counter() - started)
 
 
 def agreement(cpu: dict, other: dict) -> dict:
@@ -125,14 +181,18 @@ def agreement(cpu: dict, other: dict) -> dict:
             "verdicts_differ": int(sum(x != y for x, y in zip(cpu["flagged"], other["flagged"])))}
 
 
-def cuda_tests() -> str:
-    """PatchCore's CUDA tests, and the hf plugin's tests whole (on a GPU their placement tests take the CUDA branches)."""
-    summaries = []
+def cuda_tests(log: Path | None) -> str:
+    """PatchCore's CUDA tests, and the hf plugin's tests whole (on a GPU their placement tests take the CUDA
+    branches); pytest's whole output goes to ``log`` when given."""
+    summaries, outputs = [], []
     for files, selection in ((["tests/test_patchcore.py"], ["-k", "cuda"]), (["tests/test_hf.py", "tests/test_hf_devices.py"], [])):
         command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *files, *selection, "-rs"]  # -q: addopts
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        outputs.append(f"$ {' '.join(command)}\n{done.stdout}\n{done.stderr}")
         lines = [line for line in done.stdout.splitlines() if line.strip()]
         summaries.append(lines[-1] if lines else f"pytest exited {done.returncode}: {done.stderr[-300:]}")
+    if log is not None:
+        log.write_text("\n".join(outputs))
     return "; ".join(summaries)
 
 
@@ -166,7 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--category", default="bottle")
     parser.add_argument("--images", type=int, default=200, help="synthetic test images [default: 200]")
     parser.add_argument("--skip-cpu", action="store_true", help="measure the GPU only (the CPU rows take longest)")
-    parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
+    parser.add_argument("--json", type=Path, help="also write the rows to this JSON file (after each step)")
+    parser.add_argument("--tests-log", type=Path, help="write the CUDA tests' whole output to this file")
+    parser.add_argument("--skip-tests", action="store_true", help="leave out the CUDA tests (run.sh runs them last)")
     args = parser.parse_args(argv)
 
     import torch
@@ -175,33 +237,52 @@ def main(argv: list[str] | None = None) -> int:
     print(f"torch {torch.__version__}; " + (f"CUDA {torch.version.cuda}, {torch.cuda.get_device_name()}, "
           f"TF32 matmul {torch.backends.cuda.matmul.allow_tf32}, cuDNN TF32 {torch.backends.cudnn.allow_tf32}"
           if cuda else "no CUDA device: the CUDA rows are skipped"))
-    report: dict = {"cuda_tests": cuda_tests() if cuda else "skipped: no CUDA device"}
-    print(f"CUDA tests: {report['cuda_tests']}")
+    report: dict = {"rows": []}
+
+    def save() -> None:  # after every step, so a run cut short still leaves what it measured
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=1))
+
+    report["cuda_tests"] = ("skipped: --skip-tests" if args.skip_tests else
+                            cuda_tests(args.tests_log) if cuda else "skipped: no CUDA device")
+    print(f"CUDA tests: {report['cuda_tests']}", flush=True)
+    save()
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as scratch:
         folder = Path(scratch)
         category = real_category(args.data_root, args.category) if args.data_root else synthetic_category(folder, args.images)
+        report["decoded_per_s"] = decoding_rate(category)
+        print(f"\n{category.name}: {len(category.test_samples)} test images, {len(category.train_images)} training images; "
+              f"decoding alone, {usable_cpus()} threads: {report['decoded_per_s']:.0f} images/s")
+        header = (f"{'device':<6} {'precision':<44} {'batch':>5} {'fit s':>6} {'1-by-1/s':>9} {'batched/s':>9} {'no-dec/s':>9} "
+                  f"{'AUROC':>6} {'batch~1':>8} {'alloc MB':>9} {'resv MB':>8} {'driver MB':>9}")
+        print(header + "\n" + "-" * len(header), flush=True)
         runs = [] if args.skip_cpu else [("cpu", False)]
         runs += [("cuda", False), ("cuda", True)] if cuda else []
-        rows = [measure_gate(category, device, half) for device, half in runs]
-        report["hf"] = hf_tiny_bfloat16(folder, "cuda" if cuda else "cpu")
-    print(f"\n{category.name}: {len(category.test_samples)} test images, {len(category.train_images)} training images")
-    header = (f"{'device':<6} {'precision':<44} {'batch':>5} {'fit s':>6} {'1-by-1/s':>9} {'batched/s':>9} "
-              f"{'AUROC':>6} {'batch~1':>8} {'alloc MB':>9} {'resv MB':>8} {'driver MB':>9}")
-    print(header + "\n" + "-" * len(header))
-    for r in rows:
-        memory = "".join(f" {r[k]:>9.0f}" if k in r else f" {'-':>9}" for k in ("allocated_peak_mb", "reserved_peak_mb", "driver_used_mb"))
-        print(f"{r['device']:<6} {r['precision'][:44]:<44} {r['batch']:>5} {r['fit_s']:>6.1f} {r['one_by_one_per_s']:>9.1f} "
-              f"{r['batched_per_s']:>9.1f} {r['image_auroc']:>6.3f} {r['batch_vs_alone_max_rel']:>8.1e}{memory}")
-    cpu_row = next((r for r in rows if r["device"] == "cpu"), None)
-    for r in rows:
-        if cpu_row is not None and r is not cpu_row:
-            found = agreement(cpu_row, r)
-            r["agreement_with_cpu"] = found
-            print(f"cpu vs {r['precision'][:20]}: scores within {found['max_rel_score_diff']:.1e} relative, "
-                  f"{found['verdicts_differ']} verdicts differ")
+        for device, half in runs:
+            r = measure_gate(category, device, half)
+            report["rows"].append(r)
+            memory = "".join(f" {r[k]:>9.0f}" if k in r else f" {'-':>9}" for k in ("allocated_peak_mb", "reserved_peak_mb", "driver_used_mb"))
+            print(f"{r['device']:<6} {r['precision'][:44]:<44} {r['batch']:>5} {r['fit_s']:>6.1f} {r['one_by_one_per_s']:>9.1f} "
+                  f"{r['batched_per_s']:>9.1f} {r['predecoded_per_s']:>9.1f} {r['image_auroc']:>6.3f} "
+                  f"{r['batch_vs_alone_max_rel']:>8.1e}{memory}", flush=True)
+            save()
+        for r in report["rows"]:
+            print(f"{r['device']} {r['precision'][:20]}, ms per image: "
+                  + ", ".join(f"{name} {ms:.2f}" for name, ms in r["ms_per_image"].items()))
+        cpu_row = next((r for r in report["rows"] if r["device"] == "cpu"), None)
+        for r in report["rows"]:
+            if cpu_row is not None and r is not cpu_row:
+                found = agreement(cpu_row, r)
+                r["agreement_with_cpu"] = found
+                print(f"cpu vs {r['precision'][:20]}: scores within {found['max_rel_score_diff']:.1e} relative, "
+                      f"{found['verdicts_differ']} verdicts differ")
+        save()
+        try:
+            report["hf"] = hf_tiny_bfloat16(folder, "cuda" if cuda else "cpu")
+        except Exception as error:  # noqa: BLE001 - the table above stands; say why this row is missing
+            report["hf"] = f"failed: {type(error).__name__}: {error}"
     print(f"hf: {report['hf']}")
-    if args.json:
-        args.json.write_text(json.dumps({**report, "rows": rows}, indent=1))
+    save()
     return 0
 
 

@@ -2,7 +2,8 @@
 # What a lent GPU machine runs (the device tool's run, carrying .whl from benchmarks/device/wheels.sh):
 # the carried wheels installed beside the image's own packages, then benchmarks/gpu_check.py, whose
 # table and JSON land in $OUT (gpu_check.txt, gpu_check.json; device.txt: the machine and versions),
-# then, when anomalib came with the wheels, benchmarks/gate.py against it (gate_anomalib.txt, .json).
+# then, when anomalib came with the wheels, benchmarks/gate.py against it (gate_anomalib.txt, .json),
+# then the CUDA tests (cuda_tests.txt).
 # Arguments go to gpu_check.py (e.g. --images 200). $WHEELS: another folder of wheels than .whl.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -11,6 +12,8 @@ OUT=${OUT:-/tmp/gpu_check_out}
 SITE=${SITE:-/tmp/site}
 PYTHON=${PYTHON:-python3}
 mkdir -p "$OUT"
+stamp() { echo "[$(date +%T)] $*"; }  # each step's start: where a run's minutes went
+stamp "install"
 ls "$WHEELS"/*.whl >/dev/null 2>&1 || {
     echo "no wheels in $WHEELS: run benchmarks/device/wheels.sh on the development machine and carry .whl" >&2; exit 2; }
 "$PYTHON" -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$WHEELS"/*.whl || exit 3
@@ -21,15 +24,27 @@ export PYTHONPATH="$SITE" PYTHONUNBUFFERED=1
 print("python", sys.version.split()[0], "| torch", torch.__version__, "| cuda", torch.cuda.is_available(),
       "| transformers", transformers.__version__, "| harness from", harness.__file__)'
 } 2>&1 | tee "$OUT/device.txt"
-"$PYTHON" benchmarks/gpu_check.py --json "$OUT/gpu_check.json" "$@" 2>&1 | tee "$OUT/gpu_check.txt"
+# The gate's table first, as it is what the check is for, then anomalib beside it, then the CUDA tests.
+stamp "gpu_check"
+"$PYTHON" benchmarks/gpu_check.py --skip-tests --json "$OUT/gpu_check.json" "$@" 2>&1 | tee "$OUT/gpu_check.txt"
 status=${PIPESTATUS[0]}
 # Ours against anomalib's PatchCore on the same device, images, backbone and coreset ratio, when the
 # wheels carried it (wheels.sh --anomalib); $GATE_IMAGES synthetic test images.
+stamp "anomalib comparison"
 if "$PYTHON" -c "import anomalib" >/dev/null 2>&1; then
     "$PYTHON" benchmarks/gate.py --benchmark synthetic --images "${GATE_IMAGES:-200}" --device auto --anomalib \
         --json "$OUT/gate_anomalib.json" 2>&1 | tee "$OUT/gate_anomalib.txt"
     [ "${PIPESTATUS[0]}" = 0 ] || status=4
 else
-    echo "anomalib is not installed: no comparison (benchmarks/device/wheels.sh --anomalib PYTHON)" | tee "$OUT/gate_anomalib.txt"
+    "$PYTHON" -c "import anomalib" 2>&1 | tail -1 | tee "$OUT/gate_anomalib.txt"
+    echo "anomalib did not import: no comparison (benchmarks/device/wheels.sh --anomalib PYTHON)" | tee -a "$OUT/gate_anomalib.txt"
 fi
+# PatchCore's CUDA tests, then the hf plugin's tests whole (on a GPU its placement tests take their CUDA branches).
+stamp "CUDA tests"
+{
+    "$PYTHON" -m pytest -p no:cacheprovider tests/test_patchcore.py -k cuda -rs || status=5
+    "$PYTHON" -m pytest -p no:cacheprovider tests/test_hf.py tests/test_hf_devices.py -rs || status=5
+} > "$OUT/cuda_tests.txt" 2>&1
+grep -E "passed|failed|error" "$OUT/cuda_tests.txt" | grep -E "^=+ " || tail -5 "$OUT/cuda_tests.txt"
+stamp "done"
 exit "$status"
