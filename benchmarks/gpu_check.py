@@ -8,7 +8,9 @@
 2. the patchcore gate on each device (cpu; cuda in float32 and float16 when there is one): fit time,
    test images/s one by one (``score``) and batched as ``harness run`` scores them (images decoded
    on one thread per core, ``score_batch`` in the gate's batches), decoding included in both, and the
-   batches again with every image decoded beforehand (``no-dec/s``: the device's side alone); every
+   batches again with every image decoded beforehand (``no-dec/s``: the device's side alone); the
+   milliseconds per image of each step of a batch; on a GPU, the network's time on batch sizes it
+   has not seen, each twice (the cost of a new shape, which the gate's padding avoids); every
    GPU clock read after ``torch.cuda.synchronize()``; GPU memory as the allocator's peak
    (``max_memory_allocated``), what it reserved (``max_memory_reserved``) and what the driver says
    the device uses (``mem_get_info``);
@@ -121,6 +123,7 @@ def measure_gate(category: Category, device: str, half: bool) -> dict:
     labels = np.array([s.is_anomalous for s in samples])
     return {
         "ms_per_image": phases,
+        "new_shape_ms": new_shape_ms(fitted, samples, torch) if device == "cuda" else [],
         "device": device, "precision": fitted.info()["precision"], "images": len(samples), "batch": size,
         "fit_s": fit_s, "one_by_one_per_s": len(samples) / one_by_one_s, "batched_per_s": len(samples) / batched_s,
         "predecoded_per_s": len(samples) / predecoded_s,
@@ -132,13 +135,18 @@ def measure_gate(category: Category, device: str, half: bool) -> dict:
 
 
 def phase_seconds(fitted, samples: list, torch) -> dict:
-    """Seconds per image in each step of one batch's scoring (the gate's `_score_group`), clock synchronised
-    after each step: where a device's batches spend their time. Decoding is on one thread per core."""
-    from harness_patchcore.fitting import score_features_on_device
-    from harness_patchcore.runtime import exact_float32_matmul
+    """Milliseconds per image in each step of one batch's scoring (the gate's `_score_group` and
+    `_finished`), the clock synchronised after each step: where a device's batches spend their time.
+    Decoding and (on a GPU) resizing run on one thread per core, as in the gate."""
+    from harness_patchcore import device_maps
+    from harness_patchcore.fitting import batch_size, score_features_on_device
+    from harness_patchcore.gate import FALLBACK_TOP_FRACTION
+    from harness_patchcore.runtime import exact_float32
 
-    o, spent = fitted.options, dict.fromkeys(("decode", "resize_crop", "to_device_network", "search_maps", "finish"), 0.0)
-    with ThreadPoolExecutor(usable_cpus()) as decoders:
+    o, on_gpu = fitted.options, fitted.device != "cpu"
+    steps = ("decode", "resize_crop", "to_device_network", "search_maps", "resize_maps", "threshold_to_host")
+    spent = dict.fromkeys(steps, 0.0)
+    with ThreadPoolExecutor(usable_cpus()) as workers:
         for first in range(0, len(samples), fitted.batch_size):
             group = samples[first : first + fitted.batch_size]
             clock = time.perf_counter()
@@ -150,19 +158,42 @@ def phase_seconds(fitted, samples: list, torch) -> dict:
                 spent[name] += now - clock
                 clock = now
 
-            images = list(decoders.map(load_rgb, [sample.image for sample in group]))
+            images = list(workers.map(load_rgb, [sample.image for sample in group]))
             step("decode")
-            crops = [features.preprocess(image, o.image_size, o.crop_size) for image in images]
+            crops = list((workers.map if on_gpu else map)(lambda image: features.preprocess(image, o.image_size, o.crop_size), images))
             step("resize_crop")
-            patch_features = features.embed(torch, fitted.backbone, features.to_batch(torch, crops, fitted.backbone),
-                                            fitted.projection, o.neighbourhood_padding)
-            step("to_device_network")
-            with exact_float32_matmul(torch):
-                scores, maps = score_features_on_device(torch, fitted.bank, patch_features, o)
+            with exact_float32(torch):
+                batch = features.to_batch(torch, crops, fitted.backbone, rows=batch_size(o, fitted.device) if on_gpu else None)
+                patch_features = features.embed(torch, fitted.backbone, batch, fitted.projection, o.neighbourhood_padding)
+                step("to_device_network")
+                scores, maps = score_features_on_device(torch, fitted.bank, patch_features[: len(group)], o)
+                scores = scores.float().cpu().numpy()
             step("search_maps")
-            fitted._finished(scores.float().cpu().numpy(), maps, images)
-            step("finish")
+            full = device_maps.maps_at_size(torch, maps, o.image_size, images[0].size, fitted.normal_level)
+            step("resize_maps")
+            flagged = [float(score) > fitted.threshold for score in scores]
+            device_maps.finished_maps(torch, full, flagged, fitted.pixel_threshold, fitted.normal_level, FALLBACK_TOP_FRACTION)
+            step("threshold_to_host")
     return {name: 1000 * seconds / len(samples) for name, seconds in spent.items()}
+
+
+def new_shape_ms(fitted, samples: list, torch) -> list[tuple[int, float]]:
+    """The network alone on batches of sizes it has not seen (unpadded), each twice: (size, ms) per call.
+
+    A first call far slower than the second is a cost paid per new batch shape (kernel choice or
+    compilation), which the gate's padding to one batch size avoids."""
+    o = fitted.options
+    crop = features.preprocess(load_rgb(samples[0].image), o.image_size, o.crop_size)
+    timings = []
+    with fitted.torch.inference_mode():
+        for size in (17, 17, 5, 5, 1, 1):
+            batch = features.to_batch(torch, [crop] * size, fitted.backbone)
+            synchronize(torch)
+            started = time.perf_counter()
+            features.embed(torch, fitted.backbone, batch, fitted.projection, o.neighbourhood_padding)
+            synchronize(torch)
+            timings.append((size, 1000 * (time.perf_counter() - started)))
+    return timings
 
 
 def decoding_rate(category: Category) -> float:
@@ -269,6 +300,9 @@ def main(argv: list[str] | None = None) -> int:
         for r in report["rows"]:
             print(f"{r['device']} {r['precision'][:20]}, ms per image: "
                   + ", ".join(f"{name} {ms:.2f}" for name, ms in r["ms_per_image"].items()))
+            if r["new_shape_ms"]:
+                print(f"{r['device']} {r['precision'][:20]}, the network on new batch sizes (size: ms, each twice): "
+                      + ", ".join(f"{size}: {ms:.1f}" for size, ms in r["new_shape_ms"]))
         cpu_row = next((r for r in report["rows"] if r["device"] == "cpu"), None)
         for r in report["rows"]:
             if cpu_row is not None and r is not cpu_row:

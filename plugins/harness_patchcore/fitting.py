@@ -60,7 +60,9 @@ def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 
 def load_crops(paths: Sequence[Path], o: PatchCoreOptions) -> Iterator[np.ndarray]:
-    """Backbone crops of training images, in order, decoded by a few threads ahead (PIL releases the GIL)."""
+    """Backbone crops of training images, in order, decoded and cropped ahead on one thread per core
+    (PIL releases the GIL; these were at most 4 threads before). A GPU waits on them: on an H200 machine
+    decoding took 3.1 ms an image on its 16 threads and resizing 4.5 ms on one, the network 0.14 ms."""
 
     def load(path: Path) -> np.ndarray:
         try:
@@ -69,7 +71,7 @@ def load_crops(paths: Sequence[Path], o: PatchCoreOptions) -> Iterator[np.ndarra
             raise HarnessError(f"training image unusable: {error}") from None
         return features.preprocess(image, o.image_size, o.crop_size)
 
-    pool = ThreadPoolExecutor(max_workers=max(1, min(4, usable_cpus())))
+    pool = ThreadPoolExecutor(max_workers=usable_cpus())
     try:
         yield from pool.map(load, paths)
     finally:  # on an error, do not wait for the images still queued
@@ -77,9 +79,12 @@ def load_crops(paths: Sequence[Path], o: PatchCoreOptions) -> Iterator[np.ndarra
 
 
 def extract(torch: Any, backbone: Backbone, o: PatchCoreOptions, projection: Any, crops: Iterable[np.ndarray], size: int) -> Any:
-    """Patch features (n, h, w, d) of all ``crops``, batch by batch, on the backbone's device."""
+    """Patch features (n, h, w, d) of all ``crops``, batch by batch, on the backbone's device (on a GPU,
+    the last batch padded to ``size``: one shape, as for scoring; see `features.to_batch`)."""
+    rows = size if str(backbone.device) != "cpu" else None
     parts = [
-        features.embed(torch, backbone, features.to_batch(torch, group, backbone), projection, o.neighbourhood_padding)
+        features.embed(torch, backbone, features.to_batch(torch, group, backbone, rows), projection,
+                       o.neighbourhood_padding)[: len(group)]
         for group in batched(crops, size)
     ]
     return torch.cat(parts) if len(parts) > 1 else parts[0]

@@ -100,31 +100,37 @@ def scoring_workers(torch: ModuleType) -> ThreadPoolExecutor:
         return _scoring_workers
 
 
-_exact_matmul_lock = threading.Lock()
-_exact_matmul_holders = 0  # blocks inside `exact_float32_matmul` now, in any thread
-_tf32_before = False  # the setting the first of them found, put back by the last to leave
+_exact_lock = threading.Lock()
+_exact_holders = 0  # blocks inside `exact_float32` now, in any thread
+_tf32_before = (False, True)  # (matmul, cuDNN) as the first of them found them, put back by the last to leave
 
 
 @contextlib.contextmanager
-def exact_float32_matmul(torch: ModuleType):
-    """Matrix products in full float32 inside the block: on a GPU, TF32 (10 mantissa bits) would move
-    nearest-neighbour distances by about 1e-3 relative, enough to reorder close scores. PyTorch's default
-    is off already; this holds even when a program (or a model backend) turned it on. The setting is
-    global and scoring threads enter the block together: only the last to leave puts it back."""
-    global _exact_matmul_holders, _tf32_before
-    matmul = torch.backends.cuda.matmul
-    with _exact_matmul_lock:
-        if _exact_matmul_holders == 0:
-            _tf32_before = matmul.allow_tf32
-            matmul.allow_tf32 = False
-        _exact_matmul_holders += 1
+def exact_float32(torch: ModuleType):
+    """Matrix products and convolutions in full float32 inside the block, TF32 (10 mantissa bits) off.
+
+    For distances: TF32 would move nearest-neighbour distances by about 1e-3 relative, enough to
+    reorder close scores (PyTorch's default is off already; this holds even when a program or a model
+    backend turned it on). For the backbone's float32 convolutions, where cuDNN's default is on: on an
+    H200 it moved a float32 score by up to 0.85% between an image scored alone and in a batch, and up
+    to 3.3% from the CPU's (benchmarks/device/h200-2026-12-04), while the network took 0.14 ms of an
+    image's 12. Float16 convolutions never use TF32. The settings are global and scoring threads
+    enter the block together: only the last to leave puts them back.
+    """
+    global _exact_holders, _tf32_before
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    with _exact_lock:
+        if _exact_holders == 0:
+            _tf32_before = (matmul.allow_tf32, cudnn.allow_tf32)
+            matmul.allow_tf32 = cudnn.allow_tf32 = False
+        _exact_holders += 1
     try:
         yield
     finally:
-        with _exact_matmul_lock:
-            _exact_matmul_holders -= 1
-            if _exact_matmul_holders == 0:
-                matmul.allow_tf32 = _tf32_before
+        with _exact_lock:
+            _exact_holders -= 1
+            if _exact_holders == 0:
+                matmul.allow_tf32, cudnn.allow_tf32 = _tf32_before
 
 
 def prepare_device(requested: str) -> str:
