@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 #: Bump it when a change to what turns a sample's files into prompts (decoding, resizing, the visual
 #: prompt pictures, rendering, hashing, the none/oracle verdicts, preparation steps, this memo's entry
 #: format) would give another verdict, prompt or entry for the same inputs.
-PREPARATION_VERSION = 3  # 3: patchcore finishes its maps with torch on a CPU too (a pixel on the threshold may move)
+PREPARATION_VERSION = 4  # 4: patchcore enlarges maps unantialiased, no TF32 on a GPU (a threshold pixel may move)
 
 
 def file_identity(path: Path | None) -> list[Any] | None:
