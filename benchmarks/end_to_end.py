@@ -2,6 +2,7 @@
 
     python benchmarks/end_to_end.py                       # MVTec-AD bottle from ../shared/data, 3 runs
     python benchmarks/end_to_end.py --category bottle --runs 5 --models random
+    python benchmarks/end_to_end.py --synthetic 160       # no data: bottle-sized synthetic images (a GPU machine)
 
 Each run is its own ``harness run`` process (interpreter start-up, imports, torch's included, and the
 exit count, as they do for a user), with the fit cached: one untimed run first makes the fit (or finds
@@ -58,7 +59,7 @@ def record_times(results: Path, stop: threading.Event, started: float, seen: lis
 def one_run(args: argparse.Namespace, results: Path, env: dict[str, str]) -> dict[str, float]:
     """One timed ``harness run``; its wall, loop and CPU figures. A failed run stops the script."""
     command = HARNESS + [
-        "run", "--benchmark", "mvtec-ad", "--data-root", str(args.data_root.absolute()), "--category", args.category,
+        "run", "--benchmark", args.benchmark, "--data-root", str(args.data_root.absolute()), "--category", args.category,
         "--gate", "patchcore", "--models", args.models, "--results-dir", str(results),
     ]
     seen: list[tuple[float, int]] = []
@@ -93,10 +94,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default="random")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--cache-dir", type=Path, help="keep fits here between invocations (default: a scratch folder)")
+    parser.add_argument("--synthetic", type=int, metavar="N",
+                        help="instead of --data-root: about N bottle-sized synthetic test images (benchmarks/synthetic_images.py)")
     args = parser.parse_args(argv)
-    if not (args.data_root / args.category).is_dir():
+    args.benchmark = "mvtec-ad"
+    if not args.synthetic and not (args.data_root / args.category).is_dir():
         sys.exit(f"no {args.category} folder under {args.data_root}: give --data-root (an MVTec-AD root)")
     with tempfile.TemporaryDirectory(prefix="end-to-end-") as scratch:
+        if args.synthetic:  # a folder-benchmark tree of the demo's tile, enlarged
+            import synthetic_images  # benchmarks/, this script's folder
+
+            args.benchmark, args.category = "folder", synthetic_images.CATEGORY
+            args.data_root = synthetic_images.write_tree(Path(scratch) / "images", args.synthetic)
         cache = args.cache_dir.absolute() if args.cache_dir else Path(scratch) / "cache"
         env = dict(os.environ, HARNESS_CACHE_DIR=str(cache))
         print(f"fitting once, untimed (cache {env['HARNESS_CACHE_DIR']}) ...", flush=True)

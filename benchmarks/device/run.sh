@@ -3,7 +3,7 @@
 # the carried wheels installed beside the image's own packages, then benchmarks/gpu_check.py, whose
 # table and JSON land in $OUT (gpu_check.txt, gpu_check.json; device.txt: the machine and versions),
 # then, when anomalib came with the wheels, benchmarks/gate.py against it (gate_anomalib.txt, .json),
-# then the CUDA tests (cuda_tests.txt).
+# then benchmarks/end_to_end.py on synthetic images (end_to_end.txt), then the CUDA tests (cuda_tests.txt).
 # Arguments go to gpu_check.py (e.g. --images 200). $WHEELS: another folder of wheels than .whl.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -39,6 +39,10 @@ else
     "$PYTHON" -c "import anomalib" 2>&1 | tail -1 | tee "$OUT/gate_anomalib.txt"
     echo "anomalib did not import: no comparison (benchmarks/device/wheels.sh --anomalib PYTHON)" | tee -a "$OUT/gate_anomalib.txt"
 fi
+# The whole `harness run --gate patchcore` (a random model) on the same kind of images, fit cached, 2 runs.
+stamp "end to end"
+"$PYTHON" benchmarks/end_to_end.py --synthetic "${GATE_IMAGES:-200}" --runs 2 2>&1 | tee "$OUT/end_to_end.txt"
+[ "${PIPESTATUS[0]}" = 0 ] || status=6
 # PatchCore's CUDA tests, then the hf plugin's tests whole (on a GPU its placement tests take their CUDA branches).
 stamp "CUDA tests"
 {
