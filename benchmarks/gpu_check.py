@@ -10,7 +10,8 @@
    on one thread per core, ``score_batch`` in the gate's batches), decoding included in both, and the
    batches again with every image decoded beforehand (``no-dec/s``: the device's side alone); the
    milliseconds per image of each step of a batch; on a GPU, the network's time on batch sizes it
-   has not seen, each twice (the cost of a new shape, which the gate's padding avoids); every
+   has not seen, each twice (the cost of a new shape, which the gate's padding avoids), and three
+   ways of bringing a batch's full-size maps to the host (`finishing_ms`); every
    GPU clock read after ``torch.cuda.synchronize()``; GPU memory as the allocator's peak
    (``max_memory_allocated``), what it reserved (``max_memory_reserved``) and what the driver says
    the device uses (``mem_get_info``);
@@ -124,6 +125,7 @@ def measure_gate(category: Category, device: str, half: bool) -> dict:
     return {
         "ms_per_image": phases,
         "new_shape_ms": new_shape_ms(fitted, samples, torch) if device == "cuda" else [],
+        "finishing_ms": finishing_ms(fitted, samples, torch) if device == "cuda" else {},
         "device": device, "precision": fitted.info()["precision"], "images": len(samples), "batch": size,
         "fit_s": fit_s, "one_by_one_per_s": len(samples) / one_by_one_s, "batched_per_s": len(samples) / batched_s,
         "predecoded_per_s": len(samples) / predecoded_s,
@@ -193,6 +195,64 @@ def new_shape_ms(fitted, samples: list, torch) -> list[tuple[int, float]]:
             features.embed(torch, fitted.backbone, batch, fitted.projection, o.neighbourhood_padding)
             synchronize(torch)
             timings.append((size, 1000 * (time.perf_counter() - started)))
+    return timings
+
+
+def finishing_ms(fitted, samples: list, torch) -> dict[str, float]:
+    """Milliseconds per image to bring one batch's maps at the image's size to the host, three ways, the
+    best of 3 each: the gate's (`device_maps.finished_maps`: region and display made on the device, then
+    copied to pageable memory); the same three maps copied into pinned memory with one synchronisation;
+    only the distances copied, the region and display made on the host on one thread per core."""
+    from harness_patchcore import device_maps
+    from harness_patchcore.fitting import score_features_on_device
+    from harness_patchcore.gate import FALLBACK_TOP_FRACTION
+    from harness_patchcore.runtime import exact_float32
+
+    o = fitted.options
+    group = samples[: fitted.batch_size]
+    images = [load_rgb(sample.image) for sample in group]
+    crops = [features.preprocess(image, o.image_size, o.crop_size) for image in images]
+    with exact_float32(torch):
+        patch_features = features.embed(torch, fitted.backbone, features.to_batch(torch, crops, fitted.backbone),
+                                        fitted.projection, o.neighbourhood_padding)
+        scores, maps = score_features_on_device(torch, fitted.bank, patch_features, o)
+    full = device_maps.maps_at_size(torch, maps, o.image_size, images[0].size, fitted.normal_level)
+    flagged = [float(score) > fitted.threshold for score in scores.float().cpu()]
+    span = max(fitted.pixel_threshold - fitted.normal_level, 1e-12)
+
+    def gates_way() -> None:
+        device_maps.finished_maps(torch, full, flagged, fitted.pixel_threshold, fitted.normal_level, FALLBACK_TOP_FRACTION)
+
+    def pinned() -> None:
+        region = full > fitted.pixel_threshold
+        display = ((full - fitted.normal_level) * (0.5 / span)).clamp_(0.0, 1.0)
+        hosts = []
+        for tensor in (full, region, display):
+            host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=torch.cuda.is_available())
+            host.copy_(tensor, non_blocking=True)
+            hosts.append(host)
+        synchronize(torch)
+        [host.numpy() for host in hosts]
+
+    def on_host() -> None:
+        distances = full.cpu().numpy()
+
+        def finish(row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # the region and display of one image
+            return row > fitted.pixel_threshold, np.clip((row - fitted.normal_level) * (0.5 / span), 0.0, 1.0)
+
+        with ThreadPoolExecutor(usable_cpus()) as workers:
+            list(workers.map(finish, distances))
+
+    timings = {}
+    for name, way in (("gate's (pageable)", gates_way), ("pinned, one sync", pinned), ("distances only, host finishes", on_host)):
+        best = float("inf")
+        for _ in range(3):
+            synchronize(torch)
+            started = time.perf_counter()
+            way()
+            synchronize(torch)
+            best = min(best, time.perf_counter() - started)
+        timings[name] = 1000 * best / len(group)
     return timings
 
 
@@ -300,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
         for r in report["rows"]:
             print(f"{r['device']} {r['precision'][:20]}, ms per image: "
                   + ", ".join(f"{name} {ms:.2f}" for name, ms in r["ms_per_image"].items()))
+            if r["finishing_ms"]:
+                print(f"{r['device']} {r['precision'][:20]}, maps to the host, ms per image: "
+                      + ", ".join(f"{name} {ms:.2f}" for name, ms in r["finishing_ms"].items()))
             if r["new_shape_ms"]:
                 print(f"{r['device']} {r['precision'][:20]}, the network on new batch sizes (size: ms, each twice): "
                       + ", ".join(f"{size}: {ms:.1f}" for size, ms in r["new_shape_ms"]))
