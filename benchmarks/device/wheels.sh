@@ -3,7 +3,8 @@
 # wheel and the wheels of benchmarks/device/carried.txt, each at the version this checkout's .venv
 # holds, built for the device's Python (the image's python3 is 3.12; give another as the argument).
 # With --anomalib PYTHON, also those of carried-anomalib.txt at the versions beside PYTHON (a venv
-# where anomalib is installed): run.sh then compares with anomalib on the GPU too.
+# where anomalib is installed): run.sh then compares with anomalib on the GPU too. With --anomalib
+# pinned, the versions anomalib-pins.txt records (those that ran on a lent H200), no venv needed.
 #
 #   benchmarks/device/wheels.sh [--anomalib PYTHON] [PYTHON_VERSION]
 #   # then: the device tool's run, carrying .whl (README, "The GPU check on a lent machine")
@@ -37,7 +38,9 @@ PY
 }
 
 specs=$(pins "$VENV_PYTHON" benchmarks/device/carried.txt)
-if [ -n "$ANOMALIB_PYTHON" ]; then
+if [ "$ANOMALIB_PYTHON" = "pinned" ]; then  # the versions anomalib-pins.txt recorded: no anomalib venv needed
+    specs="$specs $(grep -v '^#' benchmarks/device/anomalib-pins.txt)"
+elif [ -n "$ANOMALIB_PYTHON" ]; then
     specs="$specs $(pins "$ANOMALIB_PYTHON" benchmarks/device/carried-anomalib.txt)"
 fi
 rm -rf .whl && mkdir .whl
