@@ -216,3 +216,29 @@ def test_closing_lets_the_model_be_garbage_collected(tiny_models):
         assert model() is None and processor() is None
 
     asyncio.run(main())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_closing_hands_the_gpu_memory_back(tiny_models):
+    # What the allocator holds for tensors, before loading and after closing, with cuBLAS's per-stream
+    # workspaces (which outlive any model) cleared both times: a model or cache left behind shows here.
+    def settled() -> tuple[int, int]:
+        torch.cuda.synchronize()
+        clear_workspaces = getattr(torch._C, "_cuda_clearCublasWorkspaces", None)
+        if clear_workspaces is not None:
+            clear_workspaces()
+        torch.cuda.empty_cache()
+        return torch.cuda.memory_allocated(), torch.cuda.memory_reserved()
+
+    allocated_before, reserved_before = settled()
+    classifier = HFClassifier(str(tiny_models["qwen2_vl"]), HFOptions(device="cuda", mode="score"))
+
+    async def main():
+        await classifier.classify(make_prompt(0))
+        assert torch.cuda.memory_allocated() > allocated_before  # the model was on the GPU
+        await classifier.aclose()
+
+    asyncio.run(main())
+    allocated_after, reserved_after = settled()
+    assert allocated_after == allocated_before
+    assert reserved_after <= reserved_before
