@@ -272,19 +272,20 @@ def agreement(cpu: dict, other: dict) -> dict:
             "verdicts_differ": int(sum(x != y for x, y in zip(cpu["flagged"], other["flagged"])))}
 
 
-def cuda_tests(log: Path | None) -> str:
+def cuda_tests(log: Path | None) -> tuple[str, bool]:
     """PatchCore's CUDA tests, and the hf plugin's tests whole (on a GPU their placement tests take the CUDA
-    branches); pytest's whole output goes to ``log`` when given."""
-    summaries, outputs = [], []
+    branches): pytest's last line for each, and whether both passed; the whole output goes to ``log``."""
+    summaries, outputs, passed = [], [], True
     for files, selection in ((["tests/test_patchcore.py"], ["-k", "cuda"]), (["tests/test_hf.py", "tests/test_hf_devices.py"], [])):
         command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *files, *selection, "-rs"]  # -q: addopts
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         outputs.append(f"$ {' '.join(command)}\n{done.stdout}\n{done.stderr}")
         lines = [line for line in done.stdout.splitlines() if line.strip()]
         summaries.append(lines[-1] if lines else f"pytest exited {done.returncode}: {done.stderr[-300:]}")
+        passed = passed and done.returncode == 0
     if log is not None:
         log.write_text("\n".join(outputs))
-    return "; ".join(summaries)
+    return "; ".join(summaries), passed
 
 
 def hf_tiny_bfloat16(folder: Path, device: str) -> str:
@@ -320,7 +321,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the rows to this JSON file (after each step)")
     parser.add_argument("--tests-log", type=Path, help="write the CUDA tests' whole output to this file")
     parser.add_argument("--skip-tests", action="store_true", help="leave out the CUDA tests (run.sh runs them last)")
+    parser.add_argument("--tests-only", action="store_true",
+                        help="run only the CUDA tests (on any machine: without CUDA they skip), exit 1 if they fail")
     args = parser.parse_args(argv)
+    if args.tests_only:
+        summary, passed = cuda_tests(args.tests_log)
+        print(f"CUDA tests: {summary}")
+        return 0 if passed else 1
 
     import torch
 
@@ -335,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
             args.json.write_text(json.dumps(report, indent=1))
 
     report["cuda_tests"] = ("skipped: --skip-tests" if args.skip_tests else
-                            cuda_tests(args.tests_log) if cuda else "skipped: no CUDA device")
+                            cuda_tests(args.tests_log)[0] if cuda else "skipped: no CUDA device")
     print(f"CUDA tests: {report['cuda_tests']}", flush=True)
     save()
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as scratch:

@@ -37,10 +37,10 @@ def write_tree(folder: Path, images: int) -> Path:
     def write(job: tuple[str, str, int]) -> None:
         split, label, index = job
         sample = demo.render_sample(CATEGORY, label, index, seed=0, split=split)
-        folder = root / split / label
-        folder.mkdir(parents=True, exist_ok=True)
+        pictures = root / split / label
+        pictures.mkdir(parents=True, exist_ok=True)
         enlarged = Image.fromarray(sample.image).resize((SIDE, SIDE), Image.Resampling.BILINEAR)
-        enlarged.save(folder / f"{index:03d}.png")
+        enlarged.save(pictures / f"{index:03d}.png")
         if split == "test" and sample.mask is not None:
             masks = root / "ground_truth" / label
             masks.mkdir(parents=True, exist_ok=True)

@@ -24,31 +24,28 @@ export PYTHONPATH="$SITE" PYTHONUNBUFFERED=1
 print("python", sys.version.split()[0], "| torch", torch.__version__, "| cuda", torch.cuda.is_available(),
       "| transformers", transformers.__version__, "| harness from", harness.__file__)'
 } 2>&1 | tee "$OUT/device.txt"
-# The gate's table first, as it is what the check is for, then anomalib beside it, then the CUDA tests.
+# The gate's table first, as it is what the check is for, then anomalib beside it, then the whole run,
+# then the CUDA tests.
 stamp "gpu_check"
 "$PYTHON" benchmarks/gpu_check.py --skip-tests --json "$OUT/gpu_check.json" "$@" 2>&1 | tee "$OUT/gpu_check.txt"
 status=${PIPESTATUS[0]}
 # Ours against anomalib's PatchCore on the same device, images, backbone and coreset ratio, when the
 # wheels carried it (wheels.sh --anomalib); $GATE_IMAGES synthetic test images.
 stamp "anomalib comparison"
-if "$PYTHON" -c "import anomalib" >/dev/null 2>&1; then
+if import_error=$("$PYTHON" -c "import anomalib" 2>&1); then
     "$PYTHON" benchmarks/gate.py --benchmark synthetic --images "${GATE_IMAGES:-200}" --device auto --anomalib \
         --json "$OUT/gate_anomalib.json" 2>&1 | tee "$OUT/gate_anomalib.txt"
     [ "${PIPESTATUS[0]}" = 0 ] || status=4
 else
-    "$PYTHON" -c "import anomalib" 2>&1 | tail -1 | tee "$OUT/gate_anomalib.txt"
-    echo "anomalib did not import: no comparison (benchmarks/device/wheels.sh --anomalib PYTHON)" | tee -a "$OUT/gate_anomalib.txt"
+    { echo "$import_error" | tail -1
+      echo "anomalib did not import: no comparison (benchmarks/device/wheels.sh --anomalib PYTHON)"; } | tee "$OUT/gate_anomalib.txt"
 fi
 # The whole `harness run --gate patchcore` (a random model) on the same kind of images, fit cached, 2 runs.
 stamp "end to end"
 "$PYTHON" benchmarks/end_to_end.py --synthetic "${GATE_IMAGES:-200}" --runs 2 2>&1 | tee "$OUT/end_to_end.txt"
 [ "${PIPESTATUS[0]}" = 0 ] || status=6
-# PatchCore's CUDA tests, then the hf plugin's tests whole (on a GPU its placement tests take their CUDA branches).
+# The CUDA tests gpu_check.py names (patchcore's, and the hf plugin's whole), their output to cuda_tests.txt.
 stamp "CUDA tests"
-{
-    "$PYTHON" -m pytest -p no:cacheprovider tests/test_patchcore.py -k cuda -rs || status=5
-    "$PYTHON" -m pytest -p no:cacheprovider tests/test_hf.py tests/test_hf_devices.py -rs || status=5
-} > "$OUT/cuda_tests.txt" 2>&1
-grep -E "passed|failed|error" "$OUT/cuda_tests.txt" | grep -E "^=+ " || tail -5 "$OUT/cuda_tests.txt"
+"$PYTHON" benchmarks/gpu_check.py --tests-only --tests-log "$OUT/cuda_tests.txt" || status=5
 stamp "done"
 exit "$status"

@@ -6,7 +6,7 @@
 # where anomalib is installed): run.sh then compares with anomalib on the GPU too. With --anomalib
 # pinned, the versions anomalib-pins.txt records (those that ran on a lent H200), no venv needed.
 #
-#   benchmarks/device/wheels.sh [--anomalib PYTHON] [PYTHON_VERSION]
+#   benchmarks/device/wheels.sh [--anomalib PYTHON|pinned] [PYTHON_VERSION]
 #   # then: the device tool's run, carrying .whl (README, "The GPU check on a lent machine")
 set -euo pipefail
 cd "$(dirname "$0")/../.."
