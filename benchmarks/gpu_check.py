@@ -166,9 +166,9 @@ def phase_seconds(fitted, samples: list, torch) -> dict:
             step("resize_crop")
             with exact_float32(torch):
                 batch = features.to_batch(torch, crops, fitted.backbone, rows=batch_size(o, fitted.device) if on_gpu else None)
-                patch_features = features.embed(torch, fitted.backbone, batch, fitted.projection, o.neighbourhood_padding)
+                patch_features, border = fitted.patch_features(batch, len(group))
                 step("to_device_network")
-                scores, maps = score_features_on_device(torch, fitted.bank, patch_features[: len(group)], o)
+                scores, maps = score_features_on_device(torch, fitted.bank, patch_features, o, border)
                 scores = scores.float().cpu().numpy()
             step("search_maps")
             full = device_maps.maps_at_size(torch, maps, o.image_size, images[0].size, fitted.normal_level)
@@ -213,9 +213,8 @@ def finishing_ms(fitted, samples: list, torch) -> dict[str, float]:
     images = [load_rgb(sample.image) for sample in group]
     crops = [features.preprocess(image, o.image_size, o.crop_size) for image in images]
     with exact_float32(torch):
-        patch_features = features.embed(torch, fitted.backbone, features.to_batch(torch, crops, fitted.backbone),
-                                        fitted.projection, o.neighbourhood_padding)
-        scores, maps = score_features_on_device(torch, fitted.bank, patch_features, o)
+        patch_features, border = fitted.patch_features(features.to_batch(torch, crops, fitted.backbone), len(crops))
+        scores, maps = score_features_on_device(torch, fitted.bank, patch_features, o, border)
     full = device_maps.maps_at_size(torch, maps, o.image_size, images[0].size, fitted.normal_level)
     flagged = [float(score) > fitted.threshold for score in scores.float().cpu()]
     span = max(fitted.pixel_threshold - fitted.normal_level, 1e-12)

@@ -35,7 +35,7 @@ from harness.plugins import load_registry
 from harness.types import Category, ClassInfo, Sample
 from harness.visual import visual_prompt_images
 
-from harness_patchcore import PatchCoreGate, PatchCoreOptions, bank, device_maps, distances, features, fitting, memory, runtime, search
+from harness_patchcore import PatchCoreGate, PatchCoreOptions, bank, border, device_maps, distances, features, fitting, memory, runtime, search
 from harness_patchcore.calibration import QuantileRule, plan
 
 WIDTH, HEIGHT = 240, 160  # not square, on purpose
@@ -319,9 +319,12 @@ def test_holdout_calibration_scores_held_out_images_against_a_bank_without_them(
     calibration_banks = []
     real = fitting.score_features
 
-    def spy(torch_, bank, patch_features, o):
+    calibration_border_banks = []
+
+    def spy(torch_, bank, patch_features, o, map_border=None):
         calibration_banks.append(bank.features.clone())
-        return real(torch_, bank, patch_features, o)
+        calibration_border_banks.append(map_border.bank.features.clone())
+        return real(torch_, bank, patch_features, o, map_border)
 
     monkeypatch.setattr(fitting, "score_features", spy)
     fitted = PatchCoreGate(options(tmp_path, calibration="holdout", cache=False)).fit(category(data))
@@ -336,6 +339,12 @@ def test_holdout_calibration_scores_held_out_images_against_a_bank_without_them(
     assert len(fitted.bank) == info["memory_bank_size"] == round(0.1 * 12 * per_image)
     final = {tuple(row) for row in fitted.bank.features.tolist()}
     assert all(tuple(row) in final for row in calibration_banks[0].tolist())
+    # The map's border bank (default map_padding) is built the same way from the same images' border cells.
+    cells = len(border.differing_cells(torch, [torch.ones(1, 1, 14, 14), torch.ones(1, 1, 7, 7)], "inside", "zeros"))  # 112 crop
+    assert {len(b) for b in calibration_border_banks} == {round(0.1 * 7 * cells)}
+    assert len(fitted.border_bank) == info["map_border"]["bank_size"] == round(0.1 * 12 * cells)
+    final_border = {tuple(row) for row in fitted.border_bank.features.tolist()}
+    assert all(tuple(row) in final_border for row in calibration_border_banks[0].tolist())
 
 
 def test_quantile_rule_is_an_order_statistic():

@@ -77,12 +77,18 @@ def embed(torch: Any, backbone: Any, batch: Any, projection: Any | None = None, 
     does, so border features shrink to 6/9 and corners to 4/9. That shrink is where anomalib's higher
     pixel AUROC comes from (its map's nearest upsampling and smoothing are worth under 0.0005 either
     way), and it lowers the calibrated threshold more than the test normals' scores (see the option).
+    `border.embed_with_border` gives both paddings from one pass of the network.
     """
+    with torch.inference_mode():
+        return local_features(torch, backbone.extract(batch), projection, padding)
+
+
+def local_features(torch: Any, maps: list[Any], projection: Any | None, padding: str) -> Any:
+    """`embed` after the network: the backbone's feature ``maps`` to (N, h, w, D) patch features."""
     if padding not in ("inside", "zeros"):
         raise ValueError(f"padding must be 'inside' or 'zeros', got {padding!r}")
     functional = torch.nn.functional
     with torch.inference_mode():
-        maps = backbone.extract(batch)
         maps = [functional.avg_pool2d(m, 3, stride=1, padding=1, count_include_pad=padding == "zeros") for m in maps]
         height, width = maps[0].shape[-2:]
         deep = functional.interpolate(maps[1], size=(height, width), mode="bilinear", align_corners=False)

@@ -3,7 +3,8 @@
 `fit_model` runs steps 1-4 of `harness_patchcore.gate`: plan the calibration,
 extract every training image's patch features once, build the memory bank
 (and, for a cross-fit, one bank per fold) by greedy coreset selection, and
-score the calibration normals. `score_features` is the scoring shared by
+score the calibration normals. When the map's border has its own padding
+(`border`), each bank has a border bank beside it, selected the same way. `score_features` is the scoring shared by
 calibration and testing, so both see exactly the same computation.
 """
 
@@ -21,6 +22,7 @@ from harness.errors import BadInputError, HarnessError
 from harness.images import load_rgb
 
 from harness_patchcore import calibration, features
+from harness_patchcore.border import Border, embed_with_border
 from harness_patchcore.backbones import Backbone
 from harness_patchcore.bank import MemoryBank
 from harness_patchcore.memory import greedy_coreset, random_projection, selection_space
@@ -35,6 +37,7 @@ class Fit:
     bank: MemoryBank
     projection: Any | None
     calibration: dict[str, Any]
+    border_bank: MemoryBank | None = None
 
 
 def batch_size(o: PatchCoreOptions, device: str) -> int:
@@ -78,16 +81,24 @@ def load_crops(paths: Sequence[Path], o: PatchCoreOptions) -> Iterator[np.ndarra
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def extract(torch: Any, backbone: Backbone, o: PatchCoreOptions, projection: Any, crops: Iterable[np.ndarray], size: int) -> Any:
+def extract(
+    torch: Any, backbone: Backbone, o: PatchCoreOptions, projection: Any, crops: Iterable[np.ndarray], size: int
+) -> tuple[Any, Any | None, Any | None]:
     """Patch features (n, h, w, d) of all ``crops``, batch by batch, on the backbone's device (on a GPU,
-    the last batch padded to ``size``: one shape, as for scoring; see `features.to_batch`)."""
+    the last batch padded to ``size``: one shape, as for scoring; see `features.to_batch`); and, when
+    the map's border has its own padding, the border cells (R,) and their features (n, R, d), else None."""
     rows = size if str(backbone.device) != "cpu" else None
-    parts = [
-        features.embed(torch, backbone, features.to_batch(torch, group, backbone, rows), projection,
-                       o.neighbourhood_padding)[: len(group)]
-        for group in batched(crops, size)
-    ]
-    return torch.cat(parts) if len(parts) > 1 else parts[0]
+    parts, border_parts, cells = [], [], None
+    for group in batched(crops, size):
+        batch = features.to_batch(torch, group, backbone, rows)
+        if o.map_padding == o.neighbourhood_padding:
+            parts.append(features.embed(torch, backbone, batch, projection, o.neighbourhood_padding)[: len(group)])
+            continue
+        patch, cells, border = embed_with_border(torch, backbone, batch, projection, o.neighbourhood_padding, o.map_padding)
+        parts.append(patch[: len(group)])
+        border_parts.append(border[: len(group)])
+    every = torch.cat(parts) if len(parts) > 1 else parts[0]
+    return every, (torch.cat(border_parts) if border_parts else None), cells
 
 
 def select_coreset(torch: Any, points: Any, patches: int, images: list[int], o: PatchCoreOptions, initial: Any | None = None) -> Any:
@@ -116,21 +127,27 @@ def bank_of(torch: Any, every: Any, rows: Any) -> MemoryBank:
     return MemoryBank(torch, every.reshape(-1, every.shape[-1]).index_select(0, rows))
 
 
-def score_features(torch: Any, bank: MemoryBank, patch_features: Any, o: PatchCoreOptions) -> tuple[np.ndarray, np.ndarray]:
+def score_features(
+    torch: Any, bank: MemoryBank, patch_features: Any, o: PatchCoreOptions, border: Border | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Image scores (n,) and smoothed crop maps (n, C, C) for patch features (n, h, w, d)."""
-    scores, maps = score_features_on_device(torch, bank, patch_features, o)
+    scores, maps = score_features_on_device(torch, bank, patch_features, o, border)
     return scores.float().cpu().numpy(), maps.float().cpu().numpy()
 
 
-def score_features_on_device(torch: Any, bank: MemoryBank, patch_features: Any, o: PatchCoreOptions) -> tuple[Any, Any]:
-    """`score_features` as tensors on the bank's device: nothing leaves it."""
+def score_features_on_device(
+    torch: Any, bank: MemoryBank, patch_features: Any, o: PatchCoreOptions, border: Border | None = None
+) -> tuple[Any, Any]:
+    """`score_features` as tensors on the bank's device: nothing leaves it. With a ``border``, the
+    map's border cells come from it (`border.Border.applied`); the image scores never do."""
     count, height, width, dim = patch_features.shape
     flat = patch_features.reshape(count, height * width, dim)
     distance, index = bank.nearest(flat.reshape(-1, dim))
     distance = distance.view(count, height * width)
     index = index.view(count, height * width)
     scores = bank.reweighted(distance, index, flat, o.num_neighbors)
-    return scores, features.crop_maps(torch, distance.view(count, height, width), o.crop_size, o.smoothing_sigma)
+    mapped = distance if border is None else border.applied(distance)
+    return scores, features.crop_maps(torch, mapped.view(count, height, width), o.crop_size, o.smoothing_sigma)
 
 
 def fit_model(
@@ -151,11 +168,11 @@ def fit_model(
         # fight over the same cores, and oneDNN's threads lose more than the overlap gains
         # (bottle, 209 images, 2 cores: 12.7 instead of 14.1 s for wide_resnet50_2). A GPU overlaps them.
         crops = list(crops)
-    every = extract(torch, backbone, o, projection, crops, size)
+    every, border_every, cells = extract(torch, backbone, o, projection, crops, size)
     timings["features_s"] = time.perf_counter() - clock
 
-    def subset(indices: list[int]) -> Any:
-        return every.index_select(0, torch.tensor(indices, device=every.device))
+    def subset(indices: list[int], of: Any = every) -> Any:
+        return of.index_select(0, torch.tensor(indices, device=of.device))
 
     scores: list[float] = []
     maxima: list[float] = []
@@ -163,17 +180,24 @@ def fit_model(
     clock = time.perf_counter()
     patches = every.shape[1] * every.shape[2]
     points = selection_space(torch, every.reshape(-1, every.shape[-1]), o.coreset_projection_dim, o.seed)
+    border_points = None
+    if border_every is not None:
+        border_points = selection_space(torch, border_every.reshape(-1, border_every.shape[-1]), o.coreset_projection_dim, o.seed)
     coreset_s = time.perf_counter() - clock
     scoring_s = 0.0
-    last_rows = None
+    last_rows = last_border_rows = None
     for bank_images, scored in the_plan.rounds:
         clock = time.perf_counter()
         last_rows = select_coreset(torch, points, patches, bank_images, o)
         round_bank = bank_of(torch, every, last_rows)
+        if border_points is not None:
+            last_border_rows = select_coreset(torch, border_points, cells.numel(), bank_images, o)
+            round_border_bank = bank_of(torch, border_every, last_border_rows)
         coreset_s += time.perf_counter() - clock
         clock = time.perf_counter()
         for group in batched(scored, size):
-            batch_scores, maps = score_features(torch, round_bank, subset(group), o)
+            border = None if border_points is None else Border(round_border_bank, cells, subset(group, border_every))
+            batch_scores, maps = score_features(torch, round_bank, subset(group), o, border)
             scores.extend(float(s) for s in batch_scores)
             maxima.extend(float(m.max()) for m in maps)
             medians.extend(float(np.median(m)) for m in maps)
@@ -182,6 +206,10 @@ def fit_model(
     # selection over all of them, so the work already done is not repeated.
     clock = time.perf_counter()
     bank = bank_of(torch, every, select_coreset(torch, points, patches, the_plan.final_bank, o, initial=last_rows))
+    border_bank = None
+    if border_points is not None:
+        border_rows = select_coreset(torch, border_points, cells.numel(), the_plan.final_bank, o, initial=last_border_rows)
+        border_bank = bank_of(torch, border_every, border_rows)
     coreset_s += time.perf_counter() - clock
     timings["coreset_s"] = coreset_s
     timings["calibration_s"] = scoring_s
@@ -201,4 +229,4 @@ def fit_model(
         "training_images": len(the_plan.images),
         "training_patches": int(len(the_plan.final_bank) * every.shape[1] * every.shape[2]),
     }
-    return Fit(bank, projection, record)
+    return Fit(bank, projection, record, border_bank)

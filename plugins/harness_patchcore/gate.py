@@ -19,7 +19,8 @@ category (in particular never its test samples):
 - ``score``: the largest nearest-neighbour distance of its patches, reweighted
   as in the paper (``num_neighbors``); ``flagged`` = score > threshold;
 - ``anomaly_map``: the smoothed patch distances over the original image
-  (height x width of the image given), normalised for display: 0 at the
+  (height x width of the image given; the border cells' distances come from
+  features in ``map_padding``, `border`), normalised for display: 0 at the
   median pixel of the calibration normals' maps, 0.5 at the pixel threshold,
   1 at twice that distance above the median (clipped to [0, 1]); so colours
   mean the same on every image of a category;
@@ -50,6 +51,7 @@ from harness_patchcore.backbones import CPU_BFLOAT16_BACKBONES, FEATURES_REVISIO
 from harness_patchcore.calibration import QuantileRule
 from harness_patchcore.fitting import batch_size, batched, fit_model, score_features_on_device
 from harness_patchcore.bank import MemoryBank
+from harness_patchcore.border import Border, embed_with_border
 from harness_patchcore.options import FIT_OPTIONS, PatchCoreOptions
 from harness_patchcore.runtime import (
     exact_float32, import_torch, native_cpu_bfloat16, prepare_device, scoring_workers, usable_cpus,
@@ -151,10 +153,12 @@ class PatchCoreGate(Gate):
 
         with exact_float32(torch):
             fit = fit_model(torch, backbone, o, device, train, timings)
-        model = FittedPatchCore(torch, backbone, o, device, fit.bank, fit.projection, fit.calibration)
+        model = FittedPatchCore(torch, backbone, o, device, fit.bank, fit.projection, fit.calibration, fit.border_bank)
         status = "off"
         if o.cache:
             arrays = {"bank": fit.bank.features.cpu().numpy()}
+            if fit.border_bank is not None:
+                arrays["border_bank"] = fit.border_bank.features.cpu().numpy()
             if fit.projection is not None:
                 arrays["projection"] = fit.projection.cpu().numpy()
             meta = {"format": cache.CACHE_FORMAT, "key": key, "category": category.name, "calibration": fit.calibration}
@@ -175,7 +179,10 @@ def _from_cache(
     try:
         bank = MemoryBank(torch, torch.from_numpy(arrays["bank"]).to(device))
         projection = torch.from_numpy(arrays["projection"]).to(device) if "projection" in arrays else None
-        model = FittedPatchCore(torch, backbone, o, device, bank, projection, meta["calibration"])
+        border_bank = None
+        if o.map_padding != o.neighbourhood_padding:
+            border_bank = MemoryBank(torch, torch.from_numpy(arrays["border_bank"]).to(device))
+        model = FittedPatchCore(torch, backbone, o, device, bank, projection, meta["calibration"], border_bank)
     except (KeyError, TypeError, ValueError) as error:
         log.warning("ignoring a patchcore cache entry that does not hold a fit: %s", error)
         return None
@@ -194,7 +201,10 @@ class FittedPatchCore(FittedGate):
         bank: MemoryBank,
         projection: Any | None,
         calibration: dict[str, Any],
+        border_bank: MemoryBank | None = None,
     ):
+        if (border_bank is None) != (options.map_padding == options.neighbourhood_padding):
+            raise ValueError("a border bank goes with a map_padding other than neighbourhood_padding, and only then")
         self.torch = torch
         self.backbone = backbone
         self.options = options
@@ -202,6 +212,8 @@ class FittedPatchCore(FittedGate):
         self.bank = bank
         self.projection = projection
         self.calibration = calibration
+        #: The map's border cells are searched here when they have their own padding (`border`).
+        self.border_bank = border_bank
         self.rule = QuantileRule(options.target_false_alarm_rate, options.threshold_margin)
         # A user's threshold replaces the image threshold only; the region still comes from the calibrated pixel threshold.
         self.threshold = float(options.threshold) if options.threshold is not None else float(calibration["threshold"])
@@ -229,6 +241,7 @@ class FittedPatchCore(FittedGate):
                 "max": max(c["scores"]),
             },
             "memory_bank_size": len(self.bank),
+            "map_border": self.map_border(),
             "training_patches": c["training_patches"],
             "fit_images": c["fit_images"],
             "training_images": c["training_images"],
@@ -243,6 +256,13 @@ class FittedPatchCore(FittedGate):
 
     def info(self) -> dict[str, Any]:
         return dict(self._info)
+
+    def map_border(self) -> dict[str, Any]:
+        """How the map's border cells were scored, for run.json."""
+        o = self.options
+        if self.border_bank is None:
+            return {"padding": o.map_padding, "own_bank": False}
+        return {"padding": o.map_padding, "own_bank": True, "bank_size": len(self.border_bank)}
 
     def precision(self) -> str:
         """What the numbers were computed in, for run.json: features, distances, and TF32 on a GPU."""
@@ -288,9 +308,19 @@ class FittedPatchCore(FittedGate):
         crops = list(scoring_workers(torch).map(crop, group)) if on_gpu else [crop(image) for image in group]
         batch = features.to_batch(torch, crops, self.backbone, rows=batch_size(o, self.device) if on_gpu else None)
         with exact_float32(torch):
-            patch_features = features.embed(torch, self.backbone, batch, self.projection, o.neighbourhood_padding)
-            scores, maps = score_features_on_device(torch, self.bank, patch_features[: len(group)], o)
+            patch_features, border = self.patch_features(batch, len(group))
+            scores, maps = score_features_on_device(torch, self.bank, patch_features, o, border)
         return self._finished(scores.float().cpu().numpy(), maps, group)
+
+    def patch_features(self, batch: Any, count: int) -> tuple[Any, Border | None]:
+        """The first ``count`` images' patch features (``count``, h, w, D) of a device batch, and, when
+        the map's border has its own padding, its `Border` (features in that padding, and the bank)."""
+        o, torch = self.options, self.torch
+        if self.border_bank is None:
+            return features.embed(torch, self.backbone, batch, self.projection, o.neighbourhood_padding)[:count], None
+        patch, cells, border = embed_with_border(torch, self.backbone, batch, self.projection, o.neighbourhood_padding,
+                                                 o.map_padding)
+        return patch[:count], Border(self.border_bank, cells, border[:count])
 
     def _finished(self, scores: np.ndarray, maps: Any, group: Sequence[Image.Image]) -> list[PatchCoreResult]:
         """The batch's results from its crop maps (still on the device), grouped by image size."""

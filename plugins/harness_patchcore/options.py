@@ -67,6 +67,16 @@ class PatchCoreOptions(Options):
             "in 40 runs: bottle and the demo's 3 categories, seeds 0-9; misses 2 against 10)"
         ),
     )
+    map_padding: Literal["inside", "zeros"] = Field(
+        "zeros",
+        description=(
+            "the neighbourhood padding of the anomaly map's border cells (those the two paddings make differ): "
+            "when it is not neighbourhood_padding, those cells' features in this padding are searched against a "
+            "bank of their own (training border features, a coreset at coreset_ratio); image scores, thresholds "
+            "and verdicts still come from neighbourhood_padding. The default zeros gives the map zeros' pixel AUROC "
+            "with inside's false alarms (see the README)"
+        ),
+    )
     coreset_ratio: float = Field(
         0.1, gt=0.0, le=1.0, description="fraction of the training patch features kept in the memory bank"
     )
@@ -137,6 +147,7 @@ FIT_OPTIONS: tuple[str, ...] = (
     "crop_size",
     "feature_dim",
     "neighbourhood_padding",
+    "map_padding",
     "coreset_ratio",
     "coreset_projection_dim",
     "num_neighbors",
