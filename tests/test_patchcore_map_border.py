@@ -75,7 +75,8 @@ def pair(data, tmp_path_factory):
 
 def test_the_map_border_changes_the_map_and_never_the_image_scores(data, pair):
     zeros, inside = pair["zeros"], pair["inside"]
-    assert zeros.info()["map_border"] == {"padding": "zeros", "own_bank": True, "bank_size": len(zeros.border_bank)}
+    assert zeros.info()["map_border"] == {"padding": "zeros", "own_bank": True, "bank_size": len(zeros.border_bank),
+                                          "ratio": zeros.options.map_border_ratio}
     assert inside.info()["map_border"] == {"padding": "inside", "own_bank": False} and inside.border_bank is None
     assert zeros.threshold == inside.threshold and zeros.calibration["scores"] == inside.calibration["scores"]
     assert torch.equal(zeros.bank.features, inside.bank.features)
@@ -100,6 +101,12 @@ def test_the_border_bank_is_cached_with_the_fit(data, tmp_path):
     image = load_rgb(data["bad"].image)
     assert np.array_equal(first.score(data["bad"], image).distance_map, second.score(data["bad"], image).distance_map)
     assert PatchCoreGate(options(tmp_path, map_padding="inside")).fit(category(data)).info()["cache"] == "miss"
+
+
+def test_the_border_banks_ratio_is_its_own(data, tmp_path):
+    small, large = (PatchCoreGate(options(tmp_path, map_border_ratio=r)).fit(category(data)) for r in (0.05, 0.2))
+    assert (len(small.border_bank), len(large.border_bank)) == (79, 317)  # of 12 images x 132 border cells
+    assert len(small.bank) == len(large.bank) and small.threshold == large.threshold
 
 
 def test_zeros_everywhere_needs_no_border_bank(data, tmp_path):

@@ -101,18 +101,21 @@ def extract(
     return every, (torch.cat(border_parts) if border_parts else None), cells
 
 
-def select_coreset(torch: Any, points: Any, patches: int, images: list[int], o: PatchCoreOptions, initial: Any | None = None) -> Any:
+def select_coreset(
+    torch: Any, points: Any, patches: int, images: list[int], o: PatchCoreOptions, initial: Any | None = None,
+    ratio: float | None = None,
+) -> Any:
     """Rows of the training patch features kept for a memory bank over training ``images``.
 
     ``points`` are all training images' patch features in selection space
     (`memory.selection_space`), ``patches`` per image, image by image.
-    ``coreset_ratio`` of the given images' features are kept by greedy
+    ``ratio`` (default ``coreset_ratio``) of the given images' features are kept by greedy
     coreset selection; ``initial`` (rows, all among those images) continues a
     selection made before on part of them.
     """
     starts = torch.tensor(images, device=points.device) * patches
     rows = (starts.unsqueeze(1) + torch.arange(patches, device=points.device)).reshape(-1)
-    keep = max(1, round(o.coreset_ratio * rows.numel()))
+    keep = max(1, round((o.coreset_ratio if ratio is None else ratio) * rows.numel()))
     everything = rows.numel() == points.shape[0]  # rows is then 0..N-1: no copy, no renumbering
     local_initial = None
     if initial is not None:
@@ -191,7 +194,7 @@ def fit_model(
         last_rows = select_coreset(torch, points, patches, bank_images, o)
         round_bank = bank_of(torch, every, last_rows)
         if border_points is not None:
-            last_border_rows = select_coreset(torch, border_points, cells.numel(), bank_images, o)
+            last_border_rows = select_coreset(torch, border_points, cells.numel(), bank_images, o, ratio=o.map_border_ratio)
             round_border_bank = bank_of(torch, border_every, last_border_rows)
         coreset_s += time.perf_counter() - clock
         clock = time.perf_counter()
@@ -208,7 +211,8 @@ def fit_model(
     bank = bank_of(torch, every, select_coreset(torch, points, patches, the_plan.final_bank, o, initial=last_rows))
     border_bank = None
     if border_points is not None:
-        border_rows = select_coreset(torch, border_points, cells.numel(), the_plan.final_bank, o, initial=last_border_rows)
+        border_rows = select_coreset(torch, border_points, cells.numel(), the_plan.final_bank, o, initial=last_border_rows,
+                                     ratio=o.map_border_ratio)
         border_bank = bank_of(torch, border_every, border_rows)
     coreset_s += time.perf_counter() - clock
     timings["coreset_s"] = coreset_s

@@ -262,7 +262,7 @@ class FittedPatchCore(FittedGate):
         o = self.options
         if self.border_bank is None:
             return {"padding": o.map_padding, "own_bank": False}
-        return {"padding": o.map_padding, "own_bank": True, "bank_size": len(self.border_bank)}
+        return {"padding": o.map_padding, "own_bank": True, "bank_size": len(self.border_bank), "ratio": o.map_border_ratio}
 
     def precision(self) -> str:
         """What the numbers were computed in, for run.json: features, distances, and TF32 on a GPU."""

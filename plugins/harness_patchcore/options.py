@@ -72,9 +72,19 @@ class PatchCoreOptions(Options):
         description=(
             "the neighbourhood padding of the anomaly map's border cells (those the two paddings make differ): "
             "when it is not neighbourhood_padding, those cells' features in this padding are searched against a "
-            "bank of their own (training border features, a coreset at coreset_ratio); image scores, thresholds "
+            "bank of their own (training border features, a coreset of map_border_ratio); image scores, thresholds "
             "and verdicts still come from neighbourhood_padding. The default zeros gives the map zeros' pixel AUROC "
             "with inside's false alarms (see the README)"
+        ),
+    )
+    map_border_ratio: float = Field(
+        0.025,
+        gt=0.0,
+        le=1.0,
+        description=(
+            "with a map_padding of its own: the fraction of the training border features kept in the border bank "
+            "(greedy coreset). On bottle and the demo, 0.025 gave pixel AUROC within 0.0002 of 0.1 (tile 0.0005 "
+            "higher) for a quarter of the border's search and selection time"
         ),
     )
     coreset_ratio: float = Field(
@@ -148,6 +158,7 @@ FIT_OPTIONS: tuple[str, ...] = (
     "feature_dim",
     "neighbourhood_padding",
     "map_padding",
+    "map_border_ratio",
     "coreset_ratio",
     "coreset_projection_dim",
     "num_neighbors",
