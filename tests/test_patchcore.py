@@ -341,7 +341,7 @@ def test_holdout_calibration_scores_held_out_images_against_a_bank_without_them(
     assert all(tuple(row) in final for row in calibration_banks[0].tolist())
     # The map's border bank (default map_padding) is built the same way from the same images' border cells.
     cells = len(border.differing_cells(torch, [torch.ones(1, 1, 14, 14), torch.ones(1, 1, 7, 7)], "inside", "zeros"))  # 112 crop
-    ratio = PatchCoreOptions().map_border_ratio
+    ratio = PatchCoreOptions().coreset_ratio / 4  # the border bank's default ratio
     assert {len(b) for b in calibration_border_banks} == {round(ratio * 7 * cells)}
     assert len(fitted.border_bank) == info["map_border"]["bank_size"] == round(ratio * 12 * cells)
     final_border = {tuple(row) for row in fitted.border_bank.features.tolist()}

@@ -76,7 +76,7 @@ def pair(data, tmp_path_factory):
 def test_the_map_border_changes_the_map_and_never_the_image_scores(data, pair):
     zeros, inside = pair["zeros"], pair["inside"]
     assert zeros.info()["map_border"] == {"padding": "zeros", "own_bank": True, "bank_size": len(zeros.border_bank),
-                                          "ratio": zeros.options.map_border_ratio}
+                                          "ratio": 0.025}  # a quarter of coreset_ratio
     assert inside.info()["map_border"] == {"padding": "inside", "own_bank": False} and inside.border_bank is None
     assert zeros.threshold == inside.threshold and zeros.calibration["scores"] == inside.calibration["scores"]
     assert torch.equal(zeros.bank.features, inside.bank.features)
@@ -107,6 +107,8 @@ def test_the_border_banks_ratio_is_its_own(data, tmp_path):
     small, large = (PatchCoreGate(options(tmp_path, map_border_ratio=r)).fit(category(data)) for r in (0.05, 0.2))
     assert (len(small.border_bank), len(large.border_bank)) == (79, 317)  # of 12 images x 132 border cells
     assert len(small.bank) == len(large.bank) and small.threshold == large.threshold
+    by_default = PatchCoreGate(options(tmp_path, coreset_ratio=0.2)).fit(category(data))
+    assert len(by_default.border_bank) == round(0.05 * 12 * 132)  # a quarter of coreset_ratio
 
 
 def test_zeros_everywhere_needs_no_border_bank(data, tmp_path):

@@ -10,9 +10,9 @@ thresholds and verdicts come from ``inside`` features, as before, and only the
 map's border cells -- where the two paddings give different features -- come
 from ``zeros`` features, searched against a bank of their own: the training
 images' border features in that padding, a greedy coreset of
-``map_border_ratio`` of them (2.5%: on bottle 1,568 features beside the main
-bank's 16,386; 10% gave pixel AUROC within 0.0002 of it for four times the
-border's search and selection time). The pixel threshold is calibrated on
+`border_ratio` of them (by default a quarter of ``coreset_ratio``; 2.5%: on bottle 1,568 features beside the main
+bank's 16,386; 10% gave pixel AUROC at most 0.0003 higher on bottle and label,
+and lower on tile, for four times the border's search and selection time). The pixel threshold is calibrated on
 maps made the same way.
 
 Which cells differ depends only on the feature maps' shapes: the average
@@ -29,6 +29,17 @@ from typing import Any
 
 from harness_patchcore import features
 from harness_patchcore.bank import MemoryBank
+from harness_patchcore.options import PatchCoreOptions
+
+#: The border bank's ratio, by default, as a share of ``coreset_ratio``.
+BORDER_SHARE_OF_CORESET = 0.25
+
+
+def border_ratio(o: PatchCoreOptions) -> float:
+    """The fraction of the training border features the border bank keeps: ``map_border_ratio``, or
+    a quarter of ``coreset_ratio``, where the border bank covers the border features about as densely
+    as the main bank covers all features (see the option)."""
+    return o.map_border_ratio if o.map_border_ratio is not None else BORDER_SHARE_OF_CORESET * o.coreset_ratio
 
 
 def differing_cells(torch: Any, maps: list[Any], padding: str, other: str) -> Any:

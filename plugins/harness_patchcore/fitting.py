@@ -22,7 +22,7 @@ from harness.errors import BadInputError, HarnessError
 from harness.images import load_rgb
 
 from harness_patchcore import calibration, features
-from harness_patchcore.border import Border, embed_with_border
+from harness_patchcore.border import Border, border_ratio, embed_with_border
 from harness_patchcore.backbones import Backbone
 from harness_patchcore.bank import MemoryBank
 from harness_patchcore.memory import greedy_coreset, random_projection, selection_space
@@ -194,7 +194,7 @@ def fit_model(
         last_rows = select_coreset(torch, points, patches, bank_images, o)
         round_bank = bank_of(torch, every, last_rows)
         if border_points is not None:
-            last_border_rows = select_coreset(torch, border_points, cells.numel(), bank_images, o, ratio=o.map_border_ratio)
+            last_border_rows = select_coreset(torch, border_points, cells.numel(), bank_images, o, ratio=border_ratio(o))
             round_border_bank = bank_of(torch, border_every, last_border_rows)
         coreset_s += time.perf_counter() - clock
         clock = time.perf_counter()
@@ -212,7 +212,7 @@ def fit_model(
     border_bank = None
     if border_points is not None:
         border_rows = select_coreset(torch, border_points, cells.numel(), the_plan.final_bank, o, initial=last_border_rows,
-                                     ratio=o.map_border_ratio)
+                                     ratio=border_ratio(o))
         border_bank = bank_of(torch, border_every, border_rows)
     coreset_s += time.perf_counter() - clock
     timings["coreset_s"] = coreset_s

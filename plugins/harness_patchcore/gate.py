@@ -51,7 +51,7 @@ from harness_patchcore.backbones import CPU_BFLOAT16_BACKBONES, FEATURES_REVISIO
 from harness_patchcore.calibration import QuantileRule
 from harness_patchcore.fitting import batch_size, batched, fit_model, score_features_on_device
 from harness_patchcore.bank import MemoryBank
-from harness_patchcore.border import Border, embed_with_border
+from harness_patchcore.border import Border, border_ratio, embed_with_border
 from harness_patchcore.options import FIT_OPTIONS, PatchCoreOptions
 from harness_patchcore.runtime import (
     exact_float32, import_torch, native_cpu_bfloat16, prepare_device, scoring_workers, usable_cpus,
@@ -262,7 +262,7 @@ class FittedPatchCore(FittedGate):
         o = self.options
         if self.border_bank is None:
             return {"padding": o.map_padding, "own_bank": False}
-        return {"padding": o.map_padding, "own_bank": True, "bank_size": len(self.border_bank), "ratio": o.map_border_ratio}
+        return {"padding": o.map_padding, "own_bank": True, "bank_size": len(self.border_bank), "ratio": border_ratio(o)}
 
     def precision(self) -> str:
         """What the numbers were computed in, for run.json: features, distances, and TF32 on a GPU."""
