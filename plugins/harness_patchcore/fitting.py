@@ -4,8 +4,9 @@
 extract every training image's patch features once, build the memory bank
 (and, for a cross-fit, one bank per fold) by greedy coreset selection, and
 score the calibration normals. When the map's border has its own padding
-(`border`), each bank has a border bank beside it, selected the same way. `score_features` is the scoring shared by
-calibration and testing, so both see exactly the same computation.
+(`border`), each bank has a border bank beside it, selected the same way.
+`score_features` is the scoring shared by calibration and testing, so both
+see exactly the same computation.
 """
 
 from __future__ import annotations
