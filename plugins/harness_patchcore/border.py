@@ -25,6 +25,7 @@ both paddings, so any backbone's maps work.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,13 +44,33 @@ def border_ratio(o: PatchCoreOptions) -> float:
     return o.map_border_ratio if o.map_border_ratio is not None else BORDER_SHARE_OF_CORESET * o.coreset_ratio
 
 
+def own_border(o: PatchCoreOptions) -> bool:
+    """Whether the map's border cells have a padding, and so a bank, of their own."""
+    return o.map_padding != o.neighbourhood_padding
+
+
 def differing_cells(torch: Any, maps: list[Any], padding: str, other: str) -> Any:
     """Flat positions (R,) of the patch grid whose features ``padding`` and ``other`` make differ."""
-    ones = [torch.ones((1, 1, *m.shape[-2:])) for m in maps]
+    shapes = tuple(tuple(m.shape[-2:]) for m in maps)
+    return _cells_of_shapes(torch, shapes, padding, other).to(maps[0].device)
+
+
+@functools.lru_cache(maxsize=16)
+def _cells_of_shapes(torch: Any, shapes: tuple[tuple[int, int], ...], padding: str, other: str) -> Any:
+    """`differing_cells` on the CPU, once per map shapes: every batch of a fit or a test set asks again."""
+    ones = [torch.ones((1, 1, *shape)) for shape in shapes]
     first = features.local_features(torch, ones, None, padding)[0]
     second = features.local_features(torch, ones, None, other)[0]
     changed = (first - second).abs().amax(dim=-1) > 1e-6
-    return changed.reshape(-1).nonzero().squeeze(1).to(maps[0].device)
+    return changed.reshape(-1).nonzero().squeeze(1)
+
+
+def embed_batch(torch: Any, backbone: Any, batch: Any, projection: Any | None, o: PatchCoreOptions) -> tuple[Any, Any, Any]:
+    """A batch's patch features (N, h, w, D) in ``neighbourhood_padding``; with `own_border`, also the
+    border cells (R,) and their features in ``map_padding`` (N, R, D), else None and None."""
+    if not own_border(o):
+        return features.embed(torch, backbone, batch, projection, o.neighbourhood_padding), None, None
+    return embed_with_border(torch, backbone, batch, projection, o.neighbourhood_padding, o.map_padding)
 
 
 def embed_with_border(

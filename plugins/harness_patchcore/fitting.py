@@ -23,7 +23,7 @@ from harness.errors import BadInputError, HarnessError
 from harness.images import load_rgb
 
 from harness_patchcore import calibration, features
-from harness_patchcore.border import Border, border_ratio, embed_with_border
+from harness_patchcore.border import Border, border_ratio, embed_batch
 from harness_patchcore.backbones import Backbone
 from harness_patchcore.bank import MemoryBank
 from harness_patchcore.memory import greedy_coreset, random_projection, selection_space
@@ -91,13 +91,10 @@ def extract(
     rows = size if str(backbone.device) != "cpu" else None
     parts, border_parts, cells = [], [], None
     for group in batched(crops, size):
-        batch = features.to_batch(torch, group, backbone, rows)
-        if o.map_padding == o.neighbourhood_padding:
-            parts.append(features.embed(torch, backbone, batch, projection, o.neighbourhood_padding)[: len(group)])
-            continue
-        patch, cells, border = embed_with_border(torch, backbone, batch, projection, o.neighbourhood_padding, o.map_padding)
+        patch, cells, border = embed_batch(torch, backbone, features.to_batch(torch, group, backbone, rows), projection, o)
         parts.append(patch[: len(group)])
-        border_parts.append(border[: len(group)])
+        if border is not None:
+            border_parts.append(border[: len(group)])
     every = torch.cat(parts) if len(parts) > 1 else parts[0]
     return every, (torch.cat(border_parts) if border_parts else None), cells
 

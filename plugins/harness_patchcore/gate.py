@@ -51,7 +51,7 @@ from harness_patchcore.backbones import CPU_BFLOAT16_BACKBONES, FEATURES_REVISIO
 from harness_patchcore.calibration import QuantileRule
 from harness_patchcore.fitting import batch_size, batched, fit_model, score_features_on_device
 from harness_patchcore.bank import MemoryBank
-from harness_patchcore.border import Border, border_ratio, embed_with_border
+from harness_patchcore.border import Border, border_ratio, embed_batch, own_border
 from harness_patchcore.options import FIT_OPTIONS, PatchCoreOptions
 from harness_patchcore.runtime import (
     exact_float32, import_torch, native_cpu_bfloat16, prepare_device, scoring_workers, usable_cpus,
@@ -180,7 +180,7 @@ def _from_cache(
         bank = MemoryBank(torch, torch.from_numpy(arrays["bank"]).to(device))
         projection = torch.from_numpy(arrays["projection"]).to(device) if "projection" in arrays else None
         border_bank = None
-        if o.map_padding != o.neighbourhood_padding:
+        if own_border(o):
             border_bank = MemoryBank(torch, torch.from_numpy(arrays["border_bank"]).to(device))
         model = FittedPatchCore(torch, backbone, o, device, bank, projection, meta["calibration"], border_bank)
     except (KeyError, TypeError, ValueError) as error:
@@ -203,7 +203,7 @@ class FittedPatchCore(FittedGate):
         calibration: dict[str, Any],
         border_bank: MemoryBank | None = None,
     ):
-        if (border_bank is None) != (options.map_padding == options.neighbourhood_padding):
+        if (border_bank is not None) != own_border(options):
             raise ValueError("a border bank goes with a map_padding other than neighbourhood_padding, and only then")
         self.torch = torch
         self.backbone = backbone
@@ -315,12 +315,8 @@ class FittedPatchCore(FittedGate):
     def patch_features(self, batch: Any, count: int) -> tuple[Any, Border | None]:
         """The first ``count`` images' patch features (``count``, h, w, D) of a device batch, and, when
         the map's border has its own padding, its `Border` (features in that padding, and the bank)."""
-        o, torch = self.options, self.torch
-        if self.border_bank is None:
-            return features.embed(torch, self.backbone, batch, self.projection, o.neighbourhood_padding)[:count], None
-        patch, cells, border = embed_with_border(torch, self.backbone, batch, self.projection, o.neighbourhood_padding,
-                                                 o.map_padding)
-        return patch[:count], Border(self.border_bank, cells, border[:count])
+        patch, cells, border = embed_batch(self.torch, self.backbone, batch, self.projection, self.options)
+        return patch[:count], None if border is None else Border(self.border_bank, cells, border[:count])
 
     def _finished(self, scores: np.ndarray, maps: Any, group: Sequence[Image.Image]) -> list[PatchCoreResult]:
         """The batch's results from its crop maps (still on the device), grouped by image size."""
