@@ -10,8 +10,9 @@
    on one thread per core, ``score_batch`` in the gate's batches), decoding included in both, and the
    batches again with every image decoded beforehand (``no-dec/s``: the device's side alone); the
    milliseconds per image of each step of a batch; on a GPU, the network's time on batch sizes it
-   has not seen, each twice (the cost of a new shape, which the gate's padding avoids), and three
-   ways of bringing a batch's full-size maps to the host (`finishing_ms`); every
+   has not seen, each twice (the cost of a new shape, which the gate's padding avoids), the batches
+   again with the maps finished on the GPU (``map_finishing="device"``), and three ways of finishing a
+   batch's maps (`finishing_ms`); every
    GPU clock read after ``torch.cuda.synchronize()``; GPU memory as the allocator's peak
    (``max_memory_allocated``), what it reserved (``max_memory_reserved``) and what the driver says
    the device uses (``mem_get_info``);
@@ -97,20 +98,13 @@ def measure_gate(category: Category, device: str, half: bool) -> dict:
     one_by_one_s = time.perf_counter() - started
 
     size = fitted.batch_size
-    started = time.perf_counter()
-    together = []
-    with ThreadPoolExecutor(usable_cpus()) as decoders:
-        decoded = decoders.map(load_rgb, [s.image for s in samples])  # decoding runs ahead of the scoring
-        batch: list = []
-        for image in decoded:
-            batch.append(image)
-            if len(batch) == size:
-                together.extend(fitted.score_batch(samples[len(together) : len(together) + size], batch))
-                batch = []
-        if batch:
-            together.extend(fitted.score_batch(samples[len(together) :], batch))
-    synchronize(torch)
-    batched_s = time.perf_counter() - started
+    batched_s, together = batched_seconds(fitted, samples, torch)
+    device_finishing_per_s = None
+    if device == "cuda":  # the same batches with the maps finished on the GPU (map_finishing="device")
+        host_options = fitted.options
+        fitted.options = host_options.model_copy(update={"map_finishing": "device"})
+        device_finishing_per_s = len(samples) / batched_seconds(fitted, samples, torch)[0]
+        fitted.options = host_options
 
     # The device's side alone: the same batches with every image decoded beforehand.
     decoded = [load_rgb(s.image) for s in samples]
@@ -128,7 +122,7 @@ def measure_gate(category: Category, device: str, half: bool) -> dict:
         "finishing_ms": finishing_ms(fitted, samples, torch) if device == "cuda" else {},
         "device": device, "precision": fitted.info()["precision"], "images": len(samples), "batch": size,
         "fit_s": fit_s, "one_by_one_per_s": len(samples) / one_by_one_s, "batched_per_s": len(samples) / batched_s,
-        "predecoded_per_s": len(samples) / predecoded_s,
+        "predecoded_per_s": len(samples) / predecoded_s, "device_finishing_per_s": device_finishing_per_s,
         "image_auroc": auroc(labels, np.array([r.score for r in together])),
         "batch_vs_alone_max_rel": max(abs(a.score - b.score) / max(abs(a.score), 1e-12) for a, b in zip(alone, together)),
         "scores": [r.score for r in together], "flagged": [bool(r.flagged) for r in together],
@@ -136,17 +130,35 @@ def measure_gate(category: Category, device: str, half: bool) -> dict:
     }
 
 
+def batched_seconds(fitted, samples: list, torch) -> tuple[float, list]:
+    """Seconds to score ``samples`` as ``harness run`` does (decoded on one thread per core, running ahead
+    of ``score_batch`` in the gate's batches), and the results."""
+    size = fitted.batch_size
+    started = time.perf_counter()
+    together = []
+    with ThreadPoolExecutor(usable_cpus()) as decoders:
+        decoded = decoders.map(load_rgb, [s.image for s in samples])  # decoding runs ahead of the scoring
+        batch: list = []
+        for image in decoded:
+            batch.append(image)
+            if len(batch) == size:
+                together.extend(fitted.score_batch(samples[len(together) : len(together) + size], batch))
+                batch = []
+        if batch:
+            together.extend(fitted.score_batch(samples[len(together) :], batch))
+    synchronize(torch)
+    return time.perf_counter() - started, together
+
+
 def phase_seconds(fitted, samples: list, torch) -> dict:
-    """Milliseconds per image in each step of one batch's scoring (the gate's `_score_group` and
-    `_finished`), the clock synchronised after each step: where a device's batches spend their time.
+    """Milliseconds per image in each step of one batch's scoring (the gate's `_score_group`, then its
+    `finish`), the clock synchronised after each step: where a device's batches spend their time.
     Decoding and (on a GPU) resizing run on one thread per core, as in the gate."""
-    from harness_patchcore import device_maps
     from harness_patchcore.fitting import batch_size, score_features_on_device
-    from harness_patchcore.gate import FALLBACK_TOP_FRACTION
     from harness_patchcore.runtime import exact_float32
 
     o, on_gpu = fitted.options, fitted.device != "cpu"
-    steps = ("decode", "resize_crop", "to_device_network", "search_maps", "resize_maps", "threshold_to_host")
+    steps = ("decode", "resize_crop", "to_device_network", "search_maps", "finish")
     spent = dict.fromkeys(steps, 0.0)
     with ThreadPoolExecutor(usable_cpus()) as workers:
         for first in range(0, len(samples), fitted.batch_size):
@@ -171,11 +183,8 @@ def phase_seconds(fitted, samples: list, torch) -> dict:
                 scores, maps = score_features_on_device(torch, fitted.bank, patch_features, o, border)
                 scores = scores.float().cpu().numpy()
             step("search_maps")
-            full = device_maps.maps_at_size(torch, maps, o.image_size, images[0].size, fitted.normal_level)
-            step("resize_maps")
-            flagged = [float(score) > fitted.threshold for score in scores]
-            device_maps.finished_maps(torch, full, flagged, fitted.pixel_threshold, fitted.normal_level, FALLBACK_TOP_FRACTION)
-            step("threshold_to_host")
+            fitted.finish(scores, maps, images)
+            step("finish")
     return {name: 1000 * seconds / len(samples) for name, seconds in spent.items()}
 
 
@@ -199,14 +208,14 @@ def new_shape_ms(fitted, samples: list, torch) -> list[tuple[int, float]]:
 
 
 def finishing_ms(fitted, samples: list, torch) -> dict[str, float]:
-    """Milliseconds per image to bring one batch's maps at the image's size to the host, three ways, the
-    best of 3 each: the gate's (`device_maps.finished_maps`: region and display made on the device, then
-    copied to pageable memory); the same three maps copied into pinned memory with one synchronisation;
-    only the distances copied, the region and display made on the host on one thread per core."""
+    """Milliseconds per image to finish one batch's crop maps (`device_maps`: at the image's size,
+    thresholded, scaled, on the host), three ways, the best of 3 each: on the host's scoring threads
+    from the crop maps (``map_finishing="host"``, the default); on the device, copied to pageable memory
+    (``"device"``); on the device, copied into pinned memory with one synchronisation."""
     from harness_patchcore import device_maps
     from harness_patchcore.fitting import score_features_on_device
     from harness_patchcore.gate import FALLBACK_TOP_FRACTION
-    from harness_patchcore.runtime import exact_float32
+    from harness_patchcore.runtime import exact_float32, scoring_workers
 
     o = fitted.options
     group = samples[: fitted.batch_size]
@@ -215,14 +224,20 @@ def finishing_ms(fitted, samples: list, torch) -> dict[str, float]:
     with exact_float32(torch):
         patch_features, border = fitted.patch_features(features.to_batch(torch, crops, fitted.backbone), len(crops))
         scores, maps = score_features_on_device(torch, fitted.bank, patch_features, o, border)
-    full = device_maps.maps_at_size(torch, maps, o.image_size, images[0].size, fitted.normal_level)
     flagged = [float(score) > fitted.threshold for score in scores.float().cpu()]
+    sizes = [image.size for image in images]
+    how = dict(image_size=o.image_size, pixel_threshold=fitted.pixel_threshold, normal_level=fitted.normal_level,
+               top_fraction=FALLBACK_TOP_FRACTION)
     span = max(fitted.pixel_threshold - fitted.normal_level, 1e-12)
 
-    def gates_way() -> None:
-        device_maps.finished_maps(torch, full, flagged, fitted.pixel_threshold, fitted.normal_level, FALLBACK_TOP_FRACTION)
+    def on_host() -> None:
+        device_maps.finished_on_host(torch, maps.float().cpu(), sizes, flagged, workers=scoring_workers(torch), **how)
+
+    def on_device() -> None:
+        device_maps.finished_on_device(torch, maps, sizes, flagged, **how)
 
     def pinned() -> None:
+        full = device_maps.maps_at_size(torch, maps, o.image_size, sizes[0], fitted.normal_level)
         region = full > fitted.pixel_threshold
         display = ((full - fitted.normal_level) * (0.5 / span)).clamp_(0.0, 1.0)
         hosts = []
@@ -233,17 +248,8 @@ def finishing_ms(fitted, samples: list, torch) -> dict[str, float]:
         synchronize(torch)
         [host.numpy() for host in hosts]
 
-    def on_host() -> None:
-        distances = full.cpu().numpy()
-
-        def finish(row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # the region and display of one image
-            return row > fitted.pixel_threshold, np.clip((row - fitted.normal_level) * (0.5 / span), 0.0, 1.0)
-
-        with ThreadPoolExecutor(usable_cpus()) as workers:
-            list(workers.map(finish, distances))
-
     timings = {}
-    for name, way in (("gate's (pageable)", gates_way), ("pinned, one sync", pinned), ("distances only, host finishes", on_host)):
+    for name, way in (("host threads (default)", on_host), ("device, pageable", on_device), ("device, pinned", pinned)):
         best = float("inf")
         for _ in range(3):
             synchronize(torch)
@@ -367,8 +373,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{r['device']} {r['precision'][:20]}, ms per image: "
                   + ", ".join(f"{name} {ms:.2f}" for name, ms in r["ms_per_image"].items()))
             if r["finishing_ms"]:
-                print(f"{r['device']} {r['precision'][:20]}, maps to the host, ms per image: "
+                print(f"{r['device']} {r['precision'][:20]}, finishing a batch's maps, ms per image: "
                       + ", ".join(f"{name} {ms:.2f}" for name, ms in r["finishing_ms"].items()))
+            if r["device_finishing_per_s"]:
+                print(f"{r['device']} {r['precision'][:20]}, batched with the maps finished on the device: "
+                      f"{r['device_finishing_per_s']:.1f} images/s (the host's threads: {r['batched_per_s']:.1f})")
             if r["new_shape_ms"]:
                 print(f"{r['device']} {r['precision'][:20]}, the network on new batch sizes (size: ms, each twice): "
                       + ", ".join(f"{size}: {ms:.1f}" for size, ms in r["new_shape_ms"]))

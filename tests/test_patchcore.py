@@ -11,6 +11,7 @@ import os
 import socket
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -234,10 +235,25 @@ def test_cuda_scores_agree_with_the_cpu(data, tmp_path, half):
     assert alone.score == pytest.approx(on_cuda[1].score, rel=1e-6)
 
 
-def test_the_gpu_branch_pads_to_one_batch_shape_and_keeps_each_images_result(fitted, data, monkeypatch):
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_maps_are_the_same_finished_on_the_host_or_the_device(data, tmp_path):
+    cuda = PatchCoreGate(options(tmp_path, device="cuda", cache=False)).fit(category(data))
+    images = [load_rgb(data["good"].image), load_rgb(data["bad"].image)] * 4
+    on_host = cuda.score_images(images)
+    cuda.options = cuda.options.model_copy(update={"map_finishing": "device"})
+    on_device = cuda.score_images(images)
+    for a, b in zip(on_host, on_device):
+        assert a.score == b.score and a.flagged == b.flagged
+        np.testing.assert_allclose(b.distance_map, a.distance_map, rtol=1e-5, atol=1e-5)
+        assert region_overlap(a.region, b.region) > 0.99
+
+
+@pytest.mark.parametrize("map_finishing", ["host", "device"])
+def test_the_gpu_branch_pads_to_one_batch_shape_and_keeps_each_images_result(fitted, data, monkeypatch, map_finishing):
     # The GPU branch of scoring (crops resized on the scoring threads, the batch padded with black crops
-    # to the device batch size, the padding's rows dropped) run on this CPU's tensors: each image's
-    # result is the one the CPU branch gives it alone.
+    # to the device batch size, the padding's rows dropped, the maps finished on the host's threads or
+    # where they were computed) run on this CPU's tensors: each image's result is the one the CPU
+    # branch gives it alone.
     images = [load_rgb(data["good"].image), load_rgb(data["bad"].image)] * 3
     on_cpu = fitted.score_images(images)
     seen = []
@@ -249,11 +265,38 @@ def test_the_gpu_branch_pads_to_one_batch_shape_and_keeps_each_images_result(fit
 
     monkeypatch.setattr(features, "to_batch", recording)
     monkeypatch.setattr(fitted, "device", "cuda")
+    monkeypatch.setattr(fitted, "options", fitted.options.model_copy(update={"map_finishing": map_finishing}))
     on_gpu_branch = fitted.score_images(images)
     assert seen == [(6, 32)]
     for a, b in zip(on_cpu, on_gpu_branch):
         assert b.score == pytest.approx(a.score, rel=1e-5) and b.flagged == a.flagged
         np.testing.assert_allclose(b.distance_map, a.distance_map, rtol=1e-4, atol=1e-4)
+        assert b.anomaly_map.shape == a.anomaly_map.shape == (HEIGHT, WIDTH)
+        assert region_overlap(a.region, b.region) > 0.99
+
+
+def test_maps_finished_on_the_hosts_threads_are_those_finished_on_the_device():
+    # A batch of two image sizes, flagged and not, one flagged with nothing above the pixel threshold:
+    # finished one image a task on a thread pool, or all at once where the crop maps are (here the CPU).
+    crop_maps = torch.from_numpy(np.random.default_rng(3).random((5, 56, 56)).astype(np.float32) * 10)
+    crop_maps[2] *= 0.3  # below the pixel threshold 6 everywhere
+    sizes = [(90, 70), (64, 64), (90, 70), (64, 64), (90, 70)]
+    flagged = [True, False, True, True, False]
+    how = dict(image_size=64, pixel_threshold=6.0, normal_level=2.0, top_fraction=0.01)
+    with ThreadPoolExecutor(3) as workers:
+        on_host = device_maps.finished_on_host(torch, crop_maps, sizes, flagged, workers=workers, **how)
+    in_this_thread = device_maps.finished_on_host(torch, crop_maps, sizes, flagged, **how)
+    on_device = device_maps.finished_on_device(torch, crop_maps, sizes, flagged, **how)
+    for size, a, b, c in zip(sizes, on_host, in_this_thread, on_device):
+        assert a[0].shape == (size[1], size[0])
+        for x, y, z in zip(a, b, c):
+            if x is None:
+                assert y is None and z is None
+            else:
+                assert np.array_equal(x, y)
+                np.testing.assert_allclose(x, z, rtol=1e-6, atol=1e-6)
+    assert on_host[2][1] is not None and on_host[2][1].any()  # flagged with an empty region: its top pixels
+    assert on_host[4][1] is not None  # not flagged, with pixels above the threshold: they are its region
 
 
 def test_padding_a_batch_leaves_each_crops_features_as_they_were(fitted, data):
