@@ -1,5 +1,5 @@
 """How fast images decode on threads, alone and beside a thread busy in Python: Pillow's loader against
-`harness.images.load_rgb` (which reads a plain PNG in one call, `harness.png`).
+`harness.images.load_rgb` (which decodes a plain PNG in one call of libpng's decoder, `harness.png`).
 
     python benchmarks/decoding.py                      # MVTec-AD bottle's test images from ../shared/data
     python benchmarks/decoding.py --threads 4 --images 40

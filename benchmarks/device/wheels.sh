@@ -58,5 +58,13 @@ for spec in $specs; do
     || "$VENV_PYTHON" -m pip wheel --quiet --no-deps --wheel-dir .whl "$spec" \
     || { echo "no wheel for $spec" >&2; exit 1; }
 done
+# The device tool carries 64 MiB in all, the working tree included: imagecodecs (26 MB, some forty
+# codecs) travels with its PNG codec alone (1.1 MB), all that harness/png.py uses.
+for wheel in .whl/imagecodecs-*.whl; do
+    [ -e "$wheel" ] && "$VENV_PYTHON" benchmarks/device/png_only.py "$wheel"
+done
 ls .whl
 du -sh .whl
+tree=$(git ls-files -z | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1)
+[ $(( $(du -sb .whl | cut -f1) + tree )) -le $((64 * 1024 * 1024)) ] \
+    || echo "warning: .whl and the working tree are over the device tool's 64 MiB" >&2
