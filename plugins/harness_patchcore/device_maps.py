@@ -19,6 +19,10 @@ import numpy as np
 from harness_patchcore.features import crop_offset
 
 
+#: Per image: (distance map, region or None, display map), at the image's size (`finished_maps`).
+Finished = tuple[np.ndarray, np.ndarray | None, np.ndarray]
+
+
 def maps_at_size(torch: Any, crop_maps: Any, image_size: int, size: tuple[int, int], fill: float) -> Any:
     """(N, C, C) crop maps -> (N, H, W) maps over images of ``size`` (width, height), the cut border at ``fill``."""
     crop_size = crop_maps.shape[-1]
@@ -54,10 +58,6 @@ def finished_maps(torch: Any, full: Any, flagged: Sequence[bool], pixel_threshol
         (full_h[row], None if empty_h[row] and not flagged[row] else region_h[row], display_h[row])
         for row in range(full_h.shape[0])
     ]
-
-
-#: Per image: (distance map, region or None, display map), at the image's size (`finished_maps`).
-Finished = tuple[np.ndarray, np.ndarray | None, np.ndarray]
 
 
 def finished_on_host(torch: Any, crop_maps: Any, sizes: Sequence[tuple[int, int]], flagged: Sequence[bool],
