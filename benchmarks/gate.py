@@ -173,7 +173,7 @@ def measure_patchcore(category: Category, options: PatchCoreOptions, pixel_size:
         for sample, image, result in zip(group, images, results):
             measure_one(sample, image, result)
     decoders.shutdown()
-    predecoded_s = predecoded_seconds(lambda group, images: fitted.score_batch(group, images), samples, size, cuda)
+    predecoded_s = predecoded_seconds(fitted.score_batch, samples, size, cuda)
     peak = peak_rss_mb()
     gpu_peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
 

@@ -51,6 +51,7 @@ from harness_patchcore import PatchCoreGate, PatchCoreOptions, features  # noqa:
 from harness_patchcore.runtime import usable_cpus  # noqa: E402
 
 import synthetic_images  # noqa: E402  (benchmarks/, this script's folder)
+from gate import predecoded_seconds  # noqa: E402  (benchmarks/gate.py)
 
 
 def synthetic_category(folder: Path, images: int) -> Category:
@@ -107,12 +108,7 @@ def measure_gate(category: Category, device: str, half: bool) -> dict:
         fitted.options = host_options
 
     # The device's side alone: the same batches with every image decoded beforehand.
-    decoded = [load_rgb(s.image) for s in samples]
-    started = time.perf_counter()
-    for first in range(0, len(samples), size):
-        fitted.score_batch(samples[first : first + size], decoded[first : first + size])
-    synchronize(torch)
-    predecoded_s = time.perf_counter() - started
+    predecoded_s = predecoded_seconds(fitted.score_batch, samples, size, device == "cuda")
 
     phases = phase_seconds(fitted, samples, torch)
     labels = np.array([s.is_anomalous for s in samples])

@@ -86,8 +86,9 @@ def extract(
     torch: Any, backbone: Backbone, o: PatchCoreOptions, projection: Any, crops: Iterable[np.ndarray], size: int
 ) -> tuple[Any, Any | None, Any | None]:
     """Patch features (n, h, w, d) of all ``crops``, batch by batch, on the backbone's device (on a GPU,
-    the last batch padded to ``size``: one shape, as for scoring; see `features.to_batch`); and, when
-    the map's border has its own padding, the border cells (R,) and their features (n, R, d), else None."""
+    the last batch padded to ``size``: one shape, as for scoring; see `features.to_batch`); then, when
+    the map's border has its own padding, the border cells' features (n, R, d) and the cells (R,), else
+    None and None."""
     rows = size if str(backbone.device) != "cpu" else None
     parts, border_parts, cells = [], [], None
     for group in batched(crops, size):
