@@ -11,8 +11,8 @@
    batches again with every image decoded beforehand (``no-dec/s``: the device's side alone); the
    milliseconds per image of each step of a batch; on a GPU, the network's time on batch sizes it
    has not seen, each twice (the cost of a new shape, which the gate's padding avoids), the batches
-   again with the maps finished on the GPU (``map_finishing="device"``), and three ways of finishing a
-   batch's maps (`finishing_ms`); every
+   again with the maps brought to the images' sizes on the GPU (``map_finishing="device"``), and
+   three ways of doing that for one batch (`finishing_ms`); every
    GPU clock read after ``torch.cuda.synchronize()``; GPU memory as the allocator's peak
    (``max_memory_allocated``), what it reserved (``max_memory_reserved``) and what the driver says
    the device uses (``mem_get_info``);
@@ -149,12 +149,13 @@ def batched_seconds(fitted, samples: list, torch) -> tuple[float, list]:
 def phase_seconds(fitted, samples: list, torch) -> dict:
     """Milliseconds per image in each step of one batch's scoring (the gate's `_score_group`, then its
     `finish`), the clock synchronised after each step: where a device's batches spend their time.
-    Decoding and (on a GPU) resizing run on one thread per core, as in the gate."""
+    Decoding and (on a GPU) resizing run on one thread per core, as in the gate. A last step, not the
+    gate's, reads every result's region and display map as a run's threads do a flagged image's."""
     from harness_patchcore.fitting import batch_size, score_features_on_device
     from harness_patchcore.runtime import exact_float32
 
     o, on_gpu = fitted.options, fitted.device != "cpu"
-    steps = ("decode", "resize_crop", "to_device_network", "search_maps", "finish")
+    steps = ("decode", "resize_crop", "to_device_network", "search_maps", "finish", "region_display_when_read")
     spent = dict.fromkeys(steps, 0.0)
     with ThreadPoolExecutor(usable_cpus()) as workers:
         for first in range(0, len(samples), fitted.batch_size):
@@ -179,8 +180,11 @@ def phase_seconds(fitted, samples: list, torch) -> dict:
                 scores, maps = score_features_on_device(torch, fitted.bank, patch_features, o, border)
                 scores = scores.float().cpu().numpy()
             step("search_maps")
-            fitted.finish(scores, maps, images)
+            results = fitted.finish(scores, maps, images)
             step("finish")
+            # Not the gate's: what a run's threads compute when they read a flagged image's maps (`result`).
+            list(workers.map(lambda result: (result.region, result.anomaly_map), results))
+            step("region_display_when_read")
     return {name: 1000 * seconds / len(samples) for name, seconds in spent.items()}
 
 
@@ -204,13 +208,13 @@ def new_shape_ms(fitted, samples: list, torch) -> list[tuple[int, float]]:
 
 
 def finishing_ms(fitted, samples: list, torch) -> dict[str, float]:
-    """Milliseconds per image to finish one batch's crop maps (`device_maps`: at the image's size,
-    thresholded, scaled, on the host), three ways, the best of 3 each: on the host's scoring threads
-    from the crop maps (``map_finishing="host"``, the default); on the device, copied to pageable memory
-    (``"device"``); on the device, copied into pinned memory with one synchronisation."""
+    """Milliseconds per image to bring one batch's crop maps to the images' sizes on the host (`device_maps`;
+    the region and display map are computed later, when read: `harness_patchcore.result`), three ways,
+    the best of 3 each: on the host's scoring threads from the crop maps (``map_finishing="host"``, the
+    default); on the device, copied to pageable memory (``"device"``); on the device, copied into pinned
+    memory with one synchronisation."""
     from harness_patchcore import device_maps
     from harness_patchcore.fitting import score_features_on_device
-    from harness_patchcore.gate import FALLBACK_TOP_FRACTION
     from harness_patchcore.runtime import exact_float32, scoring_workers
 
     o = fitted.options
@@ -220,29 +224,21 @@ def finishing_ms(fitted, samples: list, torch) -> dict[str, float]:
     with exact_float32(torch):
         patch_features, border = fitted.patch_features(features.to_batch(torch, crops, fitted.backbone), len(crops))
         scores, maps = score_features_on_device(torch, fitted.bank, patch_features, o, border)
-    flagged = [float(score) > fitted.threshold for score in scores.float().cpu()]
     sizes = [image.size for image in images]
-    how = dict(image_size=o.image_size, pixel_threshold=fitted.pixel_threshold, normal_level=fitted.normal_level,
-               top_fraction=FALLBACK_TOP_FRACTION)
-    span = max(fitted.pixel_threshold - fitted.normal_level, 1e-12)
 
     def on_host() -> None:
-        device_maps.finished_on_host(torch, maps.float().cpu(), sizes, flagged, workers=scoring_workers(torch), **how)
+        device_maps.sized_on_host(torch, maps.float().cpu(), sizes, o.image_size, fitted.normal_level,
+                                  scoring_workers(torch))
 
     def on_device() -> None:
-        device_maps.finished_on_device(torch, maps, sizes, flagged, **how)
+        device_maps.sized_on_device(torch, maps, sizes, o.image_size, fitted.normal_level)
 
     def pinned() -> None:
         full = device_maps.maps_at_size(torch, maps, o.image_size, sizes[0], fitted.normal_level)
-        region = full > fitted.pixel_threshold
-        display = ((full - fitted.normal_level) * (0.5 / span)).clamp_(0.0, 1.0)
-        hosts = []
-        for tensor in (full, region, display):
-            host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=torch.cuda.is_available())
-            host.copy_(tensor, non_blocking=True)
-            hosts.append(host)
+        host = torch.empty(full.shape, dtype=full.dtype, pin_memory=torch.cuda.is_available())
+        host.copy_(full, non_blocking=True)
         synchronize(torch)
-        [host.numpy() for host in hosts]
+        host.numpy()
 
     timings = {}
     for name, way in (("host threads (default)", on_host), ("device, pageable", on_device), ("device, pinned", pinned)):
@@ -369,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{r['device']} {r['precision'][:20]}, ms per image: "
                   + ", ".join(f"{name} {ms:.2f}" for name, ms in r["ms_per_image"].items()))
             if r["finishing_ms"]:
-                print(f"{r['device']} {r['precision'][:20]}, finishing a batch's maps, ms per image: "
+                print(f"{r['device']} {r['precision'][:20]}, a batch's maps to the images' sizes, ms per image: "
                       + ", ".join(f"{name} {ms:.2f}" for name, ms in r["finishing_ms"].items()))
             if r["device_finishing_per_s"]:
                 print(f"{r['device']} {r['precision'][:20]}, batched with the maps finished on the device: "

@@ -36,7 +36,7 @@ from harness.plugins import load_registry
 from harness.types import Category, ClassInfo, Sample
 from harness.visual import visual_prompt_images
 
-from harness_patchcore import PatchCoreGate, PatchCoreOptions, bank, border, device_maps, distances, features, fitting, memory, runtime, search
+from harness_patchcore import PatchCoreGate, PatchCoreOptions, PatchCoreResult, bank, border, device_maps, distances, features, fitting, memory, runtime, search
 from harness_patchcore.calibration import QuantileRule, plan
 
 WIDTH, HEIGHT = 240, 160  # not square, on purpose
@@ -275,28 +275,20 @@ def test_the_gpu_branch_pads_to_one_batch_shape_and_keeps_each_images_result(fit
         assert region_overlap(a.region, b.region) > 0.99
 
 
-def test_maps_finished_on_the_hosts_threads_are_those_finished_on_the_device():
-    # A batch of two image sizes, flagged and not, one flagged with nothing above the pixel threshold:
-    # finished one image a task on a thread pool, or all at once where the crop maps are (here the CPU).
+def test_maps_sized_on_the_hosts_threads_are_those_sized_on_the_device():
+    # A batch of two image sizes: brought to size one image a task on a thread pool, in this thread, or
+    # all at once where the crop maps are (here the CPU).
     crop_maps = torch.from_numpy(np.random.default_rng(3).random((5, 56, 56)).astype(np.float32) * 10)
-    crop_maps[2] *= 0.3  # below the pixel threshold 6 everywhere
     sizes = [(90, 70), (64, 64), (90, 70), (64, 64), (90, 70)]
-    flagged = [True, False, True, True, False]
-    how = dict(image_size=64, pixel_threshold=6.0, normal_level=2.0, top_fraction=0.01)
     with ThreadPoolExecutor(3) as workers:
-        on_host = device_maps.finished_on_host(torch, crop_maps, sizes, flagged, workers=workers, **how)
-    in_this_thread = device_maps.finished_on_host(torch, crop_maps, sizes, flagged, **how)
-    on_device = device_maps.finished_on_device(torch, crop_maps, sizes, flagged, **how)
-    for size, a, b, c in zip(sizes, on_host, in_this_thread, on_device):
-        assert a[0].shape == (size[1], size[0])
-        for x, y, z in zip(a, b, c):
-            if x is None:
-                assert y is None and z is None
-            else:
-                assert np.array_equal(x, y)
-                np.testing.assert_allclose(x, z, rtol=1e-6, atol=1e-6)
-    assert on_host[2][1] is not None and on_host[2][1].any()  # flagged with an empty region: its top pixels
-    assert on_host[4][1] is not None  # not flagged, with pixels above the threshold: they are its region
+        on_host = device_maps.sized_on_host(torch, crop_maps, sizes, 64, 2.0, workers)
+    in_this_thread = device_maps.sized_on_host(torch, crop_maps, sizes, 64, 2.0)
+    on_device = device_maps.sized_on_device(torch, crop_maps, sizes, 64, 2.0)
+    for row, (size, a, b, c) in enumerate(zip(sizes, on_host, in_this_thread, on_device)):
+        assert a.shape == b.shape == c.shape == (size[1], size[0]) and a.dtype == np.float32
+        assert np.array_equal(a, b)
+        np.testing.assert_allclose(a, c, rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(a, at_size(crop_maps[row].numpy(), 64, size, fill=2.0))
 
 
 def test_padding_a_batch_leaves_each_crops_features_as_they_were(fitted, data):
@@ -534,18 +526,30 @@ def test_maps_at_size_are_pils_bilinear_resize_to_float_rounding(size):
     assert np.abs(ours - pil).max() < 1e-4 * 30
 
 
-def test_finished_maps_threshold_the_region_and_scale_the_display():
-    full = torch.from_numpy(np.random.default_rng(2).random((3, 40, 50)).astype(np.float32) * 10)
+def test_a_results_region_and_display_map_come_from_its_distance_map_when_read():
+    full = np.random.default_rng(2).random((3, 40, 50)).astype(np.float32) * 10
     full[1:] *= 0.5  # images 1 and 2 have nothing above the pixel threshold 6
-    finished = device_maps.finished_maps(torch, full, [True, True, False], pixel_threshold=6.0, normal_level=2.0,
-                                         top_fraction=0.01)
-    (d0, r0, s0), (d1, r1, s1), (d2, r2, s2) = finished
-    assert np.array_equal(d0, full[0].numpy()) and np.array_equal(r0, full[0].numpy() > 6.0)
-    assert np.allclose(s0, np.clip(0.5 * (full[0].numpy() - 2.0) / 4.0, 0.0, 1.0))
-    assert np.array_equal(s0 > 0.5, r0)  # the display crosses 0.5 exactly on the region
+    r0, r1, r2 = (PatchCoreResult(1.0, flagged, 0.5, full[i], pixel_threshold=6.0, normal_level=2.0)
+                  for i, flagged in enumerate([True, True, False]))
+    assert r0.score_map is r0.distance_map and np.array_equal(r0.distance_map, full[0])
+    assert "_region" not in vars(r0) and "_display" not in vars(r0)  # nothing computed until read
+    assert np.array_equal(r0.region, full[0] > 6.0) and r0.region is r0.region  # computed once, then kept
+    assert r0.anomaly_map.dtype == np.float32 and r0.anomaly_map is r0.anomaly_map
+    assert np.allclose(r0.anomaly_map, np.clip(0.5 * (full[0] - 2.0) / 4.0, 0.0, 1.0), atol=1e-6)
+    assert np.array_equal(r0.anomaly_map > 0.5, r0.region)  # the display crosses 0.5 exactly on the region
     # Flagged with an empty region: its top 1% of pixels; not flagged: no region.
-    assert r1.sum() == pytest.approx(0.01 * r1.size, abs=2) and full[1].numpy()[r1].min() >= full[1].numpy()[~r1].max()
-    assert r2 is None and s2.max() <= 0.5
+    assert r1.region.sum() == pytest.approx(0.01 * r1.region.size, abs=2)
+    assert full[1][r1.region].min() >= full[1][~r1.region].max()
+    assert r2.region is None and r2.anomaly_map.max() <= 0.5
+    # Not flagged, with pixels above the threshold: they are its region.
+    assert np.array_equal(PatchCoreResult(0.1, False, 0.5, full[0], 6.0, 2.0).region, full[0] > 6.0)
+    # Pickled (a Ray actor sends results back), read or not, it gives the same maps.
+    import pickle
+
+    for result in (r0, PatchCoreResult(1.0, True, 0.5, full[1], 6.0, 2.0)):
+        again = pickle.loads(pickle.dumps(result))
+        assert np.array_equal(again.region, result.region) and np.array_equal(again.anomaly_map, result.anomaly_map)
+        assert again.score == result.score and again.flagged == result.flagged
 
 
 class MapsBackbone:
@@ -601,6 +605,43 @@ def test_crop_maps_go_back_to_the_original_pixels():
     cy, cx = np.argwhere(crop[:, :, 0] > 127).mean(axis=0)
     assert (cx + offset + 0.5) * WIDTH / image_size == pytest.approx(155, abs=2)
     assert (cy + offset + 0.5) * HEIGHT / image_size == pytest.approx(65, abs=2)
+
+
+def whole_resize_cropped(image: Image.Image, image_size: int, crop_size: int) -> np.ndarray:
+    """The crop as the module docstring says it: the whole image resized, then the center cut out."""
+    top = features.crop_offset(image_size, crop_size)
+    resized = np.asarray(image.convert("RGB").resize((image_size, image_size), Image.Resampling.BILINEAR))
+    return resized[top : top + crop_size, top : top + crop_size]
+
+
+@pytest.mark.parametrize("image_size, crop_size", [(256, 224), (128, 112), (256, 256), (64, 40)])
+def test_preprocess_resizes_only_the_crop_and_gets_the_whole_resizes_pixels(image_size, crop_size):
+    rng = np.random.default_rng(image_size + crop_size)
+    for side in (900, 1024, 333, 100, 50):  # square: shrunk and enlarged, to the bit
+        image = Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8))
+        assert np.array_equal(features.preprocess(image, image_size, crop_size), whole_resize_cropped(image, image_size, crop_size))
+    grey = Image.fromarray(rng.integers(0, 256, (300, 300), dtype=np.uint8))  # converted to RGB first
+    assert np.array_equal(features.preprocess(grey, image_size, crop_size), whole_resize_cropped(grey, image_size, crop_size))
+    for width, height in ((700, 500), (458, 668), (121, 150), (2000, 1500)):
+        # Not square: Pillow may take its two passes in another order; a pixel moves by a level or two at most.
+        image = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+        crop = features.preprocess(image, image_size, crop_size).astype(int)
+        assert crop.shape == (crop_size, crop_size, 3)
+        assert np.abs(crop - whole_resize_cropped(image, image_size, crop_size)).max() <= 2
+
+
+def test_preprocess_is_within_a_level_of_the_whole_resize_at_other_sizes():
+    rng = np.random.default_rng(7)
+    for image_size, crop_size in ((300, 270), (257, 224), (100, 90)):  # the box's corners are not exact in binary
+        image = Image.fromarray(rng.integers(0, 256, (900, 900, 3), dtype=np.uint8))
+        crop = features.preprocess(image, image_size, crop_size).astype(int)
+        assert np.abs(crop - whole_resize_cropped(image, image_size, crop_size)).max() <= 2
+
+
+def test_preprocess_of_bottle_images_is_the_whole_resizes_crop(data):
+    for path in data["train"][:3]:
+        image = load_rgb(path)
+        assert np.array_equal(features.preprocess(image, 256, 224), whole_resize_cropped(image, 256, 224))
 
 
 def test_channels_last_backbones_get_the_same_features_in_that_layout():

@@ -124,8 +124,8 @@ class PromptMemo:
 
     def remember(self, sample: Sample, gate: GateResult | None, prompts: dict[tuple[int, Any], Prompt]) -> None:
         """Store a sample prepared in full, when its verdict can be reused (no maps, no bad input)."""
-        if not self.enabled or gate is None or any(
-            m is not None for m in (gate.anomaly_map, gate.region, gate.score_map)
+        if not self.enabled or gate is None or any(  # the raw map first: a gate may compute the others when read
+            getattr(gate, name) is not None for name in ("score_map", "region", "anomaly_map")
         ):
             return
         entry = {

@@ -12,15 +12,16 @@ Modules: `options` (what a user may set), `backbones` (pretrained CNNs from
 files on disk), `folded` (EfficientNet-Lite0 with its batch norms folded into
 its convolutions), `features` (pixels to patch features and back), `memory`
 (coreset and nearest-neighbour search), `calibration` (held-out split and
-threshold rule), `cache` (fits on disk), `gate` (the gate itself), `runtime`
-(lazy imports and device choice).
+threshold rule), `cache` (fits on disk), `gate` (the gate itself), `result`
+(its verdict and maps), `runtime` (lazy imports and device choice).
 """
 
 from harness.hookspecs import hookimpl
 
 __version__ = "0.1.0"
 
-from harness_patchcore.gate import FittedPatchCore, PatchCoreGate, PatchCoreResult  # noqa: E402  (after __version__)
+from harness_patchcore.gate import FittedPatchCore, PatchCoreGate  # noqa: E402  (after __version__)
+from harness_patchcore.result import PatchCoreResult  # noqa: E402
 from harness_patchcore.knn import KnnClassifier  # noqa: E402
 from harness_patchcore.options import PatchCoreOptions  # noqa: E402
 

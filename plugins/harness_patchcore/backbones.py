@@ -42,7 +42,8 @@ LITE0_OUTPUTS = (4, 10)
 #: Which computation of the features a fit was made with; the fit cache keys on it.
 #: 2: EfficientNet-Lite0's batch norms folded into its convolutions (features equal to float32 rounding).
 #: 3: on a GPU, float32 convolutions without TF32 (`runtime.exact_float32`); a CPU's features unchanged.
-FEATURES_REVISION = 3
+#: 4: only the crop is resized (`features.preprocess`); a non-square image's crop may differ by a level or two.
+FEATURES_REVISION = 4
 #: Backbones that may extract features in bfloat16 on a CPU with native bfloat16 (option ``cpu_bfloat16``).
 #: The ResNets' dense convolutions run twice as fast (wide_resnet50_2 to layer3, 4 images of 224 px
 #: on 2 AMD EPYC cores with AVX512-BF16: 0.051 instead of 0.102 s per image); their features differ

@@ -1,12 +1,13 @@
-"""A batch's anomaly maps finished: padded to the resized square, resized to each image's size,
-thresholded and normalised for display. The resize is PIL's bilinear one to float rounding
-(tests/test_patchcore.py).
+"""A batch's anomaly maps brought to each image's size: padded to the resized square, then resized.
+The resize is PIL's bilinear one to float rounding (tests/test_patchcore.py). The region and the
+display map are read from these later (`result`).
 
-Two places to do it, the same maps either way (`finished_on_host`, `finished_on_device`): on the
-host, each image on a thread of its own, from its crop map (0.2 MB at the default crop); or on the
-device where the crop maps were computed, the whole batch at once, then copied to the host at the
-image's size (7.3 MB for bottle's 900x900). On a lent H200 the device's way took 4.6 ms an image on
-the one thread that copies, which by itself held the gate below 220 images/s.
+Two places to do it, the same maps either way (`sized_on_host`, `sized_on_device`): on the host,
+each image on a thread of its own, from its crop map (0.2 MB at the default crop); or on the device
+where the crop maps were computed, the whole batch at once, then copied to the host at the image's
+size (3.2 MB for bottle's 900x900). On a lent H200 the device's way, with the region and display map
+copied too (7.3 MB), took 4.6 ms an image on the one thread that copies, which by itself held the
+gate below 220 images/s.
 """
 
 from __future__ import annotations
@@ -17,10 +18,6 @@ from typing import Any, Sequence
 import numpy as np
 
 from harness_patchcore.features import crop_offset
-
-
-#: Per image: (distance map, region or None, display map), at the image's size (`finished_maps`).
-Finished = tuple[np.ndarray, np.ndarray | None, np.ndarray]
 
 
 def maps_at_size(torch: Any, crop_maps: Any, image_size: int, size: tuple[int, int], fill: float) -> Any:
@@ -39,52 +36,27 @@ def maps_at_size(torch: Any, crop_maps: Any, image_size: int, size: tuple[int, i
     return square[:, 0]
 
 
-def finished_maps(torch: Any, full: Any, flagged: Sequence[bool], pixel_threshold: float, normal_level: float,
-                  top_fraction: float) -> list[Finished]:
-    """Per image of ``full`` (N, H, W): (distance map, region or None, display map).
+def sized_on_host(torch: Any, crop_maps: Any, sizes: Sequence[tuple[int, int]], image_size: int, fill: float,
+                  workers: Executor | None = None) -> list[np.ndarray]:
+    """Each image's crop map (``crop_maps``: (N, C, C) on the CPU) at its size (``sizes``: width, height;
+    `maps_at_size`), one image a task on ``workers`` (or one after another in this thread): the host's
+    cores share the work, and only the small crop maps left the device."""
 
-    The region is the pixels above ``pixel_threshold``; a flagged image with none gets its top
-    ``top_fraction`` of pixels, an unflagged one None. The display map is 0 at ``normal_level``, 0.5 at
-    the pixel threshold, clipped to [0, 1].
-    """
-    region = full > pixel_threshold
-    empty = ~region.flatten(1).any(dim=1)
-    for row in (empty & torch.tensor(list(flagged), device=full.device)).nonzero().flatten().tolist():
-        region[row] = full[row] >= torch.quantile(full[row].flatten(), 1.0 - top_fraction)
-    span = max(pixel_threshold - normal_level, 1e-12)
-    display = ((full - normal_level) * (0.5 / span)).clamp_(0.0, 1.0)
-    full_h, region_h, display_h, empty_h = (t.cpu().numpy() for t in (full, region, display, empty))
-    return [
-        (full_h[row], None if empty_h[row] and not flagged[row] else region_h[row], display_h[row])
-        for row in range(full_h.shape[0])
-    ]
-
-
-def finished_on_host(torch: Any, crop_maps: Any, sizes: Sequence[tuple[int, int]], flagged: Sequence[bool],
-                     image_size: int, pixel_threshold: float, normal_level: float, top_fraction: float,
-                     workers: Executor | None = None) -> list[Finished]:
-    """Each image's crop map (``crop_maps``: (N, C, C) on the CPU) brought to its size (``sizes``: width,
-    height) and finished (`finished_maps`), one image a task on ``workers`` (or one after another in this
-    thread): the host's cores share the work, and only the small crop maps left the device."""
-
-    def finish(row: int) -> Finished:
-        full = maps_at_size(torch, crop_maps[row : row + 1], image_size, sizes[row], normal_level)
-        return finished_maps(torch, full, [flagged[row]], pixel_threshold, normal_level, top_fraction)[0]
+    def one(row: int) -> np.ndarray:
+        return maps_at_size(torch, crop_maps[row : row + 1], image_size, sizes[row], fill)[0].numpy()
 
     rows = range(len(sizes))
-    return list(workers.map(finish, rows)) if workers is not None else [finish(row) for row in rows]
+    return list(workers.map(one, rows)) if workers is not None else [one(row) for row in rows]
 
 
-def finished_on_device(torch: Any, crop_maps: Any, sizes: Sequence[tuple[int, int]], flagged: Sequence[bool],
-                       image_size: int, pixel_threshold: float, normal_level: float,
-                       top_fraction: float) -> list[Finished]:
-    """The batch's maps finished where ``crop_maps`` are (`maps_at_size`, `finished_maps`), the images of
-    one size together (usually the whole batch), then copied to the host."""
-    results: list[Finished | None] = [None] * len(sizes)
+def sized_on_device(torch: Any, crop_maps: Any, sizes: Sequence[tuple[int, int]], image_size: int,
+                    fill: float) -> list[np.ndarray]:
+    """The batch's maps at their images' sizes (`maps_at_size`) where ``crop_maps`` are, the images of one
+    size together (usually the whole batch), then copied to the host."""
+    results: list[np.ndarray | None] = [None] * len(sizes)
     for size in dict.fromkeys(sizes):
         rows = [i for i, other in enumerate(sizes) if other == size]
-        full = maps_at_size(torch, crop_maps[rows], image_size, size, normal_level)
-        finished = finished_maps(torch, full, [flagged[i] for i in rows], pixel_threshold, normal_level, top_fraction)
-        for i, maps in zip(rows, finished):
-            results[i] = maps
+        full = maps_at_size(torch, crop_maps[rows], image_size, size, fill).cpu().numpy()
+        for i, sized in zip(rows, full):
+            results[i] = sized
     return results

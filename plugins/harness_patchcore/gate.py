@@ -28,6 +28,8 @@ category (in particular never its test samples):
   display map above 0.5). A flagged image whose map stays below it gets its
   top 1% pixels instead, so a flagged image always has a region to outline.
 
+Both are computed from the raw map (``distance_map``) when first read (`result`).
+
 The border that the center crop cuts off (6.25% a side by default) is not
 seen by the model: its map value is the normal level (display 0), so a
 defect there is missed; set ``crop_size`` equal to ``image_size`` to see it.
@@ -37,14 +39,13 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image
 
 from harness.gates import FittedGate, Gate
-from harness.types import Category, GateResult, Sample
+from harness.types import Category, Sample
 
 from harness_patchcore import cache, device_maps, features
 from harness_patchcore.backbones import CPU_BFLOAT16_BACKBONES, FEATURES_REVISION, Backbone, load_backbone
@@ -53,25 +54,12 @@ from harness_patchcore.fitting import batch_size, batched, fit_model, score_feat
 from harness_patchcore.bank import MemoryBank
 from harness_patchcore.border import Border, border_ratio, embed_batch, own_border
 from harness_patchcore.options import FIT_OPTIONS, PatchCoreOptions
+from harness_patchcore.result import PatchCoreResult
 from harness_patchcore.runtime import (
     exact_float32, import_torch, native_cpu_bfloat16, prepare_device, scoring_workers, usable_cpus,
 )
 
-#: A flagged image with no pixel above the pixel threshold is outlined around its top pixels.
-FALLBACK_TOP_FRACTION = 0.01
-
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class PatchCoreResult(GateResult):
-    """A `GateResult` that also carries the raw map: smoothed patch distances at the image's size.
-
-    ``anomaly_map`` is normalised and clipped for display; ``distance_map``
-    keeps the unclipped distances (for pixel-level metrics and debugging).
-    """
-
-    distance_map: np.ndarray | None = None
 
 
 def reduced_precision(torch: Any, o: PatchCoreOptions, device: str) -> bool:
@@ -319,21 +307,18 @@ class FittedPatchCore(FittedGate):
 
     def finish(self, scores: np.ndarray, maps: Any, group: Sequence[Image.Image]) -> list[PatchCoreResult]:
         """A batch's results from its image scores and crop maps (still on the device): the maps brought to
-        each image's size, thresholded and scaled where ``map_finishing`` says (`device_maps`); on a CPU in
-        this thread, already one of the scoring threads. torch's resize to bottle's 900x900 took 3.5 ms on
-        one CPU thread against PIL's 5.9."""
+        each image's size where ``map_finishing`` says (`device_maps`); on a CPU in this thread, already one
+        of the scoring threads. torch's resize to bottle's 900x900 took 3.5 ms on one CPU thread against
+        PIL's 5.9. Each result's region and display map are computed from its map when read (`result`)."""
         o, torch = self.options, self.torch
         sizes = [image.size for image in group]
-        flagged = [float(score) > self.threshold for score in scores]
-        how = dict(image_size=o.image_size, pixel_threshold=self.pixel_threshold, normal_level=self.normal_level,
-                   top_fraction=FALLBACK_TOP_FRACTION)
         if self.device != "cpu" and o.map_finishing == "device":
-            finished = device_maps.finished_on_device(torch, maps, sizes, flagged, **how)
+            sized = device_maps.sized_on_device(torch, maps, sizes, o.image_size, self.normal_level)
         else:
             workers = scoring_workers(torch) if self.device != "cpu" else None
-            finished = device_maps.finished_on_host(torch, maps.float().cpu(), sizes, flagged, workers=workers, **how)
+            sized = device_maps.sized_on_host(torch, maps.float().cpu(), sizes, o.image_size, self.normal_level, workers)
         return [
-            PatchCoreResult(score=float(score), flagged=is_flagged, threshold=self.threshold, anomaly_map=display,
-                            region=region, distance_map=distances, score_map=distances)
-            for score, is_flagged, (distances, region, display) in zip(scores, flagged, finished)
+            PatchCoreResult(float(score), float(score) > self.threshold, self.threshold, distances,
+                            self.pixel_threshold, self.normal_level)
+            for score, distances in zip(scores, sized)
         ]

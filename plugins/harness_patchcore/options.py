@@ -113,10 +113,11 @@ class PatchCoreOptions(Options):
     map_finishing: Literal["host", "device"] = Field(
         "host",
         description=(
-            "on a GPU, where a batch's anomaly maps are brought to each image's size, thresholded and scaled for "
-            "display: host (the crop maps copied to the host, then each image on a thread of its own) or device "
-            "(the whole batch on the GPU, then the maps at the image's size copied: on a lent H200 4.6 ms an image "
-            "on one thread for 900x900 images). The same maps either way; on a CPU both are the host's"
+            "on a GPU, where a batch's anomaly maps are brought to each image's size: host (the crop maps copied "
+            "to the host, then each image on a thread of its own) or device (the whole batch on the GPU, then the "
+            "maps at the image's size copied: on a lent H200 4.6 ms an image on one thread for 900x900 images, with "
+            "the region and display map, which are now computed when read). The same maps either way; on a CPU "
+            "both are the host's"
         ),
     )
     batch_size: int | None = Field(
