@@ -3,7 +3,7 @@
     python benchmarks/gpu_check.py                       # bottle-sized synthetic images (900x900 PNG)
     python benchmarks/gpu_check.py --data-root DATA --category bottle   # real MVTec-AD images
 
-1. the CUDA tests: tests/test_patchcore.py ``-k cuda``, and tests/test_hf.py and test_hf_devices.py whole
+1. the CUDA tests: tests/test_patchcore.py and test_patchcore_device_resize.py ``-k cuda``, and tests/test_hf.py and test_hf_devices.py whole
    (their device and placement tests take their CUDA branches on a GPU);
 2. the patchcore gate on each device (cpu; cuda in float32 and float16 when there is one): fit time,
    test images/s one by one (``score``) and batched as ``harness run`` scores them (images decoded
@@ -11,8 +11,9 @@
    batches again with every image decoded beforehand (``no-dec/s``: the device's side alone); the
    milliseconds per image of each step of a batch; on a GPU, the network's time on batch sizes it
    has not seen, each twice (the cost of a new shape, which the gate's padding avoids), the batches
-   again with the maps brought to the images' sizes on the GPU (``map_finishing="device"``), and
-   three ways of doing that for one batch (`finishing_ms`); every
+   again with the maps brought to the images' sizes on the GPU (``map_finishing="device"``), with the
+   images resized there (``resize_on="device"``) and with both, and three ways of bringing one batch's
+   maps to size (`finishing_ms`); every
    GPU clock read after ``torch.cuda.synchronize()``; GPU memory as the allocator's peak
    (``max_memory_allocated``), what it reserved (``max_memory_reserved``) and what the driver says
    the device uses (``mem_get_info``);
@@ -100,11 +101,16 @@ def measure_gate(category: Category, device: str, half: bool) -> dict:
 
     size = fitted.batch_size
     batched_s, together = batched_seconds(fitted, samples, torch)
-    device_finishing_per_s = None
-    if device == "cuda":  # the same batches with the maps finished on the GPU (map_finishing="device")
+    # On a GPU, the same batches with work moved from the host to the device: the maps brought to size
+    # there (map_finishing), the images resized there (resize_on; the bank still from the host's crops,
+    # so only the speed counts), and both.
+    on_device_per_s = {}
+    if device == "cuda":
         host_options = fitted.options
-        fitted.options = host_options.model_copy(update={"map_finishing": "device"})
-        device_finishing_per_s = len(samples) / batched_seconds(fitted, samples, torch)[0]
+        for name, update in (("map_finishing", {"map_finishing": "device"}), ("resize_on", {"resize_on": "device"}),
+                             ("both", {"map_finishing": "device", "resize_on": "device"})):
+            fitted.options = host_options.model_copy(update=update)
+            on_device_per_s[name] = len(samples) / batched_seconds(fitted, samples, torch)[0]
         fitted.options = host_options
 
     # The device's side alone: the same batches with every image decoded beforehand.
@@ -118,7 +124,7 @@ def measure_gate(category: Category, device: str, half: bool) -> dict:
         "finishing_ms": finishing_ms(fitted, samples, torch) if device == "cuda" else {},
         "device": device, "precision": fitted.info()["precision"], "images": len(samples), "batch": size,
         "fit_s": fit_s, "one_by_one_per_s": len(samples) / one_by_one_s, "batched_per_s": len(samples) / batched_s,
-        "predecoded_per_s": len(samples) / predecoded_s, "device_finishing_per_s": device_finishing_per_s,
+        "predecoded_per_s": len(samples) / predecoded_s, "on_device_per_s": on_device_per_s,
         "image_auroc": auroc(labels, np.array([r.score for r in together])),
         "batch_vs_alone_max_rel": max(abs(a.score - b.score) / max(abs(a.score), 1e-12) for a, b in zip(alone, together)),
         "scores": [r.score for r in together], "flagged": [bool(r.flagged) for r in together],
@@ -273,7 +279,8 @@ def cuda_tests(log: Path | None) -> tuple[str, bool]:
     """PatchCore's CUDA tests, and the hf plugin's tests whole (on a GPU their placement tests take the CUDA
     branches): pytest's last line for each, and whether both passed; the whole output goes to ``log``."""
     summaries, outputs, passed = [], [], True
-    for files, selection in ((["tests/test_patchcore.py"], ["-k", "cuda"]), (["tests/test_hf.py", "tests/test_hf_devices.py"], [])):
+    patchcore = ["tests/test_patchcore.py", "tests/test_patchcore_device_resize.py"]
+    for files, selection in ((patchcore, ["-k", "cuda"]), (["tests/test_hf.py", "tests/test_hf_devices.py"], [])):
         command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *files, *selection, "-rs"]  # -q: addopts
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         outputs.append(f"$ {' '.join(command)}\n{done.stdout}\n{done.stderr}")
@@ -367,9 +374,10 @@ def main(argv: list[str] | None = None) -> int:
             if r["finishing_ms"]:
                 print(f"{r['device']} {r['precision'][:20]}, a batch's maps to the images' sizes, ms per image: "
                       + ", ".join(f"{name} {ms:.2f}" for name, ms in r["finishing_ms"].items()))
-            if r["device_finishing_per_s"]:
-                print(f"{r['device']} {r['precision'][:20]}, batched with the maps finished on the device: "
-                      f"{r['device_finishing_per_s']:.1f} images/s (the host's threads: {r['batched_per_s']:.1f})")
+            if r["on_device_per_s"]:
+                print(f"{r['device']} {r['precision'][:20]}, batched with work moved to the device, images/s: "
+                      + ", ".join(f"{name}=device {rate:.1f}" for name, rate in r["on_device_per_s"].items())
+                      + f" (all on the host's threads: {r['batched_per_s']:.1f})")
             if r["new_shape_ms"]:
                 print(f"{r['device']} {r['precision'][:20]}, the network on new batch sizes (size: ms, each twice): "
                       + ", ".join(f"{size}: {ms:.1f}" for size, ms in r["new_shape_ms"]))

@@ -12,7 +12,8 @@ see exactly the same computation.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -63,36 +64,54 @@ def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield group
 
 
-def load_crops(paths: Sequence[Path], o: PatchCoreOptions) -> Iterator[np.ndarray]:
-    """Backbone crops of training images, in order, decoded and cropped ahead on one thread per core
-    (PIL releases the GIL; these were at most 4 threads before). A GPU waits on them: on an H200 machine
-    decoding took 3.1 ms an image on its 16 threads and resizing 4.5 ms on one, the network 0.14 ms."""
+def resized_on_device(o: PatchCoreOptions, device: str) -> bool:
+    """Whether images go to ``device`` whole and are resized there (option ``resize_on``; never on a CPU)."""
+    return o.resize_on == "device" and device != "cpu"
+
+
+def load_crops(paths: Sequence[Path], o: PatchCoreOptions, whole: bool = False) -> Iterator[np.ndarray]:
+    """Backbone crops of training images (``whole``: the decoded images, for `features.whole_to_batch`),
+    in order, decoded and cropped ahead on one thread per core (PIL releases the GIL; these were at most
+    4 threads before), at most 8 images a thread ahead of the consumer, so whole images do not pile up.
+    A GPU waits on them: on an H200 machine decoding took 3.1 ms an image on its 16 threads and resizing
+    4.5 ms on one, the network 0.14 ms."""
 
     def load(path: Path) -> np.ndarray:
         try:
             image = load_rgb(path)
         except BadInputError as error:
             raise HarnessError(f"training image unusable: {error}") from None
-        return features.preprocess(image, o.image_size, o.crop_size)
+        return np.asarray(image) if whole else features.preprocess(image, o.image_size, o.crop_size)
 
     pool = ThreadPoolExecutor(max_workers=usable_cpus())
+    ahead: deque[Future] = deque()
     try:
-        yield from pool.map(load, paths)
+        for path in paths:
+            ahead.append(pool.submit(load, path))
+            if len(ahead) >= 8 * usable_cpus():
+                yield ahead.popleft().result()
+        while ahead:
+            yield ahead.popleft().result()
     finally:  # on an error, do not wait for the images still queued
         pool.shutdown(wait=True, cancel_futures=True)
 
 
 def extract(
-    torch: Any, backbone: Backbone, o: PatchCoreOptions, projection: Any, crops: Iterable[np.ndarray], size: int
+    torch: Any, backbone: Backbone, o: PatchCoreOptions, projection: Any, crops: Iterable[np.ndarray], size: int,
+    whole: bool = False,
 ) -> tuple[Any, Any | None, Any | None]:
-    """Patch features (n, h, w, d) of all ``crops``, batch by batch, on the backbone's device (on a GPU,
-    the last batch padded to ``size``: one shape, as for scoring; see `features.to_batch`); then, when
-    the map's border has its own padding, the border cells' features (n, R, d) and the cells (R,), else
-    None and None."""
+    """Patch features (n, h, w, d) of all ``crops`` (``whole``: decoded images, resized on the device), batch
+    by batch, on the backbone's device (on a GPU, the last batch padded to ``size``: one shape, as for
+    scoring; see `features.to_batch`); then, when the map's border has its own padding, the border cells'
+    features (n, R, d) and the cells (R,), else None and None."""
     rows = size if str(backbone.device) != "cpu" else None
     parts, border_parts, cells = [], [], None
     for group in batched(crops, size):
-        patch, cells, border = embed_batch(torch, backbone, features.to_batch(torch, group, backbone, rows), projection, o)
+        if whole:
+            batch = features.whole_to_batch(torch, group, backbone, o.image_size, o.crop_size, rows)
+        else:
+            batch = features.to_batch(torch, group, backbone, rows)
+        patch, cells, border = embed_batch(torch, backbone, batch, projection, o)
         parts.append(patch[: len(group)])
         if border is not None:
             border_parts.append(border[: len(group)])
@@ -164,13 +183,14 @@ def fit_model(
     projection = None
     if o.feature_dim is not None and o.feature_dim < dim:
         projection = random_projection(torch, dim, o.feature_dim, o.seed + 2, device)
-    crops: Iterable[np.ndarray] = load_crops(the_plan.images, o)
+    whole = resized_on_device(o, device)
+    crops: Iterable[np.ndarray] = load_crops(the_plan.images, o, whole)
     if device == "cpu":
         # Decode every image first (a few MB of crops): decoding alongside the network makes the two
         # fight over the same cores, and oneDNN's threads lose more than the overlap gains
         # (bottle, 209 images, 2 cores: 12.7 instead of 14.1 s for wide_resnet50_2). A GPU overlaps them.
         crops = list(crops)
-    every, border_every, cells = extract(torch, backbone, o, projection, crops, size)
+    every, border_every, cells = extract(torch, backbone, o, projection, crops, size, whole)
     timings["features_s"] = time.perf_counter() - clock
 
     def subset(indices: list[int], of: Any = every) -> Any:

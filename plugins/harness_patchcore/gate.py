@@ -50,7 +50,7 @@ from harness.types import Category, Sample
 from harness_patchcore import cache, device_maps, features
 from harness_patchcore.backbones import CPU_BFLOAT16_BACKBONES, FEATURES_REVISION, Backbone, load_backbone
 from harness_patchcore.calibration import QuantileRule
-from harness_patchcore.fitting import batch_size, batched, fit_model, score_features_on_device
+from harness_patchcore.fitting import batch_size, batched, fit_model, resized_on_device, score_features_on_device
 from harness_patchcore.bank import MemoryBank
 from harness_patchcore.border import Border, border_ratio, embed_batch, own_border
 from harness_patchcore.options import FIT_OPTIONS, PatchCoreOptions
@@ -127,6 +127,7 @@ class PatchCoreGate(Gate):
                 "options": {name: getattr(o, name) for name in FIT_OPTIONS},
                 "device": device,
                 "half": half,
+                "resized_on_device": resized_on_device(o, device),
                 "train": cache.training_files_fingerprint(train),
             }
         )
@@ -280,20 +281,26 @@ class FittedPatchCore(FittedGate):
         return results
 
     def _score_group(self, group: Sequence[Image.Image]) -> list[PatchCoreResult]:
-        """One batch, scored where the gate runs, its maps finished by `finish`.
+        """One batch, scored where the gate runs, its maps brought to the images' sizes by `finish`.
 
         On a GPU the batch comes here whole: its images are resized and cropped on the scoring threads
-        (on an H200's host, 4.5 ms an image on one thread against 0.14 for the network), and it is
-        padded to the device batch size, so the backbone always sees one shape (`features.to_batch`).
+        (on an H200's host, 4.5 ms an image on one thread against 0.14 for the network), or on the device
+        (option ``resize_on``), and it is padded to the device batch size, so the backbone always sees one
+        shape (`features.to_batch`).
         """
         o, torch = self.options, self.torch
-
-        def crop(image: Image.Image) -> np.ndarray:
-            return features.preprocess(image, o.image_size, o.crop_size)
-
         on_gpu = self.device != "cpu"  # on a CPU this runs on a scoring thread already
-        crops = list(scoring_workers(torch).map(crop, group)) if on_gpu else [crop(image) for image in group]
-        batch = features.to_batch(torch, crops, self.backbone, rows=batch_size(o, self.device) if on_gpu else None)
+        rows = batch_size(o, self.device) if on_gpu else None
+        if resized_on_device(o, self.device):
+            pictures = [image if image.mode == "RGB" else image.convert("RGB") for image in group]
+            batch = features.whole_to_batch(torch, pictures, self.backbone, o.image_size, o.crop_size, rows,
+                                            scoring_workers(torch))
+        else:
+            def crop(image: Image.Image) -> np.ndarray:
+                return features.preprocess(image, o.image_size, o.crop_size)
+
+            crops = list(scoring_workers(torch).map(crop, group)) if on_gpu else [crop(image) for image in group]
+            batch = features.to_batch(torch, crops, self.backbone, rows=rows)
         with exact_float32(torch):
             patch_features, border = self.patch_features(batch, len(group))
             scores, maps = score_features_on_device(torch, self.bank, patch_features, o, border)
