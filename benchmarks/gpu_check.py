@@ -3,7 +3,8 @@
     python benchmarks/gpu_check.py                       # bottle-sized synthetic images (900x900 PNG)
     python benchmarks/gpu_check.py --data-root DATA --category bottle   # real MVTec-AD images
 
-1. the CUDA tests: tests/test_patchcore.py and test_patchcore_device_resize.py ``-k cuda``, and tests/test_hf.py and test_hf_devices.py whole
+1. the CUDA tests: tests/test_patchcore.py and test_patchcore_device_resize.py ``-k cuda``, and
+   tests/test_hf.py and test_hf_devices.py whole
    (their device and placement tests take their CUDA branches on a GPU);
 2. the patchcore gate on each device (cpu; cuda in float32 and float16 when there is one): fit time,
    test images/s one by one (``score``) and batched as ``harness run`` scores them (images decoded

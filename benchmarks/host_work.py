@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def whole_resize_then_crop(image: Image.Image, image_size: int, crop_size: int) -> np.ndarray:
     top = features.crop_offset(image_size, crop_size)
-    return np.asarray(image.resize((image_size, image_size), Image.Resampling.BILINEAR))[top : top + crop_size, top : top + crop_size]
+    resized = np.asarray(image.resize((image_size, image_size), Image.Resampling.BILINEAR))
+    return resized[top : top + crop_size, top : top + crop_size]
 
 
 def ms_per_item(step, items: list, fresh: bool) -> float:

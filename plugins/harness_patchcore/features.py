@@ -90,7 +90,8 @@ def whole_to_batch(torch: Any, pictures: Sequence[np.ndarray | Image.Image], bac
     and to the device together, and resized there with torch's antialiased bilinear filter (PIL's), as PIL
     does it: across, rounded to whole levels, then down, rounded; then the center ``crop_size`` is cut out.
     A pixel differs from `preprocess`'s by a level at most (two where an image is enlarged), on bottle's
-    images 0.02% of them (one pass in floats: 11%; tests/test_patchcore_device_resize.py). ``rows`` pads with black crops as `to_batch` does.
+    images 0.02% of them (one pass in floats: 11%; tests/test_patchcore_device_resize.py). ``rows`` pads
+    with black crops as `to_batch` does.
     """
     top = crop_offset(image_size, crop_size)
     shapes = [p.shape if isinstance(p, np.ndarray) else (p.size[1], p.size[0], 3) for p in pictures]
