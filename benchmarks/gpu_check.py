@@ -234,7 +234,8 @@ def finishing_ms(fitted, samples: list, torch) -> dict[str, float]:
     sizes = [image.size for image in images]
 
     def on_host() -> None:
-        device_maps.sized_on_host(torch, maps.float().cpu(), sizes, o.image_size, fitted.normal_level,
+        crop_maps = torch.from_numpy(device_maps.to_host(torch, maps.float()))
+        device_maps.sized_on_host(torch, crop_maps, sizes, o.image_size, fitted.normal_level,
                                   scoring_workers(torch))
 
     def on_device() -> None:
