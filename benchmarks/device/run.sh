@@ -3,6 +3,7 @@
 # the carried wheels installed beside the image's own packages, then benchmarks/gpu_check.py, whose
 # table and JSON land in $OUT (gpu_check.txt, gpu_check.json; device.txt: the machine and versions),
 # then, when anomalib came with the wheels, benchmarks/gate.py against it (gate_anomalib.txt, .json),
+# then ours with resizing and maps on the device (gate_on_device.txt, .json),
 # then benchmarks/end_to_end.py on synthetic images (end_to_end.txt), then the CUDA tests (cuda_tests.txt).
 # Arguments go to gpu_check.py (e.g. --images 200). $WHEELS: another folder of wheels than .whl.
 set -uo pipefail
@@ -40,6 +41,13 @@ else
     { echo "$import_error" | tail -1
       echo "anomalib did not import: no comparison (benchmarks/device/wheels.sh --anomalib PYTHON)"; } | tee "$OUT/gate_anomalib.txt"
 fi
+# Ours again with the resizing and the maps on the device (options resize_on, map_finishing): the host only
+# decodes. The same images; compare its images/s and no-dec/s with the defaults' and anomalib's above.
+stamp "ours, resizing and maps on the device"
+"$PYTHON" benchmarks/gate.py --benchmark synthetic --images "${GATE_IMAGES:-200}" --device auto \
+    --option resize_on='"device"' --option map_finishing='"device"' \
+    --json "$OUT/gate_on_device.json" 2>&1 | tee "$OUT/gate_on_device.txt"
+[ "${PIPESTATUS[0]}" = 0 ] || status=7
 # The whole `harness run --gate patchcore` (a random model) on the same kind of images, fit cached, 2 runs.
 stamp "end to end"
 "$PYTHON" benchmarks/end_to_end.py --synthetic "${GATE_IMAGES:-200}" --runs 2 2>&1 | tee "$OUT/end_to_end.txt"
