@@ -3,8 +3,8 @@
 The distance map comes with the score (pixel AUROC ranks it). What the map shows -- the region a
 visual prompt outlines, the display map its heat map is drawn from -- is worked out from the
 distance map when first read, on the reader's thread: a run never computes them for an image the
-gate passes, nor a display map when its template shows no heat map, and the gate's own work (on a
-GPU's host, the part of scoring that does not shrink with a faster device) is the distance map alone.
+gate passes, and the gate's own work (on a GPU's host, the part of scoring that does not shrink with a
+faster device) is the distance map alone.
 For bottle's 900x900 images the gate made all three with torch in 8.2 ms an image on one CPU thread,
 in memory new to the process as a run's results are; the distance map alone takes 3.1-3.4 ms, and the
 region and display map 0.6 ms more when read (`benchmarks/host_work.py`).
