@@ -3,7 +3,8 @@
 # the carried wheels installed beside the image's own packages, then benchmarks/gpu_check.py, whose
 # table and JSON land in $OUT (gpu_check.txt, gpu_check.json; device.txt: the machine and versions),
 # then, when anomalib came with the wheels, benchmarks/gate.py against it (gate_anomalib.txt, .json),
-# then ours with resizing and maps on the device (gate_on_device.txt, .json),
+# then ours with resizing and maps on the device (gate_on_device.txt, .json), then the host's part of
+# scoring alone (host_work.txt),
 # then benchmarks/end_to_end.py on synthetic images (end_to_end.txt), then the CUDA tests (cuda_tests.txt).
 # Arguments go to gpu_check.py (e.g. --images 200). $WHEELS: another folder of wheels than .whl.
 set -uo pipefail
@@ -48,6 +49,10 @@ stamp "ours, resizing and maps on the device"
     --option resize_on='"device"' --option map_finishing='"device"' \
     --json "$OUT/gate_on_device.json" 2>&1 | tee "$OUT/gate_on_device.txt"
 [ "${PIPESTATUS[0]}" = 0 ] || status=7
+# The host's part alone, per image on one thread and on one thread per core: the most the gate can score.
+stamp "host work"
+"$PYTHON" benchmarks/host_work.py --synthetic --images "${GATE_IMAGES:-200}" 2>&1 | tee "$OUT/host_work.txt"
+[ "${PIPESTATUS[0]}" = 0 ] || status=8
 # The whole `harness run --gate patchcore` (a random model) on the same kind of images, fit cached, 2 runs.
 stamp "end to end"
 "$PYTHON" benchmarks/end_to_end.py --synthetic "${GATE_IMAGES:-200}" --runs 2 2>&1 | tee "$OUT/end_to_end.txt"
