@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from harness_patchcore.features import crop_offset
+from harness_patchcore.features import crop_offset, rows_by
 
 
 def maps_at_size(torch: Any, crop_maps: Any, image_size: int, size: tuple[int, int], fill: float) -> Any:
@@ -54,8 +54,7 @@ def sized_on_device(torch: Any, crop_maps: Any, sizes: Sequence[tuple[int, int]]
     """The batch's maps at their images' sizes (`maps_at_size`) where ``crop_maps`` are, the images of one
     size together (usually the whole batch), then copied to the host (`to_host`)."""
     results: list[np.ndarray | None] = [None] * len(sizes)
-    for size in dict.fromkeys(sizes):
-        rows = [i for i, other in enumerate(sizes) if other == size]
+    for size, rows in rows_by(sizes).items():
         for i, sized in zip(rows, to_host(torch, maps_at_size(torch, crop_maps[rows], image_size, size, fill))):
             results[i] = sized
     return results

@@ -58,18 +58,34 @@ def to_batch(torch: Any, crops: list[np.ndarray], backbone: Any, rows: int | Non
     last, smaller batch then cost about 2 s more than the same batches again), not yet measured apart.
     The rows are independent (batch norm in eval mode): callers keep the first ``len(crops)``.
     """
-    stacked = np.stack(crops)
-    if rows is not None and rows > len(crops):
-        stacked = np.concatenate([stacked, np.zeros((rows - len(crops), *stacked.shape[1:]), stacked.dtype)])
-    return normalised(torch, to_device(torch, stacked, backbone.device).permute(0, 3, 1, 2), backbone)
+    return normalised(torch, to_device(torch, crops, backbone.device, rows).permute(0, 3, 1, 2), backbone)
 
 
-def to_device(torch: Any, pixels: np.ndarray, device: Any) -> Any:
-    """``pixels`` as a tensor on ``device``; to a GPU through pinned memory, so the copy runs while the host goes on."""
-    tensor = torch.from_numpy(pixels)
-    if str(device).startswith("cuda"):
-        tensor = tensor.pin_memory()
-    return tensor.to(device, non_blocking=True)
+def to_device(torch: Any, pictures: Sequence[np.ndarray | Image.Image], device: Any, rows: int | None = None,
+              workers: Executor | None = None) -> Any:
+    """``pictures`` (uint8 arrays or PIL images, all of one shape) stacked into an (N, H, W, C) uint8 tensor on
+    ``device``, black rows added up to ``rows``. Each picture is copied once, into a buffer that is pinned
+    for a GPU (so the copy to it runs while the host goes on); with ``workers``, each picture is a task there."""
+    first = pictures[0]
+    shape = first.shape if isinstance(first, np.ndarray) else (first.height, first.width, len(first.getbands()))
+    buffer = torch.empty((max(rows or 0, len(pictures)), *shape), dtype=torch.uint8,
+                         pin_memory=str(device).startswith("cuda"))
+    target = buffer.numpy()
+    target[len(pictures):] = 0
+
+    def fill(row: int) -> None:
+        target[row] = np.asarray(pictures[row])
+
+    list(workers.map(fill, range(len(pictures))) if workers is not None else map(fill, range(len(pictures))))
+    return buffer.to(device, non_blocking=True)
+
+
+def rows_by(keys: Sequence[Any]) -> dict[Any, list[int]]:
+    """The positions of each distinct key in ``keys``, the keys in the order first seen: a batch's images by size."""
+    rows: dict[Any, list[int]] = {}
+    for i, key in enumerate(keys):
+        rows.setdefault(key, []).append(i)
+    return rows
 
 
 def normalised(torch: Any, pixels: Any, backbone: Any) -> Any:
@@ -94,19 +110,11 @@ def whole_to_batch(torch: Any, pictures: Sequence[np.ndarray | Image.Image], bac
     with black crops as `to_batch` does.
     """
     top = crop_offset(image_size, crop_size)
-    shapes = [p.shape if isinstance(p, np.ndarray) else (p.size[1], p.size[0], 3) for p in pictures]
+    sizes = [p.shape[1::-1] if isinstance(p, np.ndarray) else p.size for p in pictures]  # (width, height)
     crops: list[Any] = [None] * len(pictures)
-    for shape in dict.fromkeys(shapes):
-        same = [i for i, other in enumerate(shapes) if other == shape]
-        buffer = torch.empty((len(same), *shape), dtype=torch.uint8, pin_memory=str(backbone.device).startswith("cuda"))
-        target = buffer.numpy()
-
-        def fill(row: int) -> None:
-            target[row] = np.asarray(pictures[same[row]])
-
-        list(workers.map(fill, range(len(same))) if workers is not None else map(fill, range(len(same))))
-        pixels = buffer.to(backbone.device, non_blocking=True).permute(0, 3, 1, 2).float()
-        across = _resized_levels(torch, pixels, (shape[0], image_size))
+    for (width, height), same in rows_by(sizes).items():
+        pixels = to_device(torch, [pictures[i] for i in same], backbone.device, workers=workers)
+        across = _resized_levels(torch, pixels.permute(0, 3, 1, 2).float(), (height, image_size))
         resized = _resized_levels(torch, across, (image_size, image_size))
         for i, crop in zip(same, resized[:, :, top : top + crop_size, top : top + crop_size].to(torch.uint8)):
             crops[i] = crop

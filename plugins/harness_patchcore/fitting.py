@@ -83,12 +83,13 @@ def load_crops(paths: Sequence[Path], o: PatchCoreOptions, whole: bool = False) 
             raise HarnessError(f"training image unusable: {error}") from None
         return np.asarray(image) if whole else features.preprocess(image, o.image_size, o.crop_size)
 
-    pool = ThreadPoolExecutor(max_workers=usable_cpus())
+    threads = usable_cpus()
+    pool = ThreadPoolExecutor(max_workers=threads)
     ahead: deque[Future] = deque()
     try:
         for path in paths:
             ahead.append(pool.submit(load, path))
-            if len(ahead) >= 8 * usable_cpus():
+            if len(ahead) >= 8 * threads:
                 yield ahead.popleft().result()
         while ahead:
             yield ahead.popleft().result()
